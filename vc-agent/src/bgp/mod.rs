@@ -1,0 +1,1 @@
+//! eBGP per tunnel (R16–R22): codec, FSM, sessions.

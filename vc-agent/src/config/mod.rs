@@ -1,0 +1,1 @@
+//! The activation-form configuration (R23).

@@ -1,0 +1,1 @@
+//! IKEv2/IPsec through strongSwan (R5–R11).

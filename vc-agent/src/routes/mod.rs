@@ -1,0 +1,1 @@
+//! The route manager: BGP routes and tunnel liveness into the datapath and the kernel.

@@ -1,0 +1,84 @@
+//! vc's packet programs. Where each one sits and why: `../shared/notes/datapath.md` and the
+//! README's "Datapath" section.
+//!
+//! Every entry point is thin: it runs its `try_*` function, which returns the verdict and the
+//! reason, and leaves through [`stats::finish`], the one place that counts.
+#![cfg_attr(target_arch = "bpf", no_std, no_main)]
+
+#[cfg(target_arch = "bpf")]
+mod csum;
+#[cfg(target_arch = "bpf")]
+mod gre;
+#[cfg(target_arch = "bpf")]
+mod maps;
+#[cfg(target_arch = "bpf")]
+mod mss;
+#[cfg(target_arch = "bpf")]
+mod parse;
+#[cfg(target_arch = "bpf")]
+mod programs;
+#[cfg(target_arch = "bpf")]
+mod route;
+#[cfg(target_arch = "bpf")]
+mod stats;
+
+#[cfg(target_arch = "bpf")]
+mod entry {
+    use aya_ebpf::{macros::classifier, programs::TcContext};
+    use vc_common::Hook;
+
+    use crate::{programs, stats::finish};
+
+    #[classifier]
+    pub fn vc_tunnel_tx(ctx: TcContext) -> i32 {
+        let len = ctx.len();
+        finish(
+            Hook::TunnelTx,
+            len,
+            programs::tunnel_tx::try_tunnel_tx(&ctx),
+        )
+    }
+
+    #[classifier]
+    pub fn vc_lan_rx(ctx: TcContext) -> i32 {
+        let len = ctx.len();
+        finish(Hook::LanRx, len, programs::lan_rx::try_lan_rx(&ctx))
+    }
+
+    #[classifier]
+    pub fn vc_wan_rx(ctx: TcContext) -> i32 {
+        let len = ctx.len();
+        finish(Hook::WanRx, len, programs::wan_rx::try_wan_rx(&ctx))
+    }
+
+    #[classifier]
+    pub fn vc_wan_guard(ctx: TcContext) -> i32 {
+        let len = ctx.len();
+        finish(
+            Hook::WanTxGuard,
+            len,
+            programs::wan_guard::try_wan_guard(&ctx),
+        )
+    }
+
+    /// The baseline of `cargo xtask bench`: a classifier that does nothing, so per-packet costs
+    /// are reported as a ratio to the fixed cost of running any program.
+    #[classifier]
+    pub fn vc_noop(_ctx: TcContext) -> i32 {
+        0
+    }
+}
+
+#[cfg(target_arch = "bpf")]
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}

@@ -1,0 +1,64 @@
+//! The maps. Keys and values come from `vc-common`; the agent fills and reads them.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, PerCpuArray},
+};
+use vc_common::{
+    Hook, LOCAL_ADDRS_MAX, MAX_TUNNELS, PROTECTED_MAX, ProtectedPrefix, REASON_SLOTS, ROUTES_MAX,
+    Route, Settings, Tunnel, TunnelStats, VerdictCounter,
+};
+
+/// Datapath-wide settings, one entry.
+#[map]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// Tunnels by id.
+#[map]
+pub static TUNNELS: Array<Tunnel> = Array::with_max_entries(MAX_TUNNELS, 0);
+
+/// Tunnel id by the ifindex of its hidden peer (`vc-dcNp`), for the tunnel transmit program.
+#[map]
+pub static TUNNEL_BY_PEER: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TUNNELS, 0);
+
+/// Tunnel id by the DC's GRE transport address, for WAN receive.
+#[map]
+pub static TUNNEL_BY_REMOTE: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TUNNELS, 0);
+
+/// DC prefixes learned over BGP → the tunnels that advertised them.
+#[map]
+pub static ROUTES: LpmTrie<u32, Route> = LpmTrie::with_max_entries(ROUTES_MAX, 0);
+
+/// Prefixes that never leave the WAN in clear in IPsec mode (configured, not learned, so the
+/// guard holds while BGP is down).
+#[map]
+pub static PROTECTED: LpmTrie<u32, ProtectedPrefix> = LpmTrie::with_max_entries(PROTECTED_MAX, 0);
+
+/// The CPE's own addresses: a LAN packet with one of them as its source is spoofed.
+#[map]
+pub static LOCAL_ADDRS: HashMap<u32, u32> = HashMap::with_max_entries(LOCAL_ADDRS_MAX, 0);
+
+/// Packets and bytes by (hook, reason): see `vc_common::verdict_slot`.
+#[map]
+pub static VERDICTS: PerCpuArray<VerdictCounter> =
+    PerCpuArray::with_max_entries(Hook::ALL.len() as u32 * REASON_SLOTS, 0);
+
+/// Per-tunnel traffic and keepalive counters.
+#[map]
+pub static TUNNEL_STATS: PerCpuArray<TunnelStats> = PerCpuArray::with_max_entries(MAX_TUNNELS, 0);
+
+/// The settings, or the all-zero default (IPsec mode, no fast path) if the agent wrote none.
+#[inline(always)]
+pub fn settings() -> Settings {
+    SETTINGS.get(0).copied().unwrap_or_default()
+}
+
+#[inline(always)]
+pub fn tunnel(id: u32) -> Option<&'static Tunnel> {
+    TUNNELS.get(id).filter(|t| t.is_configured())
+}
+
+#[inline(always)]
+pub fn tunnel_stats(id: u32) -> Option<&'static mut TunnelStats> {
+    // SAFETY: a per-CPU slot is only touched by programs on this CPU, one at a time.
+    TUNNEL_STATS.get_ptr_mut(id).map(|p| unsafe { &mut *p })
+}

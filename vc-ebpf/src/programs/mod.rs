@@ -1,0 +1,5 @@
+//! One module per hook.
+pub mod lan_rx;
+pub mod tunnel_tx;
+pub mod wan_guard;
+pub mod wan_rx;

@@ -1,0 +1,31 @@
+//! WAN transmit guard, on TC egress of the WAN device, which runs after XFRM.
+//!
+//! In IPsec mode nothing vc carries may leave in clear: not GRE (an SA missing, being
+//! replaced, or charon gone) and not a packet to a protected prefix (BGP down, so the kernel
+//! routed DC traffic to the default route). Fail closed, whatever the control plane does.
+use aya_ebpf::{bindings::TC_ACT_OK, maps::lpm_trie::Key, programs::TcContext};
+use vc_common::{DropReason, settings_flags};
+
+use crate::{
+    maps::{PROTECTED, settings},
+    parse::{ETH_HLEN, ETH_P_IP, IPPROTO_GRE, IPV4_HLEN, Ipv4, eth_proto, pull},
+    stats::Verdict,
+};
+
+#[inline(always)]
+pub fn try_wan_guard(ctx: &TcContext) -> Result<Verdict, DropReason> {
+    let passed = Verdict::new(TC_ACT_OK as i32, DropReason::Passed);
+    if settings().flags & settings_flags::EXTERNAL_IPSEC != 0 || eth_proto(ctx)? != ETH_P_IP {
+        return Ok(passed);
+    }
+    pull(ctx, ETH_HLEN + IPV4_HLEN);
+    // A malformed IPv4 header cannot be shown harmless: drop it (fail closed).
+    let ip = Ipv4::parse(ctx, ETH_HLEN)?;
+    if ip.protocol == IPPROTO_GRE {
+        return Err(DropReason::ClearGre);
+    }
+    if PROTECTED.get(Key::new(32, ip.daddr)).is_some() {
+        return Err(DropReason::ClearToProtected);
+    }
+    Ok(passed)
+}

@@ -1,0 +1,136 @@
+//! WAN receive, on TC ingress of the WAN device.
+//!
+//! GRE from a DC arrives here after XFRM decrypted it (the ESP packet passed through TC
+//! first, untouched). It is checked, decapsulated and delivered into the tunnel interface,
+//! where the kernel treats it as received on a GRE device: local delivery of BGP and pings,
+//! forwarding to the LAN, and reflection of the DC's keepalives.
+//!
+//! The redirect scrubs the skb's secpath, so after it the kernel enforces nothing: in IPsec
+//! mode the SA check here is the only IPsec enforcement point.
+use core::mem::{size_of, zeroed};
+
+use aya_ebpf::{
+    bindings::{BPF_F_INGRESS, TC_ACT_OK, TC_ACT_SHOT, bpf_xfrm_state},
+    helpers::{bpf_redirect, bpf_skb_get_xfrm_state},
+    programs::TcContext,
+};
+use vc_common::{DropReason, Tunnel, settings_flags};
+
+use crate::{
+    gre::{self, GRE_PROTO_IPV4, GRE_PROTO_KEEPALIVE},
+    maps::{TUNNEL_BY_REMOTE, settings, tunnel},
+    mss,
+    parse::{
+        ETH_HLEN, ETH_P_IP, IPPROTO_GRE, IPV4_HLEN, Ipv4, TCP_HLEN, eth_proto, pull, set_eth_dst,
+    },
+    stats::{Verdict, count_keepalive_reply, count_rx},
+};
+
+const AF_INET: u16 = 2;
+/// Longest GRE header we accept (with checksum).
+const GRE_MAX_HLEN: usize = 8;
+
+#[inline(always)]
+pub fn try_wan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
+    if eth_proto(ctx)? != ETH_P_IP {
+        return Ok(pass());
+    }
+    pull(ctx, ETH_HLEN + IPV4_HLEN);
+    let outer = Ipv4::parse(ctx, ETH_HLEN)?;
+    if outer.protocol != IPPROTO_GRE {
+        return Ok(pass());
+    }
+    // SAFETY: the value is copied out before any other map operation.
+    let Some(id) = unsafe { TUNNEL_BY_REMOTE.get(&outer.saddr) }.copied() else {
+        return Ok(pass());
+    };
+    let Some(tunnel) = tunnel(id) else {
+        return Ok(pass());
+    };
+    if outer.daddr != tunnel.local_gre {
+        return Ok(pass());
+    }
+    if outer.is_fragment() {
+        return Err(DropReason::OuterFragment);
+    }
+    if settings().flags & settings_flags::EXTERNAL_IPSEC == 0 {
+        check_sa(ctx, tunnel)?;
+    }
+
+    pull(ctx, outer.l4_offset() + GRE_MAX_HLEN + IPV4_HLEN);
+    let gre = gre::parse(ctx, outer.l4_offset(), outer.l4_len())?;
+    if gre.proto == GRE_PROTO_KEEPALIVE {
+        count_keepalive_reply(id);
+        return Ok(Verdict::new(TC_ACT_SHOT as i32, DropReason::KeepaliveReply));
+    }
+    if gre.proto != GRE_PROTO_IPV4 {
+        return Err(DropReason::InnerNotIpv4);
+    }
+    let inner = Ipv4::parse(ctx, outer.l4_offset() + gre.len)?;
+    if inner.tot_len > outer.l4_len() - gre.len {
+        return Err(DropReason::BadIpHeader);
+    }
+    let keepalive = check_inner_source(&inner, tunnel)?;
+    gre::propagate_ce(ctx, outer.tos, &inner)?;
+    gre::decap(ctx, &outer, &gre)?;
+
+    pull(ctx, ETH_HLEN + IPV4_HLEN);
+    let inner = Ipv4::parse(ctx, ETH_HLEN)?;
+    pull(ctx, inner.l4_offset() + TCP_HLEN);
+    let clamped = !keepalive && mss::clamp(ctx, &inner, tunnel.mss)?;
+    set_eth_dst(ctx, tunnel.tunnel_mac)?;
+    count_rx(id, inner.tot_len, keepalive, clamped);
+    // SAFETY: no preconditions.
+    let action = unsafe { bpf_redirect(tunnel.tunnel_ifindex, u64::from(BPF_F_INGRESS)) };
+    Ok(Verdict::new(action as i32, DropReason::Forwarded))
+}
+
+#[inline(always)]
+const fn pass() -> Verdict {
+    Verdict::new(TC_ACT_OK as i32, DropReason::Passed)
+}
+
+/// IPsec mode: the GRE must have been decrypted by this tunnel's child SA, from this DC.
+#[inline(always)]
+fn check_sa(ctx: &TcContext, tunnel: &Tunnel) -> Result<(), DropReason> {
+    // SAFETY: all-zero is a valid `bpf_xfrm_state`.
+    let mut state: bpf_xfrm_state = unsafe { zeroed() };
+    // SAFETY: `state` is a writable buffer of the size passed.
+    let err = unsafe {
+        bpf_skb_get_xfrm_state(
+            ctx.skb.skb,
+            0,
+            &raw mut state,
+            size_of::<bpf_xfrm_state>() as u32,
+            0,
+        )
+    };
+    if err != 0 {
+        return Err(DropReason::NoSecpath);
+    }
+    // SAFETY: IPv4 states fill `remote_ipv4`; any bits are a valid u32.
+    let remote = unsafe { state.__bindgen_anon_1.remote_ipv4 };
+    if state.reqid != tunnel.reqid || state.family != AF_INET || remote != tunnel.remote_ipsec {
+        return Err(DropReason::WrongSa);
+    }
+    Ok(())
+}
+
+/// Only the DC may speak through its tunnel: sources in the Cisco prefix, its tunnel IP, and
+/// its keepalive probes (GRE from our transport address back to its own). Returns whether
+/// the packet is such a keepalive.
+#[inline(always)]
+fn check_inner_source(inner: &Ipv4, tunnel: &Tunnel) -> Result<bool, DropReason> {
+    if inner.protocol == IPPROTO_GRE {
+        return if inner.saddr == tunnel.local_gre && inner.daddr == tunnel.remote_gre {
+            Ok(true)
+        } else {
+            Err(DropReason::NestedGre)
+        };
+    }
+    if inner.saddr & tunnel.cisco_mask == tunnel.cisco_net || inner.saddr == tunnel.dc_tunnel_ip {
+        Ok(false)
+    } else {
+        Err(DropReason::InnerSourceNotAllowed)
+    }
+}

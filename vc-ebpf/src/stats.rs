@@ -1,0 +1,74 @@
+//! The single exit, where every verdict is counted by hook and reason, and the per-tunnel
+//! counters.
+use aya_ebpf::{bindings::TC_ACT_SHOT, helpers::bpf_ktime_get_ns};
+use vc_common::{DropReason, Hook, verdict_slot};
+
+use crate::maps::{VERDICTS, tunnel_stats};
+
+/// What a program decided: the TC action and why.
+#[derive(Clone, Copy)]
+pub struct Verdict {
+    pub action: i32,
+    pub reason: DropReason,
+}
+
+impl Verdict {
+    #[inline(always)]
+    pub const fn new(action: i32, reason: DropReason) -> Self {
+        Verdict { action, reason }
+    }
+}
+
+/// Counts the outcome and returns the TC action. A `DropReason` error drops the packet.
+#[inline(always)]
+pub fn finish(hook: Hook, len: u32, result: Result<Verdict, DropReason>) -> i32 {
+    let verdict = match result {
+        Ok(v) => v,
+        Err(reason) => Verdict::new(TC_ACT_SHOT as i32, reason),
+    };
+    if let Some(counter) = VERDICTS.get_ptr_mut(verdict_slot(hook, verdict.reason)) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += u64::from(len);
+        }
+    }
+    verdict.action
+}
+
+/// Counts one inner packet of `bytes` encapsulated toward the DC of tunnel `id`.
+#[inline(always)]
+pub fn count_tx(id: u32, bytes: usize, fast_path: bool, keepalive: bool, clamped: bool) {
+    if let Some(s) = tunnel_stats(id) {
+        s.tx_packets += 1;
+        s.tx_bytes += bytes as u64;
+        s.fast_path_packets += u64::from(fast_path);
+        s.keepalive_tx += u64::from(keepalive);
+        s.mss_clamped += u64::from(clamped);
+    }
+}
+
+/// Counts one inner packet of `bytes` decapsulated from the DC of tunnel `id`.
+#[inline(always)]
+pub fn count_rx(id: u32, bytes: usize, reflected_keepalive: bool, clamped: bool) {
+    if let Some(s) = tunnel_stats(id) {
+        s.rx_packets += 1;
+        s.rx_bytes += bytes as u64;
+        s.keepalive_reflected += u64::from(reflected_keepalive);
+        s.mss_clamped += u64::from(clamped);
+        // SAFETY: no preconditions.
+        s.last_rx_ns = unsafe { bpf_ktime_get_ns() };
+    }
+}
+
+/// Counts a reply to one of our keepalives on tunnel `id`: the liveness signal.
+#[inline(always)]
+pub fn count_keepalive_reply(id: u32) {
+    if let Some(s) = tunnel_stats(id) {
+        s.keepalive_rx += 1;
+        // SAFETY: no preconditions.
+        let now = unsafe { bpf_ktime_get_ns() };
+        s.last_keepalive_rx_ns = now;
+        s.last_rx_ns = now;
+    }
+}

@@ -1,0 +1,3 @@
+//! Test support shared by vc's integration tests: privilege gating, network namespaces, real
+//! peers (BIRD, charon), captures and the QEMU VM.
+pub mod privilege;

@@ -1,0 +1,36 @@
+//! `cargo xtask test`: the README's test command. Sets up, builds, runs every test.
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::{
+    ebpf, setup,
+    util::{is_root, sh, workspace_root},
+};
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// Skip `cargo xtask setup` (everything is known to be installed).
+    #[arg(long)]
+    pub no_setup: bool,
+    /// Extra arguments for `cargo test` (e.g. a test name filter).
+    #[arg(last = true)]
+    pub cargo_args: Vec<String>,
+}
+
+pub fn run(opts: &Options) -> Result<()> {
+    if !opts.no_setup {
+        setup::run(&setup::Options::default())?;
+    }
+    let object = ebpf::build()?;
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(workspace_root())
+        .args(["test", "--workspace", "--exclude", "vc-ebpf"])
+        .args(&opts.cargo_args)
+        .env("VC_EBPF_OBJECT", &object);
+    if is_root() {
+        // Privileged tests (BPF, namespaces) fail instead of skipping: CI must run them.
+        cmd.env("VC_REQUIRE_PRIV", "1");
+    }
+    sh(&mut cmd)
+}
