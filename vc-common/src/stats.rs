@@ -40,7 +40,7 @@ pub struct TunnelStats {
     pub keepalive_reflected: u64,
     /// SYNs whose MSS was lowered.
     pub mss_clamped: u64,
-    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the last packet and last keepalive reply
+    /// `bpf_ktime_get_ns` (`CLOCK_MONOTONIC`) of the last packet and last keepalive reply
     /// received on this CPU; the agent takes the maximum.
     pub last_rx_ns: u64,
     pub last_keepalive_rx_ns: u64,

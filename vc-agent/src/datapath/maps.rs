@@ -114,7 +114,7 @@ impl DatapathMaps {
     }
 
     pub fn settings(&self) -> Result<Settings> {
-        Ok(self.settings.get(&0, 0).context("reading SETTINGS")?)
+        self.settings.get(&0, 0).context("reading SETTINGS")
     }
 
     /// Writes the settings, stamped with this agent's layout version.
@@ -130,10 +130,9 @@ impl DatapathMaps {
 
     pub fn tunnel(&self, id: u32) -> Result<Tunnel> {
         check_id(id)?;
-        Ok(self
-            .tunnels
+        self.tunnels
             .get(&id, 0)
-            .with_context(|| format!("reading tunnel {id}"))?)
+            .with_context(|| format!("reading tunnel {id}"))
     }
 
     /// Installs tunnel `id` and the indexes the programs find it by. Replaces what was there.
@@ -208,7 +207,7 @@ impl DatapathMaps {
             .iter()
             .map(|entry| {
                 let (key, route) = entry.context("reading ROUTES")?;
-                Ok((prefix_of(&key)?, route))
+                Ok((prefix_of(key)?, route))
             })
             .collect()
     }
@@ -226,7 +225,7 @@ impl DatapathMaps {
     pub fn protected(&self) -> Result<Vec<Ipv4Prefix>> {
         self.protected
             .keys()
-            .map(|key| prefix_of(&key.context("reading PROTECTED")?))
+            .map(|key| prefix_of(key.context("reading PROTECTED")?))
             .collect()
     }
 
@@ -281,7 +280,7 @@ impl DatapathMaps {
             .with_context(|| format!("reading counters of tunnel {id}"))?;
         Ok(per_cpu
             .iter()
-            .fold(TunnelStats::default(), |sum, cpu| sum.merged(cpu)))
+            .fold(TunnelStats::default(), TunnelStats::merged))
     }
 }
 
@@ -299,7 +298,7 @@ fn lpm_key(prefix: Ipv4Prefix) -> Key<u32> {
     )
 }
 
-fn prefix_of(key: &Key<u32>) -> Result<Ipv4Prefix> {
+fn prefix_of(key: Key<u32>) -> Result<Ipv4Prefix> {
     let addr = Ipv4Addr::from(vc_common::ipv4_octets(key.data()));
     let len = u8::try_from(key.prefix_len()).context("prefix length")?;
     Ipv4Net::new(addr, len).context("prefix in map")
