@@ -74,10 +74,15 @@ pub fn encap(ctx: &TcContext, ip: &Ipv4, tunnel: &Tunnel) -> Result<(), DropReas
     // GSO super-packets may exceed 64 KiB with their outer header; segmentation rewrites it.
     let tot_len = (ip.tot_len + ENCAP_LEN).min(usize::from(u16::MAX)) as u16;
 
+    // FIXED_GSO: segments were sized for the tunnel MTU, which already leaves room for the
+    // outer headers; without it the kernel would shrink them by another 24 bytes (and it
+    // refuses to resize UDP GSO at all).
     ctx.adjust_room(
         ENCAP_LEN as i32,
         BPF_ADJ_ROOM_MAC,
-        u64::from(BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_GRE),
+        u64::from(
+            BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_GRE | BPF_F_ADJ_ROOM_FIXED_GSO,
+        ),
     )
     .map_err(|_| DropReason::RewriteFailed)?;
 

@@ -1,7 +1,9 @@
-//! Test support shared by vc's integration tests: privilege gating, network namespaces, real
-//! peers (BIRD, charon), captures and the QEMU VM.
+//! Test support shared by vc's integration tests: privilege gating, network namespaces, a
+//! packet builder, `BPF_PROG_TEST_RUN`, real peers (BIRD, charon), captures and the QEMU VM.
 pub mod netns;
+pub mod packet;
 pub mod privilege;
+pub mod testrun;
 
 pub use netns::{Daemon, NetNs, veth, wait_for};
 pub use privilege::privileged;

@@ -3,4 +3,4 @@ pub mod maps;
 pub mod object;
 
 pub use maps::{DatapathMaps, Ipv4Prefix};
-pub use object::{PROGRAMS, Program, load};
+pub use object::{PROGRAMS, Program, classifier, load};

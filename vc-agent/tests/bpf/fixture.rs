@@ -1,0 +1,237 @@
+//! One loaded datapath per test, configured like a one-CPE Virtual Connect: tunnel A to DC1
+//! and tunnel B to DC2, the Cisco /24 split in two /25s.
+use aya::Ebpf;
+use ipnet::Ipv4Net;
+use vc_agent::datapath::{DatapathMaps, PROGRAMS, Program, load, maps::VerdictCount};
+use vc_common::{
+    DropReason, Hook, Tunnel, TunnelStats, ipv4, ipv4_mask, settings_flags, tunnel_flags,
+};
+use vc_testkit::{
+    packet::{self, Ipv4, ether_ipv4},
+    testrun::{self, Outcome, SkbCtx},
+};
+
+pub const CPE_GRE: [u8; 4] = [198, 51, 100, 1];
+pub const DC1_GRE: [u8; 4] = [198, 18, 1, 1];
+pub const DC2_GRE: [u8; 4] = [198, 18, 2, 1];
+/// IPsec addresses differ from the GRE ones, as the form allows.
+pub const DC1_IPSEC: [u8; 4] = [198, 18, 1, 2];
+pub const DC2_IPSEC: [u8; 4] = [198, 18, 2, 2];
+pub const CPE_TUNNEL_A: [u8; 4] = [100, 64, 0, 1];
+pub const DC1_TUNNEL: [u8; 4] = [100, 64, 0, 2];
+pub const DC2_TUNNEL: [u8; 4] = [100, 64, 0, 6];
+/// Cisco's /24 and a host in each half.
+pub const CISCO_NET: [u8; 4] = [203, 0, 113, 0];
+pub const DC1_HOST: [u8; 4] = [203, 0, 113, 10];
+pub const DC2_HOST: [u8; 4] = [203, 0, 113, 200];
+pub const LAN_HOST: [u8; 4] = [10, 1, 0, 10];
+pub const CPE_LAN: [u8; 4] = [10, 1, 0, 1];
+pub const INTERNET_HOST: [u8; 4] = [192, 0, 2, 77];
+
+pub const TUNNEL_A: u32 = 0;
+pub const TUNNEL_B: u32 = 1;
+pub const REQID_A: u32 = 11;
+pub const REQID_B: u32 = 12;
+pub const MTU: u16 = 1400;
+pub const MSS: u16 = 1350;
+
+pub const A_TUNNEL_MAC: [u8; 6] = [2, 0, 0, 0, 0x0a, 1];
+pub const A_PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0x0a, 2];
+pub const B_TUNNEL_MAC: [u8; 6] = [2, 0, 0, 0, 0x0b, 1];
+pub const B_PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0x0b, 2];
+pub const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0x1a, 1];
+pub const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 0x1a, 2];
+
+/// Loopback: the only device every test namespace has. Test runs arrive "on" it, so the
+/// tunnel under test has its hidden peer there.
+const LO: u32 = 1;
+
+pub struct Fixture {
+    maps: DatapathMaps,
+    ebpf: Ebpf,
+}
+
+pub fn prefix(addr: [u8; 4], len: u8) -> Ipv4Net {
+    Ipv4Net::new(addr.into(), len).expect("prefix")
+}
+
+impl Fixture {
+    /// A datapath with both tunnels up, routes for both /25s and the /24, in IPsec mode with
+    /// the fast path on, and tunnel A's peer on loopback. `None`: skip (not root).
+    pub fn new(test: &str) -> Option<Self> {
+        Self::with_peer_on_lo(test, TUNNEL_A)
+    }
+
+    /// As [`Fixture::new`], with `peer_tunnel`'s hidden peer on loopback.
+    pub fn with_peer_on_lo(test: &str, peer_tunnel: u32) -> Option<Self> {
+        if !vc_testkit::privileged(test) {
+            return None;
+        }
+        let mut ebpf = load(&[PROGRAMS.as_slice(), &[Program::Noop]].concat())
+            .unwrap_or_else(|e| panic!("{test}: loading: {e:?}"));
+        let maps = DatapathMaps::take(&mut ebpf, None).expect("maps");
+        let mut f = Fixture { maps, ebpf };
+        f.settings(settings_flags::FAST_PATH);
+        let peer = |id| if id == peer_tunnel { LO } else { 1000 + id };
+        f.maps
+            .set_tunnel(
+                TUNNEL_A,
+                &tunnel(
+                    CPE_GRE,
+                    DC1_GRE,
+                    DC1_IPSEC,
+                    REQID_A,
+                    DC1_TUNNEL,
+                    peer(TUNNEL_A),
+                ),
+            )
+            .expect("tunnel A");
+        let mut b = tunnel(
+            CPE_GRE,
+            DC2_GRE,
+            DC2_IPSEC,
+            REQID_B,
+            DC2_TUNNEL,
+            peer(TUNNEL_B),
+        );
+        b.tunnel_mac = B_TUNNEL_MAC;
+        b.peer_mac = B_PEER_MAC;
+        b.tunnel_ifindex = 201;
+        f.maps.set_tunnel(TUNNEL_B, &b).expect("tunnel B");
+        f.maps
+            .set_route(prefix(CISCO_NET, 25), 1 << TUNNEL_A)
+            .expect("DC1 /25");
+        f.maps
+            .set_route(prefix([203, 0, 113, 128], 25), 1 << TUNNEL_B)
+            .expect("DC2 /25");
+        f.maps
+            .set_route(prefix(CISCO_NET, 24), (1 << TUNNEL_A) | (1 << TUNNEL_B))
+            .expect("/24");
+        f.maps
+            .add_protected(prefix(CISCO_NET, 24))
+            .expect("protected /24");
+        for addr in [CPE_GRE, CPE_TUNNEL_A, CPE_LAN] {
+            f.maps.add_local_addr(addr.into()).expect("local address");
+        }
+        Some(f)
+    }
+
+    pub fn settings(&mut self, flags: u32) {
+        self.maps.set_settings(flags).expect("settings");
+    }
+
+    pub fn set_up(&mut self, id: u32, up: bool) {
+        self.maps.set_tunnel_up(id, up).expect("tunnel up/down");
+    }
+
+    pub fn maps(&mut self) -> &mut DatapathMaps {
+        &mut self.maps
+    }
+
+    pub fn run(&mut self, program: Program, frame: &[u8]) -> Outcome {
+        self.run_ctx(program, frame, SkbCtx::default())
+    }
+
+    pub fn run_ctx(&mut self, program: Program, frame: &[u8], ctx: SkbCtx) -> Outcome {
+        self.try_run_ctx(program, frame, ctx).expect("test run")
+    }
+
+    /// A run the kernel may refuse (some malformed frames).
+    pub fn try_run(&mut self, program: Program, frame: &[u8]) -> anyhow::Result<Outcome> {
+        self.try_run_ctx(program, frame, SkbCtx::default())
+    }
+
+    fn try_run_ctx(
+        &mut self,
+        program: Program,
+        frame: &[u8],
+        ctx: SkbCtx,
+    ) -> anyhow::Result<Outcome> {
+        let prog = vc_agent::datapath::classifier(&mut self.ebpf, program)?;
+        testrun::run(prog, frame, ctx, 1)
+    }
+
+    /// All non-zero verdict counters.
+    pub fn verdicts(&self) -> Vec<VerdictCount> {
+        self.maps.verdicts().expect("verdicts")
+    }
+
+    /// Asserts that the only counted verdict is `packets` × (`hook`, `reason`).
+    #[track_caller]
+    pub fn assert_verdicts(&self, hook: Hook, reason: DropReason, packets: u64) {
+        let seen: Vec<_> = self
+            .verdicts()
+            .into_iter()
+            .map(|v| (v.hook, v.reason, v.packets))
+            .collect();
+        assert_eq!(seen, vec![(hook, reason, packets)], "verdict counters");
+    }
+
+    pub fn stats(&self, id: u32) -> TunnelStats {
+        self.maps.tunnel_stats(id).expect("tunnel stats")
+    }
+}
+
+fn tunnel(
+    local: [u8; 4],
+    remote: [u8; 4],
+    ipsec: [u8; 4],
+    reqid: u32,
+    dc_tunnel: [u8; 4],
+    peer_ifindex: u32,
+) -> Tunnel {
+    Tunnel {
+        flags: tunnel_flags::CONFIGURED | tunnel_flags::UP,
+        local_gre: ipv4(local),
+        remote_gre: ipv4(remote),
+        remote_ipsec: ipv4(ipsec),
+        reqid,
+        dc_tunnel_ip: ipv4(dc_tunnel),
+        cisco_net: ipv4(CISCO_NET),
+        cisco_mask: ipv4_mask(24),
+        tunnel_ifindex: 101,
+        peer_ifindex,
+        tunnel_mac: A_TUNNEL_MAC,
+        peer_mac: A_PEER_MAC,
+        mtu: MTU,
+        mss: MSS,
+    }
+}
+
+/// A LAN frame carrying `packet`.
+pub fn lan_frame(packet: &[u8]) -> Vec<u8> {
+    ether_ipv4(LAN_MAC, HOST_MAC, packet)
+}
+
+/// A frame routed into tunnel A's interface, as its hidden peer receives it.
+pub fn tunnel_frame(packet: &[u8]) -> Vec<u8> {
+    ether_ipv4(A_PEER_MAC, A_TUNNEL_MAC, packet)
+}
+
+/// What the DC sends: `inner` in GRE from `dc_gre` to our GRE address, in a WAN frame.
+pub fn wan_gre_frame(dc_gre: [u8; 4], inner: &[u8]) -> Vec<u8> {
+    let gre = packet::gre(0, 0x0800, &[], inner);
+    wan_frame(&Ipv4::new(dc_gre, CPE_GRE, packet::IPPROTO_GRE).packet(&gre))
+}
+
+pub fn wan_frame(packet: &[u8]) -> Vec<u8> {
+    ether_ipv4([2, 0, 0, 0, 0xee, 1], [2, 0, 0, 0, 0xee, 2], packet)
+}
+
+/// The outer IPv4 + GRE a tunnel transmit adds in front of `inner` for tunnel A.
+pub fn expected_encap(remote: [u8; 4], inner: &[u8]) -> Vec<u8> {
+    let tos = inner[1];
+    let id = u16::from_be_bytes([inner[4], inner[5]]);
+    let df = u16::from_be_bytes([inner[6], inner[7]]) & 0x4000;
+    let outer = Ipv4::new(CPE_GRE, remote, packet::IPPROTO_GRE)
+        .tos(tos)
+        .id(id)
+        .frag_off(df)
+        .ttl(64);
+    outer.packet(&packet::gre(0, 0x0800, &[], inner))
+}
+
+/// The IPv4 packet after the Ethernet header of `frame`.
+pub fn l3(frame: &[u8]) -> &[u8] {
+    &frame[14..]
+}
