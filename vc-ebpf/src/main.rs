@@ -23,6 +23,10 @@ mod route;
 mod stats;
 
 #[cfg(target_arch = "bpf")]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the #[classifier] macro wants the context by value"
+)]
 mod entry {
     use aya_ebpf::{macros::classifier, programs::TcContext};
     use vc_common::Hook;

@@ -53,7 +53,7 @@ pub fn clamp(ctx: &TcContext, ip: &Ipv4, mss: u16) -> Result<bool, DropReason> {
         .map_err(|_| DropReason::RewriteFailed)?;
     // One's complement sums are byte-order independent up to a swap (RFC 1071 §2(B)): a
     // value at an odd offset from the segment start is summed byte-swapped.
-    let (old, new) = if (option + 2 - l4) % 2 == 0 {
+    let (old, new) = if (option + 2 - l4).is_multiple_of(2) {
         (u16::from_ne_bytes(current), u16::from_ne_bytes(wanted))
     } else {
         (

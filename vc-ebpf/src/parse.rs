@@ -164,7 +164,7 @@ impl Ipv4 {
     }
 }
 
-/// The EtherType of the frame, or `Truncated`.
+/// The `EtherType` of the frame, or `Truncated`.
 #[inline(always)]
 pub fn eth_proto(ctx: &TcContext) -> Result<[u8; 2], DropReason> {
     let eth: *const EthHdr = ptr_at(ctx, 0)?;

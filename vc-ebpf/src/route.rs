@@ -1,7 +1,7 @@
 //! Which tunnel carries a destination: the longest DC prefix, falling back to a shorter one
 //! while no tunnel of the longer one is up (R20, R21).
 use aya_ebpf::maps::lpm_trie::Key;
-use vc_common::{DropReason, MAX_TUNNELS};
+use vc_common::{DropReason, MAX_TUNNELS, Tunnel};
 
 use crate::maps::{ROUTES, tunnel};
 
@@ -37,10 +37,5 @@ pub fn select_tunnel(daddr: u32) -> Result<Option<u32>, DropReason> {
 /// The lowest-numbered tunnel of the set that is up.
 #[inline(always)]
 fn first_up(tunnels: u32) -> Option<u32> {
-    for id in 0..MAX_TUNNELS {
-        if tunnels & (1 << id) != 0 && tunnel(id).is_some_and(|t| t.is_up()) {
-            return Some(id);
-        }
-    }
-    None
+    (0..MAX_TUNNELS).find(|&id| tunnels & (1 << id) != 0 && tunnel(id).is_some_and(Tunnel::is_up))
 }

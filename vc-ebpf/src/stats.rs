@@ -24,7 +24,7 @@ impl Verdict {
 pub fn finish(hook: Hook, len: u32, result: Result<Verdict, DropReason>) -> i32 {
     let verdict = match result {
         Ok(v) => v,
-        Err(reason) => Verdict::new(TC_ACT_SHOT as i32, reason),
+        Err(reason) => Verdict::new(TC_ACT_SHOT, reason),
     };
     if let Some(counter) = VERDICTS.get_ptr_mut(verdict_slot(hook, verdict.reason)) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.

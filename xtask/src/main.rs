@@ -1,4 +1,5 @@
 //! Developer and CI tasks: `cargo xtask <task>`. See `cargo xtask --help`.
+mod bench;
 mod ebpf;
 mod setup;
 mod test;
@@ -23,6 +24,8 @@ enum Task {
     BuildEbpf,
     /// Set up, build, and run every test: unit, BPF, namespace and VM tests.
     Test(test::Options),
+    /// Run the benchmarks (as root) and write BENCHMARKS.md.
+    Bench,
 }
 
 fn main() -> Result<()> {
@@ -30,5 +33,6 @@ fn main() -> Result<()> {
         Task::Setup(opts) => setup::run(&opts),
         Task::BuildEbpf => ebpf::build().map(|path| println!("{}", path.display())),
         Task::Test(opts) => test::run(&opts),
+        Task::Bench => bench::run(),
     }
 }

@@ -36,7 +36,7 @@ pub fn try_lan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     };
     let tunnel = tunnel(id).ok_or(DropReason::NoUsableTunnel)?;
     // SAFETY: only presence is tested.
-    if unsafe { LOCAL_ADDRS.get(&ip.saddr) }.is_some() {
+    if unsafe { LOCAL_ADDRS.get(ip.saddr) }.is_some() {
         return Err(DropReason::SpoofedSource);
     }
     if settings().flags & settings_flags::FAST_PATH == 0 {
@@ -61,7 +61,7 @@ pub fn try_lan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
 
 #[inline(always)]
 const fn pass(reason: DropReason) -> Verdict {
-    Verdict::new(TC_ACT_OK as i32, reason)
+    Verdict::new(TC_ACT_OK, reason)
 }
 
 /// Why the kernel must see this packet on the tunnel interface, if it must.

@@ -22,7 +22,7 @@ pub fn try_tunnel_tx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     // SAFETY: the context is the kernel's `__sk_buff`.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     // SAFETY: the value is copied out before any other map operation.
-    let id = unsafe { TUNNEL_BY_PEER.get(&ifindex) }
+    let id = unsafe { TUNNEL_BY_PEER.get(ifindex) }
         .copied()
         .ok_or(DropReason::UnknownTunnel)?;
     let tunnel = tunnel(id).ok_or(DropReason::UnknownTunnel)?;
@@ -33,17 +33,14 @@ pub fn try_tunnel_tx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     pull(ctx, ETH_HLEN + IPV4_HLEN);
     let ip = Ipv4::parse(ctx, ETH_HLEN)?;
     if ip.protocol == IPPROTO_GRE && ip.saddr == tunnel.local_gre && ip.daddr == tunnel.remote_gre {
-        return Ok(Verdict::new(
-            TC_ACT_OK as i32,
-            DropReason::AlreadyEncapsulated,
-        ));
+        return Ok(Verdict::new(TC_ACT_OK, DropReason::AlreadyEncapsulated));
     }
     pull(ctx, ip.l4_offset() + TCP_HLEN);
     let keepalive = is_keepalive(ctx, &ip, tunnel);
     let clamped = mss::clamp(ctx, &ip, tunnel.mss)?;
     gre::encap(ctx, &ip, tunnel)?;
     count_tx(id, ip.tot_len, false, keepalive, clamped);
-    Ok(Verdict::new(TC_ACT_OK as i32, DropReason::Forwarded))
+    Ok(Verdict::new(TC_ACT_OK, DropReason::Forwarded))
 }
 
 /// One of our own keepalives: the packet the DC will decapsulate and send straight back, GRE

@@ -14,7 +14,7 @@ use crate::{
 
 #[inline(always)]
 pub fn try_wan_guard(ctx: &TcContext) -> Result<Verdict, DropReason> {
-    let passed = Verdict::new(TC_ACT_OK as i32, DropReason::Passed);
+    let passed = Verdict::new(TC_ACT_OK, DropReason::Passed);
     if settings().flags & settings_flags::EXTERNAL_IPSEC != 0 || eth_proto(ctx)? != ETH_P_IP {
         return Ok(passed);
     }

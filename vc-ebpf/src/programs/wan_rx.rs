@@ -41,7 +41,7 @@ pub fn try_wan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
         return Ok(pass());
     }
     // SAFETY: the value is copied out before any other map operation.
-    let Some(id) = unsafe { TUNNEL_BY_REMOTE.get(&outer.saddr) }.copied() else {
+    let Some(id) = unsafe { TUNNEL_BY_REMOTE.get(outer.saddr) }.copied() else {
         return Ok(pass());
     };
     let Some(tunnel) = tunnel(id) else {
@@ -61,7 +61,7 @@ pub fn try_wan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     let gre = gre::parse(ctx, outer.l4_offset(), outer.l4_len())?;
     if gre.proto == GRE_PROTO_KEEPALIVE {
         count_keepalive_reply(id);
-        return Ok(Verdict::new(TC_ACT_SHOT as i32, DropReason::KeepaliveReply));
+        return Ok(Verdict::new(TC_ACT_SHOT, DropReason::KeepaliveReply));
     }
     if gre.proto != GRE_PROTO_IPV4 {
         return Err(DropReason::InnerNotIpv4);
@@ -87,7 +87,7 @@ pub fn try_wan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
 
 #[inline(always)]
 const fn pass() -> Verdict {
-    Verdict::new(TC_ACT_OK as i32, DropReason::Passed)
+    Verdict::new(TC_ACT_OK, DropReason::Passed)
 }
 
 /// IPsec mode: the GRE must have been decrypted by this tunnel's child SA, from this DC.

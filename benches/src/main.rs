@@ -1,0 +1,16 @@
+//! `vc-bench <what>`: the benchmarks behind `cargo xtask bench`. Each prints a Markdown
+//! section with its figures and the ratios to a baseline measured in the same run.
+mod bpf;
+#[path = "../../vc-agent/tests/bpf/fixture.rs"]
+#[expect(dead_code, reason = "shared with the BPF tests, which use all of it")]
+mod fixture;
+
+use anyhow::{Result, bail};
+
+fn main() -> Result<()> {
+    let what = std::env::args().nth(1).unwrap_or_default();
+    match what.as_str() {
+        "bpf" => bpf::run(),
+        _ => bail!("usage: vc-bench bpf"),
+    }
+}
