@@ -1,9 +1,12 @@
 //! Test support shared by vc's integration tests: privilege gating, network namespaces, a
-//! packet builder, `BPF_PROG_TEST_RUN`, real peers (BIRD, charon), captures and the QEMU VM.
+//! packet builder, `BPF_PROG_TEST_RUN`, traffic and captures, real peers and the QEMU VM.
+pub mod bpffs;
+pub mod capture;
 pub mod netns;
 pub mod packet;
 pub mod privilege;
 pub mod testrun;
+pub mod traffic;
 
 pub use netns::{Daemon, NetNs, veth, wait_for};
 pub use privilege::privileged;

@@ -78,28 +78,33 @@ impl NetNs {
     /// runtime built inside `f`, say) belong to the namespace. (`/proc/net` still shows the
     /// process's namespace there: read `/proc/thread-self/net`.)
     pub fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-        let path = format!("/run/netns/{}", self.name);
-        let ns = File::open(&path).with_context(|| format!("opening {path}"))?;
-        thread::spawn(move || {
-            // SAFETY: setns on a valid namespace fd affects only this thread.
-            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        let handle = self.spawn_in(f)?;
+        handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread in {} panicked", self.name))
+    }
+
+    /// Like [`NetNs::run_in`] without waiting: the thread runs alongside the caller.
+    pub fn spawn_in<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<thread::JoinHandle<T>> {
+        let ns = self.open()?;
+        Ok(thread::spawn(move || {
+            enter(&ns).expect("setns");
             f()
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("the thread in {path} panicked"))
+        }))
     }
 
     /// Enters the namespace for the rest of the calling thread's life. For long-lived
     /// helper threads; prefer [`NetNs::run_in`].
     pub fn enter_current_thread(&self) -> Result<()> {
+        enter(&self.open()?)
+    }
+
+    fn open(&self) -> Result<File> {
         let path = format!("/run/netns/{}", self.name);
-        let ns = File::open(&path).with_context(|| format!("opening {path}"))?;
-        // SAFETY: setns on a valid namespace fd affects only this thread.
-        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            bail!("setns {path}: {}", std::io::Error::last_os_error());
-        }
-        Ok(())
+        File::open(&path).with_context(|| format!("opening {path}"))
     }
 }
 
@@ -118,6 +123,15 @@ impl Drop for NetNs {
             .args(["netns", "del", &self.name])
             .status();
     }
+}
+
+/// Moves the calling thread into the namespace `ns` refers to.
+fn enter(ns: &File) -> Result<()> {
+    // SAFETY: setns on a valid namespace fd affects only this thread.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        bail!("setns: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Creates a veth pair between two namespaces.

@@ -16,6 +16,7 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "iputils-ping",
     "tcpdump",
+    "tshark",
     "python3-scapy",
     "iperf3",
     "ethtool",

@@ -1,0 +1,183 @@
+//! Attaching the programs so they outlive the agent: tcx links pinned on kernels that have
+//! tcx (6.6+), clsact filters otherwise (Debian 12's 6.1). Either way the datapath keeps
+//! forwarding while the agent restarts.
+use std::{fs, io, path::Path};
+
+use anyhow::{Context, Result};
+use aya::{
+    Ebpf,
+    programs::{
+        LinkOrder,
+        links::{FdLink, LinkError, PinnedLink},
+        tc::{self, NlOptions, TcAttachOptions, TcAttachType, TcError},
+    },
+    util::KernelVersion,
+};
+use serde::{Deserialize, Serialize};
+
+use super::object::{Program, classifier};
+
+/// How programs are attached on this kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttachMode {
+    /// `bpf_link` based, kernel 6.6+: pinned links.
+    Tcx,
+    /// clsact qdisc + `cls_bpf` filter in direct-action mode.
+    Clsact,
+}
+
+impl AttachMode {
+    /// tcx where the kernel has it (commit e420bed02507, 6.6).
+    #[must_use]
+    pub fn detect() -> Self {
+        match KernelVersion::current() {
+            Ok(v) if v >= KernelVersion::new(6, 6, 0) => AttachMode::Tcx,
+            _ => AttachMode::Clsact,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    fn tc(self) -> TcAttachType {
+        match self {
+            Direction::Ingress => TcAttachType::Ingress,
+            Direction::Egress => TcAttachType::Egress,
+        }
+    }
+}
+
+/// One program on one device in one direction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub program: String,
+    pub device: String,
+    pub direction: Direction,
+}
+
+impl Attachment {
+    #[must_use]
+    pub fn new(program: Program, device: &str, direction: Direction) -> Self {
+        Attachment {
+            program: program.name().to_string(),
+            device: device.to_string(),
+            direction,
+        }
+    }
+
+    fn pin_name(&self) -> String {
+        let dir = match self.direction {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        };
+        format!("{}-{dir}", self.device)
+    }
+}
+
+/// `cls_bpf` priority of vc's filters: ahead of anything added with tc's default priorities.
+const CLSACT_PRIORITY: u16 = 1;
+
+/// Attaches `program` as `attachment` says, leaving it attached after `ebpf` drops.
+pub fn attach(
+    ebpf: &mut Ebpf,
+    program: Program,
+    attachment: &Attachment,
+    mode: AttachMode,
+    links_dir: &Path,
+) -> Result<()> {
+    let what = || {
+        format!(
+            "attaching {} to {} {:?}",
+            attachment.program, attachment.device, attachment.direction
+        )
+    };
+    let prog = classifier(ebpf, program)?;
+    match mode {
+        AttachMode::Tcx => {
+            let id = prog
+                .attach_with_options(
+                    &attachment.device,
+                    attachment.direction.tc(),
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
+                .with_context(what)?;
+            let link: FdLink = prog
+                .take_link(id)
+                .with_context(what)?
+                .try_into()
+                .with_context(what)?;
+            fs::create_dir_all(links_dir)
+                .with_context(|| format!("creating {}", links_dir.display()))?;
+            let path = links_dir.join(attachment.pin_name());
+            link.pin(&path)
+                .with_context(|| format!("pinning link {}", path.display()))?;
+        }
+        AttachMode::Clsact => {
+            match tc::qdisc_add_clsact(&attachment.device) {
+                Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                other => other.with_context(what)?,
+            }
+            let options = NlOptions {
+                priority: CLSACT_PRIORITY,
+                ..NlOptions::default()
+            };
+            let id = prog
+                .attach_with_options(
+                    &attachment.device,
+                    attachment.direction.tc(),
+                    TcAttachOptions::Netlink(options),
+                )
+                .with_context(what)?;
+            let link = prog.take_link(id).with_context(what)?;
+            // Dropping the link would delete the filter: the filter is the attachment that
+            // outlives us, found again by program name at teardown.
+            std::mem::forget(link);
+        }
+    }
+    Ok(())
+}
+
+/// Removes an attachment made by [`attach`]; one already gone is fine.
+pub fn detach(attachment: &Attachment, mode: AttachMode, links_dir: &Path) -> Result<()> {
+    match mode {
+        AttachMode::Tcx => {
+            let path = links_dir.join(attachment.pin_name());
+            match PinnedLink::from_pin(&path) {
+                // Unpinned and dropped: the last reference goes and the kernel detaches.
+                Ok(link) => drop(
+                    link.unpin()
+                        .with_context(|| format!("unpinning {}", path.display()))?,
+                ),
+                Err(LinkError::SyscallError(e)) if e.io_error.kind() == io::ErrorKind::NotFound => {
+                }
+                Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+            }
+        }
+        AttachMode::Clsact => {
+            match tc::qdisc_detach_program(
+                &attachment.device,
+                attachment.direction.tc(),
+                &attachment.program,
+            ) {
+                Ok(()) => {}
+                Err(TcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "detaching {} from {}",
+                            attachment.program, attachment.device
+                        )
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}

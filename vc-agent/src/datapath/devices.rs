@@ -1,0 +1,209 @@
+//! The tunnel interfaces: a veth pair per tunnel that plays the GRE device (datapath.md).
+//!
+//! `vc-dcN` carries the tunnel IP and the routes; whatever the kernel sends into it comes out
+//! of its hidden peer `vc-dcNp`, where tunnel transmit encapsulates it. A permanent neighbour
+//! entry maps the DC's tunnel IP to the peer's MAC: dynamic ARP would stay INCOMPLETE (nothing
+//! answers on the peer), and NOARP makes the peer see frames as for another host.
+use std::net::{IpAddr, Ipv4Addr};
+
+use anyhow::{Context, Result, bail};
+use futures::TryStreamExt;
+use netlink_packet_route::{
+    link::{LinkAttribute, LinkMessage},
+    neighbour::NeighbourState,
+};
+use rtnetlink::{Handle, LinkUnspec, LinkVeth};
+
+use super::spec::TunnelSpec;
+
+/// What the datapath needs to know of a tunnel's interfaces once they exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TunnelDevices {
+    pub tunnel_ifindex: u32,
+    pub peer_ifindex: u32,
+}
+
+/// An rtnetlink connection in the calling thread's network namespace.
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// Connects; the connection runs as a task on the current tokio runtime.
+    pub fn connect() -> Result<Self> {
+        let (connection, handle, _) =
+            rtnetlink::new_connection().context("opening an rtnetlink socket")?;
+        tokio::spawn(connection);
+        Ok(Netlink { handle })
+    }
+
+    #[must_use]
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// The link called `name`, if there is one.
+    pub async fn link(&self, name: &str) -> Result<Option<LinkMessage>> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match links.try_next().await {
+            Ok(link) => Ok(link),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("looking up {name}")),
+        }
+    }
+
+    pub async fn ifindex(&self, name: &str) -> Result<Option<u32>> {
+        Ok(self.link(name).await?.map(|l| l.header.index))
+    }
+
+    /// The MTU of the link with index `index`.
+    pub async fn mtu(&self, index: u32) -> Result<u32> {
+        let mut links = self.handle.link().get().match_index(index).execute();
+        let link = links
+            .try_next()
+            .await
+            .with_context(|| format!("looking up link {index}"))?
+            .with_context(|| format!("no link {index}"))?;
+        link.attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Mtu(mtu) => Some(*mtu),
+                _ => None,
+            })
+            .with_context(|| format!("link {index} has no MTU"))
+    }
+
+    /// Creates (or finds, when a previous run made it) the tunnel's interface pair and
+    /// configures it: MACs, MTUs, the tunnel IP, the DC's neighbour entry, up.
+    /// IPv6 must be off before the links come up (see `sysctl::tunnel_device_settings`), so
+    /// the caller sets sysctls between [`Netlink::create_pair`] and this.
+    pub async fn configure_pair(&self, tunnel: &TunnelSpec) -> Result<TunnelDevices> {
+        let devices = self.pair(tunnel).await?;
+        self.set_link(
+            LinkUnspec::new_with_index(devices.tunnel_ifindex)
+                .address(tunnel.tunnel_mac().to_vec())
+                .mtu(u32::from(tunnel.mtu))
+                .build(),
+            &tunnel.name,
+        )
+        .await?;
+        // The peer receives what the tunnel interface sends (≤ the tunnel MTU) and what the
+        // fast path redirects in after encapsulation (24 bytes more).
+        self.set_link(
+            LinkUnspec::new_with_index(devices.peer_ifindex)
+                .address(tunnel.peer_mac().to_vec())
+                .mtu(u32::from(tunnel.mtu) + 24)
+                .build(),
+            &tunnel.peer_name(),
+        )
+        .await?;
+        self.add_address(devices.tunnel_ifindex, tunnel).await?;
+        for (index, name) in [
+            (devices.peer_ifindex, tunnel.peer_name()),
+            (devices.tunnel_ifindex, tunnel.name.clone()),
+        ] {
+            self.set_link(LinkUnspec::new_with_index(index).up().build(), &name)
+                .await?;
+        }
+        self.handle
+            .neighbours()
+            .add(devices.tunnel_ifindex, IpAddr::V4(tunnel.dc_tunnel_ip))
+            .link_layer_address(&tunnel.peer_mac())
+            .state(NeighbourState::Permanent)
+            .replace()
+            .execute()
+            .await
+            .with_context(|| format!("neighbour {} on {}", tunnel.dc_tunnel_ip, tunnel.name))?;
+        Ok(devices)
+    }
+
+    /// Creates the veth pair unless it exists.
+    pub async fn create_pair(&self, tunnel: &TunnelSpec) -> Result<()> {
+        if self.ifindex(&tunnel.name).await?.is_some() {
+            return Ok(());
+        }
+        self.handle
+            .link()
+            .add(LinkVeth::new(&tunnel.name, &tunnel.peer_name()).build())
+            .execute()
+            .await
+            .with_context(|| format!("creating {} / {}", tunnel.name, tunnel.peer_name()))
+    }
+
+    /// The ifindexes of an existing pair; fails if either end is missing.
+    pub async fn pair(&self, tunnel: &TunnelSpec) -> Result<TunnelDevices> {
+        let tunnel_ifindex = self
+            .ifindex(&tunnel.name)
+            .await?
+            .with_context(|| format!("{} does not exist", tunnel.name))?;
+        let peer_ifindex = self
+            .ifindex(&tunnel.peer_name())
+            .await?
+            .with_context(|| format!("{} does not exist", tunnel.peer_name()))?;
+        Ok(TunnelDevices {
+            tunnel_ifindex,
+            peer_ifindex,
+        })
+    }
+
+    /// Deletes a link (a veth takes its peer with it); absent is fine.
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let Some(index) = self.ifindex(name).await? else {
+            return Ok(());
+        };
+        self.handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .with_context(|| format!("deleting {name}"))
+    }
+
+    pub async fn set_mtu(&self, index: u32, mtu: u32) -> Result<()> {
+        self.set_link(
+            LinkUnspec::new_with_index(index).mtu(mtu).build(),
+            "tunnel interface",
+        )
+        .await
+    }
+
+    async fn set_link(&self, message: LinkMessage, what: &str) -> Result<()> {
+        self.handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .with_context(|| format!("configuring {what}"))
+    }
+
+    async fn add_address(&self, index: u32, tunnel: &TunnelSpec) -> Result<()> {
+        let addr: Ipv4Addr = tunnel.local_tunnel.addr();
+        let result = self
+            .handle
+            .address()
+            .add(index, IpAddr::V4(addr), tunnel.local_tunnel.prefix_len())
+            .execute()
+            .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
+            Err(e) => {
+                Err(e).with_context(|| format!("adding {} to {}", tunnel.local_tunnel, tunnel.name))
+            }
+        }
+    }
+}
+
+/// Refuses names the kernel would truncate or reject.
+pub fn check_name(name: &str) -> Result<()> {
+    // IFNAMSIZ is 16 with the NUL; the peer adds one character.
+    if name.is_empty() || name.len() > 14 || name.contains(['/', ' ']) {
+        bail!("tunnel interface name {name:?} must be 1 to 14 characters without '/' or spaces");
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! What the datapath is asked to be: devices, tunnels, mode. Built from the configuration by
+//! the agent; built directly by tests.
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use ipnet::Ipv4Net;
+use vc_common::{Tunnel, ipv4, ipv4_mask, tunnel_flags};
+
+/// Where vc pins its maps and links unless told otherwise.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/vc";
+/// Where vc keeps what it must undo at teardown (host settings it changed).
+pub const DEFAULT_STATE_DIR: &str = "/run/vc";
+
+/// IPsec done here (XFRM, fail closed) or by another box (GRE in clear on the WAN).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Ipsec,
+    ExternalIpsec,
+}
+
+#[derive(Clone, Debug)]
+pub struct DatapathSpec {
+    pub mode: Mode,
+    /// The device toward the internet: WAN receive and the transmit guard attach here.
+    pub wan_if: String,
+    /// The device toward the enterprise network: the fast path attaches here, if given.
+    pub lan_if: Option<String>,
+    /// Whether the LAN fast path encapsulates (it can be switched at run time).
+    pub fast_path: bool,
+    /// A directory on a BPF filesystem for maps and links.
+    pub pin_dir: PathBuf,
+    /// A directory for the record of host settings to restore.
+    pub state_dir: PathBuf,
+    pub tunnels: Vec<TunnelSpec>,
+}
+
+/// One tunnel: its interface pair and the addresses of the activation form.
+#[derive(Clone, Debug)]
+pub struct TunnelSpec {
+    /// 0 = tunnel A (DC1), 1 = tunnel B (DC2).
+    pub id: u32,
+    /// The tunnel interface (`vc-dc1`); its hidden peer gets a `p` appended.
+    pub name: String,
+    pub local_gre: Ipv4Addr,
+    pub remote_gre: Ipv4Addr,
+    /// The DC's IPsec address: the peer of the SA that must have decrypted its GRE.
+    pub remote_ipsec: Ipv4Addr,
+    /// The child SA's reqid (IPsec mode).
+    pub reqid: u32,
+    /// Our tunnel IP with the tunnel subnet's length (/30 or /31).
+    pub local_tunnel: Ipv4Net,
+    pub dc_tunnel_ip: Ipv4Addr,
+    /// The Cisco prefix (the /24): allowed sources of what the DC sends.
+    pub cisco_prefix: Ipv4Net,
+    pub mtu: u16,
+    pub mss: u16,
+}
+
+impl TunnelSpec {
+    /// The hidden peer of the tunnel interface.
+    #[must_use]
+    pub fn peer_name(&self) -> String {
+        format!("{}p", self.name)
+    }
+
+    /// Locally administered MACs that say which tunnel they belong to (02:76:63 = "vc").
+    #[must_use]
+    pub fn tunnel_mac(&self) -> [u8; 6] {
+        [0x02, 0x76, 0x63, 0, self.id.to_le_bytes()[0], 1]
+    }
+
+    #[must_use]
+    pub fn peer_mac(&self) -> [u8; 6] {
+        [0x02, 0x76, 0x63, 0, self.id.to_le_bytes()[0], 2]
+    }
+
+    /// The map entry, given the interfaces' ifindexes.
+    #[must_use]
+    pub fn map_entry(&self, tunnel_ifindex: u32, peer_ifindex: u32, up: bool) -> Tunnel {
+        Tunnel {
+            flags: tunnel_flags::CONFIGURED | if up { tunnel_flags::UP } else { 0 },
+            local_gre: ipv4(self.local_gre.octets()),
+            remote_gre: ipv4(self.remote_gre.octets()),
+            remote_ipsec: ipv4(self.remote_ipsec.octets()),
+            reqid: self.reqid,
+            dc_tunnel_ip: ipv4(self.dc_tunnel_ip.octets()),
+            cisco_net: ipv4(self.cisco_prefix.network().octets()),
+            cisco_mask: ipv4_mask(u32::from(self.cisco_prefix.prefix_len())),
+            tunnel_ifindex,
+            peer_ifindex,
+            tunnel_mac: self.tunnel_mac(),
+            peer_mac: self.peer_mac(),
+            mtu: self.mtu,
+            mss: self.mss,
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! A Virtual Connect in namespaces, GRE-only: vc at both ends.
+//!
+//! ```text
+//!  lan ──eth0/lan0── cpe ──wan0/c0── wan (router) ──d1/wan0── dc1   (vc, 203.0.113.10 on lo)
+//!  10.1.0.10         10.1.0.1                     └─d2/wan0── dc2   (vc, 203.0.113.200 on lo)
+//!                    198.51.100.1     .254 / 198.18.1.254, 198.18.2.254   198.18.1.1 / 198.18.2.1
+//!  cpe: vc-dc1 100.64.0.1/30 ~ dc1: vc-cpe 100.64.0.2/30
+//!       vc-dc2 100.64.0.5/30 ~ dc2: vc-cpe 100.64.0.6/30
+//! ```
+//! The DC ends are vc datapaths configured the other way round (their "Cisco prefix" is the
+//! LAN), standing in for Cisco's GRE routers: this host's kernel has no GRE of its own.
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use ipnet::Ipv4Net;
+use vc_agent::datapath::{Datapath, DatapathMaps, DatapathSpec, Mode, TunnelSpec};
+use vc_testkit::{NetNs, bpffs::TempBpfFs, veth};
+
+pub const LAN_HOST: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
+pub const CPE_GRE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+pub const DC1_GRE: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+pub const DC2_GRE: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
+pub const DC1_HOST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+pub const DC2_HOST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 200);
+pub const CPE_TUNNEL_A: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 1);
+pub const DC1_TUNNEL: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 2);
+pub const DC2_TUNNEL: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 6);
+pub const TUNNEL_MTU: u16 = 1400;
+pub const MSS: u16 = 1350;
+
+pub struct Topology {
+    pub lan: NetNs,
+    pub cpe: NetNs,
+    pub wan: NetNs,
+    pub dc1: NetNs,
+    pub dc2: NetNs,
+    pub cpe_spec: DatapathSpec,
+    dc_specs: Vec<(usize, DatapathSpec)>,
+    // Dropped last: the pins live here.
+    _bpffs: TempBpfFs,
+    state: tempdir::Dir,
+}
+
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new(tag: &str) -> Self {
+            let p = std::env::temp_dir().join(
+                format!(
+                    "vc-{tag}-{}-{:?}",
+                    std::process::id(),
+                    std::thread::current().id()
+                )
+                .replace(['(', ')'], ""),
+            );
+            std::fs::create_dir_all(&p).expect("temp dir");
+            Dir(p)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn net(s: &str) -> Ipv4Net {
+    s.parse().expect("prefix")
+}
+
+fn tunnel(
+    id: u32,
+    name: &str,
+    local: Ipv4Addr,
+    remote: Ipv4Addr,
+    ours: &str,
+    theirs: Ipv4Addr,
+    allowed: &str,
+) -> TunnelSpec {
+    TunnelSpec {
+        id,
+        name: name.into(),
+        local_gre: local,
+        remote_gre: remote,
+        remote_ipsec: remote,
+        reqid: id + 1,
+        local_tunnel: net(ours),
+        dc_tunnel_ip: theirs,
+        cisco_prefix: net(allowed),
+        mtu: TUNNEL_MTU,
+        mss: MSS,
+    }
+}
+
+impl Topology {
+    /// Builds the namespaces and brings up the three datapaths; the CPE with or without its
+    /// LAN fast path. Routes: each /25 on its tunnel, the /24 on tunnel A (the lowest that is
+    /// up), in the kernel and in the LPM map, as the route manager would write them.
+    pub fn new(fast_path: bool) -> Self {
+        let bpffs = TempBpfFs::new().expect("bpffs");
+        let state = tempdir::Dir::new("state");
+        let [lan, cpe, wan, dc1, dc2] = namespaces();
+        let (cpe_spec, dc1_spec, dc2_spec) = specs(bpffs.path(), state.path(), fast_path);
+        let topo = Topology {
+            lan,
+            cpe,
+            wan,
+            dc1,
+            dc2,
+            cpe_spec,
+            dc_specs: vec![(1, dc1_spec), (2, dc2_spec)],
+            _bpffs: bpffs,
+            state,
+        };
+        datapath_up(&topo.cpe, &topo.cpe_spec);
+        for (i, spec) in &topo.dc_specs {
+            datapath_up(topo.dc(*i), spec);
+            let cpe_side = spec.tunnels[0].dc_tunnel_ip;
+            topo.dc(*i)
+                .sh(&format!(
+                    "ip route add 10.1.0.0/24 via {cpe_side} dev vc-cpe"
+                ))
+                .expect("DC route to the LAN");
+        }
+        topo.cpe
+            .sh("ip route add 203.0.113.0/25 via 100.64.0.2 dev vc-dc1 && ip route add 203.0.113.128/25 via 100.64.0.6 dev vc-dc2 && ip route add 203.0.113.0/24 via 100.64.0.2 dev vc-dc1")
+            .expect("CPE routes");
+        let mut maps = topo.cpe_maps();
+        maps.set_route(net("203.0.113.0/25"), 1 << 0)
+            .expect("route");
+        maps.set_route(net("203.0.113.128/25"), 1 << 1)
+            .expect("route");
+        maps.set_route(net("203.0.113.0/24"), 0b11).expect("route");
+        for (i, _) in &topo.dc_specs {
+            let mut maps = topo.dc_maps(*i);
+            maps.set_route(net("10.1.0.0/24"), 1).expect("route");
+        }
+        topo
+    }
+
+    fn dc(&self, i: usize) -> &NetNs {
+        if i == 1 { &self.dc1 } else { &self.dc2 }
+    }
+
+    /// Takes the CPE's datapath down, as `vc-agent datapath down` does.
+    pub fn cpe_down(&self) -> anyhow::Result<()> {
+        let spec = self.cpe_spec.clone();
+        self.cpe
+            .run_in(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime")
+                    .block_on(Datapath::down(&spec))
+            })
+            .expect("thread")
+    }
+
+    /// The CPE's maps, opened from their pins.
+    pub fn cpe_maps(&self) -> DatapathMaps {
+        DatapathMaps::from_pins(&self.cpe_spec.pin_dir.join("maps")).expect("CPE maps")
+    }
+
+    pub fn dc_maps(&self, i: usize) -> DatapathMaps {
+        let spec = &self.dc_specs.iter().find(|(n, _)| *n == i).expect("dc").1;
+        DatapathMaps::from_pins(&spec.pin_dir.join("maps")).expect("DC maps")
+    }
+
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.state.path().join(name)
+    }
+}
+
+/// The five namespaces, wired and addressed as the diagram shows.
+fn namespaces() -> [NetNs; 5] {
+    let [lan, cpe, wan, dc1, dc2] =
+        ["lan", "cpe", "wan", "dc1", "dc2"].map(|tag| NetNs::new(tag).expect("netns"));
+    veth(&lan, "eth0", &cpe, "lan0").expect("veth");
+    veth(&cpe, "wan0", &wan, "c0").expect("veth");
+    veth(&wan, "d1", &dc1, "wan0").expect("veth");
+    veth(&wan, "d2", &dc2, "wan0").expect("veth");
+    let setup = [
+        (
+            &lan,
+            "ip addr add 10.1.0.10/24 dev eth0; ip route add default via 10.1.0.1",
+        ),
+        (
+            &cpe,
+            "ip addr add 10.1.0.1/24 dev lan0; ip addr add 198.51.100.1/24 dev wan0",
+        ),
+        (&cpe, "ip route add default via 198.51.100.254"),
+        (
+            &wan,
+            "ip addr add 198.51.100.254/24 dev c0; sysctl -qw net.ipv4.ip_forward=1",
+        ),
+        (
+            &wan,
+            "ip addr add 198.18.1.254/24 dev d1; ip addr add 198.18.2.254/24 dev d2",
+        ),
+        (
+            &dc1,
+            "ip addr add 198.18.1.1/24 dev wan0; ip route add default via 198.18.1.254",
+        ),
+        (&dc1, "ip addr add 203.0.113.10/32 dev lo"),
+        (
+            &dc2,
+            "ip addr add 198.18.2.1/24 dev wan0; ip route add default via 198.18.2.254",
+        ),
+        // DC2 reaches DC1's half over Cisco's own network: it answers for it too.
+        (
+            &dc2,
+            "ip addr add 203.0.113.200/32 dev lo; ip addr add 203.0.113.10/32 dev lo",
+        ),
+    ];
+    for (ns, script) in setup {
+        ns.sh(script)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", ns.name()));
+    }
+    [lan, cpe, wan, dc1, dc2]
+}
+
+/// Brings a datapath up on a thread in `ns`, as `vc-agent datapath up` would there.
+fn datapath_up(ns: &NetNs, spec: &DatapathSpec) {
+    let spec = spec.clone();
+    ns.run_in(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async move { Datapath::up(spec).await.map(drop) })
+    })
+    .expect("thread")
+    .unwrap_or_else(|e| panic!("datapath up: {e:?}"));
+}
+
+/// The three datapaths: the CPE with its two tunnels, each DC with its one back.
+fn specs(pins: &Path, state: &Path, fast_path: bool) -> (DatapathSpec, DatapathSpec, DatapathSpec) {
+    let spec =
+        |name: &str, wan_if: &str, lan_if: Option<&str>, fast: bool, tunnels: Vec<TunnelSpec>| {
+            DatapathSpec {
+                mode: Mode::ExternalIpsec,
+                wan_if: wan_if.into(),
+                lan_if: lan_if.map(str::to_string),
+                fast_path: fast,
+                pin_dir: pins.join(name),
+                state_dir: state.join(name),
+                tunnels,
+            }
+        };
+    let cpe_spec = spec(
+        "cpe",
+        "wan0",
+        Some("lan0"),
+        fast_path,
+        vec![
+            tunnel(
+                0,
+                "vc-dc1",
+                CPE_GRE,
+                DC1_GRE,
+                "100.64.0.1/30",
+                DC1_TUNNEL,
+                "203.0.113.0/24",
+            ),
+            tunnel(
+                1,
+                "vc-dc2",
+                CPE_GRE,
+                DC2_GRE,
+                "100.64.0.5/30",
+                DC2_TUNNEL,
+                "203.0.113.0/24",
+            ),
+        ],
+    );
+    let dc1_spec = spec(
+        "dc1",
+        "wan0",
+        None,
+        false,
+        vec![tunnel(
+            0,
+            "vc-cpe",
+            DC1_GRE,
+            CPE_GRE,
+            "100.64.0.2/30",
+            CPE_TUNNEL_A,
+            "10.1.0.0/24",
+        )],
+    );
+    let dc2_spec = spec(
+        "dc2",
+        "wan0",
+        None,
+        false,
+        vec![tunnel(
+            0,
+            "vc-cpe",
+            DC2_GRE,
+            CPE_GRE,
+            "100.64.0.6/30",
+            Ipv4Addr::new(100, 64, 0, 5),
+            "10.1.0.0/24",
+        )],
+    );
+
+    (cpe_spec, dc1_spec, dc2_spec)
+}
