@@ -34,7 +34,21 @@ impl Capture {
         filter: &str,
         file: &Path,
     ) -> Result<Self> {
-        let mut args = vec!["-i", device, "-n", "-U", "-s", "256", "-w"];
+        // --immediate-mode: packets still in the capture ring when tcpdump is stopped would
+        // be counted "received by filter" and never written. -Z root: tcpdump would otherwise
+        // drop to its own user before writing the file, and fail where only root may write.
+        let mut args = vec![
+            "-i",
+            device,
+            "-n",
+            "-U",
+            "--immediate-mode",
+            "-Z",
+            "root",
+            "-s",
+            "256",
+            "-w",
+        ];
         let file_str = file.to_str().context("capture path")?;
         args.push(file_str);
         match direction {
@@ -48,7 +62,7 @@ impl Capture {
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(file.with_extension("log")).context("capture log")?)
             .spawn()
             .context("starting tcpdump")?;
         let daemon = Daemon::new(child, "tcpdump");

@@ -76,14 +76,23 @@ fn each_25_stays_on_its_own_tunnel() {
     let Some(t) = topology("each_25_stays_on_its_own_tunnel", true) else {
         return;
     };
-    let file = t.scratch("d2.pcap");
-    let cap = Capture::start(&t.wan, "d2", Direction::Both, "ip proto 47", &file).expect("capture");
+    let (d1_file, d2_file) = (t.scratch("d1.pcap"), t.scratch("d2.pcap"));
+    let on_d1 =
+        Capture::start(&t.wan, "d1", Direction::Both, "ip proto 47", &d1_file).expect("capture");
+    let on_d2 =
+        Capture::start(&t.wan, "d2", Direction::Both, "ip proto 47", &d2_file).expect("capture");
     for _ in 0..3 {
         assert_ping(&t.lan, DC1_HOST);
     }
     tcp_transfer(&t.lan, &t.dc1, DC1_HOST, 5063, 100_000).expect("TCP to DC1");
-    let file = cap.stop().expect("capture");
-    let on_b = capture::tcpdump_lines(&file, "").expect("read capture");
+    let (d1_file, d2_file) = (
+        on_d1.stop().expect("capture"),
+        on_d2.stop().expect("capture"),
+    );
+    // The positive control: the same kind of capture does see tunnel A's GRE.
+    let on_a = capture::tcpdump_lines(&d1_file, "").expect("read capture");
+    assert!(on_a.len() >= 6, "GRE captured toward DC1: {}", on_a.len());
+    let on_b = capture::tcpdump_lines(&d2_file, "").expect("read capture");
     assert!(
         on_b.is_empty(),
         "traffic for DC1's /25 crossed to tunnel B: {on_b:?}"
