@@ -2,6 +2,7 @@
 //! peers (BIRD, charon), captures and the QEMU VM.
 pub mod netns;
 pub mod privilege;
+pub mod vm;
 
 pub use netns::{Daemon, NetNs, veth, wait_for};
 pub use privilege::privileged;
