@@ -34,6 +34,10 @@ pub use run::{RunDir, VmOutcome, VmRun};
 /// Set in the guest's environment: the test is running inside the VM.
 pub const IN_VM: &str = "VC_IN_VM";
 
+/// Set in the guest's environment: the run's results directory, the one host directory the
+/// guest can write (captures and logs left there survive the VM).
+pub const RESULTS_DIR: &str = "VC_VM_RESULTS";
+
 /// Whether this process runs inside the test VM.
 #[must_use]
 pub fn inside() -> bool {

@@ -46,8 +46,9 @@ impl VmRun {
     pub fn new(name: &str, argv: &[&str]) -> Self {
         let mut env: Vec<(String, String)> = std::env::vars()
             .filter(|(k, _)| k.starts_with("VC_") || FORWARDED_ENV.contains(&k.as_str()))
+            .filter(|(k, _)| k != super::RESULTS_DIR)
             .collect();
-        env.push(("VC_IN_VM".into(), "1".into()));
+        env.push((super::IN_VM.into(), "1".into()));
         VmRun {
             name: name.to_string(),
             argv: argv.iter().map(ToString::to_string).collect(),
@@ -97,7 +98,8 @@ impl VmRun {
         dir.ready().map_err(anyhow::Error::msg)?;
         let results = RunDir::create(&dir, &self.name)?;
         let script = results.path().join("run.sh");
-        fs::write(&script, self.script()).with_context(|| format!("{}", script.display()))?;
+        fs::write(&script, self.script(results.path()))
+            .with_context(|| format!("{}", script.display()))?;
         let console_path = results.path().join("console.log");
         let console = File::create(&console_path)
             .with_context(|| format!("creating {}", console_path.display()))?;
@@ -132,9 +134,13 @@ impl VmRun {
 
     /// The script the guest's init runs: the environment, the host's working directory, then
     /// the command.
-    fn script(&self) -> String {
+    fn script(&self, results: &Path) -> String {
         let mut s = String::from("#!/bin/sh\n# written by vc_testkit::vm for one guest run\n");
-        for (k, v) in &self.env {
+        let results = (
+            super::RESULTS_DIR.to_string(),
+            results.to_string_lossy().into_owned(),
+        );
+        for (k, v) in self.env.iter().chain([&results]) {
             if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 let _ = writeln!(s, "export {k}={}", quote(v));
             }
