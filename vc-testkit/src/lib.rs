@@ -7,6 +7,7 @@ pub mod packet;
 pub mod privilege;
 pub mod testrun;
 pub mod traffic;
+pub mod vm;
 
 pub use netns::{Daemon, NetNs, veth, wait_for};
 pub use privilege::privileged;

@@ -4,6 +4,7 @@ mod ebpf;
 mod setup;
 mod test;
 mod util;
+mod vm;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -26,6 +27,11 @@ enum Task {
     Test(test::Options),
     /// Run the benchmarks (as root) and write BENCHMARKS.md.
     Bench,
+    /// Provision the test VM (Debian's stock kernel, unpacked, and a busybox initramfs) in
+    /// target/vm or `$VC_VM_DIR`. Part of `setup`; quick when present.
+    VmSetup(vm::SetupOptions),
+    /// Boot the test VM with a root shell on this terminal, or run `-- COMMAND...` in it.
+    VmShell(vm::ShellOptions),
 }
 
 fn main() -> Result<()> {
@@ -34,5 +40,7 @@ fn main() -> Result<()> {
         Task::BuildEbpf => ebpf::build().map(|path| println!("{}", path.display())),
         Task::Test(opts) => test::run(&opts),
         Task::Bench => bench::run(),
+        Task::VmSetup(opts) => vm::setup(&opts),
+        Task::VmShell(opts) => vm::shell(&opts),
     }
 }
