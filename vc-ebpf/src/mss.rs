@@ -11,7 +11,8 @@ const TCPOPT_MSS: u8 = 2;
 const TCPOLEN_MSS: usize = 4;
 /// Option space of the longest TCP header (data offset 15).
 const MAX_OPTION_BYTES: usize = 40;
-/// The stack copy of the options: a power of two above 40, so a masked index is in bounds.
+/// The stack copy of the options: a power of two above 40 + 1, so the size mask and every
+/// step's read of a length byte stay inside it.
 const OPTION_BUFFER: usize = 64;
 /// `bpf_l4_csum_replace` flags: the changed field is 2 bytes and not in the pseudo-header.
 const CSUM_FIELD_2: u64 = 2;
@@ -74,16 +75,18 @@ pub fn clamp(ctx: &TcContext, ip: &Ipv4, mss: u16) -> Result<bool, DropReason> {
 /// The offset of the MSS option between `start` and `end`, walking the option list
 /// (RFC 9293 §3.1). Options with impossible lengths are a malformed header.
 ///
-/// The walk runs over a stack copy with offsets relative to the option area: a few dozen
-/// distinct verifier states per step. Walking packet offsets directly (which vary with the IP
-/// header length) gave the verifier a distinct state per path and exhausted its budget.
+/// Shaped for the verifier, 6.1's as much as 6.18's. The options are copied to the stack
+/// once, zero-filled beyond their end (a read past them sees EOL), and walked by a step per
+/// byte position, unrolled, so every stack read is at a constant offset (6.1 refuses
+/// variable-offset stack reads) and the only state carried from step to step is where the
+/// next option starts, which keeps the explored states few. Loops over the packet or over
+/// packet offsets exhausted 6.1's budget of a million instructions.
 #[inline(always)]
 fn find_mss(ctx: &TcContext, start: usize, end: usize) -> Result<Option<usize>, DropReason> {
     let len = end - start;
     if len == 0 || len > MAX_OPTION_BYTES {
         return Ok(None);
     }
-    // Zero beyond the options: a read past them sees EOL.
     let mut options = [0u8; OPTION_BUFFER];
     // The verifier must see a size in 1..=64 at the call; LLVM folds the checks above into
     // one on `len - 1`, which bounds a copy of `len`, not `len`. This is the same value.
@@ -100,31 +103,67 @@ fn find_mss(ctx: &TcContext, start: usize, end: usize) -> Result<Option<usize>, 
     if err != 0 {
         return Err(DropReason::Truncated);
     }
-    let mut offset = 0;
-    // Every step consumes at least one byte, so this bound covers every option list.
-    for _ in 0..MAX_OPTION_BYTES {
-        if offset >= len {
-            break;
-        }
-        let kind = options[offset & (OPTION_BUFFER - 1)];
-        if kind == TCPOPT_EOL {
-            return Ok(None);
-        }
-        if kind == TCPOPT_NOP {
-            offset += 1;
-            continue;
-        }
-        let option_len = usize::from(options[(offset + 1) & (OPTION_BUFFER - 1)]);
-        if option_len < 2 || offset + option_len > len {
-            return Err(DropReason::BadTcpHeader);
-        }
-        if kind == TCPOPT_MSS {
-            if option_len != TCPOLEN_MSS {
-                return Err(DropReason::BadTcpHeader);
-            }
-            return Ok(Some(start + offset));
-        }
-        offset += option_len;
+    let mut walk = Walk {
+        next: 0,
+        mss: NOT_FOUND,
+    };
+    macro_rules! steps {
+        ($($position:literal)*) => { $( walk.step::<$position>(&options)?; )* };
+    }
+    steps!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19
+           20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39);
+    if walk.mss != NOT_FOUND {
+        return if walk.mss + TCPOLEN_MSS <= len {
+            Ok(Some(start + walk.mss))
+        } else {
+            Err(DropReason::BadTcpHeader)
+        };
+    }
+    // Where the list ended: at an EOL byte, or where the last option said the next begins.
+    // At or before the end of the options that is fine; past it, an option's length overran
+    // the header (the zero fill then reads as an EOL beyond the end).
+    let ended = if walk.next >= EOL_AT { walk.next - EOL_AT } else { walk.next };
+    if ended > len {
+        return Err(DropReason::BadTcpHeader);
     }
     Ok(None)
+}
+
+const NOT_FOUND: usize = 0xff;
+/// `next` at or above this: the list ended with an EOL at `next - EOL_AT`.
+const EOL_AT: usize = 0x80;
+
+/// The walk's state between byte positions.
+struct Walk {
+    /// Where the next option starts, or `EOL_AT` + where the list ended.
+    next: usize,
+    /// Where the MSS option starts, or `NOT_FOUND`.
+    mss: usize,
+}
+
+impl Walk {
+    /// Looks at byte `P` if an option starts there.
+    #[inline(always)]
+    fn step<const P: usize>(&mut self, options: &[u8; OPTION_BUFFER]) -> Result<(), DropReason> {
+        if self.next != P {
+            return Ok(());
+        }
+        match options[P] {
+            TCPOPT_EOL => self.next = EOL_AT + P,
+            TCPOPT_NOP => self.next = P + 1,
+            kind => {
+                let len = usize::from(options[P + 1]);
+                if len < 2 || (kind == TCPOPT_MSS && len != TCPOLEN_MSS) {
+                    return Err(DropReason::BadTcpHeader);
+                }
+                if kind == TCPOPT_MSS {
+                    self.mss = P;
+                    self.next = EOL_AT + P;
+                } else {
+                    self.next = P + len;
+                }
+            }
+        }
+        Ok(())
+    }
 }
