@@ -25,6 +25,7 @@ fn guest_runs_debian_6_1_and_autoloads_modules() {
     }
     let release = fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
     let release = release.trim();
+    println!("guest kernel {release}"); // output between libtest's lines must not matter
     assert!(release.starts_with("6.1."), "guest kernel {release}");
     assert_eq!(
         Some(release.to_string()),
@@ -193,19 +194,9 @@ fn guest_failure_fails_on_the_host() {
     if vm::inside() || !vm::can_boot("guest_failure_fails_on_the_host") {
         return;
     }
-    let hook = panic::take_hook();
-    panic::set_hook(Box::new(|_| {})); // the expected panic need not clutter the output
-    let result = panic::catch_unwind(AssertUnwindSafe(|| {
-        vm::inside_or_boot("fails_inside_the_vm")
-    }));
-    panic::set_hook(hook);
-    let message = match result {
-        Ok(_) => panic!("a test that fails in the VM passed on the host"),
-        Err(payload) => payload
-            .downcast_ref::<String>()
-            .cloned()
-            .unwrap_or_default(),
-    };
+    // (No quiet panic hook: hooks are process-wide and would swallow other tests' panics.)
+    let message = panic_message(|| vm::boot_test("fails_inside_the_vm"))
+        .expect("a test that fails in the VM must fail on the host");
     // A failed run keeps its results for a look; this one was expected.
     let kept = message
         .lines()
@@ -226,6 +217,34 @@ fn guest_failure_fails_on_the_host() {
             "the host's panic must say {expected:?}:\n{message}"
         );
     }
+}
+
+#[test]
+fn a_name_not_the_callers_is_refused() {
+    if vm::inside() {
+        return;
+    }
+    // A copied test that kept its model's name would otherwise boot the model.
+    let message = panic_message(|| {
+        let _ = vm::inside_or_boot("esp_sa_and_gre_only_policy_carry_a_ping");
+    })
+    .expect("inside_or_boot must refuse another test's name");
+    assert!(
+        message.contains("called from the test a_name_not_the_callers_is_refused"),
+        "{message}"
+    );
+}
+
+/// The message `f` panics with, if it panics.
+fn panic_message(f: impl FnOnce()) -> Option<String> {
+    let payload = panic::catch_unwind(AssertUnwindSafe(f)).err()?;
+    Some(
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(ToString::to_string))
+            .unwrap_or_default(),
+    )
 }
 
 #[test]

@@ -73,6 +73,7 @@ RUN=$(cmdline_arg vcrun)
 RESULTS=$(cmdline_arg vcresults)
 if [ -z "$RUN" ]; then
   echo "init: no vcrun= given: root shell on the console (exit it to power off)"
+  [ -z "$RESULTS" ] || cd "$RESULTS"
   setsid sh -c 'exec sh </dev/ttyS0 >/dev/ttyS0 2>&1'
 else
   cd "$RESULTS"

@@ -34,6 +34,9 @@ pub struct SetupOptions {
 pub fn setup(opts: &SetupOptions) -> Result<()> {
     let dir = VmDir::locate();
     fs::create_dir_all(dir.root()).with_context(|| format!("creating {}", dir.root().display()))?;
+    // Two set-ups at once (two `cargo xtask test` in one checkout) take turns.
+    let lock = fs::File::create(dir.root().join("setup.lock"))?;
+    lock.lock().context("locking the VM directory")?;
     kernel(&dir, opts.update)?;
     initramfs(&dir)?;
     eprintln!(

@@ -95,35 +95,44 @@ pub fn run_in_vm(binary: &Path, test: &str, timeout: Duration) -> Result<VmOutco
 /// the test failed there, and returns false. Without root, QEMU or a provisioned kernel it
 /// skips with a reason, or panics when `VC_REQUIRE_PRIV` forbids skipping.
 ///
-/// `test` is the test's name; inside a module, the path libtest prints (`module::name`) also
-/// works, and the plain name is completed from the test thread's name.
+/// `test` is the calling test's name; inside a module, the path libtest prints
+/// (`module::name`) also works, and the plain name is completed from the test thread's name.
 #[must_use]
 pub fn inside_or_boot(test: &str) -> bool {
     if inside() {
         return true;
     }
-    if !can_boot(test) {
-        return false;
-    }
     let full = full_name(test);
-    let binary = std::env::current_exe().expect("the test binary's path");
-    let mut outcome = run_in_vm(&binary, &full, default_timeout())
-        .unwrap_or_else(|e| panic!("{full}: cannot run the test VM: {e:#}"));
-    eprintln!("{}", outcome.summary());
-    if let Err(e) = run::check_test_ran(&outcome, &full) {
-        outcome.dir.keep();
-        panic!("{full} failed in the VM: {e:#}");
+    if can_boot(&full) {
+        boot_test(&full);
     }
     false
 }
 
-/// libtest names each test's thread after the test's full path: prefer that when it ends
-/// with `test`, so a test inside a module need not spell out its module.
+/// Boots a VM running the test `test` (its full path) of this test binary, and panics with
+/// the guest's output and console unless it passed there. The failed run's results stay.
+pub fn boot_test(test: &str) {
+    let binary = std::env::current_exe().expect("the test binary's path");
+    let mut outcome = run_in_vm(&binary, test, default_timeout())
+        .unwrap_or_else(|e| panic!("{test}: cannot run the test VM: {e:#}"));
+    eprintln!("{}", outcome.summary());
+    if let Err(e) = run::check_test_ran(&outcome, test) {
+        outcome.dir.keep();
+        panic!("{test} failed in the VM: {e:#}");
+    }
+}
+
+/// The full path of the calling test, which libtest gives its thread as a name. A name that
+/// is not the caller's would boot another test (a copied test with a stale name, say): refuse.
 fn full_name(test: &str) -> String {
     match std::thread::current().name() {
         Some(thread) if thread == test || thread.ends_with(&format!("::{test}")) => {
             thread.to_string()
         }
-        _ => test.to_string(),
+        // not on a libtest thread (a test harness of one's own, `harness = false`)
+        None | Some("main") => test.to_string(),
+        Some(thread) => panic!(
+            "inside_or_boot({test:?}) called from the test {thread}: pass the test's own name"
+        ),
     }
 }

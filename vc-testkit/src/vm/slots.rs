@@ -5,7 +5,6 @@
 //! the kernel drops a lock when its holder exits, however it exits.
 use std::{
     fs::{self, File, OpenOptions},
-    os::fd::AsRawFd,
     path::PathBuf,
     thread,
     time::{Duration, Instant},
@@ -48,8 +47,8 @@ pub fn acquire(patience: Duration) -> Result<Slot> {
     let deadline = Instant::now() + patience;
     loop {
         for file in &files {
-            // SAFETY: flock on an open descriptor has no memory preconditions.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            // flock(2): held by the open file description, so by the clone we keep
+            if file.try_lock().is_ok() {
                 let lock = file.try_clone().context("keeping the slot's lock")?;
                 return Ok(Slot { _lock: lock });
             }
