@@ -34,9 +34,6 @@ fn tail(log: &str, lines: usize) -> String {
 }
 
 #[test]
-#[ignore = "known failure: Debian 6.1's verifier rejects vc_tunnel_tx, vc_lan_rx and vc_wan_rx \
-            (\"invalid variable-offset read from stack\" in the MSS clamp's TCP option walk); \
-            run with --ignored"]
 fn every_program_passes_the_6_1_verifier() {
     if !vm::inside_or_boot("every_program_passes_the_6_1_verifier") {
         return;
@@ -66,7 +63,6 @@ fn programs_attach_through_clsact_on_6_1() {
     let peer = NetNs::new("vmbpf").expect("netns");
     veth(&wan, "wan0", &peer, "wan1").expect("veth");
     wan.run_in(|| {
-        // Programs that 6.1 accepts (see every_program_passes_the_6_1_verifier).
         let mut ebpf = load(&[Program::Noop, Program::WanGuard])
             .unwrap_or_else(|e| panic!("the 6.1 verifier: {e:?}"));
         qdisc_add_clsact("wan0").expect("clsact qdisc");
