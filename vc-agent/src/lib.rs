@@ -3,4 +3,5 @@ pub mod bgp;
 pub mod config;
 pub mod datapath;
 pub mod ipsec;
+pub mod keepalive;
 pub mod routes;

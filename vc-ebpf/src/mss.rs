@@ -122,7 +122,11 @@ fn find_mss(ctx: &TcContext, start: usize, end: usize) -> Result<Option<usize>, 
     // Where the list ended: at an EOL byte, or where the last option said the next begins.
     // At or before the end of the options that is fine; past it, an option's length overran
     // the header (the zero fill then reads as an EOL beyond the end).
-    let ended = if walk.next >= EOL_AT { walk.next - EOL_AT } else { walk.next };
+    let ended = if walk.next >= EOL_AT {
+        walk.next - EOL_AT
+    } else {
+        walk.next
+    };
     if ended > len {
         return Err(DropReason::BadTcpHeader);
     }

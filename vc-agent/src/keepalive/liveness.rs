@@ -1,0 +1,154 @@
+//! Tunnel liveness from keepalives, as Cisco's `keepalive <interval> <retries>`: a tunnel is
+//! down after `retries` intervals without hearing a keepalive from the DC (a reply to ours,
+//! or one of its own that we reflected), and up again at the first one heard.
+//!
+//! Pure: fed the datapath's counters once per interval, it says when the state changes.
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LivenessConfig {
+    pub interval: Duration,
+    pub retries: u32,
+}
+
+impl Default for LivenessConfig {
+    /// Cisco's default, `keepalive 10 3`.
+    fn default() -> Self {
+        LivenessConfig {
+            interval: Duration::from_secs(10),
+            retries: 3,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TunnelLiveness {
+    Up,
+    Down,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LivenessEvent {
+    WentUp,
+    WentDown,
+}
+
+#[derive(Clone, Debug)]
+pub struct Liveness {
+    config: LivenessConfig,
+    state: TunnelLiveness,
+    missed: u32,
+    heard: u64,
+}
+
+impl Liveness {
+    /// Starts up, as a tunnel interface does, and goes down only after `retries` silent
+    /// intervals: no traffic is refused before the first keepalive could have come back.
+    #[must_use]
+    pub fn new(config: LivenessConfig) -> Self {
+        Liveness {
+            config,
+            state: TunnelLiveness::Up,
+            missed: 0,
+            heard: 0,
+        }
+    }
+
+    #[must_use]
+    pub fn state(&self) -> TunnelLiveness {
+        self.state
+    }
+
+    /// Intervals in a row without a keepalive heard.
+    #[must_use]
+    pub fn missed(&self) -> u32 {
+        self.missed
+    }
+
+    #[must_use]
+    pub fn config(&self) -> LivenessConfig {
+        self.config
+    }
+
+    /// One interval passed; `heard` is the datapath's running count of keepalives heard from
+    /// the DC on this tunnel.
+    pub fn tick(&mut self, heard: u64) -> Option<LivenessEvent> {
+        let news = heard != self.heard;
+        self.heard = heard;
+        match (self.state, news) {
+            (TunnelLiveness::Down, true) => {
+                self.missed = 0;
+                self.state = TunnelLiveness::Up;
+                Some(LivenessEvent::WentUp)
+            }
+            (TunnelLiveness::Up, true) => {
+                self.missed = 0;
+                None
+            }
+            (TunnelLiveness::Up, false) => {
+                self.missed += 1;
+                (self.missed >= self.config.retries).then(|| {
+                    self.state = TunnelLiveness::Down;
+                    LivenessEvent::WentDown
+                })
+            }
+            (TunnelLiveness::Down, false) => {
+                self.missed += 1;
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Liveness, LivenessConfig, LivenessEvent, TunnelLiveness};
+
+    fn three() -> Liveness {
+        Liveness::new(LivenessConfig {
+            interval: Duration::from_secs(10),
+            retries: 3,
+        })
+    }
+
+    #[test]
+    fn down_after_retries_silent_intervals_and_up_at_the_first_keepalive() {
+        let mut l = three();
+        assert_eq!(l.tick(1), None, "heard: stays up");
+        assert_eq!(l.tick(1), None, "missed 1");
+        assert_eq!(l.tick(1), None, "missed 2");
+        assert_eq!(l.tick(1), Some(LivenessEvent::WentDown), "missed 3");
+        assert_eq!(l.state(), TunnelLiveness::Down);
+        assert_eq!(l.tick(1), None, "stays down");
+        assert_eq!(l.tick(2), Some(LivenessEvent::WentUp));
+        assert_eq!(l.missed(), 0);
+    }
+
+    #[test]
+    fn a_keepalive_resets_the_count() {
+        let mut l = three();
+        l.tick(0);
+        l.tick(0);
+        assert_eq!(l.missed(), 2);
+        assert_eq!(l.tick(5), None);
+        assert_eq!(l.missed(), 0);
+        l.tick(5);
+        l.tick(5);
+        assert_eq!(
+            l.state(),
+            TunnelLiveness::Up,
+            "two misses after a reset are not three"
+        );
+    }
+
+    #[test]
+    fn counters_starting_at_zero_count_as_silence() {
+        let mut l = three();
+        for _ in 0..2 {
+            assert_eq!(l.tick(0), None);
+        }
+        assert_eq!(l.tick(0), Some(LivenessEvent::WentDown));
+    }
+}
