@@ -174,7 +174,7 @@ fn ping(ns: &NetNs, dst: Ipv4Addr) -> bool {
         .success()
 }
 
-/// A GRE socket in `ns` (raw IPPROTO_GRE: the kernel adds the IP header, XFRM applies).
+/// A GRE socket in `ns` (raw `IPPROTO_GRE`: the kernel adds the IP header, XFRM applies).
 fn gre_socket(ns: &NetNs, bind: Ipv4Addr) -> Socket {
     ns.run_in(move || {
         let s =
@@ -221,6 +221,47 @@ fn await_gre_type_0(socket: &Socket, src: Ipv4Addr) -> bool {
     false
 }
 
+/// R13: the DC's keepalive is decapsulated, reflected by the kernel and leaves encrypted;
+/// ours goes out through the tunnel, comes back through Linux `ip_gre` and is counted.
+fn keepalives_both_ways(lab: &Lab, dc_gre: &Socket) {
+    dc_gre
+        .send_to(
+            &dc_keepalive(),
+            &SockAddr::from(SocketAddrV4::new(CPE_GRE, 0)),
+        )
+        .expect("send the DC's keepalive");
+    assert!(
+        await_gre_type_0(dc_gre, CPE_GRE),
+        "the reflected keepalive reached the DC"
+    );
+    assert_eq!(
+        lab.maps()
+            .tunnel_stats(0)
+            .expect("stats")
+            .keepalive_reflected,
+        1
+    );
+
+    let ifindex: u32 = lab
+        .cpe
+        .sh("cat /sys/class/net/vc-dc1/ifindex")
+        .expect("ifindex")
+        .trim()
+        .parse()
+        .expect("ifindex");
+    let tunnel = &lab.spec.tunnels[0];
+    let frame = keepalive_frame(tunnel.tunnel_mac(), tunnel.peer_mac(), CPE_GRE, DC_GRE);
+    lab.cpe
+        .run_in(move || KeepaliveSender::new(ifindex)?.send(&frame))
+        .expect("thread")
+        .expect("send our keepalive");
+    wait_for(Duration::from_secs(5), "the keepalive reply", || {
+        (lab.maps().tunnel_stats(0).ok()?.keepalive_rx == 1).then_some(())
+    })
+    .expect("keepalive reply counted");
+    assert_eq!(lab.maps().tunnel_stats(0).expect("stats").keepalive_tx, 1);
+}
+
 #[test]
 fn ipsec_mode_every_path_encrypted_and_checked() {
     if !vm::inside_or_boot("ipsec_mode_every_path_encrypted_and_checked") {
@@ -249,45 +290,8 @@ fn ipsec_mode_every_path_encrypted_and_checked() {
         "tunnel IP ping"
     );
 
-    // The DC's keepalive is decapsulated, reflected by the kernel, and leaves encrypted.
     let dc_gre = gre_socket(&lab.dc, DC_GRE);
-    dc_gre
-        .send_to(
-            &dc_keepalive(),
-            &SockAddr::from(SocketAddrV4::new(CPE_GRE, 0)),
-        )
-        .expect("send the DC's keepalive");
-    assert!(
-        await_gre_type_0(&dc_gre, CPE_GRE),
-        "the reflected keepalive reached the DC"
-    );
-    assert_eq!(
-        lab.maps()
-            .tunnel_stats(0)
-            .expect("stats")
-            .keepalive_reflected,
-        1
-    );
-
-    // Our keepalive goes out through the tunnel, comes back through Linux ip_gre, is counted.
-    let ifindex: u32 = lab
-        .cpe
-        .sh("cat /sys/class/net/vc-dc1/ifindex")
-        .expect("ifindex")
-        .trim()
-        .parse()
-        .expect("ifindex");
-    let tunnel = &lab.spec.tunnels[0];
-    let frame = keepalive_frame(tunnel.tunnel_mac(), tunnel.peer_mac(), CPE_GRE, DC_GRE);
-    lab.cpe
-        .run_in(move || KeepaliveSender::new(ifindex)?.send(&frame))
-        .expect("thread")
-        .expect("send our keepalive");
-    wait_for(Duration::from_secs(5), "the keepalive reply", || {
-        (lab.maps().tunnel_stats(0).ok()?.keepalive_rx == 1).then_some(())
-    })
-    .expect("keepalive reply counted");
-    assert_eq!(lab.maps().tunnel_stats(0).expect("stats").keepalive_tx, 1);
+    keepalives_both_ways(&lab, &dc_gre);
 
     // Negative control: GRE outside the policy leaves in clear, and the check must see it.
     dc_gre
