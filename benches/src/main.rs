@@ -4,6 +4,13 @@ mod bpf;
 #[path = "../../vc-agent/tests/bpf/fixture.rs"]
 #[expect(dead_code, reason = "shared with the BPF tests, which use all of it")]
 mod fixture;
+mod iperf;
+#[path = "../../vc-agent/tests/datapath/topology.rs"]
+#[expect(
+    dead_code,
+    reason = "shared with the datapath tests, which use all of it"
+)]
+mod topology;
 
 use anyhow::{Result, bail};
 
@@ -11,6 +18,8 @@ fn main() -> Result<()> {
     let what = std::env::args().nth(1).unwrap_or_default();
     match what.as_str() {
         "bpf" => bpf::run(),
-        _ => bail!("usage: vc-bench bpf"),
+        "iperf" => iperf::run(),
+        "iperf-diagnose" => iperf::diagnose(),
+        _ => bail!("usage: vc-bench bpf|iperf"),
     }
 }

@@ -148,6 +148,36 @@ impl Topology {
         topo
     }
 
+    /// The same namespaces and addresses without vc: plain IPv4 forwarding over the same
+    /// hops, the baseline of the throughput benchmarks.
+    pub fn plain() -> Self {
+        let bpffs = TempBpfFs::new().expect("bpffs");
+        let state = tempdir::Dir::new("state");
+        let [lan, cpe, wan, dc1, dc2] = namespaces();
+        let (cpe_spec, _, _) = specs(bpffs.path(), state.path(), false);
+        let setup = [
+            (&cpe, "sysctl -qw net.ipv4.ip_forward=1"),
+            (&wan, "ip route add 203.0.113.0/25 via 198.18.1.1"),
+            (&wan, "ip route add 203.0.113.128/25 via 198.18.2.1"),
+            (&wan, "ip route add 10.1.0.0/24 via 198.51.100.1"),
+        ];
+        for (ns, script) in setup {
+            ns.sh(script)
+                .unwrap_or_else(|e| panic!("{}: {e:#}", ns.name()));
+        }
+        Topology {
+            lan,
+            cpe,
+            wan,
+            dc1,
+            dc2,
+            cpe_spec,
+            dc_specs: Vec::new(),
+            _bpffs: bpffs,
+            state,
+        }
+    }
+
     fn dc(&self, i: usize) -> &NetNs {
         if i == 1 { &self.dc1 } else { &self.dc2 }
     }

@@ -1,0 +1,146 @@
+//! End-to-end throughput through vc in GRE-only mode, against plain forwarding over the same
+//! hops, measured with iperf3 in the same run (R4: vc must never be the bottleneck).
+use std::{net::Ipv4Addr, process::Command, thread::sleep, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use vc_testkit::NetNs;
+
+use crate::topology::{DC1_HOST, Topology};
+
+const SECONDS: &str = "4";
+const ROUNDS: usize = 3;
+/// UDP datagrams of a size that fits the 1400-byte tunnel MTU without fragmentation.
+const UDP_LEN: &str = "1300";
+
+#[derive(Clone, Copy)]
+enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// Receiver-side throughput in Gbit/s of one iperf3 run from `client` to `server`.
+pub fn iperf3(client: &NetNs, server: &NetNs, dst: Ipv4Addr, udp: bool) -> Result<f64> {
+    let bind = dst.to_string();
+    let child = server
+        .command("iperf3")
+        .args(["-s", "-1", "-B", &bind])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("iperf3 server")?;
+    let mut daemon = vc_testkit::Daemon::new(child, "iperf3 server");
+    sleep(Duration::from_millis(300));
+    let mut args = vec!["-c", &bind, "-t", SECONDS, "-J"];
+    if udp {
+        args.extend(["-u", "-b", "0", "-l", UDP_LEN]);
+    }
+    let out = client
+        .command("iperf3")
+        .args(&args)
+        .output()
+        .context("iperf3")?;
+    daemon.stop();
+    if !out.status.success() {
+        bail!(
+            "iperf3 {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3 JSON")?;
+    let end = &report["end"];
+    let bps = if udp {
+        &end["sum"]["bits_per_second"]
+    } else {
+        &end["sum_received"]["bits_per_second"]
+    };
+    bps.as_f64()
+        .map(|b| b / 1e9)
+        .context("no receiver rate in iperf3's report")
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn run() -> Result<()> {
+    if !vc_testkit::privilege::is_root() {
+        bail!("the throughput benchmark needs root");
+    }
+    let plain = Topology::plain();
+    let slow = Topology::new(false);
+    let fast = Topology::new(true);
+    let setups: [(&str, &Topology); 3] = [
+        ("plain forwarding, no vc (baseline)", &plain),
+        ("vc GRE-only, tunnel interface (slow path)", &slow),
+        ("vc GRE-only, LAN fast path", &fast),
+    ];
+    println!("## Throughput through vc, GRE-only mode (iperf3, namespaces on this host)\n");
+    println!(
+        "`cargo xtask bench` · LAN host → CPE → WAN router → DC (vc at both tunnel ends; the \
+         baseline forwards over the same veth hops without vc) · {SECONDS} s per run, median of \
+         {ROUNDS} interleaved rounds · UDP: {UDP_LEN}-byte datagrams, unlimited rate, \
+         receiver's rate\n"
+    );
+    println!(
+        "| setup | TCP Gbit/s | × baseline | UDP Gbit/s | × baseline |\n|---|---:|---:|---:|---:|"
+    );
+    let mut results = vec![(Vec::new(), Vec::new()); setups.len()];
+    for _ in 0..ROUNDS {
+        for (i, (_, t)) in setups.iter().enumerate() {
+            for proto in [Proto::Tcp, Proto::Udp] {
+                let rate = iperf3(&t.lan, &t.dc1, DC1_HOST, matches!(proto, Proto::Udp))?;
+                match proto {
+                    Proto::Tcp => results[i].0.push(rate),
+                    Proto::Udp => results[i].1.push(rate),
+                }
+            }
+        }
+    }
+    let medians: Vec<(f64, f64)> = results
+        .into_iter()
+        .map(|(t, u)| (median(t), median(u)))
+        .collect();
+    let (base_tcp, base_udp) = medians[0];
+    for ((name, _), (tcp, udp)) in setups.iter().zip(&medians) {
+        println!(
+            "| {name} | {tcp:.2} | {:.2} | {udp:.2} | {:.2} |",
+            tcp / base_tcp,
+            udp / base_udp
+        );
+    }
+    let (slow_tcp, slow_udp) = medians[1];
+    let (fast_tcp, fast_udp) = medians[2];
+    println!(
+        "\nFast path vs slow path, same run: TCP {:.2}×, UDP {:.2}×. The goal for vc vs plain \
+         forwarding is ≥ 0.8×; Cisco caps a tunnel at 250 Mbit/s (R4).",
+        fast_tcp / slow_tcp,
+        fast_udp / slow_udp
+    );
+    println!("\nHost: {}.", host());
+    Ok(())
+}
+
+fn host() -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpus = Command::new("nproc")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!("kernel {}, {cpus} CPUs", kernel.trim())
+}
+
+/// Diagnostics: one TCP run per setup, then every drop counter vc and the kernel keep.
+pub fn diagnose() -> Result<()> {
+    let t = Topology::new(true);
+    let rate = iperf3(&t.lan, &t.dc1, DC1_HOST, false)?;
+    println!("fast path TCP {rate:.2} Gbit/s");
+    for (name, maps) in [("cpe", t.cpe_maps()), ("dc1", t.dc_maps(1))] {
+        for v in maps.verdicts()? {
+            println!("{name} {:?} {:?} {}", v.hook, v.reason, v.packets);
+        }
+    }
+    for ns in [&t.lan, &t.cpe, &t.wan, &t.dc1] {
+        println!("--- {}\n{}", ns.name(), ns.sh("nstat -az | grep -iE 'drop|retrans|Prune|Backlog|Ovfl|LostRetransmit|TCPTimeouts' | awk '$2 != 0'; ip -s -s link | grep -A7 -E 'vc|wan0|lan0|eth0|c0|d1' | grep -iE 'vc|wan|lan|eth|c0|d1|drop' | head -40")?);
+    }
+    Ok(())
+}
