@@ -327,3 +327,14 @@ fn teardown_leaves_nothing_behind() {
     // A second teardown finds nothing to do and succeeds.
     t.cpe_down().expect("idempotent");
 }
+
+#[test]
+fn the_benchmark_baseline_forwards_without_vc() {
+    if !privileged("the_benchmark_baseline_forwards_without_vc") {
+        return;
+    }
+    let t = Topology::plain();
+    assert_ping(&t.lan, DC1_HOST);
+    assert!(!t.cpe.sh("ip -o link").expect("links").contains("vc-"), "no vc in the baseline");
+    assert_eq!(tcp_transfer(&t.lan, &t.dc1, DC1_HOST, 5070, 100_000).expect("TCP"), 100_000);
+}
