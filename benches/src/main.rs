@@ -5,12 +5,16 @@ mod bpf;
 #[expect(dead_code, reason = "shared with the BPF tests, which use all of it")]
 mod fixture;
 mod iperf;
+#[path = "../../vc-agent/tests/vm_datapath/lab.rs"]
+#[expect(dead_code, reason = "shared with the VM tests, which use all of it")]
+mod lab;
 #[path = "../../vc-agent/tests/datapath/topology.rs"]
 #[expect(
     dead_code,
     reason = "shared with the datapath tests, which use all of it"
 )]
 mod topology;
+mod vm;
 
 use anyhow::{Result, bail};
 
@@ -20,6 +24,8 @@ fn main() -> Result<()> {
         "bpf" => bpf::run(),
         "iperf" => iperf::run(),
         "iperf-diagnose" => iperf::diagnose(),
-        _ => bail!("usage: vc-bench bpf|iperf"),
+        "vm" => vm::run(),
+        "vm-inside" => vm::inside(),
+        _ => bail!("usage: vc-bench bpf|iperf|vm"),
     }
 }

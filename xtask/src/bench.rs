@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use crate::{ebpf, util::workspace_root};
 
 /// The benchmark sections, in the order they appear in BENCHMARKS.md.
-const SECTIONS: &[&str] = &["bpf", "iperf"];
+const SECTIONS: &[&str] = &["bpf", "iperf", "vm"];
 
 pub fn run() -> Result<()> {
     let object = ebpf::build()?;

@@ -335,6 +335,12 @@ fn the_benchmark_baseline_forwards_without_vc() {
     }
     let t = Topology::plain();
     assert_ping(&t.lan, DC1_HOST);
-    assert!(!t.cpe.sh("ip -o link").expect("links").contains("vc-"), "no vc in the baseline");
-    assert_eq!(tcp_transfer(&t.lan, &t.dc1, DC1_HOST, 5070, 100_000).expect("TCP"), 100_000);
+    assert!(
+        !t.cpe.sh("ip -o link").expect("links").contains("vc-"),
+        "no vc in the baseline"
+    );
+    assert_eq!(
+        tcp_transfer(&t.lan, &t.dc1, DC1_HOST, 5070, 100_000).expect("TCP"),
+        100_000
+    );
 }

@@ -5,11 +5,7 @@
 //! Everything the kernel must handle (ICMP errors, fragmentation) is left to the tunnel
 //! interface untouched. Bypasses the FORWARD chain for tunnel traffic, like an nftables
 //! flowtable.
-use aya_ebpf::{
-    bindings::{BPF_F_INGRESS, TC_ACT_OK},
-    helpers::bpf_redirect,
-    programs::TcContext,
-};
+use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect, programs::TcContext};
 use vc_common::{DropReason, Tunnel, settings_flags};
 
 use crate::{
@@ -52,10 +48,12 @@ pub fn try_lan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     gre::encap(ctx, &ip, tunnel)?;
     set_eth_dst(ctx, tunnel.peer_mac)?;
     count_tx(id, ip.tot_len, true, false, clamped);
-    // The packet re-enters the stack as if received on the peer, with our GRE address as its
-    // source: only the peer needs accept_local, never a LAN-facing device.
+    // Sent out of the tunnel interface, the packet re-enters the stack on its peer, with our
+    // GRE address as its source: only the peer needs accept_local, never a LAN-facing
+    // device. Through the veth rather than an ingress redirect: the peer's NAPI can GRO it,
+    // where an ingress redirect would queue each packet to the backlog.
     // SAFETY: no preconditions.
-    let action = unsafe { bpf_redirect(tunnel.peer_ifindex, u64::from(BPF_F_INGRESS)) };
+    let action = unsafe { bpf_redirect(tunnel.tunnel_ifindex, 0) };
     Ok(Verdict::new(action as i32, DropReason::Forwarded))
 }
 

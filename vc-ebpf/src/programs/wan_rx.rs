@@ -5,12 +5,12 @@
 //! where the kernel treats it as received on a GRE device: local delivery of BGP and pings,
 //! forwarding to the LAN, and reflection of the DC's keepalives.
 //!
-//! The redirect scrubs the skb's secpath, so after it the kernel enforces nothing: in IPsec
-//! mode the SA check here is the only IPsec enforcement point.
+//! Crossing the veth scrubs the skb's secpath, so after it the kernel enforces nothing: in
+//! IPsec mode the SA check here is the only IPsec enforcement point.
 use core::mem::{size_of, zeroed};
 
 use aya_ebpf::{
-    bindings::{BPF_F_INGRESS, TC_ACT_OK, TC_ACT_SHOT, bpf_xfrm_state},
+    bindings::{TC_ACT_OK, TC_ACT_SHOT, bpf_xfrm_state},
     helpers::{bpf_redirect, bpf_skb_get_xfrm_state},
     programs::TcContext,
 };
@@ -80,8 +80,11 @@ pub fn try_wan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     let clamped = !keepalive && mss::clamp(ctx, &inner, tunnel.mss)?;
     set_eth_dst(ctx, tunnel.tunnel_mac)?;
     count_rx(id, inner.tot_len, keepalive, clamped);
+    // Sent out of the hidden peer, the packet arrives on the tunnel interface as if from a
+    // GRE device; the veth's NAPI GROs it as ip_gre's gro_cells would (an ingress redirect
+    // would queue each packet to the backlog, and the receiver would ACK every segment).
     // SAFETY: no preconditions.
-    let action = unsafe { bpf_redirect(tunnel.tunnel_ifindex, u64::from(BPF_F_INGRESS)) };
+    let action = unsafe { bpf_redirect(tunnel.peer_ifindex, 0) };
     Ok(Verdict::new(action as i32, DropReason::Forwarded))
 }
 

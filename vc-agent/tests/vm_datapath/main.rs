@@ -1,165 +1,25 @@
 //! The datapath in IPsec mode, on Debian 12's kernel (6.1) in the test VM: this host's kernel
-//! has no ESP and no GRE. The DC is Linux `ip_gre` + XFRM, keyed by hand (the IKE daemon's
-//! part is proven by the IPsec tests); the CPE is vc.
-//!
-//! ```text
-//!  lan ──eth0/lan0── cpe (vc) ──wan0/wan0── dc (ip_gre gre1, 203.0.113.10 on lo)
-//!  10.1.0.10         10.1.0.1  198.51.100.1   198.51.100.2
-//!                    vc-dc1 100.64.0.1/30 ~~~ gre1 100.64.0.2/30   (GRE in ESP, reqid 1)
-//! ```
+//! has no ESP and no GRE. See `lab` for the topology.
+mod lab;
+
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
     time::Duration,
 };
 
+use lab::{CPE_GRE, Cpe, DC_GRE, DC_HOST, KEY_OTHER, LAN_HOST, Lab, OUTSIDE_POLICY, block_on};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use vc_agent::{
-    datapath::{AttachMode, Datapath, DatapathMaps, DatapathSpec, Mode, TunnelSpec},
+    datapath::Datapath,
     keepalive::{KeepaliveSender, keepalive_frame},
 };
 use vc_common::{DropReason, Hook};
 use vc_testkit::{
     NetNs,
-    bpffs::TempBpfFs,
     capture::{self, Capture, Direction},
     traffic::tcp_transfer,
-    veth, vm, wait_for,
+    vm, wait_for,
 };
-
-const CPE_GRE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-const DC_GRE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
-const DC_HOST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
-const LAN_HOST: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
-/// An address outside the GRE-only policy: GRE to it leaves in clear (the negative control).
-const OUTSIDE_POLICY: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 99);
-
-const KEY_TO_DC: &str = "0x0123456789abcdef0123456789abcdef01020304";
-const KEY_TO_CPE: &str = "0xfedcba9876543210fedcba987654321004030201";
-const KEY_OTHER: &str = "0x00112233445566778899aabbccddeeff0a0b0c0d";
-
-fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(f)
-}
-
-/// ESP tunnel-mode SAs with reqid 1 and GRE-only policies, one side.
-fn xfrm(
-    ns: &NetNs,
-    local: Ipv4Addr,
-    remote: Ipv4Addr,
-    spi_out: &str,
-    key_out: &str,
-    spi_in: &str,
-    key_in: &str,
-) {
-    let aead = "aead 'rfc4106(gcm(aes))'";
-    ns.sh(&format!(
-        "ip xfrm state add src {local} dst {remote} proto esp spi {spi_out} reqid 1 mode tunnel {aead} {key_out} 128
-         ip xfrm state add src {remote} dst {local} proto esp spi {spi_in} reqid 1 mode tunnel {aead} {key_in} 128
-         ip xfrm policy add src {local}/32 dst {remote}/32 proto gre dir out tmpl src {local} dst {remote} proto esp reqid 1 mode tunnel
-         ip xfrm policy add src {remote}/32 dst {local}/32 proto gre dir in tmpl src {remote} dst {local} proto esp reqid 1 mode tunnel"
-    ))
-    .unwrap_or_else(|e| panic!("xfrm in {}: {e:#}", ns.name()));
-}
-
-struct Lab {
-    lan: NetNs,
-    cpe: NetNs,
-    dc: NetNs,
-    spec: DatapathSpec,
-    _bpffs: TempBpfFs,
-}
-
-impl Lab {
-    fn new() -> Self {
-        let lan = NetNs::new("vlan").expect("netns");
-        let cpe = NetNs::new("vcpe").expect("netns");
-        let dc = NetNs::new("vdc").expect("netns");
-        veth(&lan, "eth0", &cpe, "lan0").expect("veth");
-        veth(&cpe, "wan0", &dc, "wan0").expect("veth");
-        lan.sh("ip addr add 10.1.0.10/24 dev eth0; ip route add default via 10.1.0.1")
-            .expect("lan");
-        cpe.sh("ip addr add 10.1.0.1/24 dev lan0; ip addr add 198.51.100.1/24 dev wan0")
-            .expect("cpe");
-        dc.sh(
-            "ip addr add 198.51.100.2/24 dev wan0
-             ip link add gre1 type gre local 198.51.100.2 remote 198.51.100.1 ttl 64
-             ip addr add 100.64.0.2/30 dev gre1; ip link set gre1 mtu 1400 up
-             ip addr add 203.0.113.10/32 dev lo
-             ip route add 10.1.0.0/24 via 100.64.0.1 dev gre1
-             sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.gre1.rp_filter=0 net.ipv4.conf.gre1.accept_local=1
-             ip neigh add 198.51.100.99 lladdr 02:00:00:00:99:99 dev wan0",
-        )
-        .expect("dc");
-        xfrm(
-            &cpe, CPE_GRE, DC_GRE, "0x1001", KEY_TO_DC, "0x2002", KEY_TO_CPE,
-        );
-        xfrm(
-            &dc, DC_GRE, CPE_GRE, "0x2002", KEY_TO_CPE, "0x1001", KEY_TO_DC,
-        );
-
-        let bpffs = TempBpfFs::new().expect("bpffs");
-        let spec = DatapathSpec {
-            mode: Mode::Ipsec,
-            wan_if: "wan0".into(),
-            lan_if: Some("lan0".into()),
-            fast_path: true,
-            pin_dir: bpffs.path().join("vc"),
-            state_dir: bpffs.path().with_extension("state"),
-            tunnels: vec![TunnelSpec {
-                id: 0,
-                name: "vc-dc1".into(),
-                local_gre: CPE_GRE,
-                remote_gre: DC_GRE,
-                remote_ipsec: DC_GRE,
-                reqid: 1,
-                local_tunnel: "100.64.0.1/30".parse().expect("prefix"),
-                dc_tunnel_ip: Ipv4Addr::new(100, 64, 0, 2),
-                cisco_prefix: "203.0.113.0/24".parse().expect("prefix"),
-                mtu: 1400,
-                mss: 1350,
-            }],
-        };
-        let up = spec.clone();
-        let mode = cpe
-            .run_in(move || {
-                block_on(async move { Datapath::up(up).await.map(|d| d.attach_mode()) })
-            })
-            .expect("thread")
-            .unwrap_or_else(|e| panic!("datapath up on 6.1: {e:?}"));
-        assert_eq!(mode, AttachMode::Clsact, "6.1 has no tcx");
-        cpe.sh("ip route add 203.0.113.0/24 via 100.64.0.2 dev vc-dc1")
-            .expect("route");
-        let lab = Lab {
-            lan,
-            cpe,
-            dc,
-            spec,
-            _bpffs: bpffs,
-        };
-        lab.maps()
-            .set_route("203.0.113.0/24".parse().expect("prefix"), 1)
-            .expect("LPM route");
-        lab
-    }
-
-    fn maps(&self) -> DatapathMaps {
-        DatapathMaps::from_pins(&self.spec.pin_dir.join("maps")).expect("maps")
-    }
-
-    fn count(&self, hook: Hook, reason: DropReason) -> u64 {
-        self.maps()
-            .verdicts()
-            .expect("verdicts")
-            .iter()
-            .filter(|v| v.hook == hook && v.reason == reason)
-            .map(|v| v.packets)
-            .sum()
-    }
-}
 
 fn results(name: &str) -> std::path::PathBuf {
     std::env::var_os(vm::RESULTS_DIR)
@@ -267,7 +127,7 @@ fn ipsec_mode_every_path_encrypted_and_checked() {
     if !vm::inside_or_boot("ipsec_mode_every_path_encrypted_and_checked") {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::new(Cpe::Vc);
     let (cpe_file, dc_file) = (results("cpe-wan-out.pcap"), results("dc-wan-out.pcap"));
     let cpe_cap =
         Capture::start(&lab.cpe, "wan0", Direction::Out, "ip", &cpe_file).expect("capture");
@@ -340,6 +200,10 @@ fn ipsec_mode_every_path_encrypted_and_checked() {
         0,
         "nothing even tried to leak"
     );
+
+    // The benchmarks' baseline, kernel GRE on the CPE with the same XFRM, carries traffic.
+    let baseline = Lab::new(Cpe::KernelGre);
+    assert!(ping(&baseline.lan, DC_HOST), "kernel GRE + XFRM baseline");
 }
 
 #[test]
@@ -347,7 +211,7 @@ fn ipsec_mode_refuses_gre_from_another_sa_or_none() {
     if !vm::inside_or_boot("ipsec_mode_refuses_gre_from_another_sa_or_none") {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::new(Cpe::Vc);
     assert!(ping(&lab.lan, DC_HOST), "works with the tunnel's own SA");
     assert_eq!(lab.count(Hook::WanRx, DropReason::WrongSa), 0);
 

@@ -1,0 +1,176 @@
+//! The IPsec lab inside the VM (shared with `vc-bench vm`): LAN host, CPE, DC.
+//!
+//! ```text
+//!  lan ──eth0/lan0── cpe ──wan0/wan0── dc (ip_gre gre1, 203.0.113.10 on lo)
+//!  10.1.0.10         10.1.0.1  198.51.100.1   198.51.100.2
+//!                    100.64.0.1/30 ~~~~~~~~~~ gre1 100.64.0.2/30   (GRE in ESP, reqid 1)
+//! ```
+//! The DC is Linux `ip_gre` + XFRM, keyed by hand (the IKE daemon's part is proven by the
+//! IPsec tests). The CPE is vc, or, as the benchmarks' baseline, Linux `ip_gre` with the
+//! same XFRM state.
+use std::net::Ipv4Addr;
+
+use vc_agent::datapath::{AttachMode, Datapath, DatapathMaps, DatapathSpec, Mode, TunnelSpec};
+use vc_common::{DropReason, Hook};
+use vc_testkit::{NetNs, bpffs::TempBpfFs, veth};
+
+pub const CPE_GRE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+pub const DC_GRE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+pub const DC_HOST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+pub const LAN_HOST: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
+/// An address outside the GRE-only policy: GRE to it leaves in clear (the negative control).
+pub const OUTSIDE_POLICY: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 99);
+
+const KEY_TO_DC: &str = "0x0123456789abcdef0123456789abcdef01020304";
+const KEY_TO_CPE: &str = "0xfedcba9876543210fedcba987654321004030201";
+pub const KEY_OTHER: &str = "0x00112233445566778899aabbccddeeff0a0b0c0d";
+
+/// What terminates the tunnel on the CPE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cpe {
+    Vc,
+    KernelGre,
+}
+
+pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+/// ESP tunnel-mode SAs with reqid 1 and GRE-only policies, one side.
+fn xfrm(ns: &NetNs, local: Ipv4Addr, remote: Ipv4Addr, keys: [(&str, &str); 2]) {
+    let [(spi_out, key_out), (spi_in, key_in)] = keys;
+    let aead = "aead 'rfc4106(gcm(aes))'";
+    let esp = "proto esp reqid 1 mode tunnel";
+    ns.sh(&format!(
+        "ip xfrm state add src {local} dst {remote} proto esp spi {spi_out} reqid 1 mode tunnel {aead} {key_out} 128
+         ip xfrm state add src {remote} dst {local} proto esp spi {spi_in} reqid 1 mode tunnel {aead} {key_in} 128
+         ip xfrm policy add src {local}/32 dst {remote}/32 proto gre dir out tmpl src {local} dst {remote} {esp}
+         ip xfrm policy add src {remote}/32 dst {local}/32 proto gre dir in tmpl src {remote} dst {local} {esp}"
+    ))
+    .unwrap_or_else(|e| panic!("xfrm in {}: {e:#}", ns.name()));
+}
+
+pub struct Lab {
+    pub lan: NetNs,
+    pub cpe: NetNs,
+    pub dc: NetNs,
+    pub spec: DatapathSpec,
+    _bpffs: TempBpfFs,
+}
+
+fn spec(pins: &std::path::Path) -> DatapathSpec {
+    DatapathSpec {
+        mode: Mode::Ipsec,
+        wan_if: "wan0".into(),
+        lan_if: Some("lan0".into()),
+        fast_path: true,
+        pin_dir: pins.join("vc"),
+        state_dir: pins.with_extension("state"),
+        tunnels: vec![TunnelSpec {
+            id: 0,
+            name: "vc-dc1".into(),
+            local_gre: CPE_GRE,
+            remote_gre: DC_GRE,
+            remote_ipsec: DC_GRE,
+            reqid: 1,
+            local_tunnel: "100.64.0.1/30".parse().expect("prefix"),
+            dc_tunnel_ip: Ipv4Addr::new(100, 64, 0, 2),
+            cisco_prefix: "203.0.113.0/24".parse().expect("prefix"),
+            mtu: 1400,
+            mss: 1350,
+        }],
+    }
+}
+
+impl Lab {
+    pub fn new(cpe_kind: Cpe) -> Self {
+        let [lan, cpe, dc] = ["vlan", "vcpe", "vdc"].map(|tag| NetNs::new(tag).expect("netns"));
+        veth(&lan, "eth0", &cpe, "lan0").expect("veth");
+        veth(&cpe, "wan0", &dc, "wan0").expect("veth");
+        lan.sh("ip addr add 10.1.0.10/24 dev eth0; ip route add default via 10.1.0.1")
+            .expect("lan");
+        cpe.sh("ip addr add 10.1.0.1/24 dev lan0; ip addr add 198.51.100.1/24 dev wan0")
+            .expect("cpe");
+        dc.sh("ip addr add 198.51.100.2/24 dev wan0
+             ip link add gre1 type gre local 198.51.100.2 remote 198.51.100.1 ttl 64
+             ip addr add 100.64.0.2/30 dev gre1; ip link set gre1 mtu 1400 up
+             ip addr add 203.0.113.10/32 dev lo
+             ip route add 10.1.0.0/24 via 100.64.0.1 dev gre1
+             sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0
+             sysctl -qw net.ipv4.conf.gre1.rp_filter=0 net.ipv4.conf.gre1.accept_local=1
+             ip neigh add 198.51.100.99 lladdr 02:00:00:00:99:99 dev wan0")
+            .expect("dc");
+        xfrm(
+            &cpe,
+            CPE_GRE,
+            DC_GRE,
+            [("0x1001", KEY_TO_DC), ("0x2002", KEY_TO_CPE)],
+        );
+        xfrm(
+            &dc,
+            DC_GRE,
+            CPE_GRE,
+            [("0x2002", KEY_TO_CPE), ("0x1001", KEY_TO_DC)],
+        );
+
+        let bpffs = TempBpfFs::new().expect("bpffs");
+        let spec = spec(bpffs.path());
+        let lab = Lab {
+            lan,
+            cpe,
+            dc,
+            spec,
+            _bpffs: bpffs,
+        };
+        match cpe_kind {
+            Cpe::Vc => lab.vc_up(),
+            Cpe::KernelGre => lab
+                .cpe
+                .sh(
+                    "ip link add gre1 type gre local 198.51.100.1 remote 198.51.100.2 ttl 64
+                     ip addr add 100.64.0.1/30 dev gre1; ip link set gre1 mtu 1400 up
+                     ip route add 203.0.113.0/24 via 100.64.0.2 dev gre1
+                     sysctl -qw net.ipv4.ip_forward=1",
+                )
+                .map(drop)
+                .expect("kernel GRE on the CPE"),
+        }
+        lab
+    }
+
+    fn vc_up(&self) {
+        let up = self.spec.clone();
+        let mode = self
+            .cpe
+            .run_in(move || {
+                block_on(async move { Datapath::up(up).await.map(|d| d.attach_mode()) })
+            })
+            .expect("thread")
+            .unwrap_or_else(|e| panic!("datapath up on 6.1: {e:?}"));
+        assert_eq!(mode, AttachMode::Clsact, "6.1 has no tcx");
+        self.cpe
+            .sh("ip route add 203.0.113.0/24 via 100.64.0.2 dev vc-dc1")
+            .expect("route");
+        self.maps()
+            .set_route("203.0.113.0/24".parse().expect("prefix"), 1)
+            .expect("LPM route");
+    }
+
+    pub fn maps(&self) -> DatapathMaps {
+        DatapathMaps::from_pins(&self.spec.pin_dir.join("maps")).expect("maps")
+    }
+
+    pub fn count(&self, hook: Hook, reason: DropReason) -> u64 {
+        self.maps()
+            .verdicts()
+            .expect("verdicts")
+            .iter()
+            .filter(|v| v.hook == hook && v.reason == reason)
+            .map(|v| v.packets)
+            .sum()
+    }
+}
