@@ -5,6 +5,7 @@ pub mod attach;
 pub mod bpffs;
 pub mod devices;
 pub mod maps;
+pub mod mtu;
 pub mod object;
 pub mod spec;
 pub mod state;
@@ -264,6 +265,28 @@ impl Datapath {
             .find(|(i, _)| *i == id)
             .map(|(_, d)| *d)
             .with_context(|| format!("no tunnel {id}"))
+    }
+
+    /// Follows the path MTU toward each DC (R14): the kernel's path MTU to the DC's IPsec
+    /// address, less what ESP (`esp`, none in external-IPsec mode), NAT-T and GRE add, capped
+    /// by the configured tunnel MTU. Returns the tunnels whose MTU changed, with the new MTU.
+    pub async fn follow_path_mtu(
+        &mut self,
+        esp: Option<mtu::EspOverhead>,
+        nat_t: bool,
+    ) -> Result<Vec<(u32, u16)>> {
+        let netlink = Netlink::connect()?;
+        let mut changed = Vec::new();
+        for tunnel in self.spec.tunnels.clone() {
+            let path = mtu::path_mtu(&netlink, tunnel.remote_ipsec).await?;
+            let wanted = mtu::tunnel_mtu(path, esp, nat_t).min(tunnel.mtu);
+            if self.maps.tunnel(tunnel.id)?.mtu != wanted {
+                info!(tunnel = %tunnel.name, path_mtu = path, tunnel_mtu = wanted, "tunnel MTU follows the path");
+                self.set_tunnel_mtu(tunnel.id, wanted).await?;
+                changed.push((tunnel.id, wanted));
+            }
+        }
+        Ok(changed)
     }
 
     /// Sets the tunnel MTU (R14, outer path-MTU discovery): the interface's MTU, which makes

@@ -344,3 +344,50 @@ fn the_benchmark_baseline_forwards_without_vc() {
         100_000
     );
 }
+
+#[test]
+fn the_tunnel_mtu_follows_the_path() {
+    let Some(t) = topology("the_tunnel_mtu_follows_the_path", true) else {
+        return;
+    };
+    // The path toward DC1 shrinks to 1400 (as an ICMP-learned exception would make it).
+    t.cpe
+        .sh("ip route add 198.18.1.1/32 via 198.51.100.254 mtu 1400")
+        .expect("route");
+    let spec = t.cpe_spec.clone();
+    let changed = t
+        .cpe
+        .run_in(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(async move {
+                    let mut datapath = vc_agent::datapath::Datapath::up(spec).await?;
+                    datapath.follow_path_mtu(None, false).await
+                })
+        })
+        .expect("thread")
+        .expect("follow the path MTU");
+    // GRE only: 1400 - 24 = 1376 for tunnel A; tunnel B's path is unchanged (1500 → capped
+    // by its configured 1400: no change).
+    assert_eq!(changed, vec![(0, 1376)]);
+    assert!(
+        t.cpe
+            .sh("ip link show vc-dc1")
+            .expect("link")
+            .contains("mtu 1376")
+    );
+    assert_eq!(t.cpe_maps().tunnel(0).expect("tunnel").mtu, 1376);
+    // What fits the new tunnel MTU crosses; one byte more gets frag-needed with it.
+    assert!(
+        ping(&t.lan, DC1_HOST, 1376 - 28).status.success(),
+        "1376 fits"
+    );
+    let big = ping(&t.lan, DC1_HOST, 1377 - 28);
+    let text = String::from_utf8_lossy(&big.stdout).to_string();
+    assert!(
+        text.contains("mtu = 1376") || text.contains("mtu=1376"),
+        "frag-needed with 1376: {text}"
+    );
+}

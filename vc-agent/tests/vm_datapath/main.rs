@@ -122,6 +122,39 @@ fn keepalives_both_ways(lab: &Lab, dc_gre: &Socket) {
     assert_eq!(lab.maps().tunnel_stats(0).expect("stats").keepalive_tx, 1);
 }
 
+fn path_mtu_with_esp(lab: &Lab) {
+    lab.cpe
+        .sh("ip route add 198.51.100.2/32 dev wan0 mtu 1400")
+        .expect("route");
+    let spec = lab.spec.clone();
+    let changed = lab
+        .cpe
+        .run_in(move || {
+            block_on(async move {
+                let mut datapath = Datapath::up(spec).await?;
+                let gcm = vc_agent::datapath::mtu::EspOverhead::from_proposal("aes128gcm16");
+                datapath.follow_path_mtu(Some(gcm), false).await
+            })
+        })
+        .expect("thread")
+        .expect("follow the path MTU");
+    assert_eq!(changed, vec![(0, 1322)]);
+    let fits = lab
+        .lan
+        .sh_output(&format!("ping -c1 -W3 -M do -s {} {DC_HOST}", 1322 - 28))
+        .expect("ping");
+    assert!(fits.status.success(), "1322 fits the ESP path exactly");
+    let big = lab
+        .lan
+        .sh_output(&format!("ping -c1 -W3 -M do -s {} {DC_HOST}", 1323 - 28))
+        .expect("ping");
+    let text = String::from_utf8_lossy(&big.stdout).to_string();
+    assert!(
+        text.contains("mtu = 1322") || text.contains("mtu=1322"),
+        "frag-needed: {text}"
+    );
+}
+
 #[test]
 fn ipsec_mode_every_path_encrypted_and_checked() {
     if !vm::inside_or_boot("ipsec_mode_every_path_encrypted_and_checked") {
@@ -200,6 +233,10 @@ fn ipsec_mode_every_path_encrypted_and_checked() {
         0,
         "nothing even tried to leak"
     );
+
+    // R14 with ESP: a 1400-byte path toward the DC leaves 1322 bytes for the inner packet
+    // with AES-GCM-16 (1400 - 20 - 8 - 8 - 16 = 1348, minus the ESP trailer and GRE).
+    path_mtu_with_esp(&lab);
 
     // The benchmarks' baseline, kernel GRE on the CPE with the same XFRM, carries traffic.
     let baseline = Lab::new(Cpe::KernelGre);

@@ -1,0 +1,268 @@
+//! The tunnel MTU from the path (R14, the outer half of tunnel path-MTU discovery): what the
+//! kernel knows of the path to the DC's IPsec address, less what ESP, NAT-T and GRE add.
+//!
+//! ```text
+//!  | outer IPv4 20 | [UDP 8: NAT-T] | ESP 8 | IV | GRE packet: IPv4 20 + GRE 4 + inner | pad | 2 | ICV |
+//!                                             |<------- padded to the cipher's block ------->|
+//! ```
+use std::net::Ipv4Addr;
+
+use anyhow::{Context, Result};
+use futures::TryStreamExt;
+use netlink_packet_route::route::{RouteAttribute, RouteMetric};
+use rtnetlink::RouteMessageBuilder;
+
+use super::devices::Netlink;
+
+const OUTER_IPV4: u32 = 20;
+const ESP_HEADER: u32 = 8;
+const ESP_TRAILER: u32 = 2;
+const NAT_T_UDP: u32 = 8;
+const GRE_OVERHEAD: u32 = 24;
+
+/// No tunnel MTU below this, whatever the path says: IPv6-sized packets must still fit (the
+/// inner traffic may be carried further), and a broken PMTU report must not shrink the
+/// tunnel to nothing. Below it, the outer packets get fragmented instead.
+pub const MTU_FLOOR: u16 = 1280;
+
+/// The per-packet cost of an ESP transform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EspOverhead {
+    pub iv: u32,
+    pub icv: u32,
+    /// The payload plus trailer is padded to a multiple of this.
+    pub block: u32,
+}
+
+impl EspOverhead {
+    /// From a strongSwan ESP proposal (`aes256gcm16-modp2048`, `aes128-sha256`, ...): the
+    /// first encryption and integrity algorithms named. Unknown names count as the costliest
+    /// common transform (AES-CBC with SHA-512), so the MTU errs low.
+    #[must_use]
+    pub fn from_proposal(proposal: &str) -> Self {
+        let parts: Vec<&str> = proposal.split('-').map(str::trim).collect();
+        let aead = parts.iter().find_map(|p| {
+            let p = p.to_ascii_lowercase();
+            if p.contains("gcm") || p.contains("ccm") {
+                let icv = if p.ends_with("8") {
+                    8
+                } else if p.ends_with("12") {
+                    12
+                } else {
+                    16
+                };
+                Some(EspOverhead {
+                    iv: 8,
+                    icv,
+                    block: 4,
+                })
+            } else if p.starts_with("chacha20poly1305") {
+                Some(EspOverhead {
+                    iv: 8,
+                    icv: 16,
+                    block: 4,
+                })
+            } else {
+                None
+            }
+        });
+        if let Some(aead) = aead {
+            return aead;
+        }
+        let ctr = parts
+            .iter()
+            .any(|p| p.to_ascii_lowercase().ends_with("ctr"));
+        let icv = parts
+            .iter()
+            .find_map(|p| match p.to_ascii_lowercase().as_str() {
+                "sha1" | "sha" | "md5" | "aesxcbc" => Some(12),
+                "sha256" | "sha2_256" => Some(16),
+                "sha384" | "sha2_384" => Some(24),
+                "sha512" | "sha2_512" => Some(32),
+                _ => None,
+            })
+            .unwrap_or(32);
+        if ctr {
+            EspOverhead {
+                iv: 8,
+                icv,
+                block: 4,
+            }
+        } else {
+            EspOverhead {
+                iv: 16,
+                icv,
+                block: 16,
+            }
+        }
+    }
+}
+
+/// The largest inner packet that fits a path MTU: `esp` none for external-IPsec mode (GRE
+/// alone), `nat_t` when a NAT forces UDP encapsulation. Never below [`MTU_FLOOR`].
+#[must_use]
+pub fn tunnel_mtu(path_mtu: u32, esp: Option<EspOverhead>, nat_t: bool) -> u16 {
+    let gre_packet = match esp {
+        None => path_mtu.saturating_sub(if nat_t { NAT_T_UDP } else { 0 }),
+        Some(esp) => {
+            let room = path_mtu.saturating_sub(
+                OUTER_IPV4 + ESP_HEADER + esp.iv + esp.icv + if nat_t { NAT_T_UDP } else { 0 },
+            );
+            (room / esp.block * esp.block).saturating_sub(ESP_TRAILER)
+        }
+    };
+    let inner = gre_packet.saturating_sub(GRE_OVERHEAD);
+    u16::try_from(inner).unwrap_or(u16::MAX).max(MTU_FLOOR)
+}
+
+/// The path MTU the kernel uses toward `dst`: a learned exception (ICMP fragmentation
+/// needed, handled by the kernel for ESP), a route's `mtu` metric, or the outgoing device's.
+pub async fn path_mtu(netlink: &Netlink, dst: Ipv4Addr) -> Result<u32> {
+    let request = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(dst, 32)
+        .build();
+    let mut routes = netlink.handle().route().get(request).execute();
+    let route = routes
+        .try_next()
+        .await
+        .with_context(|| format!("no route to {dst}"))?
+        .with_context(|| format!("no route to {dst}"))?;
+    let metric_mtu = route.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Metrics(metrics) => metrics.iter().find_map(|m| match m {
+            RouteMetric::Mtu(mtu) => Some(*mtu),
+            _ => None,
+        }),
+        _ => None,
+    });
+    if let Some(mtu) = metric_mtu.filter(|m| *m != 0) {
+        return Ok(mtu);
+    }
+    let oif = route
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        })
+        .with_context(|| format!("the route to {dst} has no device"))?;
+    netlink.mtu(oif).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{EspOverhead, MTU_FLOOR, tunnel_mtu};
+
+    #[test]
+    fn overheads_of_common_proposals() {
+        assert_eq!(
+            EspOverhead::from_proposal("aes256gcm16-ecp384"),
+            EspOverhead {
+                iv: 8,
+                icv: 16,
+                block: 4
+            }
+        );
+        assert_eq!(
+            EspOverhead::from_proposal("aes128gcm12"),
+            EspOverhead {
+                iv: 8,
+                icv: 12,
+                block: 4
+            }
+        );
+        assert_eq!(
+            EspOverhead::from_proposal("aes256-sha256-modp2048"),
+            EspOverhead {
+                iv: 16,
+                icv: 16,
+                block: 16
+            }
+        );
+        assert_eq!(
+            EspOverhead::from_proposal("aes128-sha1"),
+            EspOverhead {
+                iv: 16,
+                icv: 12,
+                block: 16
+            }
+        );
+        assert_eq!(
+            EspOverhead::from_proposal("aes256ctr-sha384"),
+            EspOverhead {
+                iv: 8,
+                icv: 24,
+                block: 4
+            }
+        );
+        assert_eq!(
+            EspOverhead::from_proposal("chacha20poly1305"),
+            EspOverhead {
+                iv: 8,
+                icv: 16,
+                block: 4
+            }
+        );
+        assert_eq!(
+            EspOverhead::from_proposal("mystery"),
+            EspOverhead {
+                iv: 16,
+                icv: 32,
+                block: 16
+            },
+            "unknown errs low"
+        );
+    }
+
+    #[test]
+    fn tunnel_mtu_on_a_1500_path() {
+        let gcm = EspOverhead::from_proposal("aes256gcm16");
+        // 1500 - 20 - 8 - 8 - 16 = 1448, padded to 4: 1448, less the trailer: 1446 of GRE
+        // packet, less 24 of GRE: 1422.
+        assert_eq!(tunnel_mtu(1500, Some(gcm), false), 1422);
+        assert_eq!(tunnel_mtu(1500, Some(gcm), true), 1414, "NAT-T costs 8");
+        let cbc = EspOverhead::from_proposal("aes256-sha256");
+        // 1500 - 20 - 8 - 16 - 16 = 1440, a multiple of 16; - 2 - 24.
+        assert_eq!(tunnel_mtu(1500, Some(cbc), false), 1414);
+        assert_eq!(tunnel_mtu(1500, None, false), 1476, "GRE only");
+    }
+
+    #[test]
+    fn the_floor_holds() {
+        assert_eq!(
+            tunnel_mtu(576, Some(EspOverhead::from_proposal("aes128gcm16")), false),
+            MTU_FLOOR
+        );
+        assert_eq!(tunnel_mtu(0, None, false), MTU_FLOOR);
+    }
+
+    #[test]
+    fn every_path_mtu_yields_a_fitting_tunnel_mtu() {
+        // Exhaustively: the computed inner size, encapsulated, never exceeds the path.
+        for proposal in [
+            "aes256gcm16",
+            "aes128-sha1",
+            "aes256-sha512",
+            "aes256ctr-sha256",
+        ] {
+            let esp = EspOverhead::from_proposal(proposal);
+            for path in 1400..=9000 {
+                for nat_t in [false, true] {
+                    let mtu = u32::from(tunnel_mtu(path, Some(esp), nat_t));
+                    if mtu == u32::from(MTU_FLOOR) {
+                        continue;
+                    }
+                    let padded = (mtu + 24 + 2).div_ceil(esp.block) * esp.block;
+                    let wire = 20 + u32::from(nat_t) * 8 + 8 + esp.iv + padded + esp.icv;
+                    assert!(wire <= path, "{proposal} path {path} nat-t {nat_t}: {wire}");
+                    // And one byte more would not fit (the result is the largest).
+                    let padded_more = (mtu + 1 + 24 + 2).div_ceil(esp.block) * esp.block;
+                    let wire_more = 20 + u32::from(nat_t) * 8 + 8 + esp.iv + padded_more + esp.icv;
+                    assert!(
+                        wire_more > path,
+                        "{proposal} {path}: {mtu} is not the largest"
+                    );
+                }
+            }
+        }
+    }
+}
