@@ -44,7 +44,7 @@ impl EspOverhead {
         let aead = parts.iter().find_map(|p| {
             let p = p.to_ascii_lowercase();
             if p.contains("gcm") || p.contains("ccm") {
-                let icv = if p.ends_with("8") {
+                let icv = if p.ends_with('8') {
                     8
                 } else if p.ends_with("12") {
                     12
