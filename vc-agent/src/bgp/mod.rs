@@ -1,1 +1,2 @@
 //! eBGP per tunnel (R16–R22): codec, FSM, sessions.
+pub mod packet;
