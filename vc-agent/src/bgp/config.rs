@@ -44,7 +44,7 @@ impl fmt::Display for Secret {
 pub struct NeighborConfig {
     /// Tunnel id (0 = A/DC1, 1 = B/DC2): the bit this session's routes set in the datapath.
     pub tunnel: u32,
-    /// Our tunnel IP: the session's source and our NEXT_HOP.
+    /// Our tunnel IP: the session's source and our `NEXT_HOP`.
     pub local_addr: Ipv4Addr,
     /// The DC's tunnel IP.
     pub peer_addr: Ipv4Addr,
@@ -94,7 +94,7 @@ impl NeighborConfig {
             hold_time: 90,
             connect_retry: Duration::from_secs(10),
             idle_hold: Duration::from_secs(5),
-            idle_hold_max: Duration::from_secs(120),
+            idle_hold_max: Duration::from_mins(2),
             max_prefixes: 10,
             accepted_prefixes,
             passive: false,
@@ -129,7 +129,10 @@ impl NeighborConfig {
             ));
         }
         if self.local_addr == self.peer_addr {
-            return err(format!("local and peer address are both {}", self.peer_addr));
+            return err(format!(
+                "local and peer address are both {}",
+                self.peer_addr
+            ));
         }
         if let Some(p) = &self.md5_password
             && (p.expose().is_empty() || p.expose().len() > MD5_MAX_KEY_LEN)
@@ -208,9 +211,18 @@ mod tests {
     fn validation_names_the_problem() {
         assert_eq!(cfg().validate(), Ok(()));
         let bad = [
-            NeighborConfig { hold_time: 2, ..cfg() },
-            NeighborConfig { remote_asn: 65001, ..cfg() },
-            NeighborConfig { local_asn: 23456, ..cfg() },
+            NeighborConfig {
+                hold_time: 2,
+                ..cfg()
+            },
+            NeighborConfig {
+                remote_asn: 65001,
+                ..cfg()
+            },
+            NeighborConfig {
+                local_asn: 23456,
+                ..cfg()
+            },
             NeighborConfig { tunnel: 9, ..cfg() },
             NeighborConfig {
                 md5_password: Some(Secret::new("x".repeat(81))),

@@ -13,7 +13,10 @@ use super::{
 };
 
 pub(crate) enum Debug<'a> {
-    Transition { from: State, to: State },
+    Transition {
+        from: State,
+        to: State,
+    },
     Rx(Conn, &'a Message),
     Tx(Conn, &'a Message),
     Malformed {
@@ -34,7 +37,10 @@ pub(crate) enum Debug<'a> {
     Diagnosis(&'a str),
     StrayConnection(SocketAddr),
     AcceptFailed(&'a io::Error),
-    MaxPrefix { limit: u32, received: usize },
+    MaxPrefix {
+        limit: u32,
+        received: usize,
+    },
     Md5CountersUnreadable(&'a io::Error),
 }
 
@@ -46,21 +52,20 @@ impl Debug<'_> {
             Debug::Tx(conn, Message::Keepalive) => trace!(?conn, "sent KEEPALIVE"),
             Debug::Rx(conn, m) => info!(?conn, "received {}", summary(m)),
             Debug::Tx(conn, m) => info!(?conn, "sent {}", summary(m)),
-            Debug::Malformed { error, answer } => match answer {
-                Some(n) => warn!("malformed message from the peer: {error}; sending NOTIFICATION {n}"),
-                None => warn!("malformed message from the peer: {error}; closing"),
-            },
+            Debug::Malformed { error, answer } => {
+                if let Some(n) = answer {
+                    warn!("malformed message from the peer: {error}; sending NOTIFICATION {n}");
+                } else {
+                    warn!("malformed message from the peer: {error}; closing");
+                }
+            }
             Debug::AttrFault(fault) => warn!("malformed attribute from the peer: {fault}"),
             Debug::Rejected(prefix, why) => info!("ignored {prefix}: {}", why.describe()),
             Debug::Accepted(set) => info!("accepted prefixes now {}", list(set.iter())),
             Debug::Established {
                 hold_time,
                 connect_to_established,
-            } => info!(
-                hold_time,
-                ?connect_to_established,
-                "session Established"
-            ),
+            } => info!(hold_time, ?connect_to_established, "session Established"),
             Debug::Down => warn!("session down: withdrawing every route learned from it"),
             Debug::Failed(text) => warn!("{text}"),
             Debug::ConnectFailed(e) => debug!("connect failed: {e}"),

@@ -1,6 +1,6 @@
 //! "Why is the session not established?" from what can be seen. A TCP-MD5 mismatch is
 //! invisible to BGP: the kernel drops the peer's segments without a word. What shows is
-//! connect attempts timing out and the kernel's TcpExt counters (`nstat`,
+//! connect attempts timing out and the kernel's `TcpExt` counters (`nstat`,
 //! `/proc/net/netstat`):
 //!
 //! - `TCPMD5NotFound`: a segment came without a signature though we hold a key for its sender;
@@ -61,7 +61,7 @@ impl Md5Counters {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Evidence {
     pub md5_configured: bool,
-    /// Outgoing connects that got no answer within ConnectRetry.
+    /// Outgoing connects that got no answer within `ConnectRetry`.
     pub connect_timeouts: u32,
     /// Counter increases since the session was last up (or since start).
     pub md5: Md5Counters,
@@ -171,10 +171,7 @@ mod tests {
             }
         );
         assert_eq!(Md5Counters::parse("garbage"), Md5Counters::default());
-        let later = Md5Counters {
-            failure: 9,
-            ..c
-        };
+        let later = Md5Counters { failure: 9, ..c };
         assert_eq!(later.since(c).failure, 4);
     }
 
@@ -216,7 +213,11 @@ mod tests {
         let silent = d(ev(false, 2, 0, 0, 0)).expect("some");
         assert!(!silent.is_password());
         for e in [ev(true, 2, 3, 0, 0), ev(true, 1, 0, 0, 0)] {
-            assert!(d(e).expect("some").to_string().contains("password mismatch"));
+            assert!(
+                d(e).expect("some")
+                    .to_string()
+                    .contains("password mismatch")
+            );
         }
     }
 }

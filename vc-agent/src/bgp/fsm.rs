@@ -9,10 +9,10 @@
 //! connection opened by the side with the higher identifier and closes the other with Cease 6/7.
 //!
 //! Deviations from the letter of §8, all common practice:
-//! - a failed outgoing connect in Connect goes to Active (retry at the next ConnectRetry)
+//! - a failed outgoing connect in Connect goes to Active (retry at the next `ConnectRetry`)
 //!   rather than Idle;
 //! - errors send the FSM to Idle with an idle-hold timer that doubles with each consecutive
-//!   error (RFC 4271 §8.1.1 DampPeerOscillations) and resets once a session has stayed
+//!   error (RFC 4271 §8.1.1 `DampPeerOscillations`) and resets once a session has stayed
 //!   Established for [`FsmConfig::idle_hold_max`];
 //! - the hold timer is also restarted by ROUTE-REFRESH (any valid message proves the peer is
 //!   alive).
@@ -26,7 +26,7 @@ use super::packet::{
 
 /// The hold time of a connection whose peer has not sent its OPEN yet (RFC 4271 §8.2.2
 /// suggests 4 minutes).
-pub const LARGE_HOLD: Duration = Duration::from_secs(240);
+pub const LARGE_HOLD: Duration = Duration::from_mins(4);
 
 /// RFC 4271 §8.2.2 session states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -105,10 +105,14 @@ pub enum Failure {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "events carry the messages they stand for, a few a second"
+)]
 pub enum Event {
-    /// ManualStart / AutomaticStart (RFC events 1, 3).
+    /// `ManualStart` / `AutomaticStart` (RFC events 1, 3).
     Start,
-    /// ManualStop (event 2).
+    /// `ManualStop` (event 2).
     Stop,
     ConnectRetryExpired,
     IdleHoldExpired,
@@ -149,7 +153,7 @@ pub enum Action {
     Close(Conn),
     StartTimer(Timer, Duration),
     StopTimer(Timer),
-    /// The outgoing connect got no answer within ConnectRetry (diagnosis: MD5, firewall).
+    /// The outgoing connect got no answer within `ConnectRetry` (diagnosis: MD5, firewall).
     ConnectTimedOut,
     /// Entered Established.
     Established(Negotiated),
@@ -214,6 +218,10 @@ impl Fsm {
     }
 
     /// The one transition function.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the FSM's one transition match: split up, the table would be harder to read"
+    )]
     pub fn handle(&mut self, event: Event) -> Vec<Action> {
         use Event as E;
         use State as S;
@@ -225,7 +233,6 @@ impl Fsm {
                 self.start(&mut out);
             }
             (S::Idle, E::IdleHoldExpired) if self.started => self.start(&mut out),
-            (_, E::Start | E::IdleHoldExpired) => {}
             (_, E::Stop) => self.stop(&mut out),
             (_, E::StableExpired) => self.failures = 0,
 
@@ -247,17 +254,15 @@ impl Fsm {
                     self.state = S::Connect;
                 }
             }
-            (_, E::ConnectRetryExpired) => {}
 
             (S::Connect, E::TcpConnected) => {
                 out.push(Action::Adopt(Conn::Outgoing));
                 out.push(Action::StopTimer(Timer::ConnectRetry));
                 self.open_primary(Conn::Outgoing, &mut out);
             }
-            // An attempt we no longer want (a stale completion).
-            (_, E::TcpConnected) => out.push(Action::Refuse(None)),
-
-            (S::Idle, E::TcpAccepted) => out.push(Action::Refuse(None)),
+            // Idle refuses connections (§8.2.2); a connect completing outside Connect is an
+            // attempt we no longer want.
+            (S::Idle, E::TcpAccepted) | (_, E::TcpConnected) => out.push(Action::Refuse(None)),
             (S::Connect | S::Active, E::TcpAccepted) => {
                 out.push(Action::Adopt(Conn::Incoming));
                 if self.state == S::Connect {
@@ -304,7 +309,7 @@ impl Fsm {
                 }
             }
 
-            (_, E::Open(conn, open)) => self.on_open(conn, open, &mut out),
+            (_, E::Open(conn, open)) => self.on_open(conn, &open, &mut out),
 
             (_, E::Keepalive(conn)) => {
                 if self.pending == Some(conn) {
@@ -378,7 +383,6 @@ impl Fsm {
                     out.push(Action::StartTimer(Timer::Keepalive(conn), n.keepalive));
                 }
             }
-            (_, E::KeepaliveExpired(_)) => {}
             (S::Established, E::MaxPrefixExceeded { limit }) => {
                 // RFC 4486 §4: AFI, SAFI and the upper bound.
                 let mut data = AFI_IPV4.to_be_bytes().to_vec();
@@ -387,7 +391,15 @@ impl Fsm {
                 let n = Notification::with_data(code::CEASE, cease::MAX_PREFIXES, data);
                 self.fail(Failure::Sent(n.clone()), Some(n), &mut out);
             }
-            (_, E::MaxPrefixExceeded { .. }) => {}
+            // Events that mean nothing in the current state.
+            (
+                _,
+                E::Start
+                | E::IdleHoldExpired
+                | E::ConnectRetryExpired
+                | E::KeepaliveExpired(_)
+                | E::MaxPrefixExceeded { .. },
+            ) => {}
         }
         out
     }
@@ -527,7 +539,7 @@ impl Fsm {
         })
     }
 
-    fn on_open(&mut self, conn: Conn, open: Open, out: &mut Vec<Action>) {
+    fn on_open(&mut self, conn: Conn, open: &Open, out: &mut Vec<Action>) {
         if !self.is_ours(conn) {
             return;
         }
@@ -536,7 +548,7 @@ impl Fsm {
             self.unexpected(conn, out);
             return;
         }
-        let negotiated = match self.negotiate(&open) {
+        let negotiated = match self.negotiate(open) {
             Ok(n) => n,
             Err(n) => {
                 if self.pending == Some(conn) {

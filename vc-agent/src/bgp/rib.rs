@@ -18,7 +18,7 @@ pub struct ImportPolicy {
     pub accepted: BTreeSet<Ipv4Net>,
     pub local_asn: u32,
     pub peer_asn: u32,
-    /// Our end of the session: a NEXT_HOP equal to it is nonsense.
+    /// Our end of the session: a `NEXT_HOP` equal to it is nonsense.
     pub local_addr: Ipv4Addr,
 }
 
@@ -29,10 +29,10 @@ pub enum Reject {
     OutsidePolicy,
     /// Our own AS is in the path: a loop.
     OwnAsInPath,
-    /// NEXT_HOP is ours, unspecified, multicast or broadcast (RFC 4271 §6.3: ignore the route).
+    /// `NEXT_HOP` is ours, unspecified, multicast or broadcast (RFC 4271 §6.3: ignore the route).
     BadNextHop,
     /// RFC 7606 treat-as-withdraw: a malformed attribute, a missing mandatory attribute, an
-    /// AS_PATH not starting with the peer's AS (RFC 4271 §6.3) or with confederation segments
+    /// `AS_PATH` not starting with the peer's AS (RFC 4271 §6.3) or with confederation segments
     /// from an external peer (RFC 7606 §7.2).
     TreatAsWithdraw,
 }
@@ -72,7 +72,7 @@ pub struct AdjRibIn {
 }
 
 impl AdjRibIn {
-    pub fn apply(&mut self, update: &Update, cxt: &Cxt, policy: &ImportPolicy) -> Applied {
+    pub fn apply(&mut self, update: &Update, cxt: Cxt, policy: &ImportPolicy) -> Applied {
         let before = self.accepted();
         let mut rejected = Vec::new();
         for prefix in update.withdrawn_all() {
@@ -130,7 +130,7 @@ impl AdjRibIn {
 }
 
 /// Verdicts that depend on the path alone.
-fn path_verdict(attrs: &Attrs, cxt: &Cxt, policy: &ImportPolicy) -> Option<Reject> {
+fn path_verdict(attrs: &Attrs, cxt: Cxt, policy: &ImportPolicy) -> Option<Reject> {
     let path = attrs.effective_as_path(cxt)?;
     if path.has_confed_segments() || path.first_as() != Some(policy.peer_asn) {
         return Some(Reject::TreatAsWithdraw);
@@ -142,7 +142,7 @@ fn path_verdict(attrs: &Attrs, cxt: &Cxt, policy: &ImportPolicy) -> Option<Rejec
 }
 
 fn prefix_verdict(prefix: Ipv4Net, attrs: &Attrs, policy: &ImportPolicy) -> Option<Reject> {
-    let next_hop = attrs.next_hop.or_else(|| match &attrs.mp_reach {
+    let next_hop = attrs.next_hop.or(match &attrs.mp_reach {
         Some(super::packet::MpReach::Ipv4Unicast { next_hop, .. }) => Some(*next_hop),
         _ => None,
     });
@@ -203,9 +203,15 @@ mod tests {
         let a = rib.apply(
             &announce(
                 &[65010],
-                &["198.18.10.0/25", "198.18.10.0/24", "10.0.0.0/8", "198.18.10.0/26", "198.18.10.128/25"],
+                &[
+                    "198.18.10.0/25",
+                    "198.18.10.0/24",
+                    "10.0.0.0/8",
+                    "198.18.10.0/26",
+                    "198.18.10.128/25",
+                ],
             ),
-            &CXT,
+            CXT,
             &policy(),
         );
         assert!(a.changed);
@@ -224,24 +230,35 @@ mod tests {
     #[test]
     fn withdrawal_removes_and_reports_a_change() {
         let mut rib = AdjRibIn::default();
-        rib.apply(&announce(&[65010], &["198.18.10.0/25", "198.18.10.0/24"]), &CXT, &policy());
+        rib.apply(
+            &announce(&[65010], &["198.18.10.0/25", "198.18.10.0/24"]),
+            CXT,
+            &policy(),
+        );
         let w = Update {
             withdrawn: vec![net("198.18.10.0/25")],
             ..Update::default()
         };
-        assert!(rib.apply(&w, &CXT, &policy()).changed);
+        assert!(rib.apply(&w, CXT, &policy()).changed);
         assert_eq!(rib.accepted(), [net("198.18.10.0/24")].into());
         // Withdrawing what is not there changes nothing.
-        assert!(!rib.apply(&w, &CXT, &policy()).changed);
+        assert!(!rib.apply(&w, CXT, &policy()).changed);
     }
 
     #[test]
     fn own_as_in_path_is_rejected_and_replaces_an_accepted_route() {
         let mut rib = AdjRibIn::default();
-        rib.apply(&announce(&[65010], &["198.18.10.0/24"]), &CXT, &policy());
-        let a = rib.apply(&announce(&[65010, 65001], &["198.18.10.0/24"]), &CXT, &policy());
+        rib.apply(&announce(&[65010], &["198.18.10.0/24"]), CXT, &policy());
+        let a = rib.apply(
+            &announce(&[65010, 65001], &["198.18.10.0/24"]),
+            CXT,
+            &policy(),
+        );
         assert!(a.changed, "the implicit withdrawal of the accepted route");
-        assert_eq!(a.rejected, vec![(net("198.18.10.0/24"), Reject::OwnAsInPath)]);
+        assert_eq!(
+            a.rejected,
+            vec![(net("198.18.10.0/24"), Reject::OwnAsInPath)]
+        );
         assert!(rib.accepted().is_empty());
         assert_eq!(rib.received(), 1);
     }
@@ -249,9 +266,16 @@ mod tests {
     #[test]
     fn path_not_starting_with_the_peer_or_with_confederations_is_withdrawn() {
         let mut rib = AdjRibIn::default();
-        rib.apply(&announce(&[65010], &["198.18.10.0/24"]), &CXT, &policy());
-        let a = rib.apply(&announce(&[65099, 65010], &["198.18.10.0/24"]), &CXT, &policy());
-        assert_eq!(a.rejected, vec![(net("198.18.10.0/24"), Reject::TreatAsWithdraw)]);
+        rib.apply(&announce(&[65010], &["198.18.10.0/24"]), CXT, &policy());
+        let a = rib.apply(
+            &announce(&[65099, 65010], &["198.18.10.0/24"]),
+            CXT,
+            &policy(),
+        );
+        assert_eq!(
+            a.rejected,
+            vec![(net("198.18.10.0/24"), Reject::TreatAsWithdraw)]
+        );
         assert_eq!(rib.received(), 0, "treat-as-withdraw removes the route");
 
         let mut confed = announce(&[65010], &["198.18.10.0/24"]);
@@ -267,21 +291,24 @@ mod tests {
                 },
             ],
         });
-        let a = rib.apply(&confed, &CXT, &policy());
-        assert_eq!(a.rejected, vec![(net("198.18.10.0/24"), Reject::TreatAsWithdraw)]);
+        let a = rib.apply(&confed, CXT, &policy());
+        assert_eq!(
+            a.rejected,
+            vec![(net("198.18.10.0/24"), Reject::TreatAsWithdraw)]
+        );
     }
 
     #[test]
     fn attribute_faults_withdraw_what_the_update_announced() {
         let mut rib = AdjRibIn::default();
-        rib.apply(&announce(&[65010], &["198.18.10.0/24"]), &CXT, &policy());
+        rib.apply(&announce(&[65010], &["198.18.10.0/24"]), CXT, &policy());
         let mut bad = announce(&[65010], &["198.18.10.0/24", "198.18.10.0/25"]);
         bad.faults.push(AttrFault {
             code: 1,
             action: AttrAction::TreatAsWithdraw,
             why: "undefined ORIGIN value",
         });
-        let a = rib.apply(&bad, &CXT, &policy());
+        let a = rib.apply(&bad, CXT, &policy());
         assert!(a.changed);
         assert!(rib.accepted().is_empty());
         assert_eq!(a.rejected.len(), 2);
@@ -292,7 +319,7 @@ mod tests {
             action: AttrAction::Discard,
             why: "length is not 4",
         });
-        rib.apply(&discard, &CXT, &policy());
+        rib.apply(&discard, CXT, &policy());
         assert_eq!(rib.accepted(), [net("198.18.10.0/24")].into());
     }
 
@@ -307,8 +334,12 @@ mod tests {
             let mut u = announce(&[65010], &["198.18.10.0/24"]);
             u.attrs.as_mut().expect("attrs").next_hop = Some(nh);
             let mut rib = AdjRibIn::default();
-            let a = rib.apply(&u, &CXT, &policy());
-            assert_eq!(a.rejected, vec![(net("198.18.10.0/24"), Reject::BadNextHop)], "{nh}");
+            let a = rib.apply(&u, CXT, &policy());
+            assert_eq!(
+                a.rejected,
+                vec![(net("198.18.10.0/24"), Reject::BadNextHop)],
+                "{nh}"
+            );
         }
     }
 }

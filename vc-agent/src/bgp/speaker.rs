@@ -123,13 +123,13 @@ impl Speaker {
         self.state.clone()
     }
 
-    /// ManualStop: Cease 6/2 to the peer, routes withdrawn, no reconnect until
+    /// `ManualStop`: Cease 6/2 to the peer, routes withdrawn, no reconnect until
     /// [`Speaker::start`].
     pub fn stop(&self) {
         let _ = self.commands.send(Command::Stop);
     }
 
-    /// ManualStart after a stop.
+    /// `ManualStart` after a stop.
     pub fn start(&self) {
         let _ = self.commands.send(Command::Start);
     }
@@ -181,7 +181,7 @@ struct Session {
 
 impl Session {
     async fn run(mut self) {
-        self.md5_base = self.md5_counters();
+        self.md5_base = Self::md5_counters();
         self.feed(Event::Start);
         loop {
             let deadline = self.timers.values().min().copied();
@@ -302,7 +302,7 @@ impl Session {
                 }
                 self.snapshot.messages_received += 1;
                 let cxt = self.cxt();
-                match Message::decode(&bytes, &cxt) {
+                match Message::decode(&bytes, cxt) {
                     Ok(message) => self.on_message(conn, message),
                     Err(error) => self.on_malformed(conn, &error),
                 }
@@ -374,7 +374,9 @@ impl Session {
         match action {
             Action::Connect => {
                 self.next_serial += 1;
-                let task = self.endpoints.connect(self.next_serial, self.net_tx.clone());
+                let task = self
+                    .endpoints
+                    .connect(self.next_serial, self.net_tx.clone());
                 if let Some((_, old)) = self.connecting.replace((self.next_serial, task)) {
                     old.abort();
                 }
@@ -399,7 +401,7 @@ impl Session {
                     let bytes = notification.map(|n| {
                         let m = Message::Notification(n);
                         Debug::Tx(Conn::Incoming, &m).log();
-                        m.encode(&Cxt::default())
+                        m.encode(Cxt::default())
                     });
                     network::refuse(stream, bytes);
                 }
@@ -460,7 +462,7 @@ impl Session {
                 self.snapshot.established_at = None;
                 self.snapshot.session = None;
                 self.snapshot.prefixes = super::state::PrefixCounts::default();
-                self.md5_base = self.md5_counters();
+                self.md5_base = Self::md5_counters();
             }
             Action::Failed(failure) => self.failed(&failure),
             Action::Routes(update) => self.routes(&update),
@@ -473,7 +475,7 @@ impl Session {
             return;
         };
         Debug::Tx(conn, message).log();
-        c.send(message.encode(&self.cxt()));
+        c.send(message.encode(self.cxt()));
         self.snapshot.messages_sent += 1;
     }
 
@@ -504,7 +506,7 @@ impl Session {
     }
 
     fn routes(&mut self, update: &Update) {
-        let applied = self.rib.apply(update, &self.cxt(), &self.policy);
+        let applied = self.rib.apply(update, self.cxt(), &self.policy);
         for (prefix, why) in &applied.rejected {
             Debug::Rejected(*prefix, *why).log();
             *self.snapshot.rejected_total.entry(*why).or_default() += 1;
@@ -566,7 +568,7 @@ impl Session {
         self.diagnose();
     }
 
-    fn md5_counters(&self) -> Md5Counters {
+    fn md5_counters() -> Md5Counters {
         Md5Counters::read().unwrap_or_else(|e| {
             Debug::Md5CountersUnreadable(&e).log();
             Md5Counters::default()
@@ -581,7 +583,7 @@ impl Session {
         let evidence = Evidence {
             md5_configured: self.cfg.md5_password.is_some(),
             connect_timeouts: self.snapshot.connect_timeouts,
-            md5: self.md5_counters().since(self.md5_base),
+            md5: Self::md5_counters().since(self.md5_base),
         };
         let diagnosis = Diagnosis::from_evidence(&evidence);
         let text = diagnosis.map(|d| d.to_string());

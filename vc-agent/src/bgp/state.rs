@@ -152,7 +152,12 @@ impl fmt::Display for NeighborState {
         write!(
             f,
             "neighbour {} AS {} (tunnel {}, from {} AS {}): {}",
-            self.peer_addr, self.remote_asn, self.tunnel, self.local_addr, self.local_asn, self.state
+            self.peer_addr,
+            self.remote_asn,
+            self.tunnel,
+            self.local_addr,
+            self.local_asn,
+            self.state
         )?;
         if let Some(up) = self.uptime() {
             write!(f, " for {}s", up.as_secs())?;

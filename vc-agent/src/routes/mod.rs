@@ -211,7 +211,10 @@ impl RouteManager {
             status: RouteStatus::default(),
             status_tx,
         };
-        let stale = manager.reconcile().await.context("reconciling routes at start")?;
+        let stale = manager
+            .reconcile()
+            .await
+            .context("reconciling routes at start")?;
         manager.status.stale_removed = stale;
         if stale > 0 {
             info!("removed {stale} route(s) left by a previous run");

@@ -26,12 +26,19 @@ impl RouteTable {
         if tunnel >= MAX_TUNNELS {
             return false;
         }
-        let old = if prefixes.is_empty() {
-            self.learned.remove(&tunnel)
+        if self
+            .learned
+            .get(&tunnel)
+            .map_or(prefixes.is_empty(), |old| *old == prefixes)
+        {
+            return false;
+        }
+        if prefixes.is_empty() {
+            self.learned.remove(&tunnel);
         } else {
-            self.learned.insert(tunnel, prefixes.clone())
-        };
-        old.unwrap_or_default() != prefixes
+            self.learned.insert(tunnel, prefixes);
+        }
+        true
     }
 
     /// Returns whether anything changed.
@@ -92,7 +99,10 @@ mod tests {
         let mut t = RouteTable::default();
         assert!(t.set_learned(0, set(&["198.18.10.0/25", "198.18.10.0/24"])));
         assert!(t.set_learned(1, set(&["198.18.10.128/25", "198.18.10.0/24"])));
-        assert!(!t.set_learned(1, set(&["198.18.10.128/25", "198.18.10.0/24"])), "idempotent");
+        assert!(
+            !t.set_learned(1, set(&["198.18.10.128/25", "198.18.10.0/24"])),
+            "idempotent"
+        );
         let d = t.desired();
         assert_eq!(d[&net("198.18.10.0/25")], 0b01);
         assert_eq!(d[&net("198.18.10.128/25")], 0b10);

@@ -102,14 +102,14 @@ pub struct Segment {
     pub asns: Vec<u32>,
 }
 
-/// An AS_PATH (or AS4_PATH): segments, nearest AS first.
+/// An `AS_PATH` (or `AS4_PATH)`: segments, nearest AS first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AsPath {
     pub segments: Vec<Segment>,
 }
 
 impl AsPath {
-    /// A path of one AS_SEQUENCE.
+    /// A path of one `AS_SEQUENCE`.
     #[must_use]
     pub fn sequence(asns: &[u32]) -> Self {
         AsPath {
@@ -125,7 +125,7 @@ impl AsPath {
         self.segments.iter().any(|s| s.asns.contains(&asn))
     }
 
-    /// The neighbouring AS: the first AS of a leading AS_SEQUENCE.
+    /// The neighbouring AS: the first AS of a leading `AS_SEQUENCE`.
     #[must_use]
     pub fn first_as(&self) -> Option<u32> {
         let first = self.segments.first()?;
@@ -175,7 +175,7 @@ impl AsPath {
                     n -= 1;
                 }
                 SegmentKind::ConfedSequence | SegmentKind::ConfedSet => {
-                    out.segments.push(s.clone())
+                    out.segments.push(s.clone());
                 }
             }
         }
@@ -233,12 +233,12 @@ impl AsPath {
         }
     }
 
-    /// Whether every AS fits two octets (else a 2-octet encoding needs AS4_PATH beside it).
+    /// Whether every AS fits two octets (else a 2-octet encoding needs `AS4_PATH` beside it).
     #[must_use]
     pub fn fits_two_octets(&self) -> bool {
         self.segments
             .iter()
-            .all(|s| s.asns.iter().all(|&a| a <= u32::from(u16::MAX)))
+            .all(|s| s.asns.iter().all(|&a| u16::try_from(a).is_ok()))
     }
 }
 
@@ -248,7 +248,7 @@ pub struct Aggregator {
     pub addr: Ipv4Addr,
 }
 
-/// MP_REACH_NLRI (RFC 4760 §3).
+/// `MP_REACH_NLRI` (RFC 4760 §3).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MpReach {
     Ipv4Unicast {
@@ -259,7 +259,7 @@ pub enum MpReach {
     Other { afi: u16, safi: u8, value: Vec<u8> },
 }
 
-/// MP_UNREACH_NLRI (RFC 4760 §4).
+/// `MP_UNREACH_NLRI` (RFC 4760 §4).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MpUnreach {
     Ipv4Unicast { withdrawn: Vec<Ipv4Net> },
@@ -303,7 +303,7 @@ enum Decoded {
 impl Attrs {
     /// Decodes a path attribute list. Errors that RFC 7606 confines come back as faults
     /// (the faulty attribute is not stored); the rest reset the session.
-    pub(crate) fn decode(buf: &[u8], cxt: &Cxt) -> Result<(Self, Vec<AttrFault>), DecodeError> {
+    pub(crate) fn decode(buf: &[u8], cxt: Cxt) -> Result<(Self, Vec<AttrFault>), DecodeError> {
         let mut attrs = Attrs::default();
         let mut faults = Vec::new();
         let mut seen = [false; 256];
@@ -356,13 +356,17 @@ impl Attrs {
         Ok((attrs, faults))
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one arm per attribute type, each with its RFC 7606 rule"
+    )]
     fn decode_one(
         &mut self,
         flags: u8,
         code: u8,
         value: &[u8],
         whole: &[u8],
-        cxt: &Cxt,
+        cxt: Cxt,
     ) -> Result<Decoded, DecodeError> {
         let Some((expected, on_error)) = expected_flags(code) else {
             if flags & flag::OPTIONAL == 0 {
@@ -450,7 +454,7 @@ impl Attrs {
                 }
             }
             attr_type::COMMUNITIES => {
-                if value.is_empty() || value.len() % 4 != 0 {
+                if value.is_empty() || !value.len().is_multiple_of(4) {
                     return fault("length is not a non-zero multiple of 4");
                 }
                 self.communities = value
@@ -474,7 +478,7 @@ impl Attrs {
     }
 
     /// Encodes every attribute, in type-code order (RFC 4271 §5 recommends ascending order).
-    pub(crate) fn encode(&self, buf: &mut Vec<u8>, cxt: &Cxt) {
+    pub(crate) fn encode(&self, buf: &mut Vec<u8>, cxt: Cxt) {
         let as_len = if cxt.four_octet_as { 4 } else { 2 };
         let mut out: Vec<(u8, u8, Vec<u8>)> = Vec::new();
         let well_known = flag::TRANSITIVE;
@@ -561,10 +565,10 @@ impl Attrs {
         }
     }
 
-    /// The AS path as the originator sent it: AS_PATH merged with AS4_PATH when the peer is a
-    /// 2-octet speaker (RFC 6793 §4.2.3); a 4-octet speaker's AS4_PATH is ignored.
+    /// The AS path as the originator sent it: `AS_PATH` merged with `AS4_PATH` when the peer is a
+    /// 2-octet speaker (RFC 6793 §4.2.3); a 4-octet speaker's `AS4_PATH` is ignored.
     #[must_use]
-    pub fn effective_as_path(&self, cxt: &Cxt) -> Option<AsPath> {
+    pub fn effective_as_path(&self, cxt: Cxt) -> Option<AsPath> {
         let path = self.as_path.as_ref()?;
         if cxt.four_octet_as {
             return Some(path.clone());
@@ -591,7 +595,7 @@ impl Attrs {
 }
 
 /// Expected Optional+Transitive flags of each attribute vc knows, and what an error in it
-/// costs (RFC 7606 §7). LOCAL_PREF from an external peer is ignored anyway (RFC 4271
+/// costs (RFC 7606 §7). `LOCAL_PREF` from an external peer is ignored anyway (RFC 4271
 /// §5.1.5), so its errors only discard it.
 fn expected_flags(code: u8) -> Option<(u8, AttrAction)> {
     use AttrAction::{Discard, TreatAsWithdraw};
@@ -602,13 +606,14 @@ fn expected_flags(code: u8) -> Option<(u8, AttrAction)> {
             (well_known, TreatAsWithdraw)
         }
         attr_type::LOCAL_PREF | attr_type::ATOMIC_AGGREGATE => (well_known, Discard),
-        attr_type::MED => (flag::OPTIONAL, TreatAsWithdraw),
+        // MP errors reset the session (decode_mp_*): their action is never used.
+        attr_type::MED | attr_type::MP_REACH_NLRI | attr_type::MP_UNREACH_NLRI => {
+            (flag::OPTIONAL, TreatAsWithdraw)
+        }
         attr_type::COMMUNITIES => (opt_trans, TreatAsWithdraw),
         attr_type::AGGREGATOR | attr_type::AS4_PATH | attr_type::AS4_AGGREGATOR => {
             (opt_trans, Discard)
         }
-        // Errors here reset the session (decode_mp_*); the action is never used.
-        attr_type::MP_REACH_NLRI | attr_type::MP_UNREACH_NLRI => (flag::OPTIONAL, TreatAsWithdraw),
         _ => return None,
     })
 }
@@ -617,7 +622,7 @@ fn mp_error(what: &'static str, why: &'static str) -> DecodeError {
     DecodeError::OptionalAttributeError { what, why }
 }
 
-/// RFC 7606 §7.11: an MP_REACH_NLRI that cannot be parsed resets the session (vc runs one
+/// RFC 7606 §7.11: an `MP_REACH_NLRI` that cannot be parsed resets the session (vc runs one
 /// family, so "AFI/SAFI disable" would be the same thing).
 fn decode_mp_reach(value: &[u8]) -> Result<MpReach, DecodeError> {
     let err = |why| mp_error("MP_REACH_NLRI", why);

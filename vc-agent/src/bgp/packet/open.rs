@@ -113,7 +113,7 @@ impl Capability {
                 Capability::RouteRefresh
             }
             cap::GRACEFUL_RESTART => {
-                if value.len() < 2 || (value.len() - 2) % 4 != 0 {
+                if value.len() < 2 || !(value.len() - 2).is_multiple_of(4) {
                     return Err(malformed("graceful restart capability length"));
                 }
                 let flags_time = r.u16().ok_or(malformed("graceful restart capability"))?;

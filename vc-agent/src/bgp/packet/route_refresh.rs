@@ -31,7 +31,7 @@ impl RouteRefresh {
         Ok(RouteRefresh { afi, subtype, safi })
     }
 
-    pub(crate) fn encode(&self, buf: &mut Vec<u8>) {
+    pub(crate) fn encode(self, buf: &mut Vec<u8>) {
         buf.extend_from_slice(&self.afi.to_be_bytes());
         buf.push(self.subtype);
         buf.push(self.safi);

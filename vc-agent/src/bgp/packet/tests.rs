@@ -15,7 +15,7 @@ const AS2: Cxt = Cxt {
 
 pub(crate) fn hex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(char::is_ascii_hexdigit).collect();
-    assert!(s.len() % 2 == 0, "odd hex: {s}");
+    assert!(s.len().is_multiple_of(2), "odd hex: {s}");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
@@ -57,14 +57,14 @@ fn update_body(attrs: &[u8], nlri: &[u8]) -> Vec<u8> {
     b
 }
 
-/// ORIGIN IGP, AS_PATH 65010 (4-octet), NEXT_HOP 100.64.0.2.
+/// ORIGIN IGP, `AS_PATH` 65010 (4-octet), `NEXT_HOP` 100.64.0.2.
 const GOOD_ATTRS: &str = "400101 00 400206 0201 0000fdf2 400304 64400002";
 /// 198.18.10.0/25.
 const ONE_NLRI: &str = "19 c6120a00";
 
 fn decode_update(attrs: &str, nlri: &str) -> Result<Update, DecodeError> {
     let m = msg(2, &update_body(&hex(attrs), &hex(nlri)));
-    match Message::decode(&m, &AS4)? {
+    match Message::decode(&m, AS4)? {
         Message::Update(u) => Ok(u),
         other => panic!("not an UPDATE: {other:?}"),
     }
@@ -75,7 +75,7 @@ fn notification_of(e: &DecodeError) -> (u8, u8) {
     (n.code, n.subcode)
 }
 
-fn assert_roundtrip(bytes: &[u8], cxt: &Cxt, expected: &Message) {
+fn assert_roundtrip(bytes: &[u8], cxt: Cxt, expected: &Message) {
     let decoded = Message::decode(bytes, cxt).unwrap_or_else(|e| panic!("decode: {e}"));
     assert_eq!(&decoded, expected, "bytes → message");
     assert_eq!(expected.encode(cxt), bytes, "message → bytes");
@@ -114,7 +114,7 @@ fn bird_open_as4() -> Open {
 #[test]
 fn bird_open_both_ways() {
     let open = bird_open_as4();
-    assert_roundtrip(&bird("open-as4"), &AS4, &Message::Open(open.clone()));
+    assert_roundtrip(&bird("open-as4"), AS4, &Message::Open(open.clone()));
     assert_eq!(open.asn(), 65010);
     assert_eq!(open.families(), vec![(AFI_IPV4, SAFI_UNICAST)]);
 }
@@ -126,20 +126,20 @@ fn bird_open_without_as4_both_ways() {
     open.identifier = Ipv4Addr::new(100, 64, 0, 1);
     open.capabilities
         .retain(|c| !matches!(c, Capability::FourOctetAs(_)));
-    assert_roundtrip(&bird("open-no-as4"), &AS2, &Message::Open(open.clone()));
+    assert_roundtrip(&bird("open-no-as4"), AS2, &Message::Open(open.clone()));
     assert_eq!(open.asn(), 65001);
     assert_eq!(open.four_octet_as(), None);
 }
 
 #[test]
 fn bird_open_with_as_trans_names_the_real_as() {
-    let Message::Open(open) = Message::decode(&bird("open-asn4200000010"), &AS4).expect("decode")
+    let Message::Open(open) = Message::decode(&bird("open-asn4200000010"), AS4).expect("decode")
     else {
         panic!("not an OPEN");
     };
     assert_eq!(open.my_as, AS_TRANS);
     assert_eq!(open.asn(), 4_200_000_010);
-    assert_eq!(Message::Open(open).encode(&AS4), bird("open-asn4200000010"));
+    assert_eq!(Message::Open(open).encode(AS4), bird("open-asn4200000010"));
 }
 
 fn bird_attrs(path: AsPath) -> Attrs {
@@ -159,28 +159,28 @@ fn bird_update_both_ways() {
         nlri: vec![net("198.18.10.0/25"), net("198.18.10.0/24")],
         faults: vec![],
     };
-    assert_roundtrip(&bird("update-as4"), &AS4, &Message::Update(update));
+    assert_roundtrip(&bird("update-as4"), AS4, &Message::Update(update));
 }
 
 #[test]
 fn bird_rich_update_both_ways() {
     let mut attrs = bird_attrs(AsPath::sequence(&[65010, 4_200_000_011]));
     attrs.med = Some(50);
-    attrs.communities = vec![(65010 << 16) | 300];
+    attrs.communities = vec![(65010 << 16) | 0x012c];
     let update = Update {
         withdrawn: vec![],
         attrs: Some(attrs),
         nlri: vec![net("198.18.10.128/25"), net("198.18.10.0/24")],
         faults: vec![],
     };
-    assert_roundtrip(&bird("update-as4-rich"), &AS4, &Message::Update(update));
+    assert_roundtrip(&bird("update-as4-rich"), AS4, &Message::Update(update));
 }
 
 #[test]
 fn bird_update_to_a_2_octet_peer_merges_as4_path() {
     let mut attrs = bird_attrs(AsPath::sequence(&[65010, u32::from(AS_TRANS)]));
     attrs.med = Some(50);
-    attrs.communities = vec![(65010 << 16) | 300];
+    attrs.communities = vec![(65010 << 16) | 0x012c];
     attrs.as4_path = Some(AsPath::sequence(&[65010, 4_200_000_011]));
     let update = Update {
         withdrawn: vec![],
@@ -188,15 +188,15 @@ fn bird_update_to_a_2_octet_peer_merges_as4_path() {
         nlri: vec![net("198.18.10.128/25"), net("198.18.10.0/24")],
         faults: vec![],
     };
-    assert_roundtrip(&bird("update-as2-as4path"), &AS2, &Message::Update(update));
+    assert_roundtrip(&bird("update-as2-as4path"), AS2, &Message::Update(update));
     assert_eq!(
-        attrs.effective_as_path(&AS2),
+        attrs.effective_as_path(AS2),
         Some(AsPath::sequence(&[65010, 4_200_000_011])),
         "RFC 6793 merge"
     );
     // From a 4-octet speaker AS4_PATH means nothing.
     assert_eq!(
-        attrs.effective_as_path(&AS4),
+        attrs.effective_as_path(AS4),
         Some(AsPath::sequence(&[65010, u32::from(AS_TRANS)]))
     );
 }
@@ -209,7 +209,7 @@ fn as4_path_longer_than_as_path_is_ignored() {
         ..Attrs::default()
     };
     assert_eq!(
-        attrs.effective_as_path(&AS2),
+        attrs.effective_as_path(AS2),
         Some(AsPath::sequence(&[65010]))
     );
 }
@@ -222,14 +222,14 @@ fn bird_withdrawal_and_end_of_rib_both_ways() {
     };
     assert_roundtrip(
         &bird("update-withdraw"),
-        &AS4,
+        AS4,
         &Message::Update(withdraw.clone()),
     );
     assert!(!withdraw.is_end_of_rib());
     let eor = Update::default();
     assert_roundtrip(
         &bird("update-end-of-rib"),
-        &AS4,
+        AS4,
         &Message::Update(eor.clone()),
     );
     assert!(eor.is_end_of_rib());
@@ -237,12 +237,12 @@ fn bird_withdrawal_and_end_of_rib_both_ways() {
 
 #[test]
 fn bird_keepalive_and_notification_both_ways() {
-    assert_roundtrip(&bird("keepalive"), &AS4, &Message::Keepalive);
+    assert_roundtrip(&bird("keepalive"), AS4, &Message::Keepalive);
     let n = Notification::with_data(2, 2, 4_200_000_010u32.to_be_bytes().to_vec());
     assert_eq!(n.name(), "2/2 OPEN Message Error / Bad Peer AS");
     assert_roundtrip(
         &bird("notification-bad-peer-as"),
-        &AS4,
+        AS4,
         &Message::Notification(n),
     );
 }
@@ -271,7 +271,7 @@ fn our_open_encodes_as_written_by_hand() {
     let bytes = hex("ffffffffffffffffffffffffffffffff 0031 01
          04 fde9 0009 64400001 14
          02 12  01 04 0001 00 01  02 00  40 02 0078  41 04 0000fde9");
-    assert_roundtrip(&bytes, &AS4, &Message::Open(open));
+    assert_roundtrip(&bytes, AS4, &Message::Open(open));
 }
 
 #[test]
@@ -296,7 +296,7 @@ fn graceful_restart_with_families_both_ways() {
         "ffffffffffffffffffffffffffffffff 0027 01 04 0001 0000 01020304 0a
          02 08 40 06 cabc 0001 01 80",
     );
-    assert_roundtrip(&bytes, &AS4, &Message::Open(open));
+    assert_roundtrip(&bytes, AS4, &Message::Open(open));
 }
 
 #[test]
@@ -306,7 +306,7 @@ fn extended_optional_parameters_decode() {
         "ffffffffffffffffffffffffffffffff 0029 01 04 0001 0000 01020304 ff
          ff 0009 02 0006 41 04 0000fde9",
     );
-    let Message::Open(open) = Message::decode(&bytes, &AS4).expect("decode") else {
+    let Message::Open(open) = Message::decode(&bytes, AS4).expect("decode") else {
         panic!("not an OPEN");
     };
     assert_eq!(open.capabilities, vec![Capability::FourOctetAs(65001)]);
@@ -321,7 +321,7 @@ fn route_refresh_and_shutdown_communication_both_ways() {
     };
     assert_roundtrip(
         &hex("ffffffffffffffffffffffffffffffff 0017 05 0001 00 01"),
-        &AS4,
+        AS4,
         &Message::RouteRefresh(rr),
     );
     let n = Notification::with_data(6, 2, hex("05 6d61696e74"));
@@ -332,7 +332,7 @@ fn route_refresh_and_shutdown_communication_both_ways() {
     );
     assert_roundtrip(
         &hex("ffffffffffffffffffffffffffffffff 001b 03 06 02 05 6d61696e74"),
-        &AS4,
+        AS4,
         &Message::Notification(n),
     );
 }
@@ -359,7 +359,7 @@ fn mp_reach_and_unreach_for_ipv4_both_ways() {
          400101 02  400206 0201 0000fdf2
          800e0d 0001 01 04 64400002 00 18 c6120a
          800f08 0001 01 19 c6120a00");
-    assert_roundtrip(&bytes, &AS4, &Message::Update(update.clone()));
+    assert_roundtrip(&bytes, AS4, &Message::Update(update.clone()));
     assert_eq!(update.announced(), vec![net("198.18.10.0/24")]);
     assert_eq!(update.withdrawn_all(), vec![net("198.18.10.0/25")]);
     assert!(update.faults.is_empty(), "no NEXT_HOP needed for MP NLRI");
@@ -382,8 +382,8 @@ fn unknown_optional_attributes_are_tolerated_and_kept() {
     assert_eq!(unknown[1].value, vec![0xab, 0xcd]);
     assert_eq!(u.announced(), vec![net("198.18.10.0/25")]);
     // Re-encoded in type order, flags kept.
-    let again = Message::Update(u.clone()).encode(&AS4);
-    assert_eq!(Message::decode(&again, &AS4), Ok(Message::Update(u)));
+    let again = Message::Update(u.clone()).encode(AS4);
+    assert_eq!(Message::decode(&again, AS4), Ok(Message::Update(u)));
 }
 
 #[test]
@@ -433,7 +433,7 @@ fn header_errors() {
         let header: [u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into().expect("19");
         let err = Header::decode(&header).expect_err(what);
         assert_eq!(notification_of(&err), expected, "{what}: {err}");
-        assert_eq!(Message::decode(&bytes, &AS4), Err(err), "{what}");
+        assert_eq!(Message::decode(&bytes, AS4), Err(err), "{what}");
     }
     let n = DecodeError::BadMessageLength(18).notification().expect("n");
     assert_eq!(n.data, vec![0, 18], "1/2 carries the bad length");
@@ -443,7 +443,7 @@ fn header_errors() {
 
 #[test]
 fn open_errors() {
-    let open = |body: &str| Message::decode(&msg(1, &hex(body)), &AS4).expect_err(body);
+    let open = |body: &str| Message::decode(&msg(1, &hex(body)), AS4).expect_err(body);
     let v3 = open("03 fde9 0009 64400001 00");
     assert_eq!(notification_of(&v3), (2, 1));
     assert_eq!(
@@ -480,7 +480,7 @@ fn open_errors() {
 
 #[test]
 fn update_errors_that_reset_the_session() {
-    let body = |b: &str| Message::decode(&msg(2, &hex(b)), &AS4).expect_err(b);
+    let body = |b: &str| Message::decode(&msg(2, &hex(b)), AS4).expect_err(b);
     // Withdrawn Routes Length larger than the message.
     assert_eq!(notification_of(&body("0009 19c6120a00")), (3, 1));
     // Total Path Attribute Length larger than what is left.

@@ -1,4 +1,4 @@
-//! UPDATE (RFC 4271 §4.3), IPv4 unicast in the classic fields or in MP_REACH/MP_UNREACH
+//! UPDATE (RFC 4271 §4.3), IPv4 unicast in the classic fields or in `MP_REACH/MP_UNREACH`
 //! (RFC 4760), with RFC 7606 error handling.
 //!
 //! ```text
@@ -34,7 +34,7 @@ pub struct Update {
 }
 
 impl Update {
-    pub fn decode(body: &[u8], cxt: &Cxt) -> Result<Self, DecodeError> {
+    pub fn decode(body: &[u8], cxt: Cxt) -> Result<Self, DecodeError> {
         let list = DecodeError::MalformedAttributeList;
         let mut r = Reader::new(body);
         let withdrawn_len = r.u16().ok_or(list("withdrawn routes length cut short"))?;
@@ -92,7 +92,7 @@ impl Update {
         })
     }
 
-    pub(crate) fn encode(&self, buf: &mut Vec<u8>, cxt: &Cxt) {
+    pub(crate) fn encode(&self, buf: &mut Vec<u8>, cxt: Cxt) {
         let at = length_placeholder(buf);
         encode_prefixes(&self.withdrawn, buf);
         patch_length(buf, at);
@@ -105,7 +105,7 @@ impl Update {
     }
 
     /// The End-of-RIB marker of IPv4 unicast (RFC 4724 §2): an UPDATE with nothing in it, or
-    /// only an empty IPv4 unicast MP_UNREACH_NLRI.
+    /// only an empty IPv4 unicast `MP_UNREACH_NLRI`.
     #[must_use]
     pub fn is_end_of_rib(&self) -> bool {
         let empty_unreach = Attrs {
@@ -127,7 +127,7 @@ impl Update {
             .any(|f| f.action == AttrAction::TreatAsWithdraw)
     }
 
-    /// IPv4 unicast prefixes announced, classic and MP_REACH.
+    /// IPv4 unicast prefixes announced, classic and `MP_REACH`.
     #[must_use]
     pub fn announced(&self) -> Vec<Ipv4Net> {
         let mut out = self.nlri.clone();
@@ -139,7 +139,7 @@ impl Update {
         out
     }
 
-    /// IPv4 unicast prefixes withdrawn, classic and MP_UNREACH.
+    /// IPv4 unicast prefixes withdrawn, classic and `MP_UNREACH`.
     #[must_use]
     pub fn withdrawn_all(&self) -> Vec<Ipv4Net> {
         let mut out = self.withdrawn.clone();
