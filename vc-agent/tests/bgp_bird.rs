@@ -1,6 +1,6 @@
 //! vc's eBGP speaker against BIRD 2 (R16–R22): real TCP over veth between namespaces, real
 //! TCP-MD5, the real LPM map, real kernel routes. BIRD runs in its own namespace per DC with
-//! its own control socket (vc_testkit::bird). Timers are short (hold 3–9 s).
+//! its own control socket (`vc_testkit::bird`). Timers are short (hold 3–9 s).
 #[path = "bgp_bird/lab.rs"]
 mod lab;
 
