@@ -1,5 +1,6 @@
 //! Developer and CI tasks: `cargo xtask <task>`. See `cargo xtask --help`.
 mod ebpf;
+mod fuzz;
 mod setup;
 mod test;
 mod util;
@@ -23,6 +24,8 @@ enum Task {
     BuildEbpf,
     /// Set up, build, and run every test: unit, BPF, namespace and VM tests.
     Test(test::Options),
+    /// A bounded run of every fuzz target (cargo-fuzz, nightly), seeded with fuzz/corpus.
+    Fuzz(fuzz::Options),
 }
 
 fn main() -> Result<()> {
@@ -30,5 +33,6 @@ fn main() -> Result<()> {
         Task::Setup(opts) => setup::run(&opts),
         Task::BuildEbpf => ebpf::build().map(|path| println!("{}", path.display())),
         Task::Test(opts) => test::run(&opts),
+        Task::Fuzz(opts) => fuzz::run(&opts),
     }
 }

@@ -9,7 +9,7 @@ use std::{
 
 use ipnet::Ipv4Net;
 
-use super::packet::{Attrs, Cxt, Update};
+use super::packet::{AsPath, Attrs, Cxt, Origin, Update};
 
 /// The policy of one session.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,6 +126,26 @@ impl AdjRibIn {
 
     pub fn clear(&mut self) {
         self.routes.clear();
+    }
+}
+
+/// vc's whole Adj-RIB-Out (R18): 0.0.0.0/0, origin IGP, path = our AS, next hop = our
+/// tunnel IP. A 2-octet peer sees `AS_TRANS` in `AS_PATH` and our AS in `AS4_PATH` (RFC 6793
+/// §4.2.2) when it does not fit.
+#[must_use]
+pub fn default_route(local_asn: u32, next_hop: Ipv4Addr, cxt: Cxt) -> Update {
+    let path = AsPath::sequence(&[local_asn]);
+    let attrs = Attrs {
+        origin: Some(Origin::Igp),
+        as4_path: (!cxt.four_octet_as && !path.fits_two_octets()).then(|| path.clone()),
+        as_path: Some(path),
+        next_hop: Some(next_hop),
+        ..Attrs::default()
+    };
+    Update {
+        attrs: Some(attrs),
+        nlri: vec![Ipv4Net::default()],
+        ..Update::default()
     }
 }
 

@@ -25,7 +25,7 @@ use super::{
     diag::{Diagnosis, Evidence, Md5Counters},
     fsm::{Action, Conn, Event, Failure, Fsm, State, Timer},
     network::{self, Connection, Endpoints, NetEvent},
-    packet::{AsPath, Attrs, Cxt, Message, Origin, Update},
+    packet::{Cxt, Message, Update},
     rib::AdjRibIn,
     state::{Direction, LastError, NeighborState, NotificationInfo, SessionInfo},
 };
@@ -484,22 +484,8 @@ impl Session {
         let Some(conn) = self.fsm.primary() else {
             return;
         };
-        let cxt = self.cxt();
-        let asn = self.cfg.local_asn;
-        let path = AsPath::sequence(&[asn]);
-        let attrs = Attrs {
-            origin: Some(Origin::Igp),
-            // A 2-octet peer sees AS_TRANS and gets the real AS in AS4_PATH (RFC 6793 §4.2.2).
-            as4_path: (!cxt.four_octet_as && !path.fits_two_octets()).then(|| path.clone()),
-            as_path: Some(path),
-            next_hop: Some(self.cfg.local_addr),
-            ..Attrs::default()
-        };
-        let default = Update {
-            attrs: Some(attrs),
-            nlri: vec![Ipv4Net::default()],
-            ..Update::default()
-        };
+        let default =
+            super::rib::default_route(self.cfg.local_asn, self.cfg.local_addr, self.cxt());
         self.send(conn, &Message::Update(default));
         self.send(conn, &Message::Update(Update::default()));
         self.snapshot.prefixes.advertised = 1;

@@ -22,6 +22,8 @@
 //! ```
 mod attr;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod notification;
 mod open;
 mod prefix;
