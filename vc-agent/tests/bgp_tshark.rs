@@ -101,7 +101,7 @@ fn tshark_reads_what_vc_sends() {
         hold_time: 90,
         connect_retry: Duration::from_secs(10),
         idle_hold: Duration::from_secs(5),
-        idle_hold_max: Duration::from_secs(60),
+        idle_hold_max: Duration::from_mins(1),
         passive: false,
     });
     let nh = Ipv4Addr::new(100, 64, 0, 1);

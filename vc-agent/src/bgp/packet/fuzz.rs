@@ -13,8 +13,11 @@ use std::net::Ipv4Addr;
 use super::{Attrs, Cxt, Header, Message, Notification, Open, RouteRefresh, Update};
 use crate::bgp::rib::{AdjRibIn, ImportPolicy};
 
+/// A check over arbitrary bytes.
+pub type Check = fn(&[u8]);
+
 /// The fuzz targets, by name (as in `fuzz/Cargo.toml`).
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Check); 6] = [
     ("bgp_header", header),
     ("bgp_message", message),
     ("bgp_open", open),
