@@ -10,8 +10,8 @@ use std::{
 };
 
 use lab::{
-    CISCO_24, DC_25, Vc, addrs, dc_peer, init_logs, kernel_routes, lab, logs, neighbor, net,
-    route_get, runtime, start_vc, wait_until,
+    CISCO_24, DC_25, Vc, addrs, dc_peer, init_logs, kernel_routes, lab, lab_raw, logs, neighbor,
+    net, route_get, runtime, start_vc, wait_until,
 };
 use vc_agent::bgp::{Direction, NeighborState, Secret, State};
 use vc_testkit::privileged;
@@ -104,6 +104,41 @@ fn established_exchanges_exactly_the_policy_routes() {
                 );
                 assert!(detail.contains("BGP.as_path: 65001"), "{detail}");
                 drop(dcs);
+            });
+        })
+        .expect("test body");
+}
+
+#[test]
+fn passive_open_accepts_birds_connection() {
+    if !privileged("passive_open_accepts_birds_connection") {
+        return;
+    }
+    init_logs();
+    let (vc_ns, dcs) = lab("bgppv", &[dc_peer(0)]);
+    vc_ns
+        .run_in(move || {
+            runtime().block_on(async {
+                let mut cfg = neighbor(0);
+                cfg.passive = true;
+                let vc = start_vc(vec![cfg]).await;
+                wait_until(UP, "Active (listening only)", || {
+                    (vc.speakers[0].state().state == State::Active).then_some(())
+                })
+                .await;
+                wait_until(UP, "Established on BIRD's connection", || {
+                    established(&vc, 0)
+                })
+                .await;
+                wait_until(UP, "both prefixes", || {
+                    (vc.speakers[0].state().prefixes.accepted == 2).then_some(())
+                })
+                .await;
+                assert!(
+                    logs().contains("conn=Incoming"),
+                    "the session runs on the accepted connection"
+                );
+                dcs[0].bird.wait_established("vc", UP).expect("BIRD");
             });
         })
         .expect("test body");
@@ -556,4 +591,165 @@ fn two_sessions_each_25_on_its_tunnel_and_failover_to_the_24() {
             });
         })
         .expect("test body");
+}
+
+/// A BGP peer played by the test over real TCP: it sends exactly the bytes it is given.
+struct RawPeer(std::net::TcpStream);
+
+impl RawPeer {
+    fn accept(listener: &std::net::TcpListener) -> Self {
+        let (s, _) = listener.accept().expect("vc connects");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        RawPeer(s)
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.0.write_all(bytes).expect("send");
+    }
+
+    /// The next message of type `kind`, skipping others (KEEPALIVEs, vc's UPDATEs).
+    fn recv(&mut self, kind: u8) -> Vec<u8> {
+        use std::io::Read;
+        loop {
+            let mut m = vec![0u8; 19];
+            self.0.read_exact(&mut m).expect("header");
+            let len = usize::from(u16::from_be_bytes([m[16], m[17]]));
+            m.resize(len, 0);
+            self.0.read_exact(&mut m[19..]).expect("body");
+            if m[18] == kind {
+                return m;
+            }
+        }
+    }
+
+    /// Plays BIRD's side of the OPEN exchange (its real OPEN: AS 65010, hold 240).
+    fn establish(&mut self) {
+        self.recv(1);
+        self.send(&bird_vector("open-as4"));
+        self.send(&bird_vector("keepalive"));
+        self.recv(4);
+    }
+}
+
+fn bird_vector(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/data/bird/{name}.hex", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).expect("vector");
+    let hex: String = text.lines().filter(|l| !l.starts_with('#')).collect();
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// A whole message of `kind` around `body` (hex).
+fn message(kind: u8, body: &str) -> Vec<u8> {
+    let body: Vec<u8> = (0..body.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&body[i..i + 2], 16).expect("hex"))
+        .collect();
+    let mut m = vec![0xff; 16];
+    m.extend_from_slice(&u16::try_from(19 + body.len()).expect("short").to_be_bytes());
+    m.push(kind);
+    m.extend_from_slice(&body);
+    m
+}
+
+#[test]
+fn malformed_messages_get_the_rfc_answer_over_a_real_session() {
+    if !privileged("malformed_messages_get_the_rfc_answer_over_a_real_session") {
+        return;
+    }
+    init_logs();
+    let (vc_ns, dc_ns) = lab_raw("bgpmf");
+    let ns = vc_ns.name().to_string();
+    let (to_test, from_peer) = std::sync::mpsc::channel::<(&str, Vec<u8>)>();
+    let (to_peer, from_test) = std::sync::mpsc::channel::<()>();
+    let peer = dc_ns
+        .spawn_in(move || {
+            let listener =
+                std::net::TcpListener::bind((addrs(0).1, 179)).expect("listen as the DC");
+            // Session 1: routes, then an ORIGIN of 3 (treat-as-withdraw), then an attribute
+            // that overruns the list (session reset, 3/1).
+            let mut p = RawPeer::accept(&listener);
+            p.establish();
+            p.send(&bird_vector("update-as4"));
+            to_test.send(("routes sent", vec![])).expect("test");
+            from_test.recv().expect("go");
+            p.send(&message(
+                2,
+                "00000014400101034002060201 0000fdf24003046440000219c6120a00"
+                    .replace(' ', "")
+                    .as_str(),
+            ));
+            to_test.send(("bad ORIGIN sent", vec![])).expect("test");
+            from_test.recv().expect("go");
+            p.send(&message(2, "0000000440010500"));
+            to_test.send(("overrun", p.recv(3))).expect("test");
+            // Session 2: a header with a broken marker (1/1).
+            let mut p = RawPeer::accept(&listener);
+            p.establish();
+            let mut bad = bird_vector("keepalive");
+            bad[0] = 0;
+            p.send(&bad);
+            to_test.send(("marker", p.recv(3))).expect("test");
+            // Session 3: an OPEN of version 3 (2/1, data: version 4).
+            let mut p = RawPeer::accept(&listener);
+            p.recv(1);
+            let mut open = bird_vector("open-as4");
+            open[19] = 3;
+            p.send(&open);
+            to_test.send(("version", p.recv(3))).expect("test");
+        })
+        .expect("peer thread");
+    vc_ns
+        .run_in(move || {
+            runtime().block_on(async {
+                let vc = start_vc(vec![neighbor(0)]).await;
+                let next = || from_peer.recv_timeout(Duration::from_secs(15)).expect("peer step");
+                assert_eq!(next().0, "routes sent");
+                wait_until(UP, "both routes", || (kernel_routes(&ns).len() == 2).then_some(()))
+                    .await;
+                to_peer.send(()).expect("peer");
+
+                assert_eq!(next().0, "bad ORIGIN sent");
+                // Treat-as-withdraw: the /25 goes, the /24 and the session stay.
+                wait_until(UP, "/25 withdrawn", || {
+                    (kernel_routes(&ns) == [kernel_line(CISCO_24, 0)].into()).then_some(())
+                })
+                .await;
+                let s = vc.speakers[0].state();
+                assert_eq!(s.state, State::Established);
+                assert_eq!(s.attribute_faults, 1);
+                assert!(
+                    logs().contains("malformed attribute from the peer: ORIGIN (type 1): undefined ORIGIN value (routes treated as withdrawn, RFC 7606)"),
+                    "the log names the fault"
+                );
+                to_peer.send(()).expect("peer");
+
+                let (what, n) = next();
+                assert_eq!((what, &n[19..21]), ("overrun", &[3u8, 1][..]), "3/1 on the wire");
+                let e = wait_until(UP, "last error", || vc.speakers[0].state().last_error).await;
+                assert!(
+                    e.text.starts_with("sent NOTIFICATION 3/1 UPDATE Message Error / Malformed Attribute List"),
+                    "{}",
+                    e.text
+                );
+                assert!(logs().contains(
+                    "malformed message from the peer: malformed attribute list: attribute overruns the attribute list; sending NOTIFICATION 3/1"
+                ));
+                wait_until(UP, "routes gone", || kernel_routes(&ns).is_empty().then_some(())).await;
+
+                let (what, n) = next();
+                assert_eq!((what, &n[19..21]), ("marker", &[1u8, 1][..]), "1/1 on the wire");
+                let (what, n) = next();
+                assert_eq!((what, &n[19..]), ("version", &[2u8, 1, 0, 4][..]), "2/1, data 4");
+                let s = vc.speakers[0].state();
+                let n = s.last_error.and_then(|e| e.notification).expect("notification");
+                assert_eq!(n.name, "OPEN Message Error / Unsupported Version Number");
+            });
+        })
+        .expect("test body");
+    peer.join().expect("peer");
 }

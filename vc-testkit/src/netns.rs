@@ -90,6 +90,22 @@ impl NetNs {
         .map_err(|_| anyhow::anyhow!("the thread in {path} panicked"))
     }
 
+    /// Like [`NetNs::run_in`] without waiting: the thread runs `f` in the namespace while the
+    /// caller goes on (a peer talking to code under test in another namespace, say).
+    pub fn spawn_in<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<thread::JoinHandle<T>> {
+        let path = format!("/run/netns/{}", self.name);
+        let ns = File::open(&path).with_context(|| format!("opening {path}"))?;
+        Ok(thread::spawn(move || {
+            // SAFETY: setns on a valid namespace fd affects only this thread.
+            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        }))
+    }
+
     /// Enters the namespace for the rest of the calling thread's life. For long-lived
     /// helper threads; prefer [`NetNs::run_in`].
     pub fn enter_current_thread(&self) -> Result<()> {

@@ -87,6 +87,20 @@ pub fn lab(tag: &str, peers: &[BgpPeer]) -> (NetNs, Vec<Dc>) {
     (vc, dcs)
 }
 
+/// vc's namespace and DC 0's, joined as tunnel 0, with no BGP speaker on the DC side: the
+/// test plays the peer itself over real TCP.
+pub fn lab_raw(tag: &str) -> (NetNs, NetNs) {
+    let vc = NetNs::new(&format!("{tag}v")).expect("vc netns");
+    let dc = NetNs::new(&format!("{tag}0")).expect("dc netns");
+    veth(&vc, "vc0", &dc, "dc0").expect("veth");
+    let (a, b) = addrs(0);
+    vc.ip(&["addr", "add", &format!("{a}/30"), "dev", "vc0"])
+        .expect("vc addr");
+    dc.ip(&["addr", "add", &format!("{b}/30"), "dev", "dc0"])
+        .expect("dc addr");
+    (vc, dc)
+}
+
 /// vc's side: a real LPM map, the route manager and one speaker per neighbour.
 pub struct Vc {
     pub maps: SharedMaps,
