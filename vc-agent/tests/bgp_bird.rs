@@ -103,6 +103,19 @@ fn established_exchanges_exactly_the_policy_routes() {
                     "{detail}"
                 );
                 assert!(detail.contains("BGP.as_path: 65001"), "{detail}");
+
+                // Shutting the speaker down tells BIRD why and withdraws what it learned.
+                let Vc {
+                    routes, speakers, ..
+                } = vc;
+                for s in speakers {
+                    s.shutdown().await;
+                }
+                let last = bird.last_error("vc").expect("birdc");
+                assert_eq!(last.as_deref(), Some("Received: Administrative shutdown"));
+                routes.handle().settled().await;
+                assert!(kernel_routes(&ns).is_empty());
+                assert!(routes.status().map.is_empty());
                 drop(dcs);
             });
         })

@@ -28,7 +28,7 @@ const EBGP_TTL: u32 = 1;
 
 /// How long a closed connection keeps reading so the peer gets our NOTIFICATION (a socket
 /// closed with unread data sends RST, which can discard what is still queued).
-const LINGER: Duration = Duration::from_secs(2);
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
 
 /// Network events for the session task. `serial` tells a live connection from a closed one.
 #[derive(Debug)]
@@ -125,6 +125,7 @@ enum WriterCmd {
 pub(crate) struct Connection {
     pub serial: u64,
     writer: mpsc::UnboundedSender<WriterCmd>,
+    task: JoinHandle<()>,
 }
 
 impl Connection {
@@ -133,7 +134,7 @@ impl Connection {
         let (rd, mut wr) = stream.into_split();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut reader = tokio::spawn(read_loop(rd, conn, serial, events.clone()));
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             while let Some(cmd) = rx.recv().await {
                 match cmd {
                     WriterCmd::Send(bytes) => {
@@ -154,7 +155,11 @@ impl Connection {
             let _ = tokio::time::timeout(LINGER, &mut reader).await;
             reader.abort();
         });
-        Connection { serial, writer: tx }
+        Connection {
+            serial,
+            writer: tx,
+            task,
+        }
     }
 
     pub(crate) fn send(&self, bytes: Vec<u8>) {
@@ -162,8 +167,11 @@ impl Connection {
     }
 
     /// Closes after what was sent has gone; events of this connection are stale from now on.
-    pub(crate) fn close(self) {
+    /// The handle ends once the NOTIFICATION (if any) is out and the peer closed, or after
+    /// [`LINGER`].
+    pub(crate) fn close(self) -> JoinHandle<()> {
         let _ = self.writer.send(WriterCmd::Close);
+        self.task
     }
 }
 

@@ -102,6 +102,7 @@ impl Speaker {
             last_io_error: None,
             md5_base: Md5Counters::default(),
             queue: VecDeque::new(),
+            closing: Vec::new(),
         };
         let task = tokio::spawn(session.run().instrument(span));
         Ok(Speaker {
@@ -134,7 +135,8 @@ impl Speaker {
         let _ = self.commands.send(Command::Start);
     }
 
-    /// Stops the session and waits for the task to end.
+    /// Stops the session (Cease 6/2 to the peer, routes withdrawn) and waits for the task to
+    /// end, the NOTIFICATION out (at most 2 s).
     pub async fn shutdown(mut self) {
         let _ = self.commands.send(Command::Shutdown);
         if let Some(task) = self.task.take() {
@@ -177,6 +179,8 @@ struct Session {
     md5_base: Md5Counters,
     /// Events raised while handling actions (max-prefix), fed next.
     queue: VecDeque<Event>,
+    /// Connections closing: their last NOTIFICATION may still be on its way.
+    closing: Vec<JoinHandle<()>>,
 }
 
 impl Session {
@@ -201,6 +205,9 @@ impl Session {
             }
         }
         self.publish();
+        // Let the Cease reach the peer before the task (and maybe the runtime) ends.
+        let closing = std::mem::take(&mut self.closing);
+        let _ = tokio::time::timeout(network::LINGER, futures::future::join_all(closing)).await;
     }
 
     fn feed(&mut self, event: Event) {
@@ -391,7 +398,7 @@ impl Session {
                     self.next_serial += 1;
                     let c = Connection::spawn(stream, conn, self.next_serial, self.net_tx.clone());
                     if let Some(old) = self.conns.insert(conn, c) {
-                        old.close();
+                        self.closing.push(old.close());
                     }
                     self.adopted_at.insert(conn, Instant::now());
                 }
@@ -409,7 +416,8 @@ impl Session {
             Action::Send(conn, message) => self.send(conn, &message),
             Action::Close(conn) => {
                 if let Some(c) = self.conns.remove(&conn) {
-                    c.close();
+                    self.closing.retain(|h| !h.is_finished());
+                    self.closing.push(c.close());
                 }
                 self.adopted_at.remove(&conn);
             }
@@ -545,7 +553,11 @@ impl Session {
             ),
             Failure::Stopped => ("stopped by the operator".into(), None),
         };
-        Debug::Failed(&text).log();
+        if matches!(failure, Failure::Stopped) {
+            Debug::Stopped.log();
+        } else {
+            Debug::Failed(&text).log();
+        }
         self.snapshot.last_error = Some(LastError {
             at: SystemTime::now(),
             text,
