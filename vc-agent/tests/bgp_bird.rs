@@ -104,6 +104,42 @@ fn established_exchanges_exactly_the_policy_routes() {
                 );
                 assert!(detail.contains("BGP.as_path: 65001"), "{detail}");
 
+                // BIRD reads our capabilities: IPv4 unicast, route refresh, graceful restart
+                // (as a receiving speaker: no families), 4-octet AS.
+                let protocol = bird.birdc("show protocols all vc").expect("birdc");
+                let caps: Vec<&str> = protocol
+                    .split("Neighbor capabilities")
+                    .nth(1)
+                    .and_then(|rest| rest.split("Session:").next())
+                    .expect("neighbor capabilities")
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                assert_eq!(
+                    caps,
+                    [
+                        "Multiprotocol",
+                        "AF announced: ipv4",
+                        "Route refresh",
+                        "Graceful restart",
+                        "4-octet AS numbers"
+                    ],
+                    "{protocol}"
+                );
+
+                // BIRD asks for our routes again (ROUTE-REFRESH): the same one route comes.
+                let sent = vc.speakers[0].state().messages_sent;
+                bird.birdc("reload in vc").expect("birdc reload in");
+                wait_until(UP, "UPDATE + End-of-RIB re-sent", || {
+                    (vc.speakers[0].state().messages_sent >= sent + 2).then_some(())
+                })
+                .await;
+                assert_eq!(
+                    bird.routes("protocol vc").expect("birdc"),
+                    vec!["0.0.0.0/0"]
+                );
+
                 // Shutting the speaker down tells BIRD why and withdraws what it learned.
                 let Vc {
                     routes, speakers, ..

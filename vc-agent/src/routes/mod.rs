@@ -46,7 +46,8 @@ use crate::datapath::DatapathMaps;
 /// (FRR uses 186–198, BIRD 12, Babel 42, keepalived 18).
 pub const VC_RT_PROTO: u8 = 201;
 
-/// Where iproute2 looks for protocol names.
+/// Where iproute2 looks for protocol names; `vc-agent/dist/iproute2/rt_protos.d/vc.conf` is
+/// the file to ship there.
 pub const RT_PROTOS_PATH: &str = "/etc/iproute2/rt_protos.d/vc.conf";
 
 /// The `rt_protos.d` line that makes `ip route` print `proto vc`.
@@ -468,5 +469,14 @@ impl Manager {
                 true
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_shipped_rt_protos_file_matches_the_protocol_number() {
+        let shipped = include_str!("../../dist/iproute2/rt_protos.d/vc.conf");
+        assert_eq!(shipped, super::rt_protos_entry(super::VC_RT_PROTO));
     }
 }
