@@ -104,6 +104,30 @@ fn established_exchanges_exactly_the_policy_routes() {
                 );
                 assert!(detail.contains("BGP.as_path: 65001"), "{detail}");
 
+                drop(dcs);
+            });
+        })
+        .expect("test body");
+}
+
+#[test]
+fn bird_reads_our_capabilities_refresh_and_shutdown() {
+    if !privileged("bird_reads_our_capabilities_refresh_and_shutdown") {
+        return;
+    }
+    init_logs();
+    let (vc_ns, dcs) = lab("bgpcp", &[dc_peer(0)]);
+    let ns = vc_ns.name().to_string();
+    vc_ns
+        .run_in(move || {
+            runtime().block_on(async {
+                let vc = start_vc(vec![neighbor(0)]).await;
+                wait_until(UP, "routes", || {
+                    (kernel_routes(&ns).len() == 2).then_some(())
+                })
+                .await;
+                let bird = &dcs[0].bird;
+                bird.wait_established("vc", UP).expect("BIRD");
                 // BIRD reads our capabilities: IPv4 unicast, route refresh, graceful restart
                 // (as a receiving speaker: no families), 4-octet AS.
                 let protocol = bird.birdc("show protocols all vc").expect("birdc");
@@ -152,7 +176,6 @@ fn established_exchanges_exactly_the_policy_routes() {
                 routes.handle().settled().await;
                 assert!(kernel_routes(&ns).is_empty());
                 assert!(routes.status().map.is_empty());
-                drop(dcs);
             });
         })
         .expect("test body");
