@@ -380,6 +380,7 @@ impl Session {
     fn act(&mut self, action: Action) {
         match action {
             Action::Connect => {
+                self.snapshot.connect_attempts += 1;
                 self.next_serial += 1;
                 let task = self
                     .endpoints

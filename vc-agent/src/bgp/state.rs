@@ -101,6 +101,8 @@ pub struct NeighborState {
     pub attribute_faults: u64,
     /// Times the session left Established.
     pub flaps: u32,
+    /// Outgoing connection attempts since start.
+    pub connect_attempts: u64,
     pub connect_timeouts: u32,
     /// Likely cause while the session does not come up (MD5, reachability).
     pub diagnosis: Option<String>,
@@ -127,6 +129,7 @@ impl NeighborState {
             rejected_total: BTreeMap::new(),
             attribute_faults: 0,
             flaps: 0,
+            connect_attempts: 0,
             connect_timeouts: 0,
             diagnosis: None,
             likely_password_mismatch: false,
@@ -176,8 +179,15 @@ impl fmt::Display for NeighborState {
         let p = self.prefixes;
         writeln!(
             f,
-            "  prefixes received {} accepted {} rejected {} advertised {}; flaps {}",
-            p.received, p.accepted, p.rejected, p.advertised, self.flaps
+            "  prefixes received {} accepted {} rejected {} advertised {}; flaps {}; \
+             connects {} (timed out {})",
+            p.received,
+            p.accepted,
+            p.rejected,
+            p.advertised,
+            self.flaps,
+            self.connect_attempts,
+            self.connect_timeouts
         )?;
         for (why, n) in &self.rejected_total {
             writeln!(f, "  rejected {n}: {}", why.describe())?;
