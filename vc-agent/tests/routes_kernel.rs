@@ -273,6 +273,18 @@ fn liveness_moves_traffic_and_is_mirrored_into_the_datapath() {
             h.settled().await;
             assert!(maps.lock().expect("maps").tunnel(1).expect("t1").is_up());
             assert_eq!(kernel(&ns, "201").len(), 3);
+
+            // Tunnel B re-configured without UP: a resync gives it the current liveness.
+            let bare = Tunnel {
+                flags: tunnel_flags::CONFIGURED,
+                remote_gre: 11,
+                peer_ifindex: 101,
+                ..Tunnel::default()
+            };
+            maps.lock().expect("maps").set_tunnel(1, &bare).expect("tunnel");
+            h.resync();
+            h.settled().await;
+            assert!(maps.lock().expect("maps").tunnel(1).expect("t1").is_up());
         });
     })
     .expect("test body");

@@ -59,9 +59,11 @@ pub struct Speaker {
 }
 
 impl Speaker {
-    /// Starts the session of `cfg` (active and, unless passive, outgoing connects) on the
-    /// current tokio runtime; its sockets live in the calling thread's network namespace.
-    /// Accepted prefixes go to `routes` as the whole set for `cfg.tunnel`.
+    /// Starts the session of `cfg` (listening, and connecting unless passive) on the current
+    /// tokio runtime. The listener is bound in the calling thread's network namespace and
+    /// connections are made from the runtime's threads: run it on a runtime whose threads
+    /// live in the namespace of the tunnel interfaces. Accepted prefixes go to `routes` as the
+    /// whole set for `cfg.tunnel`, on every change.
     pub fn spawn(cfg: NeighborConfig, routes: RouteHandle) -> Result<Self, SpawnError> {
         cfg.validate()?;
         let endpoints = Endpoints {

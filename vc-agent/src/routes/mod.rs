@@ -10,7 +10,10 @@
 //! Both get the same answer: the mask holds the tunnels that advertise the prefix *and* are
 //! alive; the kernel route goes via the lowest of them, which is the one the datapath picks.
 //! The manager also mirrors liveness into the datapath's per-tunnel UP flag (for configured
-//! tunnels), so the datapath's own check agrees.
+//! tunnels), so the datapath's own check agrees: it owns that flag. Liveness starts as alive
+//! (a session that reaches Established over a tunnel is itself proof the tunnel carries
+//! traffic) until [`RouteManager::set_tunnel_alive`] says otherwise; whoever (re)configures a
+//! tunnel in the datapath calls [`RouteHandle::resync`] so the flag is set at once.
 //!
 //! On start it reconciles with what a previous run left (the pinned map, routes of its
 //! protocol in the kernel): everything not wanted now goes, so a crash never leaves stale
@@ -112,6 +115,9 @@ pub enum RouteEvent {
     },
     /// Tunnel liveness (keepalives, SA state).
     Alive { tunnel: u32, alive: bool },
+    /// Re-read the map and the kernel and repair both now (e.g. after a tunnel was
+    /// (re)configured in the datapath, so its UP flag gets the current liveness).
+    Resync,
     /// Answered once everything sent before has been applied.
     Settle(oneshot::Sender<()>),
 }
@@ -146,6 +152,10 @@ impl RouteHandle {
 
     pub fn set_tunnel_alive(&self, tunnel: u32, alive: bool) {
         let _ = self.0.send(RouteEvent::Alive { tunnel, alive });
+    }
+
+    pub fn resync(&self) {
+        let _ = self.0.send(RouteEvent::Resync);
     }
 
     /// Waits until the manager has applied everything sent before.
@@ -284,6 +294,11 @@ impl Manager {
                         if self.table.set_alive(tunnel, alive) {
                             info!(tunnel, alive, "tunnel liveness");
                             self.apply(None).await;
+                        }
+                    }
+                    Some(RouteEvent::Resync) => {
+                        if let Err(e) = self.reconcile().await {
+                            self.error(&format!("{e:#}"));
                         }
                     }
                     Some(RouteEvent::Settle(done)) => {
