@@ -281,7 +281,10 @@ fn liveness_moves_traffic_and_is_mirrored_into_the_datapath() {
                 peer_ifindex: 101,
                 ..Tunnel::default()
             };
-            maps.lock().expect("maps").set_tunnel(1, &bare).expect("tunnel");
+            maps.lock()
+                .expect("maps")
+                .set_tunnel(1, &bare)
+                .expect("tunnel");
             h.resync();
             h.settled().await;
             assert!(maps.lock().expect("maps").tunnel(1).expect("t1").is_up());
