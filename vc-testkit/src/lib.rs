@@ -1,5 +1,6 @@
 //! Test support shared by vc's integration tests: privilege gating, network namespaces, a
 //! packet builder, `BPF_PROG_TEST_RUN`, traffic and captures, real peers and the QEMU VM.
+pub mod bird;
 pub mod bpffs;
 pub mod capture;
 pub mod netns;

@@ -84,7 +84,8 @@ impl NetNs {
             .map_err(|_| anyhow::anyhow!("the thread in {} panicked", self.name))
     }
 
-    /// Like [`NetNs::run_in`] without waiting: the thread runs alongside the caller.
+    /// Like [`NetNs::run_in`] without waiting: the thread runs `f` in the namespace while the
+    /// caller goes on (a peer talking to code under test in another namespace, say).
     pub fn spawn_in<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,

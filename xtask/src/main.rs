@@ -1,6 +1,7 @@
 //! Developer and CI tasks: `cargo xtask <task>`. See `cargo xtask --help`.
 mod bench;
 mod ebpf;
+mod fuzz;
 mod setup;
 mod test;
 mod util;
@@ -32,6 +33,8 @@ enum Task {
     VmSetup(vm::SetupOptions),
     /// Boot the test VM with a root shell on this terminal, or run `-- COMMAND...` in it.
     VmShell(vm::ShellOptions),
+    /// A bounded run of every fuzz target (cargo-fuzz, nightly), seeded with fuzz/corpus.
+    Fuzz(fuzz::Options),
 }
 
 fn main() -> Result<()> {
@@ -42,5 +45,6 @@ fn main() -> Result<()> {
         Task::Bench => bench::run(),
         Task::VmSetup(opts) => vm::setup(&opts),
         Task::VmShell(opts) => vm::shell(&opts),
+        Task::Fuzz(opts) => fuzz::run(&opts),
     }
 }

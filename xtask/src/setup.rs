@@ -16,6 +16,7 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "iputils-ping",
     "tcpdump",
+    // an independent judge of the BGP encodings (tshark, text2pcap)
     "tshark",
     "python3-scapy",
     "iperf3",
@@ -34,6 +35,7 @@ const APT_PACKAGES: &[&str] = &[
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 #[derive(clap::Args, Default)]
 pub struct Options {
@@ -49,6 +51,7 @@ pub fn run(opts: &Options) -> Result<()> {
     rust_src()?;
     bpf_linker()?;
     crate::vm::setup(&crate::vm::SetupOptions::default())?;
+    cargo_fuzz()?;
     eprintln!("setup: done");
     Ok(())
 }
@@ -119,4 +122,22 @@ fn bpf_linker() -> Result<()> {
         .args(["--no-default-features", "--features", "llvm-22"])
         .env("LLVM_PREFIX", llvm)
         .env_remove("RUSTUP_TOOLCHAIN"))
+}
+
+/// cargo-fuzz for `cargo xtask fuzz` (it installs on stable; running it needs the nightly).
+pub fn cargo_fuzz() -> Result<()> {
+    let version = output(Command::new("cargo").args(["fuzz", "--version"]));
+    if version
+        .as_deref()
+        .is_some_and(|v| v.contains(CARGO_FUZZ_VERSION))
+    {
+        return Ok(());
+    }
+    sh(Command::new("cargo").args([
+        "install",
+        "cargo-fuzz",
+        "--locked",
+        "--version",
+        CARGO_FUZZ_VERSION,
+    ]))
 }

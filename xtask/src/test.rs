@@ -4,7 +4,7 @@ use std::process::Command;
 use anyhow::Result;
 
 use crate::{
-    ebpf, setup,
+    ebpf, fuzz, setup,
     util::{is_root, sh, workspace_root},
 };
 
@@ -13,6 +13,9 @@ pub struct Options {
     /// Skip `cargo xtask setup` (everything is known to be installed).
     #[arg(long)]
     pub no_setup: bool,
+    /// Seconds per fuzz target after the tests (0: no fuzzing).
+    #[arg(long, default_value_t = 18)]
+    pub fuzz_seconds: u64,
     /// Extra arguments for `cargo test` (e.g. a test name filter).
     #[arg(last = true)]
     pub cargo_args: Vec<String>,
@@ -32,5 +35,12 @@ pub fn run(opts: &Options) -> Result<()> {
         // Privileged tests (BPF, namespaces) fail instead of skipping: CI must run them.
         cmd.env("VC_REQUIRE_PRIV", "1");
     }
-    sh(&mut cmd)
+    sh(&mut cmd)?;
+    if opts.fuzz_seconds > 0 {
+        fuzz::run(&fuzz::Options {
+            seconds: opts.fuzz_seconds,
+            target: Vec::new(),
+        })?;
+    }
+    Ok(())
 }

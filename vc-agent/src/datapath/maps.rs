@@ -212,6 +212,20 @@ impl DatapathMaps {
             .collect()
     }
 
+    /// The longest prefix in the map that holds `addr` (the kernel's LPM lookup), if any.
+    pub fn route_for(&self, addr: Ipv4Addr) -> Result<Option<(Ipv4Prefix, Route)>> {
+        let key = Key::new(32, ipv4(addr.octets()));
+        match self.routes.get(&key, 0) {
+            Ok(route) => {
+                let len = u8::try_from(route.prefix_len).context("prefix length in ROUTES")?;
+                let prefix = Ipv4Net::new(addr, len).context("prefix in ROUTES")?.trunc();
+                Ok(Some((prefix, route)))
+            }
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("looking up {addr} in ROUTES")),
+        }
+    }
+
     /// Adds a prefix that must never leave the WAN in clear (IPsec mode).
     pub fn add_protected(&mut self, prefix: Ipv4Prefix) -> Result<()> {
         let value = ProtectedPrefix {
