@@ -468,4 +468,4 @@ impl Tunnel {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -2,7 +2,7 @@
 use std::net::Ipv4Addr;
 
 use super::{
-    Config, DeploymentModel, FaultKind, Mode, Secret, TunnelId, export_toml, parse,
+    DeploymentModel, FaultKind, Mode, Secret, TunnelId, export_toml, parse,
     proposal::ProposalError, validate,
 };
 
