@@ -1,5 +1,6 @@
 //! Test support shared by vc's integration tests: privilege gating, network namespaces, real
 //! peers (BIRD, charon), captures and the QEMU VM.
+pub mod charon;
 pub mod netns;
 pub mod privilege;
 

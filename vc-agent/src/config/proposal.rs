@@ -218,8 +218,6 @@ pub const KEYWORDS: &[(&str, Transform)] = &[
 pub enum ProposalError {
     #[error("empty proposal")]
     Empty,
-    #[error("empty algorithm between two '-'")]
-    EmptyToken,
     #[error("algorithm '{0}' not recognized")]
     Unknown(String),
     #[error("an encryption algorithm is mandatory in {0} proposals")]
@@ -267,15 +265,18 @@ pub fn check(protocol: Protocol, proposal: &str) -> Result<(), ProposalError> {
     if proposal.eq_ignore_ascii_case("default") {
         return Ok(());
     }
-    if proposal.is_empty() {
-        return Err(ProposalError::Empty);
-    }
+    // charon's tokenizer: '-' separates, spaces around a token are trimmed, empty tokens
+    // (a doubled or trailing '-') are skipped.
     let mut transforms = Vec::new();
-    for token in proposal.split('-') {
-        if token.is_empty() {
-            return Err(ProposalError::EmptyToken);
-        }
+    for token in proposal
+        .split('-')
+        .map(|t| t.trim_matches(' '))
+        .filter(|t| !t.is_empty())
+    {
         transforms.push(keyword(token).ok_or_else(|| ProposalError::Unknown(token.to_string()))?);
+    }
+    if transforms.is_empty() {
+        return Err(ProposalError::Empty);
     }
     let (mut any_enc, mut all_aead, mut null) = (false, true, false);
     let (mut integ, mut integ_prf, mut prf, mut dh) = (false, false, false, false);
@@ -341,6 +342,8 @@ mod tests {
             "aes128-aes256-sha256-sha384-modp2048-ecp256",
             "default",
             "DEFAULT",
+            "aes256--sha256-modp2048-", // charon skips empty tokens
+            " aes256 - sha256-modp2048",
         ] {
             assert_eq!(check(Ike, p), Ok(()), "{p}");
         }
@@ -361,7 +364,7 @@ mod tests {
     fn refuses_each_rule_with_its_message() {
         let cases = [
             (Ike, "", E::Empty),
-            (Ike, "aes256--sha256-modp2048", E::EmptyToken),
+            (Ike, "-", E::Empty),
             (Ike, "aes257-sha256-modp2048", E::Unknown("aes257".into())),
             (Ike, "AES256-sha256-modp2048", E::Unknown("AES256".into())),
             (Ike, "aes256gcm16-ecp384", E::NoPrf),

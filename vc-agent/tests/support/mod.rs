@@ -1,0 +1,360 @@
+//! A "CPE" and a "DC" network namespace joined over a WAN veth (optionally through a NAT
+//! namespace), vc's config for tunnel A between them, and the DC's strongSwan connection to
+//! match. Shared by the host IKE tests and the VM ESP tests.
+//!
+//! ```text
+//!  cpe  [wan 198.51.100.1/24] ========================= [wan 198.51.100.2/24]  dc
+//!  cpe  [wan 10.0.0.2/24] == [in 10.0.0.1 | out 198.51.100.3] == [wan 198.51.100.2]  dc   (NAT)
+//!  GRE transport IPs: the IPsec addresses, or 192.0.2.1 (cpe lo) / 192.0.2.2 (dc lo)
+//!  tunnel IPs: 100.64.10.1/30 (dc) 100.64.10.2/30 (cpe), or 100.64.10.0/31 / .1/31
+//! ```
+#![allow(dead_code, reason = "each test binary uses a different part")]
+
+use std::{
+    net::Ipv4Addr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use vc_agent::{
+    config::{self, Config},
+    ipsec::{Ipsec, Snapshot},
+};
+use vc_testkit::{NetNs, charon::Conn, veth};
+
+pub const PSK: &str = "vc-test-psk-Zq8v3Kx1";
+pub const BGP_PASSWORD: &str = "vc-test-bgp-Jm4w9Tt2";
+
+/// Variants of the topology.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// GRE transport IPs on loopbacks, different from the IPsec addresses.
+    pub gre_differs: bool,
+    /// A NAT namespace between CPE and DC (masquerade).
+    pub nat: bool,
+    /// A /31 tunnel subnet instead of a /30.
+    pub slash31: bool,
+}
+
+pub struct Lab {
+    pub cpe: NetNs,
+    pub dc: NetNs,
+    pub nat: Option<NetNs>,
+    pub opts: Options,
+    /// The CPE's address on its WAN interface.
+    pub cpe_wan: Ipv4Addr,
+    /// The CPE's public IPsec address (the NAT's outside address behind a NAT).
+    pub cpe_public: Ipv4Addr,
+    pub dc_wan: Ipv4Addr,
+    pub cpe_gre: Ipv4Addr,
+    pub dc_gre: Ipv4Addr,
+    pub cpe_tunnel: &'static str,
+    pub dc_tunnel: &'static str,
+    /// Directory for vc's charon (run_dir) and test files; removed on drop.
+    pub dir: PathBuf,
+}
+
+fn sh(ns: &NetNs, script: &str) {
+    ns.sh(script)
+        .unwrap_or_else(|e| panic!("{}: {e}", ns.name()));
+}
+
+impl Lab {
+    pub fn new(tag: &str, opts: Options) -> Lab {
+        let cpe = NetNs::new(&format!("{tag}c")).expect("cpe ns");
+        let dc = NetNs::new(&format!("{tag}d")).expect("dc ns");
+        let dc_wan = Ipv4Addr::new(198, 51, 100, 2);
+        let (nat, cpe_wan, cpe_public) = if opts.nat {
+            let nat = NetNs::new(&format!("{tag}n")).expect("nat ns");
+            veth(&cpe, "wan", &nat, "in").expect("veth cpe-nat");
+            veth(&nat, "out", &dc, "wan").expect("veth nat-dc");
+            sh(
+                &cpe,
+                "ip addr add 10.0.0.2/24 dev wan; ip route add default via 10.0.0.1",
+            );
+            sh(
+                &nat,
+                "ip addr add 10.0.0.1/24 dev in; ip addr add 198.51.100.3/24 dev out; \
+                 sysctl -qw net.ipv4.ip_forward=1; \
+                 nft add table ip nat; \
+                 nft 'add chain ip nat post { type nat hook postrouting priority 100; }'; \
+                 nft add rule ip nat post oifname out masquerade",
+            );
+            sh(&dc, "ip addr add 198.51.100.2/24 dev wan");
+            (
+                Some(nat),
+                Ipv4Addr::new(10, 0, 0, 2),
+                Ipv4Addr::new(198, 51, 100, 3),
+            )
+        } else {
+            veth(&cpe, "wan", &dc, "wan").expect("veth");
+            sh(&cpe, "ip addr add 198.51.100.1/24 dev wan");
+            sh(&dc, "ip addr add 198.51.100.2/24 dev wan");
+            let a = Ipv4Addr::new(198, 51, 100, 1);
+            (None, a, a)
+        };
+        let (cpe_gre, dc_gre) = if opts.gre_differs {
+            let (c, d) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+            sh(
+                &cpe,
+                &format!(
+                    "ip addr add {c}/32 dev lo; ip route add {d}/32 dev wan via {}",
+                    if opts.nat {
+                        "10.0.0.1".into()
+                    } else {
+                        dc_wan.to_string()
+                    }
+                ),
+            );
+            sh(
+                &dc,
+                &format!("ip addr add {d}/32 dev lo; ip route add {c}/32 dev wan via {cpe_public}"),
+            );
+            (c, d)
+        } else {
+            (cpe_public, dc_wan)
+        };
+        let (cpe_tunnel, dc_tunnel) = if opts.slash31 {
+            ("100.64.10.0/31", "100.64.10.1/31")
+        } else {
+            ("100.64.10.2/30", "100.64.10.1/30")
+        };
+        let dir = std::env::temp_dir().join(format!("vc-lab-{}", cpe.name()));
+        std::fs::create_dir_all(&dir).expect("lab dir");
+        Lab {
+            cpe,
+            dc,
+            nat,
+            opts,
+            cpe_wan,
+            cpe_public,
+            dc_wan,
+            cpe_gre,
+            dc_gre,
+            cpe_tunnel,
+            dc_tunnel,
+            dir,
+        }
+    }
+
+    /// vc's config: this CPE terminates tunnel A; fast retransmits; `extra` lines go into
+    /// `[tunnel.a]`.
+    pub fn config_text(&self, extra: &str) -> String {
+        let local = if self.opts.nat {
+            format!("cpe_local_address = \"{}\"\n", self.cpe_wan)
+        } else {
+            String::new()
+        };
+        format!(
+            r#"region = "TEST"
+[deployment]
+model = "two-cpes"
+tunnel = "a"
+[interfaces]
+wan = "wan"
+lan = "lan"
+[cisco]
+prefix = "198.18.7.0/24"
+dc1_prefix = "198.18.7.0/25"
+dc2_prefix = "198.18.7.128/25"
+[charon]
+run_dir = "{run_dir}"
+retransmit_timeout_s = 1
+retransmit_tries = 2
+[tunnel.a]
+cpe_ipsec_address = "{cpe_public}"
+cpe_gre_address = "{cpe_gre}"
+dc_ipsec_address = "{dc_wan}"
+dc_gre_address = "{dc_gre}"
+cpe_tunnel_ip = "{cpe_tunnel}"
+dc_tunnel_ip = "{dc_tunnel}"
+cisco_asn = 64600
+cpe_asn = 65010
+ike_psk = "{PSK}"
+bgp_password = "{BGP_PASSWORD}"
+ike_proposals = ["aes256gcm16-prfsha384-ecp384"]
+esp_proposals = ["aes256gcm16"]
+dpd_interval_s = 2
+{local}{extra}
+"#,
+            run_dir = self.dir.join("charon").display(),
+            cpe_public = self.cpe_public,
+            cpe_gre = self.cpe_gre,
+            dc_wan = self.dc_wan,
+            dc_gre = self.dc_gre,
+            cpe_tunnel = self.cpe_tunnel,
+            dc_tunnel = self.dc_tunnel,
+        )
+    }
+
+    /// The config, parsed and validated like `vc-agent` does.
+    pub fn config(&self, extra: &str) -> Config {
+        let path = self.dir.join("vc.toml");
+        std::fs::write(&path, self.config_text(extra)).expect("write vc.toml");
+        config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The DC side of tunnel A, as Cisco configures it (ids = addresses, GRE-only selectors).
+    pub fn dc_conn(&self) -> Conn {
+        let mut c = Conn::gre_psk("dc1", &self.dc_wan.to_string(), "%any", PSK);
+        c.remote_id = self.cpe_public.to_string();
+        c.local_ts = format!("{}/32[gre]", self.dc_gre);
+        c.remote_ts = format!("{}/32[gre]", self.cpe_gre);
+        c
+    }
+
+    /// Starts vc's IPsec controller for `config` on a thread inside the CPE namespace (so
+    /// charon and the XFRM socket live there), with tracing captured for later checks.
+    pub fn start_vc(&self, config: Config) -> Vc {
+        let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let writer = logs.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let ns = self.cpe.name().to_string();
+        let thread = std::thread::spawn(move || {
+            let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns file");
+            // SAFETY: setns on a valid namespace fd affects only this thread.
+            let rc =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns");
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_ansi(false)
+                .with_writer(move || SharedWriter(writer.clone()))
+                .finish();
+            let _guard = tracing::subscriber::set_default(subscriber);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let started = Ipsec::start(config).await;
+                let ok = started.is_ok();
+                let _ = tx.send(started);
+                if ok {
+                    let _ = stop_rx.await;
+                }
+            });
+        });
+        let ipsec = rx
+            .recv()
+            .expect("controller thread")
+            .unwrap_or_else(|e| panic!("Ipsec::start: {e}"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        Vc {
+            ipsec: Some(ipsec),
+            rt,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            logs,
+        }
+    }
+
+    /// vc's charon log.
+    pub fn vc_charon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("charon/charon.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // vc's charon outlives the agent by design: kill it here (the namespace's drop
+        // would too, but its files must go first).
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("charon/charon.pid")) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", pid.trim()])
+                .status();
+        }
+        if std::env::var_os("VC_KEEP_TEST_FILES").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// vc's IPsec controller running in the CPE namespace, driven from the test thread.
+pub struct Vc {
+    ipsec: Option<Ipsec>,
+    pub rt: tokio::runtime::Runtime,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    logs: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Vc {
+    pub fn ipsec(&self) -> &Ipsec {
+        self.ipsec.as_ref().expect("running")
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.ipsec().snapshot()
+    }
+
+    /// Waits until `done` holds; panics with the last state otherwise.
+    pub fn wait(
+        &self,
+        limit: Duration,
+        what: &str,
+        done: impl FnMut(&Snapshot) -> bool,
+    ) -> Snapshot {
+        self.rt
+            .block_on(self.ipsec().wait_for(limit, done))
+            .unwrap_or_else(|last| {
+                panic!("timed out after {limit:?} waiting for {what}; state: {last:#?}")
+            })
+    }
+
+    /// Runs one of the controller's async calls from the test thread.
+    pub fn call<T>(&self, f: impl AsyncFnOnce(&Ipsec) -> T) -> T {
+        self.rt.block_on(f(self.ipsec()))
+    }
+
+    /// The agent's log so far.
+    pub fn logs(&self) -> String {
+        String::from_utf8_lossy(&self.logs.lock().expect("logs")).into_owned()
+    }
+
+    /// Stops the controller (and charon if asked); returns the agent's log.
+    pub fn stop(mut self, stop_charon: bool) -> String {
+        self.shutdown(stop_charon);
+        self.logs()
+    }
+
+    fn shutdown(&mut self, stop_charon: bool) {
+        if let Some(ipsec) = self.ipsec.take() {
+            self.rt.block_on(ipsec.shutdown(stop_charon));
+        }
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Vc {
+    fn drop(&mut self) {
+        self.shutdown(false);
+    }
+}
+
+struct SharedWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("logs").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Waits (polling) for `what`, up to `limit`.
+pub fn wait<T>(limit: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    vc_testkit::wait_for(limit, what, check).unwrap_or_else(|e| panic!("{e}"))
+}
