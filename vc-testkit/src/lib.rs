@@ -3,6 +3,7 @@
 pub mod charon;
 pub mod netns;
 pub mod privilege;
+pub mod vm;
 
 pub use netns::{Daemon, NetNs, veth, wait_for};
 pub use privilege::privileged;

@@ -3,6 +3,7 @@ mod ebpf;
 mod setup;
 mod test;
 mod util;
+mod vm;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -23,6 +24,11 @@ enum Task {
     BuildEbpf,
     /// Set up, build, and run every test: unit, BPF, namespace and VM tests.
     Test(test::Options),
+    /// Provision the test VM (Debian's stock kernel, unpacked, and a busybox initramfs) in
+    /// target/vm or `$VC_VM_DIR`. Part of `setup`; quick when present.
+    VmSetup(vm::SetupOptions),
+    /// Boot the test VM with a root shell on this terminal, or run `-- COMMAND...` in it.
+    VmShell(vm::ShellOptions),
 }
 
 fn main() -> Result<()> {
@@ -30,5 +36,7 @@ fn main() -> Result<()> {
         Task::Setup(opts) => setup::run(&opts),
         Task::BuildEbpf => ebpf::build().map(|path| println!("{}", path.display())),
         Task::Test(opts) => test::run(&opts),
+        Task::VmSetup(opts) => vm::setup(&opts),
+        Task::VmShell(opts) => vm::shell(&opts),
     }
 }

@@ -47,6 +47,7 @@ pub fn run(opts: &Options) -> Result<()> {
     }
     rust_src()?;
     bpf_linker()?;
+    crate::vm::setup(&crate::vm::SetupOptions::default())?;
     eprintln!("setup: done");
     Ok(())
 }

@@ -1,0 +1,133 @@
+//! The QEMU command line, and a QEMU process that cannot outlive its test.
+use std::{
+    fmt::Write as _,
+    os::unix::process::CommandExt,
+    path::Path,
+    process::{Child, Command, ExitStatus},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+
+use super::dir::VmDir;
+
+/// The emulator. KVM does not work on the machines vc is developed on (nested KVM fails at
+/// `IA32_ARCH_CAPABILITIES`), and TCG boots the guest in a few seconds anyway.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// Whether QEMU is installed.
+#[must_use]
+pub fn available() -> bool {
+    Command::new(QEMU)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// QEMU booting the guest. With `run` the guest's init runs that script with its results in
+/// `results`; without, it starts a shell on the console. Stdio is left to the caller.
+#[must_use]
+pub fn command(dir: &VmDir, run: Option<&Path>, results: Option<&Path>) -> Command {
+    let mut append = String::from(
+        // panic=-1 with -no-reboot: a guest panic ends QEMU instead of hanging it.
+        // cryptomgr.notests: the crypto self-tests are slow under TCG.
+        // mitigations=off: only speed, in an emulated guest.
+        "console=ttyS0 panic=-1 cryptomgr.notests=1 loglevel=4 mitigations=off edd=off",
+    );
+    if let Some(run) = run {
+        let _ = write!(append, " vcrun={}", run.display());
+    }
+    if let Some(results) = results {
+        let _ = write!(append, " vcresults={}", results.display());
+    }
+    let mut cmd = Command::new(QEMU);
+    cmd.args(["-accel", "tcg,thread=multi", "-cpu", "max"])
+        .args(["-smp", &env_or("VC_VM_SMP", "2")])
+        .args(["-m", &env_or("VC_VM_MEM", "1024")])
+        // Every test network is namespaces and veths inside the guest: no NIC.
+        .args(["-nographic", "-no-reboot", "-nic", "none"])
+        .arg("-kernel")
+        .arg(dir.kernel())
+        .arg("-initrd")
+        .arg(dir.initramfs())
+        .args(["-append", &append])
+        // The host's root, read-only; remap keeps inode numbers of its submounts apart.
+        .args([
+            "-virtfs",
+            "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+        ])
+        .arg("-virtfs")
+        .arg(format!(
+            "local,path={},mount_tag=modules,security_model=none,readonly=on",
+            dir.modules().display()
+        ));
+    if let Some(results) = results {
+        cmd.arg("-virtfs").arg(format!(
+            "local,path={},mount_tag=results,security_model=none",
+            results.display()
+        ));
+    }
+    cmd
+}
+
+/// A running QEMU, killed and reaped on drop (a failed or timed-out test leaves none).
+pub struct Qemu {
+    child: Child,
+}
+
+impl Qemu {
+    pub fn spawn(cmd: &mut Command) -> Result<Self> {
+        // SAFETY: the closure only calls prctl, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                // If the test process dies without unwinding (SIGKILL, abort), the kernel
+                // kills QEMU too. The signal follows the spawning thread: callers wait for
+                // QEMU on the thread that started it.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().with_context(|| format!("starting {QEMU}"))?;
+        Ok(Qemu { child })
+    }
+
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for QEMU to exit; `None` if it still runs at `deadline` (it is killed then).
+    pub fn wait_until(&mut self, deadline: Instant) -> Result<Option<ExitStatus>> {
+        loop {
+            if let Some(status) = self.child.try_wait().context("waiting for QEMU")? {
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                return Ok(None);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
