@@ -115,7 +115,7 @@ fn own_charon_outlives_the_agent_and_is_found_again() {
     }
     let lab = Lab::new("sup", Options::default());
     let settings = lab.config("").charon;
-    let run_dir = lab.dir.join("charon");
+    let run_dir = lab.run_dir.clone();
     let host_pid_file = std::fs::read_to_string("/run/charon.pid").ok();
     let (first, second, stopped) = lab
         .cpe

@@ -21,7 +21,13 @@ use vc_agent::{
     config::{self, Config},
     ipsec::{Ipsec, Snapshot},
 };
-use vc_testkit::{NetNs, charon::Conn, veth};
+use vc_testkit::{
+    NetNs,
+    capture::Capture,
+    charon::{Charon, Conn},
+    traffic::Pinger,
+    veth,
+};
 
 pub const PSK: &str = "vc-test-psk-Zq8v3Kx1";
 pub const BGP_PASSWORD: &str = "vc-test-bgp-Jm4w9Tt2";
@@ -51,8 +57,12 @@ pub struct Lab {
     pub dc_gre: Ipv4Addr,
     pub cpe_tunnel: &'static str,
     pub dc_tunnel: &'static str,
-    /// Directory for vc's charon (run_dir) and test files; removed on drop.
+    /// Directory for test files (captures, configs); removed on drop except in the VM, where
+    /// it is in the run's results directory and outlives the guest.
     pub dir: PathBuf,
+    /// vc's charon run directory: on a local file system (a Unix socket cannot live on the
+    /// VM's 9p results share). Its log is copied to `dir` on drop.
+    pub run_dir: PathBuf,
 }
 
 fn sh(ns: &NetNs, script: &str) {
@@ -94,7 +104,9 @@ impl Lab {
             let a = Ipv4Addr::new(198, 51, 100, 1);
             (None, a, a)
         };
-        let (cpe_gre, dc_gre) = if opts.gre_differs {
+        // Behind a NAT the public address is the NAT's: GRE must come from an address the CPE
+        // has, so the GRE transport IPs live on loopbacks.
+        let (cpe_gre, dc_gre) = if opts.gre_differs || opts.nat {
             let (c, d) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
             sh(
                 &cpe,
@@ -120,8 +132,12 @@ impl Lab {
         } else {
             ("100.64.10.2/30", "100.64.10.1/30")
         };
-        let dir = std::env::temp_dir().join(format!("vc-lab-{}", cpe.name()));
+        // In the VM, files go to the run's results directory, which outlives the guest.
+        let base = std::env::var_os(vc_testkit::vm::RESULTS_DIR)
+            .map_or_else(std::env::temp_dir, PathBuf::from);
+        let dir = base.join(format!("vc-lab-{}", cpe.name()));
         std::fs::create_dir_all(&dir).expect("lab dir");
+        let run_dir = std::env::temp_dir().join(format!("vc-run-{}", cpe.name()));
         Lab {
             cpe,
             dc,
@@ -135,6 +151,7 @@ impl Lab {
             cpe_tunnel,
             dc_tunnel,
             dir,
+            run_dir,
         }
     }
 
@@ -178,7 +195,7 @@ esp_proposals = ["aes256gcm16"]
 dpd_interval_s = 2
 {local}{extra}
 "#,
-            run_dir = self.dir.join("charon").display(),
+            run_dir = self.run_dir.display(),
             cpe_public = self.cpe_public,
             cpe_gre = self.cpe_gre,
             dc_wan = self.dc_wan,
@@ -254,9 +271,87 @@ dpd_interval_s = 2
         }
     }
 
+    /// The DC, as Cisco's head end: strongSwan with the matching connection loaded, trap
+    /// policies (like a crypto map, GRE to the CPE never leaves it in clear), DPD.
+    pub fn start_dc(&self, tweak: impl FnOnce(&mut Conn)) -> Charon {
+        let dc = Charon::start(&self.dc, "dc").expect("dc charon");
+        let mut conn = self.dc_conn();
+        conn.remote_addr = self.cpe_public.to_string();
+        conn.child_extra.push("start_action = trap".into());
+        conn.conn_extra.push("dpd_delay = 2s".into());
+        tweak(&mut conn);
+        dc.load(&[conn]).expect("dc conn");
+        dc
+    }
+
+    /// Kernel GRE (ip_gre) on both sides between the GRE transport IPs, the tunnel IPs on
+    /// it. Call after vc's block policies are in (Ipsec::start), so nothing leaks.
+    pub fn kernel_gre(&self) {
+        sh(
+            &self.cpe,
+            &format!(
+                "ip link add gre1 type gre local {} remote {} ttl 64; ip addr add {} dev gre1; ip link set gre1 up",
+                self.cpe_gre, self.dc_gre, self.cpe_tunnel
+            ),
+        );
+        sh(
+            &self.dc,
+            &format!(
+                "ip link add gre1 type gre local {} remote {} ttl 64; ip addr add {} dev gre1; ip link set gre1 up",
+                self.dc_gre, self.cpe_gre, self.dc_tunnel
+            ),
+        );
+    }
+
+    /// The DC's tunnel IP (the BGP neighbour), without the mask.
+    pub fn dc_tunnel_ip(&self) -> String {
+        self.dc_tunnel.split('/').next().expect("ip").to_string()
+    }
+
+    /// `count` pings over the tunnel; the number of replies.
+    pub fn ping(&self, count: u32) -> u32 {
+        let out = self
+            .cpe
+            .sh_output(&format!(
+                "ping -n -q -c {count} -i 0.1 -W 2 {}",
+                self.dc_tunnel_ip()
+            ))
+            .expect("ping");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find(|l| l.contains("packets transmitted"))
+            .and_then(|l| l.split(", ").nth(1))
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Egress captures on both ends of the WAN (on the NAT's outside when there is one).
+    pub fn capture(&self, name: &str) -> (Capture, Capture) {
+        let near = match &self.nat {
+            Some(nat) => Capture::egress(nat, "out", &self.dir.join(format!("{name}-nat.pcap"))),
+            None => Capture::egress(&self.cpe, "wan", &self.dir.join(format!("{name}-cpe.pcap"))),
+        }
+        .expect("capture near");
+        let far = Capture::egress(&self.dc, "wan", &self.dir.join(format!("{name}-dc.pcap")))
+            .expect("capture dc");
+        (near, far)
+    }
+
+    /// A steady 20 pps ping over the tunnel.
+    pub fn pinger(&self, name: &str) -> Pinger {
+        Pinger::start(
+            &self.cpe,
+            &self.dc_tunnel_ip(),
+            Duration::from_millis(50),
+            &self.dir.join(format!("{name}.ping")),
+        )
+        .expect("pinger")
+    }
+
     /// vc's charon log.
     pub fn vc_charon_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("charon/charon.log")).unwrap_or_default()
+        std::fs::read_to_string(self.run_dir.join("charon.log")).unwrap_or_default()
     }
 }
 
@@ -264,12 +359,17 @@ impl Drop for Lab {
     fn drop(&mut self) {
         // vc's charon outlives the agent by design: kill it here (the namespace's drop
         // would too, but its files must go first).
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("charon/charon.pid")) {
+        if let Ok(pid) = std::fs::read_to_string(self.run_dir.join("charon.pid")) {
             let _ = std::process::Command::new("kill")
                 .args(["-KILL", pid.trim()])
                 .status();
         }
-        if std::env::var_os("VC_KEEP_TEST_FILES").is_none() {
+        let _ = std::fs::copy(
+            self.run_dir.join("charon.log"),
+            self.dir.join("vc-charon.log"),
+        );
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+        if std::env::var_os("VC_KEEP_TEST_FILES").is_none() && !vc_testkit::vm::inside() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
