@@ -131,3 +131,312 @@ fn esp_tunnel_carries_gre_and_only_ike_and_esp_cross() {
     }
     eprintln!("MEASURE time from Ipsec::start to child SA up: {up_after:?}");
 }
+
+/// With GRE flowing, (a) the child SA is deleted, (b) the agent and charon are stopped, (c)
+/// charon is SIGKILLed: the egress captures show zero clear GRE throughout, and traffic
+/// resumes after recovery (a: charon's trap; b: the next agent start) or restart (c: the
+/// running agent restarts charon).
+#[test]
+fn gre_never_leaves_in_clear_when_the_sa_or_charon_goes() {
+    if !vm::inside_or_boot("gre_never_leaves_in_clear_when_the_sa_or_charon_goes") {
+        return;
+    }
+    let lab = Lab::new("fc", Options::default());
+    let _dc = lab.start_dc(|_| {});
+    let config = lab.config("");
+    let vc = lab.start_vc(config.clone());
+    let snap = vc.wait(Duration::from_secs(60), "child SA up", child_up);
+    lab.kernel_gre();
+    assert_eq!(lab.ping(3), 3);
+    let (near, far) = lab.capture("failclosed");
+    let pinger = lab.pinger("failclosed");
+    pinger
+        .wait_replies(10, Duration::from_secs(20))
+        .expect("traffic flows");
+
+    // (a) the child SA is deleted under traffic.
+    let old_spi = spi_in(&snap);
+    let t = Instant::now();
+    vc.call(async |i| i.terminate(A, false).await)
+        .expect("terminate child");
+    let snap = vc.wait(Duration::from_secs(60), "a new child SA", |s| {
+        child_up(s) && spi_in(s) != old_spi
+    });
+    let resumed = pinger
+        .wait_replies(10, Duration::from_secs(30))
+        .expect("traffic resumes after (a)");
+    eprintln!(
+        "MEASURE (a) child SA deleted: new child after {:?}, traffic back {resumed:?} after that",
+        t.elapsed()
+    );
+
+    // (b) the agent stops and charon with it (SIGTERM: it deletes its SAs and policies).
+    let old_pid = charon_pid(&snap).expect("pid");
+    let t = Instant::now();
+    drop(vc.stop(true));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{old_pid}/exe")).exists(),
+        "charon stopped"
+    );
+    let policies = lab.cpe.ip(&["xfrm", "policy"]).expect("xfrm");
+    assert!(
+        !policies.contains("tmpl"),
+        "charon's policies are gone:\n{policies}"
+    );
+    assert!(
+        policies.contains("action block"),
+        "vc's block policies stay:\n{policies}"
+    );
+    let before = pinger.replies();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        pinger.replies(),
+        before,
+        "no replies while charon is stopped"
+    );
+    let vc = lab.start_vc(config);
+    vc.wait(
+        Duration::from_secs(60),
+        "child SA up after restart",
+        child_up,
+    );
+    let resumed = pinger
+        .wait_replies(10, Duration::from_secs(30))
+        .expect("traffic resumes after (b)");
+    eprintln!(
+        "MEASURE (b) charon stopped 3 s, agent restarted: traffic back {:?} after the stop ({resumed:?} after restart)",
+        t.elapsed()
+    );
+
+    // (c) charon is SIGKILLed: it cannot clean up; the agent notices and restarts it.
+    let old_pid = charon_pid(&vc.snapshot()).expect("pid");
+    let t = Instant::now();
+    lab.cpe.sh(&format!("kill -KILL {old_pid}")).expect("kill");
+    let snap = vc.wait(
+        Duration::from_secs(60),
+        "a new charon with a child SA",
+        |s| charon_pid(s).is_some_and(|p| p != old_pid) && child_up(s),
+    );
+    let resumed = pinger
+        .wait_replies(10, Duration::from_secs(30))
+        .expect("traffic resumes after (c)");
+    eprintln!(
+        "MEASURE (c) charon SIGKILLed: new charon {:?} with a child SA after {:?}, traffic back {resumed:?} after that",
+        charon_pid(&snap),
+        t.elapsed()
+    );
+
+    let stats = pinger.stop().expect("ping stats");
+    let (near, far) = (near.stop().expect("capture"), far.stop().expect("capture"));
+    eprintln!("{near}\n{far}\nMEASURE ping over the three failures: {stats:?}");
+    assert_eq!(
+        near.count(Kind::Gre) + far.count(Kind::Gre),
+        0,
+        "clear GRE on the wire"
+    );
+    // While charon is stopped the CPE answers the DC's IKE (DPD) with ICMP port unreachable:
+    // allowed; anything else must be IKE or ESP.
+    for capture in [&near, &far] {
+        let bad: Vec<&str> = capture
+            .not_ike_or_esp()
+            .into_iter()
+            .map(|p| p.line.as_str())
+            .filter(|l| {
+                !(l.contains(": ICMP ")
+                    && (l.contains("udp port 500 unreachable")
+                        || l.contains("udp port 4500 unreachable")))
+            })
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{}: not IKE or ESP:\n{}",
+            capture.label,
+            bad.join("\n")
+        );
+        assert!(capture.count(Kind::Esp) > 0);
+    }
+    drop(vc);
+}
+
+/// Child SAs rekeyed twice and the IKE SA once under 20 pps of GRE, with short lifetimes: no
+/// clear GRE, and the loss is measured.
+#[test]
+fn rekey_under_traffic_loses_nothing_in_clear() {
+    if !vm::inside_or_boot("rekey_under_traffic_loses_nothing_in_clear") {
+        return;
+    }
+    let lab = Lab::new("rk", Options::default());
+    let _dc = lab.start_dc(|_| {});
+    // Child rekeys at 18 s (minus up to 1 s), IKE at 27 s (minus up to 1.5 s).
+    let vc = lab.start_vc(lab.config("esp_lifetime_s = 20\nike_lifetime_s = 30\n"));
+    vc.wait(Duration::from_secs(60), "child SA up", child_up);
+    lab.kernel_gre();
+    assert_eq!(lab.ping(3), 3);
+    let (near, far) = lab.capture("rekey");
+    let pinger = lab.pinger("rekey");
+    let t = Instant::now();
+    let snap = vc.wait(
+        Duration::from_secs(90),
+        "two child rekeys and one IKE rekey",
+        |s| {
+            let t = s.sas.tunnel(A);
+            t.child_rekeys >= 2 && t.ike_rekeys >= 1
+        },
+    );
+    // Let the last rekey's old SA be deleted under traffic too.
+    std::thread::sleep(Duration::from_secs(6));
+    let stats = pinger.stop().expect("ping stats");
+    let (near, far) = (near.stop().expect("capture"), far.stop().expect("capture"));
+    let tun = snap.sas.tunnel(A);
+    eprintln!(
+        "{near}\n{far}\nMEASURE rekey: {} child and {} IKE rekeys in {:?}; ping sent {} received {} lost {} ({:.2} %), longest gap {} (lost seqs {:?})",
+        tun.child_rekeys,
+        tun.ike_rekeys,
+        t.elapsed(),
+        stats.sent,
+        stats.received,
+        stats.sent - stats.received,
+        stats.loss_percent(),
+        stats.longest_gap,
+        stats.lost
+    );
+    near.assert_only_ike_and_esp();
+    far.assert_only_ike_and_esp();
+    assert!(tun.child_up() && tun.ike_up());
+    assert!(
+        stats.loss_percent() < 2.0,
+        "rekeying lost traffic: {stats:?}"
+    );
+}
+
+/// GRE transport IPs different from the IPsec addresses (on loopbacks), and a /31 tunnel
+/// subnet: selectors follow the GRE IPs, GRE crosses, only IKE and ESP on the wire.
+#[test]
+fn gre_transport_ips_apart_from_ipsec_and_a_slash31() {
+    if !vm::inside_or_boot("gre_transport_ips_apart_from_ipsec_and_a_slash31") {
+        return;
+    }
+    let lab = Lab::new(
+        "var",
+        Options {
+            gre_differs: true,
+            slash31: true,
+            ..Options::default()
+        },
+    );
+    let _dc = lab.start_dc(|_| {});
+    let vc = lab.start_vc(lab.config(""));
+    let snap = vc.wait(Duration::from_secs(60), "child SA up", child_up);
+    let child = snap.sas.tunnel(A).child.clone().expect("child");
+    assert_eq!(child.local_ts, ["192.0.2.1/32[gre]"]);
+    assert_eq!(child.remote_ts, ["192.0.2.2/32[gre]"]);
+    let ike = snap.sas.tunnel(A).ike.clone().expect("ike");
+    assert!(
+        ike.local.starts_with("198.51.100.1[") && ike.remote.starts_with("198.51.100.2["),
+        "{ike:?}"
+    );
+    lab.kernel_gre();
+    let (near, far) = lab.capture("variants");
+    let replies = lab.ping(10);
+    let (near, far) = (near.stop().expect("capture"), far.stop().expect("capture"));
+    eprintln!("{near}\n{far}");
+    assert_eq!(
+        replies,
+        10,
+        "ping 100.64.10.0/31 -> .1 over GRE 192.0.2.1 -> 192.0.2.2 over ESP\n{}",
+        lab.diagnose()
+    );
+    near.assert_only_ike_and_esp();
+    far.assert_only_ike_and_esp();
+    // ESP's outer addresses are the IPsec addresses, not the GRE transport IPs.
+    assert!(
+        near.lines
+            .iter()
+            .filter(|p| p.kind == Kind::Esp)
+            .all(|p| p.line.contains("198.51.100.1 > 198.51.100.2"))
+    );
+}
+
+/// NAT traversal: the CPE behind a masquerading NAT; IKE floats to 4500 and ESP is
+/// UDP-encapsulated, so past the NAT only UDP 4500 is seen.
+#[test]
+fn nat_traversal_uses_only_udp_4500_past_the_nat() {
+    if !vm::inside_or_boot("nat_traversal_uses_only_udp_4500_past_the_nat") {
+        return;
+    }
+    let lab = Lab::new(
+        "nat",
+        Options {
+            nat: true,
+            ..Options::default()
+        },
+    );
+    let _dc = lab.start_dc(|_| {});
+    let vc = lab.start_vc(lab.config(""));
+    let snap = vc.wait(Duration::from_secs(60), "child SA up", child_up);
+    let t = snap.sas.tunnel(A);
+    assert!(
+        t.ike.as_ref().is_some_and(|i| i.nat),
+        "NAT detected: {:?}",
+        t.ike
+    );
+    assert!(
+        t.child.as_ref().is_some_and(|c| c.encap),
+        "ESP in UDP: {:?}",
+        t.child
+    );
+    lab.kernel_gre();
+    let (near, far) = lab.capture("nat");
+    let replies = lab.ping(10);
+    let (near, far) = (near.stop().expect("capture"), far.stop().expect("capture"));
+    eprintln!("{near}\n{far}");
+    assert_eq!(replies, 10, "{}", lab.diagnose());
+    for c in [&near, &far] {
+        c.assert_only_ike_and_esp();
+        assert!(
+            c.lines.iter().all(|p| p.udp_ports == Some((4500, 4500))),
+            "{}: not all UDP 4500:\n{:#?}",
+            c.label,
+            c.lines
+        );
+    }
+}
+
+/// An ESP proposal mismatch, an IKE proposal mismatch and a wrong PSK, each against a DC
+/// that can install ESP, each named.
+#[test]
+fn proposal_mismatches_and_a_wrong_psk_are_named() {
+    if !vm::inside_or_boot("proposal_mismatches_and_a_wrong_psk_are_named") {
+        return;
+    }
+    let cases: [(&str, fn(&mut vc_testkit::charon::Conn), Failure); 3] = [
+        (
+            "esp",
+            |c| c.esp_proposals = "aes128-sha256".into(),
+            Failure::NoProposalChosen { ike: false },
+        ),
+        (
+            "ike",
+            |c| c.proposals = "aes128-sha256-modp2048".into(),
+            Failure::NoProposalChosen { ike: true },
+        ),
+        (
+            "psk",
+            |c| c.psk = "not-the-psk".into(),
+            Failure::AuthenticationFailed,
+        ),
+    ];
+    for (tag, tweak, want) in cases {
+        let lab = Lab::new(tag, Options::default());
+        let _dc = lab.start_dc(tweak);
+        let vc = lab.start_vc(lab.config(""));
+        let snap = vc.wait(Duration::from_secs(60), "a named failure", |s| {
+            s.sas.tunnel(A).last_error.is_some()
+        });
+        let e = snap.sas.tunnel(A).last_error.clone().expect("error");
+        eprintln!("{tag}: {} ({:?})", e.failure, e.line);
+        assert_eq!(e.failure, want, "{tag}");
+        assert!(!snap.sas.tunnel(A).child_up());
+        drop(vc);
+    }
+}

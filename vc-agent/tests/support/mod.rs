@@ -72,6 +72,32 @@ fn sh(ns: &NetNs, script: &str) {
 
 impl Lab {
     pub fn new(tag: &str, opts: Options) -> Lab {
+        if vc_testkit::vm::inside() {
+            // Load ESP, GCM and GRE before the test: loaded on demand (over 9p, under TCG)
+            // they make the DC's first SA install take seconds, long enough for the CPE to
+            // give up on IKE_AUTH and leave the DC with a half-open duplicate.
+            let _ = std::process::Command::new("modprobe")
+                .args([
+                    "-a",
+                    "-q",
+                    "esp4",
+                    "xfrm_user",
+                    "gcm",
+                    "ctr",
+                    "seqiv",
+                    "ghash_generic",
+                    "ghash_clmulni_intel",
+                ])
+                .args([
+                    "aesni_intel",
+                    "ip_gre",
+                    "veth",
+                    "nft_chain_nat",
+                    "nft_masq",
+                    "xfrm4_tunnel",
+                ])
+                .status();
+        }
         let cpe = NetNs::new(&format!("{tag}c")).expect("cpe ns");
         let dc = NetNs::new(&format!("{tag}d")).expect("dc ns");
         let dc_wan = Ipv4Addr::new(198, 51, 100, 2);
@@ -177,8 +203,8 @@ dc1_prefix = "198.18.7.0/25"
 dc2_prefix = "198.18.7.128/25"
 [charon]
 run_dir = "{run_dir}"
-retransmit_timeout_s = 1
-retransmit_tries = 2
+retransmit_timeout_s = {retransmit}
+retransmit_tries = {tries}
 [tunnel.a]
 cpe_ipsec_address = "{cpe_public}"
 cpe_gre_address = "{cpe_gre}"
@@ -196,6 +222,9 @@ dpd_interval_s = 2
 {local}{extra}
 "#,
             run_dir = self.run_dir.display(),
+            // 2 s under TCG: emulated crypto makes a first ESP SA install slow.
+            retransmit = if vc_testkit::vm::inside() { 2 } else { 1 },
+            tries = if vc_testkit::vm::inside() { 3 } else { 2 },
             cpe_public = self.cpe_public,
             cpe_gre = self.cpe_gre,
             dc_wan = self.dc_wan,
@@ -301,6 +330,24 @@ dpd_interval_s = 2
                 self.dc_gre, self.cpe_gre, self.dc_tunnel
             ),
         );
+    }
+
+    /// Counters and tables of both sides, for failure messages.
+    pub fn diagnose(&self) -> String {
+        let script = "ip -s -d link show gre1; ip -s xfrm state; ip xfrm policy; ip route; \
+                      nstat -az | grep -E 'Xfrm|InNoRoutes|InAddrErrors|InHdrErrors|InDiscards|OutNoRoutes' | grep -v ' 0 '; \
+                      sysctl net.ipv4.conf.all.rp_filter net.ipv4.conf.wan.rp_filter net.ipv4.conf.gre1.rp_filter";
+        let mut out = String::new();
+        for ns in [&self.cpe, &self.dc] {
+            let o = ns.sh_output(script).expect("diagnose");
+            out.push_str(&format!(
+                "==== {}\n{}{}",
+                ns.name(),
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+        out
     }
 
     /// The DC's tunnel IP (the BGP neighbour), without the mask.
