@@ -12,6 +12,7 @@
 //!
 //! Module map: `secret` (PSK / password sources), `proposal` (strongSwan's proposal grammar),
 //! `validate` (the faults `check-config` reports), `export` (the config without secrets).
+pub mod cli;
 mod export;
 pub mod proposal;
 mod secret;

@@ -119,6 +119,7 @@ enum Request {
         reply: oneshot::Sender<Result<(), IpsecError>>,
     },
     Refresh(oneshot::Sender<Result<(), IpsecError>>),
+    Reload(Box<Config>, oneshot::Sender<Result<(), IpsecError>>),
     Stop {
         charon: bool,
         reply: oneshot::Sender<()>,
@@ -256,6 +257,13 @@ impl Ipsec {
         Ok(self.snapshot())
     }
 
+    /// Applies a changed config: block policies for the new set of tunnels (added before,
+    /// removed after), connections and secrets reloaded, stale ones unloaded, new tunnels
+    /// initiated. A switch between `ipsec` and `external-ipsec` needs a restart.
+    pub async fn reload(&self, config: Config) -> Result<(), IpsecError> {
+        self.ask(|r| Request::Reload(Box::new(config), r)).await?
+    }
+
     /// Stops the controller. Block policies stay (fail closed); vc's own charon stays unless
     /// `stop_charon` (then it deletes its SAs and policies, and GRE is blocked).
     pub async fn shutdown(self, stop_charon: bool) {
@@ -281,6 +289,13 @@ async fn idle(mut rx: mpsc::Receiver<Request>, _snap: watch::Sender<Snapshot>) {
             }
             Request::Refresh(r) => {
                 let _ = r.send(Ok(()));
+            }
+            Request::Reload(config, r) => {
+                let result = policy::sync(&policy::desired(&config))
+                    .await
+                    .map(|_| ())
+                    .map_err(Into::into);
+                let _ = r.send(result);
             }
             Request::Stop { reply, .. } => {
                 let _ = reply.send(());
@@ -480,6 +495,28 @@ impl Controller {
         Ok(())
     }
 
+    async fn reload(&mut self, config: Config) -> Result<(), IpsecError> {
+        // New blocks first; the stale ones go only after their connections are unloaded.
+        let mut union = policy::desired(&config);
+        union.extend(policy::desired(&self.config));
+        union.sort();
+        union.dedup();
+        policy::sync(&union).await?;
+        self.config = config;
+        self.managed = self.config.terminated().map(|(id, _)| id).collect();
+        let managed = self.managed.clone();
+        self.snap.send_modify(|s| s.managed = managed);
+        self.load().await?;
+        policy::sync(&policy::desired(&self.config)).await?;
+        self.refresh().await?;
+        for id in self.managed.clone() {
+            if !self.table.tunnel(id).child_up() {
+                self.initiate(id).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn refresh(&mut self) -> Result<(), IpsecError> {
         let mut listed = Vec::new();
         self.cmd()?
@@ -595,6 +632,7 @@ impl Controller {
             Request::Terminate { id, ike, reply } => (self.terminate(id, ike).await, reply),
             Request::Rekey { id, ike, reply } => (self.rekey(id, ike).await, reply),
             Request::Refresh(reply) => (self.refresh().await, reply),
+            Request::Reload(config, reply) => (self.reload(*config).await, reply),
             Request::Stop { .. } => return None,
         };
         let lost = match &result {

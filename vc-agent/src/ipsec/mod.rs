@@ -15,11 +15,14 @@
 //! | `failure` | charon's log lines → NO_PROPOSAL_CHOSEN, AUTHENTICATION_FAILED, ... |
 //! | `sa` | events → per-tunnel SA state (pure) |
 //! | `control` | the controller task tying them together |
+//! | `report`, `cli` | state as text; `vc-agent ipsec up/status/down` |
 pub mod charon;
+pub mod cli;
 pub mod conn;
 pub mod control;
 pub mod failure;
 pub mod policy;
+pub mod report;
 pub mod sa;
 pub mod vici;
 
