@@ -42,7 +42,7 @@ fn proposal_grammar_agrees_with_charon() {
         "aes256--sha256-modp2048".into(),
         "-aes256-sha256-modp2048".into(),
         "-".into(),
-        "".into(),
+        String::new(),
         "aes256-sha256-modp2048-".into(),
         "aes256gcm16-aes256-sha256-modp2048".into(),
         "aes256-sha256_96-modp2048".into(),

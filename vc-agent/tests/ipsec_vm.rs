@@ -1,6 +1,6 @@
 //! GRE over IPsec with real ESP, in the test VM (Debian 12's kernel; this host's has no ESP):
 //! vc's controller and charon in a "CPE" namespace against a strongSwan responder in a "DC"
-//! namespace, kernel ip_gre on both sides, no `ip xfrm state` by hand (every SA comes from
+//! namespace, kernel `ip_gre` on both sides, no `ip xfrm state` by hand (every SA comes from
 //! IKE). Egress captures on both ends of the WAN are the judge of what crossed it.
 //!
 //! Each test is one VM boot; related checks share a boot.
@@ -10,12 +10,15 @@ use std::time::{Duration, Instant};
 
 use support::{BGP_PASSWORD, Lab, Options, PSK};
 use vc_agent::{
-    config::TunnelId,
+    config::{Config, TunnelId},
     ipsec::{CharonState, Failure, Snapshot, conn},
 };
-use vc_testkit::{capture::Kind, vm};
+use vc_testkit::{capture::Kind, traffic::Pinger, vm};
 
 const A: TunnelId = TunnelId::A;
+
+/// A change to the DC's connection.
+type Tweak = fn(&mut vc_testkit::charon::Conn);
 
 fn child_up(s: &Snapshot) -> bool {
     s.sas.tunnel(A).child_up()
@@ -49,7 +52,7 @@ fn esp_tunnel_carries_gre_and_only_ike_and_esp_cross() {
     let dc = lab.start_dc(|_| {});
     let t0 = Instant::now();
     let vc = lab.start_vc(lab.config(""));
-    let snap = vc.wait(Duration::from_secs(60), "child SA up", child_up);
+    let snap = vc.wait(Duration::from_mins(1), "child SA up", child_up);
     let up_after = t0.elapsed();
 
     let t = snap.sas.tunnel(A);
@@ -133,7 +136,7 @@ fn esp_tunnel_carries_gre_and_only_ike_and_esp_cross() {
 }
 
 /// With GRE flowing, (a) the child SA is deleted, (b) the agent and charon are stopped, (c)
-/// charon is SIGKILLed: the egress captures show zero clear GRE throughout, and traffic
+/// charon is killed (SIGKILL): the egress captures show zero clear GRE throughout, and traffic
 /// resumes after recovery (a: charon's trap; b: the next agent start) or restart (c: the
 /// running agent restarts charon).
 #[test]
@@ -145,7 +148,7 @@ fn gre_never_leaves_in_clear_when_the_sa_or_charon_goes() {
     let _dc = lab.start_dc(|_| {});
     let config = lab.config("");
     let vc = lab.start_vc(config.clone());
-    let snap = vc.wait(Duration::from_secs(60), "child SA up", child_up);
+    let snap = vc.wait(Duration::from_mins(1), "child SA up", child_up);
     lab.kernel_gre();
     assert_eq!(lab.ping(3), 3);
     let (near, far) = lab.capture("failclosed");
@@ -154,77 +157,9 @@ fn gre_never_leaves_in_clear_when_the_sa_or_charon_goes() {
         .wait_replies(10, Duration::from_secs(20))
         .expect("traffic flows");
 
-    // (a) the child SA is deleted under traffic.
-    let old_spi = spi_in(&snap);
-    let t = Instant::now();
-    vc.call(async |i| i.terminate(A, false).await)
-        .expect("terminate child");
-    let snap = vc.wait(Duration::from_secs(60), "a new child SA", |s| {
-        child_up(s) && spi_in(s) != old_spi
-    });
-    let resumed = pinger
-        .wait_replies(10, Duration::from_secs(30))
-        .expect("traffic resumes after (a)");
-    eprintln!(
-        "MEASURE (a) child SA deleted: new child after {:?}, traffic back {resumed:?} after that",
-        t.elapsed()
-    );
-
-    // (b) the agent stops and charon with it (SIGTERM: it deletes its SAs and policies).
-    let old_pid = charon_pid(&snap).expect("pid");
-    let t = Instant::now();
-    drop(vc.stop(true));
-    assert!(
-        !std::path::Path::new(&format!("/proc/{old_pid}/exe")).exists(),
-        "charon stopped"
-    );
-    let policies = lab.cpe.ip(&["xfrm", "policy"]).expect("xfrm");
-    assert!(
-        !policies.contains("tmpl"),
-        "charon's policies are gone:\n{policies}"
-    );
-    assert!(
-        policies.contains("action block"),
-        "vc's block policies stay:\n{policies}"
-    );
-    let before = pinger.replies();
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(
-        pinger.replies(),
-        before,
-        "no replies while charon is stopped"
-    );
-    let vc = lab.start_vc(config);
-    vc.wait(
-        Duration::from_secs(60),
-        "child SA up after restart",
-        child_up,
-    );
-    let resumed = pinger
-        .wait_replies(10, Duration::from_secs(30))
-        .expect("traffic resumes after (b)");
-    eprintln!(
-        "MEASURE (b) charon stopped 3 s, agent restarted: traffic back {:?} after the stop ({resumed:?} after restart)",
-        t.elapsed()
-    );
-
-    // (c) charon is SIGKILLed: it cannot clean up; the agent notices and restarts it.
-    let old_pid = charon_pid(&vc.snapshot()).expect("pid");
-    let t = Instant::now();
-    lab.cpe.sh(&format!("kill -KILL {old_pid}")).expect("kill");
-    let snap = vc.wait(
-        Duration::from_secs(60),
-        "a new charon with a child SA",
-        |s| charon_pid(s).is_some_and(|p| p != old_pid) && child_up(s),
-    );
-    let resumed = pinger
-        .wait_replies(10, Duration::from_secs(30))
-        .expect("traffic resumes after (c)");
-    eprintln!(
-        "MEASURE (c) charon SIGKILLed: new charon {:?} with a child SA after {:?}, traffic back {resumed:?} after that",
-        charon_pid(&snap),
-        t.elapsed()
-    );
+    let snap = child_sa_deleted(&vc, &pinger, &snap);
+    let vc = charon_stopped(&lab, vc, &pinger, &snap, config);
+    charon_killed(&lab, &vc, &pinger);
 
     let stats = pinger.stop().expect("ping stats");
     let (near, far) = (near.stop().expect("capture"), far.stop().expect("capture"));
@@ -255,7 +190,93 @@ fn gre_never_leaves_in_clear_when_the_sa_or_charon_goes() {
         );
         assert!(capture.count(Kind::Esp) > 0);
     }
-    drop(vc);
+}
+
+/// (a) the child SA is deleted under traffic; charon's trap brings a new one.
+fn child_sa_deleted(vc: &support::Vc, pinger: &Pinger, snap: &Snapshot) -> Snapshot {
+    let old_spi = spi_in(snap);
+    let t = Instant::now();
+    vc.call(async |i| i.terminate(A, false).await)
+        .expect("terminate child");
+    let snap = vc.wait(Duration::from_mins(1), "a new child SA", |s| {
+        child_up(s) && spi_in(s) != old_spi
+    });
+    let resumed = pinger
+        .wait_replies(10, Duration::from_secs(30))
+        .expect("traffic resumes after (a)");
+    eprintln!(
+        "MEASURE (a) child SA deleted: new child after {:?}, traffic back {resumed:?} after that",
+        t.elapsed()
+    );
+    snap
+}
+
+/// (b) the agent stops and charon with it (SIGTERM: it deletes its SAs and policies); 3 s
+/// later the next agent starts.
+fn charon_stopped(
+    lab: &Lab,
+    vc: support::Vc,
+    pinger: &Pinger,
+    snap: &Snapshot,
+    config: Config,
+) -> support::Vc {
+    let old_pid = charon_pid(snap).expect("pid");
+    let t = Instant::now();
+    drop(vc.stop(true));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{old_pid}/exe")).exists(),
+        "charon stopped"
+    );
+    let policies = lab.cpe.ip(&["xfrm", "policy"]).expect("xfrm");
+    assert!(
+        !policies.contains("tmpl"),
+        "charon's policies are gone:\n{policies}"
+    );
+    assert!(
+        policies.contains("action block"),
+        "vc's block policies stay:\n{policies}"
+    );
+    let before = pinger.replies();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        pinger.replies(),
+        before,
+        "no replies while charon is stopped"
+    );
+    let vc = lab.start_vc(config);
+    vc.wait(
+        Duration::from_mins(1),
+        "child SA up after restart",
+        child_up,
+    );
+    let resumed = pinger
+        .wait_replies(10, Duration::from_secs(30))
+        .expect("traffic resumes after (b)");
+    eprintln!(
+        "MEASURE (b) charon stopped 3 s, agent restarted: traffic back {:?} after the stop ({resumed:?} after restart)",
+        t.elapsed()
+    );
+    vc
+}
+
+/// (c) charon is killed with SIGKILL: it cannot clean up; the running agent notices and restarts it.
+fn charon_killed(lab: &Lab, vc: &support::Vc, pinger: &Pinger) {
+    let old_pid = charon_pid(&vc.snapshot()).expect("pid");
+    let t = Instant::now();
+    lab.cpe.sh(&format!("kill -KILL {old_pid}")).expect("kill");
+    let snap = vc.wait(
+        Duration::from_mins(1),
+        "a new charon with a child SA",
+        |s| charon_pid(s).is_some_and(|p| p != old_pid) && child_up(s),
+    );
+    let resumed = pinger
+        .wait_replies(10, Duration::from_secs(30))
+        .expect("traffic resumes after (c)");
+    eprintln!(
+        "MEASURE (c) charon SIGKILLed: new charon {:?} with a child SA after {:?}, traffic back {resumed:?} after that",
+        charon_pid(&snap),
+        t.elapsed()
+    );
 }
 
 /// Child SAs rekeyed twice and the IKE SA once under 20 pps of GRE, with short lifetimes: no
@@ -269,7 +290,7 @@ fn rekey_under_traffic_loses_nothing_in_clear() {
     let _dc = lab.start_dc(|_| {});
     // Child rekeys at 18 s (minus up to 1 s), IKE at 27 s (minus up to 1.5 s).
     let vc = lab.start_vc(lab.config("esp_lifetime_s = 20\nike_lifetime_s = 30\n"));
-    vc.wait(Duration::from_secs(60), "child SA up", child_up);
+    vc.wait(Duration::from_mins(1), "child SA up", child_up);
     lab.kernel_gre();
     assert_eq!(lab.ping(3), 3);
     let (near, far) = lab.capture("rekey");
@@ -326,7 +347,7 @@ fn gre_transport_ips_apart_from_ipsec_and_a_slash31() {
     );
     let _dc = lab.start_dc(|_| {});
     let vc = lab.start_vc(lab.config(""));
-    let snap = vc.wait(Duration::from_secs(60), "child SA up", child_up);
+    let snap = vc.wait(Duration::from_mins(1), "child SA up", child_up);
     let child = snap.sas.tunnel(A).child.clone().expect("child");
     assert_eq!(child.local_ts, ["192.0.2.1/32[gre]"]);
     assert_eq!(child.remote_ts, ["192.0.2.2/32[gre]"]);
@@ -373,7 +394,7 @@ fn nat_traversal_uses_only_udp_4500_past_the_nat() {
     );
     let _dc = lab.start_dc(|_| {});
     let vc = lab.start_vc(lab.config(""));
-    let snap = vc.wait(Duration::from_secs(60), "child SA up", child_up);
+    let snap = vc.wait(Duration::from_mins(1), "child SA up", child_up);
     let t = snap.sas.tunnel(A);
     assert!(
         t.ike.as_ref().is_some_and(|i| i.nat),
@@ -409,7 +430,7 @@ fn proposal_mismatches_and_a_wrong_psk_are_named() {
     if !vm::inside_or_boot("proposal_mismatches_and_a_wrong_psk_are_named") {
         return;
     }
-    let cases: [(&str, fn(&mut vc_testkit::charon::Conn), Failure); 3] = [
+    let cases: [(&str, Tweak, Failure); 3] = [
         (
             "esp",
             |c| c.esp_proposals = "aes128-sha256".into(),
@@ -430,7 +451,7 @@ fn proposal_mismatches_and_a_wrong_psk_are_named() {
         let lab = Lab::new(tag, Options::default());
         let _dc = lab.start_dc(tweak);
         let vc = lab.start_vc(lab.config(""));
-        let snap = vc.wait(Duration::from_secs(60), "a named failure", |s| {
+        let snap = vc.wait(Duration::from_mins(1), "a named failure", |s| {
             s.sas.tunnel(A).last_error.is_some()
         });
         let e = snap.sas.tunnel(A).last_error.clone().expect("error");

@@ -16,6 +16,8 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "iputils-ping",
     "tcpdump",
+    // the NAT namespace of the NAT-traversal test
+    "nftables",
     "python3-scapy",
     "iperf3",
     "ethtool",

@@ -217,7 +217,8 @@ pub struct Tunnel {
     /// IKEv2 dead-peer-detection interval in seconds; 0 turns DPD off.
     #[serde(default = "defaults::dpd_interval")]
     pub dpd_interval_s: u32,
-    /// ESP anti-replay window in packets: large, so voice QoS reordering is not dropped.
+    /// ESP anti-replay window in packets: large, so voice packets that priority queueing
+    /// reordered are not dropped as replays.
     #[serde(default = "defaults::replay_window")]
     pub replay_window: u32,
     /// When a NAT maps the CPE's WAN address to `cpe_ipsec_address`: the WAN address itself,

@@ -1,5 +1,6 @@
 //! `vc-agent ipsec up|status|down`: the controller by hand, for bring-up and troubleshooting.
 use std::{
+    fmt::Write as _,
     path::{Path, PathBuf},
     time::{Duration, SystemTime},
 };
@@ -77,10 +78,11 @@ pub async fn status(config: &Config) -> Result<()> {
         if !t.child_up()
             && let Some(e) = last_failure(&log, *id, t.ike_up())
         {
-            text.push_str(&format!(
-                "tunnel {id}: last failure in charon's log: {} ({})\n",
+            let _ = writeln!(
+                text,
+                "tunnel {id}: last failure in charon's log: {} ({})",
                 e.failure, e.line
-            ));
+            );
         }
     }
     print!("{text}");

@@ -11,7 +11,7 @@
 //!   the first GRE packet, and the agent initiates at once as well (R8, the CPE initiates).
 //! - DPD, `dpd_action`/`close_action = restart`, `keyingtries = 0`: charon itself keeps the
 //!   tunnel up; NAT-T is automatic (R9).
-//! - A large replay window (voice QoS reorders ESP), DSCP copied to the outer header.
+//! - A large replay window (voice queueing reorders ESP), DSCP copied to the outer header.
 //! - IKE identities: the public addresses unless configured (Cisco's default).
 use std::net::Ipv4Addr;
 

@@ -1,6 +1,6 @@
 //! IKE failures named plainly (R6, R24), recognised in charon's log lines.
 //!
-//! charon's VICI `initiate` only ever says "establishing CHILD_SA '…' failed"; the reason is in
+//! charon's VICI `initiate` only ever says `establishing CHILD_SA '…' failed`; the reason is in
 //! its log, which the agent follows through the VICI `log` event (level 1, the highest level
 //! the VICI logger forwards). The strings are those of strongSwan 5.9.8 (Debian 12), from
 //! `ike_init.c`, `ike_auth.c`, `child_create.c`, `task_manager_v2.c`, `ike_sa.c` and

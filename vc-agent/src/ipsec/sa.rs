@@ -18,7 +18,7 @@ pub struct IkeSa {
     pub uniqueid: u32,
     /// charon's state name: `CONNECTING`, `ESTABLISHED`, `REKEYING`, `DELETING`, ...
     pub state: String,
-    /// `address[port]` on each side (port 4500 once NAT-T or IKE_AUTH floated).
+    /// `address[port]` on each side (port 4500 once NAT-T or `IKE_AUTH` floated).
     pub local: String,
     pub remote: String,
     pub initiator: bool,

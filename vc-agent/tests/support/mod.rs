@@ -8,9 +8,10 @@
 //!  GRE transport IPs: the IPsec addresses, or 192.0.2.1 (cpe lo) / 192.0.2.2 (dc lo)
 //!  tunnel IPs: 100.64.10.1/30 (dc) 100.64.10.2/30 (cpe), or 100.64.10.0/31 / .1/31
 //! ```
-#![allow(dead_code, reason = "each test binary uses a different part")]
+#![expect(dead_code, reason = "each test binary uses a different part")]
 
 use std::{
+    fmt::Write as _,
     net::Ipv4Addr,
     path::PathBuf,
     sync::{Arc, Mutex},
@@ -70,34 +71,37 @@ fn sh(ns: &NetNs, script: &str) {
         .unwrap_or_else(|e| panic!("{}: {e}", ns.name()));
 }
 
+/// In the VM, loads ESP, GCM and GRE before the test: loaded on demand (over 9p, under TCG)
+/// they make the DC's first SA install take seconds, long enough for the CPE to give up on
+/// `IKE_AUTH` and leave the DC with a half-open duplicate.
+fn preload_modules() {
+    if vc_testkit::vm::inside() {
+        let _ = std::process::Command::new("modprobe")
+            .args([
+                "-a",
+                "-q",
+                "esp4",
+                "xfrm_user",
+                "gcm",
+                "ctr",
+                "seqiv",
+                "ghash_generic",
+            ])
+            .args([
+                "ghash_clmulni_intel",
+                "aesni_intel",
+                "ip_gre",
+                "veth",
+                "nft_chain_nat",
+            ])
+            .args(["nft_masq", "xfrm4_tunnel"])
+            .status();
+    }
+}
+
 impl Lab {
     pub fn new(tag: &str, opts: Options) -> Lab {
-        if vc_testkit::vm::inside() {
-            // Load ESP, GCM and GRE before the test: loaded on demand (over 9p, under TCG)
-            // they make the DC's first SA install take seconds, long enough for the CPE to
-            // give up on IKE_AUTH and leave the DC with a half-open duplicate.
-            let _ = std::process::Command::new("modprobe")
-                .args([
-                    "-a",
-                    "-q",
-                    "esp4",
-                    "xfrm_user",
-                    "gcm",
-                    "ctr",
-                    "seqiv",
-                    "ghash_generic",
-                    "ghash_clmulni_intel",
-                ])
-                .args([
-                    "aesni_intel",
-                    "ip_gre",
-                    "veth",
-                    "nft_chain_nat",
-                    "nft_masq",
-                    "xfrm4_tunnel",
-                ])
-                .status();
-        }
+        preload_modules();
         let cpe = NetNs::new(&format!("{tag}c")).expect("cpe ns");
         let dc = NetNs::new(&format!("{tag}d")).expect("dc ns");
         let dc_wan = Ipv4Addr::new(198, 51, 100, 2);
@@ -313,8 +317,8 @@ dpd_interval_s = 2
         dc
     }
 
-    /// Kernel GRE (ip_gre) on both sides between the GRE transport IPs, the tunnel IPs on
-    /// it. Call after vc's block policies are in (Ipsec::start), so nothing leaks.
+    /// Kernel GRE (`ip_gre`) on both sides between the GRE transport IPs, the tunnel IPs on
+    /// it. Call after vc's block policies are in ([`Ipsec::start`]), so nothing leaks.
     pub fn kernel_gre(&self) {
         sh(
             &self.cpe,
@@ -340,12 +344,13 @@ dpd_interval_s = 2
         let mut out = String::new();
         for ns in [&self.cpe, &self.dc] {
             let o = ns.sh_output(script).expect("diagnose");
-            out.push_str(&format!(
+            let _ = write!(
+                out,
                 "==== {}\n{}{}",
                 ns.name(),
                 String::from_utf8_lossy(&o.stdout),
                 String::from_utf8_lossy(&o.stderr)
-            ));
+            );
         }
         out
     }

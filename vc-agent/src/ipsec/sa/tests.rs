@@ -111,7 +111,7 @@ fn a_tunnel_comes_up_rekeys_and_goes_down() {
         (1001, "c0000001", "TUNNEL")
     );
     assert_eq!(c.local_ts, ["203.0.113.10/32[gre]"]);
-    assert_eq!(c.expires_at, Some(now + Duration::from_secs(60)));
+    assert_eq!(c.expires_at, Some(now + Duration::from_mins(1)));
     assert_eq!(a.last_error, None);
 
     // child rekey: new SPI

@@ -324,12 +324,11 @@ impl fmt::Debug for Message {
 impl fmt::Debug for Element {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fn blob(f: &mut fmt::Formatter<'_>, v: &[u8]) -> fmt::Result {
-            match std::str::from_utf8(v) {
-                Ok(s) => write!(f, "{s:?}"),
-                Err(_) => {
-                    f.write_str("0x")?;
-                    v.iter().try_for_each(|b| write!(f, "{b:02x}"))
-                }
+            if let Ok(s) = std::str::from_utf8(v) {
+                write!(f, "{s:?}")
+            } else {
+                f.write_str("0x")?;
+                v.iter().try_for_each(|b| write!(f, "{b:02x}"))
             }
         }
         match self {

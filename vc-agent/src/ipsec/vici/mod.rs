@@ -5,6 +5,7 @@
 //! rustici is LGPL. The protocol is small: `message` (the tree), `packet` (the framing) are
 //! pure and fuzzed; `client` is the tokio I/O around them.
 pub mod client;
+pub mod fuzz;
 pub mod message;
 pub mod packet;
 
