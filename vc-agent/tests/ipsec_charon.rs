@@ -331,3 +331,88 @@ fn unreachable_peer_is_named() {
     assert_eq!(f, Failure::PeerUnreachable { port: Some(500) });
     assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
 }
+
+/// Attach mode: vc uses a running (system) charon through its VICI socket, adds its own
+/// connection next to the ones already there, and the IKE SA comes up.
+#[test]
+fn attaches_to_a_running_charon_and_leaves_its_connections_alone() {
+    if !ready("attaches_to_a_running_charon_and_leaves_its_connections_alone") {
+        return;
+    }
+    let lab = Lab::new("att", Options::default());
+    let dc = Charon::start(&lab.dc, "dc").expect("dc charon");
+    dc.load(&[lab.dc_conn()]).expect("dc conn");
+    let system = Charon::start(&lab.cpe, "system").expect("system charon");
+    let office =
+        vc_testkit::charon::Conn::gre_psk("office", "198.51.100.1", "203.0.113.99", "other");
+    system.load(&[office]).expect("foreign conn");
+    let socket = system.vici_path();
+    let text = lab.config_text("").replace(
+        "[charon]\n",
+        &format!(
+            "[charon]\nmode = \"attach\"\nsocket = \"{}\"\n",
+            socket.display()
+        ),
+    );
+    let vc = lab.start_vc(config_from(&lab, &text));
+    let snap = vc.wait(Duration::from_secs(20), "IKE SA up", |s| {
+        s.sas.tunnel(TunnelId::A).ike_up()
+    });
+    assert!(
+        matches!(snap.charon, CharonState::Up { pid: None, .. }),
+        "{:?}",
+        snap.charon
+    );
+    drop(vc.stop(true));
+    let conns = system.swanctl(&["--list-conns"]).expect("list-conns");
+    assert!(
+        conns.contains("office:") && conns.contains("vc-a:"),
+        "{conns}"
+    );
+    assert!(
+        system.is_running_now(),
+        "stop(true) must not stop a charon vc does not own"
+    );
+}
+
+/// external-ipsec mode: no charon, no block policies (stale ones removed).
+#[test]
+fn external_ipsec_mode_starts_no_charon_and_removes_blocks() {
+    if !ready("external_ipsec_mode_starts_no_charon_and_removes_blocks") {
+        return;
+    }
+    let lab = Lab::new("ext", Options::default());
+    let ipsec = lab.start_vc(lab.config(""));
+    ipsec.wait(Duration::from_secs(20), "charon up", |s| {
+        matches!(s.charon, CharonState::Up { .. })
+    });
+    drop(ipsec.stop(true));
+    assert!(
+        lab.cpe
+            .ip(&["xfrm", "policy"])
+            .expect("xfrm")
+            .contains("action block")
+    );
+    let text = lab.config_text("").replace(
+        "region = \"TEST\"",
+        "region = \"TEST\"\nmode = \"external-ipsec\"",
+    );
+    let vc = lab.start_vc(config_from(&lab, &text));
+    assert_eq!(vc.snapshot().charon, CharonState::NotUsed);
+    drop(vc.stop(false));
+    let policies = lab.cpe.ip(&["xfrm", "policy"]).expect("xfrm");
+    assert!(!policies.contains("action block"), "{policies}");
+    assert!(
+        !lab.run_dir.join("charon.pid").exists()
+            || std::fs::read_to_string(lab.run_dir.join("charon.pid"))
+                .unwrap_or_default()
+                .is_empty()
+    );
+}
+
+/// A config from text, through the real loader.
+fn config_from(lab: &Lab, text: &str) -> vc_agent::config::Config {
+    let path = lab.dir.join("custom.toml");
+    std::fs::write(&path, text).expect("write");
+    vc_agent::config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}

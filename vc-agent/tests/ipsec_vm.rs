@@ -121,7 +121,20 @@ fn esp_tunnel_carries_gre_and_only_ike_and_esp_cross() {
         "the check must flag clear GRE"
     );
 
+    // The ESP keys the kernel holds appear in no log either (charon logs at level 1).
+    let keys: Vec<String> = states
+        .split_whitespace()
+        .filter(|w| w.starts_with("0x") && w.len() > 40)
+        .map(|w| w[2..].to_string())
+        .collect();
+    assert_eq!(keys.len(), 2, "{states}");
     let agent_log = vc.stop(false);
+    for key in &keys {
+        assert!(
+            !lab.vc_charon_log().contains(key.as_str()) && !dc.log().contains(key.as_str()),
+            "an ESP key in charon's log"
+        );
+    }
     for (what, log) in [
         ("agent", agent_log),
         ("vc charon", lab.vc_charon_log()),

@@ -162,6 +162,15 @@ impl Charon {
         self.daemon.is_running()
     }
 
+    /// Whether it still runs, without needing `&mut` (checks `/proc`).
+    #[must_use]
+    pub fn is_running_now(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+            .unwrap_or(false)
+    }
+
     /// Stops it with SIGTERM (charon deletes its SAs and policies) and waits.
     pub fn stop(&mut self) -> Result<()> {
         self.daemon.signal(15);
