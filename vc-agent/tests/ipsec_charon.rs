@@ -416,3 +416,81 @@ fn config_from(lab: &Lab, text: &str) -> vc_agent::config::Config {
     std::fs::write(&path, text).expect("write");
     vc_agent::config::load(&path).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// charon cannot start: `Ipsec::start` says why, and GRE is blocked all the same.
+#[test]
+fn a_charon_that_cannot_start_is_reported_and_gre_stays_blocked() {
+    if !ready("a_charon_that_cannot_start_is_reported_and_gre_stays_blocked") {
+        return;
+    }
+    let lab = Lab::new("nost", Options::default());
+    let text = lab
+        .config_text("")
+        .replace("[charon]\n", "[charon]\nbinary = \"/nonexistent/charon\"\n");
+    let config = config_from(&lab, &text);
+    let err = lab
+        .cpe
+        .run_in(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt");
+            rt.block_on(vc_agent::ipsec::Ipsec::start(config))
+                .err()
+                .map(|e| e.to_string())
+        })
+        .expect("thread")
+        .expect("start must fail");
+    assert!(
+        err.starts_with("cannot start /nonexistent/charon: No such file"),
+        "{err}"
+    );
+    let policies = lab.cpe.ip(&["xfrm", "policy"]).expect("xfrm");
+    assert_eq!(policies.matches("action block").count(), 4, "{policies}");
+}
+
+/// charon killed (SIGKILL) on this host: the controller notices, restarts it, loads the
+/// tunnel again and the IKE SA comes back.
+#[test]
+fn a_killed_charon_is_restarted_and_the_tunnel_reloaded() {
+    if !ready("a_killed_charon_is_restarted_and_the_tunnel_reloaded") {
+        return;
+    }
+    let lab = Lab::new("kill", Options::default());
+    let dc = Charon::start(&lab.dc, "dc").expect("dc charon");
+    dc.load(&[lab.dc_conn()]).expect("dc conn");
+    let vc = lab.start_vc(lab.config(""));
+    let snap = vc.wait(Duration::from_secs(20), "IKE SA up", |s| {
+        s.sas.tunnel(TunnelId::A).ike_up()
+    });
+    let CharonState::Up { pid: Some(pid), .. } = snap.charon else {
+        panic!("{:?}", snap.charon)
+    };
+    let mut notices = vc.ipsec().notices();
+    let t = Instant::now();
+    lab.cpe.sh(&format!("kill -KILL {pid}")).expect("kill");
+    let snap = vc.wait(Duration::from_secs(20), "a new charon and IKE SA", |s| {
+        matches!(s.charon, CharonState::Up { pid: Some(p), .. } if p != pid)
+            && s.sas.tunnel(TunnelId::A).ike_up()
+    });
+    eprintln!(
+        "MEASURE host: charon SIGKILLed, new charon with IKE SA after {:?}",
+        t.elapsed()
+    );
+    let mut seen = Vec::new();
+    while let Ok(n) = notices.try_recv() {
+        seen.push(n);
+    }
+    assert!(
+        seen.iter()
+            .any(|n| matches!(n, vc_agent::ipsec::Notice::CharonDown { .. })),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|n| matches!(n, vc_agent::ipsec::Notice::CharonUp { .. })),
+        "{seen:?}"
+    );
+    assert!(snap.sas.tunnel(TunnelId::A).ike_ups >= 1);
+    drop(vc.stop(true));
+}

@@ -566,7 +566,9 @@ impl Controller {
     }
 
     /// charon went away: forget the session, tell everyone, bring it back with back-off.
-    async fn recover(&mut self, reason: String) {
+    /// Requests meanwhile get [`IpsecError::CharonDown`]; a stop ends it. Returns false when
+    /// the controller must stop.
+    async fn recover(&mut self, reason: String, requests: &mut mpsc::Receiver<Request>) -> bool {
         tracing::warn!("charon down: {reason}");
         self.session = None;
         self.table.snapshot(&[], SystemTime::now());
@@ -580,15 +582,36 @@ impl Controller {
         self.notify(Notice::CharonDown { reason });
         let mut delay = Duration::from_millis(500);
         loop {
-            tokio::time::sleep(delay).await;
+            let sleep = tokio::time::sleep(delay);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    () = &mut sleep => break,
+                    req = requests.recv() => match req {
+                        None => return false,
+                        Some(Request::Stop { charon, reply }) => {
+                            self.stop(charon).await;
+                            let _ = reply.send(());
+                            return false;
+                        }
+                        Some(other) => refuse(other),
+                    },
+                }
+            }
             match self.bring_up().await {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err(e) => {
                     tracing::warn!("charon restart: {e}");
                     self.session = None;
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
             }
+        }
+    }
+
+    async fn stop(&mut self, charon: bool) {
+        if charon && let Some(c) = self.charon.as_mut() {
+            c.stop(Duration::from_secs(10)).await;
         }
     }
 
@@ -605,9 +628,7 @@ impl Controller {
                 req = requests.recv() => match req {
                     None => return,
                     Some(Request::Stop { charon, reply }) => {
-                        if charon && let Some(c) = self.charon.as_mut() {
-                            c.stop(Duration::from_secs(10)).await;
-                        }
+                        self.stop(charon).await;
                         let _ = reply.send(());
                         return;
                     }
@@ -620,8 +641,10 @@ impl Controller {
                     }
                 }
             };
-            if let Some(reason) = down {
-                self.recover(reason).await;
+            if let Some(reason) = down
+                && !self.recover(reason, &mut requests).await
+            {
+                return;
             }
         }
     }
@@ -642,6 +665,19 @@ impl Controller {
         let _ = reply.send(result);
         lost
     }
+}
+
+/// Answers a request with [`IpsecError::CharonDown`] (while charon is being brought back).
+fn refuse(req: Request) {
+    let reply = match req {
+        Request::Initiate(_, r) | Request::Refresh(r) | Request::Reload(_, r) => r,
+        Request::Terminate { reply, .. } | Request::Rekey { reply, .. } => reply,
+        Request::Stop { reply, .. } => {
+            let _ = reply.send(());
+            return;
+        }
+    };
+    let _ = reply.send(Err(IpsecError::CharonDown));
 }
 
 async fn next_event(session: Option<&mut Session>) -> Result<(String, Message), ViciError> {
