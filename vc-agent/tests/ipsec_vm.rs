@@ -76,6 +76,8 @@ fn esp_tunnel_carries_gre_and_only_ike_and_esp_cross() {
         "{states}"
     );
     assert!(states.contains("rfc4106(gcm(aes))"), "{states}");
+    // The inbound SA's anti-replay window is the configured 1024 (voice QoS reordering).
+    assert!(states.contains("replay_window 1024"), "{states}");
 
     lab.kernel_gre();
     let (near, far) = lab.capture("esp");
@@ -303,6 +305,11 @@ fn rekey_under_traffic_loses_nothing_in_clear() {
     let _dc = lab.start_dc(|_| {});
     // Child rekeys at 18 s (minus up to 1 s), IKE at 27 s (minus up to 1.5 s).
     let vc = lab.start_vc(lab.config("esp_lifetime_s = 20\nike_lifetime_s = 30\n"));
+    // charon's own event stream, kept as a replay fixture (vc-agent/src/ipsec/sa/testdata).
+    let recorder = support::Recorder::start(
+        lab.run_dir.join("charon.vici"),
+        lab.dir.join("rekey-events.vici"),
+    );
     vc.wait(Duration::from_mins(1), "child SA up", child_up);
     lab.kernel_gre();
     assert_eq!(lab.ping(3), 3);
@@ -321,6 +328,7 @@ fn rekey_under_traffic_loses_nothing_in_clear() {
     std::thread::sleep(Duration::from_secs(6));
     let stats = pinger.stop().expect("ping stats");
     let (near, far) = (near.stop().expect("capture"), far.stop().expect("capture"));
+    eprintln!("recorded {} charon events", recorder.stop());
     let tun = snap.sas.tunnel(A);
     eprintln!(
         "{near}\n{far}\nMEASURE rekey: {} child and {} IKE rekeys in {:?}; ping sent {} received {} lost {} ({:.2} %), longest gap {} (lost seqs {:?})",

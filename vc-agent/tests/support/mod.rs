@@ -427,6 +427,68 @@ impl Drop for Lab {
     }
 }
 
+/// Records charon's events (as VICI packets, length-prefixed) into a file until dropped: real
+/// event streams become replay fixtures for the SA table.
+pub struct Recorder {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl Recorder {
+    pub fn start(socket: PathBuf, out: PathBuf) -> Recorder {
+        use vc_agent::ipsec::vici::{Client, Packet};
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt");
+            rt.block_on(async move {
+                let mut vici = Client::connect(&socket).await.expect("vici");
+                for e in ["ike-updown", "child-updown", "ike-rekey", "child-rekey"] {
+                    vici.register(e).await.expect("register");
+                }
+                let mut bytes = Vec::new();
+                let mut n = 0;
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => break,
+                        ev = vici.next_event() => {
+                            let Ok((event, message)) = ev else { break };
+                            bytes.extend(Packet::Event { event, message }.encode().expect("encode"));
+                            n += 1;
+                        }
+                    }
+                }
+                std::fs::write(&out, bytes).expect("write events");
+                n
+            })
+        });
+        Recorder {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops recording; the number of events written.
+    pub fn stop(mut self) -> usize {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> usize {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.thread.take().map_or(0, |t| t.join().unwrap_or(0))
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 /// vc's IPsec controller running in the CPE namespace, driven from the test thread.
 pub struct Vc {
     ipsec: Option<Ipsec>,

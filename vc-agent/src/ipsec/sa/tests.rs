@@ -252,3 +252,49 @@ fn snapshot_prefers_established_and_installed() {
     t.snapshot(&[], now);
     assert!(!t.tunnel(TunnelId::B).ike_up());
 }
+
+/// A real event stream: strongSwan 5.9.8's events during the VM rekey test (child lifetime
+/// 20 s, IKE 30 s), recorded by `tests/ipsec_vm.rs`. Replayed, it must leave the table where
+/// the controller saw it: both SAs up, two child rekeys, one IKE rekey, GRE-only selectors.
+#[test]
+fn replay_of_a_recorded_rekey_stream() {
+    use crate::ipsec::vici::{Packet, packet::split_segment};
+    let mut bytes: &[u8] = include_bytes!("testdata/rekey-5.9.8.vici");
+    let now = SystemTime::UNIX_EPOCH + T0;
+    let mut t = SaTable::default();
+    let mut changes = Vec::new();
+    while let Some((segment, used)) = split_segment(bytes).expect("segment") {
+        let Packet::Event { event, message } = Packet::decode(segment).expect("packet") else {
+            panic!("not an event");
+        };
+        changes.extend(t.apply(&event, &message, now));
+        bytes = &bytes[used..];
+    }
+    assert!(bytes.is_empty());
+    assert_eq!(
+        changes,
+        [
+            Change::IkeUp(TunnelId::A),
+            Change::ChildUp(TunnelId::A),
+            Change::ChildRekeyed(TunnelId::A),
+            Change::IkeRekeyed(TunnelId::A),
+            Change::ChildRekeyed(TunnelId::A),
+        ]
+    );
+    let a = t.tunnel(TunnelId::A);
+    assert!(a.ike_up() && a.child_up());
+    let c = a.child.as_ref().expect("child");
+    assert_eq!(
+        (c.reqid, c.mode.as_str(), c.proposal.as_str()),
+        (1001, "TUNNEL", "AES_GCM_16_256")
+    );
+    assert_eq!(c.local_ts, ["198.51.100.1/32[gre]"]);
+    assert_eq!(c.remote_ts, ["198.51.100.2/32[gre]"]);
+    let i = a.ike.as_ref().expect("ike");
+    assert_eq!(i.proposal, "AES_GCM_16_256/PRF_HMAC_SHA2_384/ECP_384");
+    assert!(i.initiator);
+    assert_eq!(
+        (a.ike_ups, a.child_ups, a.ike_rekeys, a.child_rekeys),
+        (1, 1, 1, 2)
+    );
+}
