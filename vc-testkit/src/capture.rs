@@ -1,5 +1,13 @@
-//! tcpdump captures as an independent judge of what is on the wire, and tshark to read them.
+//! The independent judge of what is on the wire: tcpdump captures, read back with tcpdump's
+//! own decoders and sorted into IKE, ESP, GRE and the rest, or decoded field by field by
+//! tshark.
+//!
+//! Capture **egress only** (`-Q out`) to check "nothing leaves in clear": tunnel-mode ESP
+//! re-injects decrypted packets on the receiving device, so an ingress capture there shows
+//! clear inner GRE that never crossed the wire (`shared/notes/vm-harness.md`, gotchas).
 use std::{
+    collections::BTreeSet,
+    fmt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::Duration,
@@ -7,16 +15,16 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::{Daemon, NetNs, netns::run, wait_for};
+use crate::netns::{Daemon, NetNs, wait_for};
 
-/// A running capture; stop it to read the file.
+/// A running capture; stopped (SIGINT, so tcpdump flushes) by [`Capture::stop`].
 pub struct Capture {
     daemon: Daemon,
-    file: PathBuf,
+    path: PathBuf,
+    label: String,
 }
 
-/// Which packets of a device a capture sees. Egress only is the honest view of "what this
-/// end put on the wire": an ingress capture also shows packets XFRM decrypted on the device.
+/// Which packets of a device a capture sees.
 #[derive(Clone, Copy, Debug)]
 pub enum Direction {
     In,
@@ -25,21 +33,31 @@ pub enum Direction {
 }
 
 impl Capture {
-    /// Starts `tcpdump` on `device` in `ns`, writing to `file` what matches the capture
-    /// `filter`; returns once tcpdump is capturing.
+    /// Captures the IPv4 packets `dev` in `ns` sends (egress only) into `path`: what this end
+    /// put on the wire.
+    pub fn egress(ns: &NetNs, dev: &str, path: &Path) -> Result<Capture> {
+        Capture::start(ns, dev, Direction::Out, "ip", path)
+    }
+
+    /// Starts tcpdump on `dev` in `ns`, writing what matches the capture `filter` to `path`;
+    /// returns once tcpdump is capturing. Its messages go to `path` with extension `log`.
     pub fn start(
         ns: &NetNs,
-        device: &str,
+        dev: &str,
         direction: Direction,
         filter: &str,
-        file: &Path,
-    ) -> Result<Self> {
-        // --immediate-mode: packets still in the capture ring when tcpdump is stopped would
-        // be counted "received by filter" and never written. -Z root: tcpdump would otherwise
-        // drop to its own user before writing the file, and fail where only root may write.
-        let mut args = vec![
+        path: &Path,
+    ) -> Result<Capture> {
+        let _ = std::fs::remove_file(path);
+        let log = std::fs::File::create(path.with_extension("log")).context("capture log")?;
+        let mut cmd = ns.command("tcpdump");
+        // --immediate-mode: without it TPACKET_V3 holds packets in a ring block until it
+        // fills or times out, and a capture stopped right after traffic misses the tail.
+        // -Z root: tcpdump would otherwise drop to its own user before opening the file, and
+        // fail in a directory only root may write.
+        cmd.args([
             "-i",
-            device,
+            dev,
             "-n",
             "-U",
             "--immediate-mode",
@@ -47,66 +65,185 @@ impl Capture {
             "root",
             "-s",
             "256",
-            "-w",
-        ];
-        let file_str = file.to_str().context("capture path")?;
-        args.push(file_str);
+        ]);
         match direction {
-            Direction::In => args.extend(["-Q", "in"]),
-            Direction::Out => args.extend(["-Q", "out"]),
-            Direction::Both => {}
-        }
-        args.extend(filter.split_whitespace());
-        let child = ns
-            .command("tcpdump")
-            .args(&args)
+            Direction::In => cmd.args(["-Q", "in"]),
+            Direction::Out => cmd.args(["-Q", "out"]),
+            Direction::Both => &mut cmd,
+        };
+        let child = cmd
+            .arg("-w")
+            .arg(path)
+            .args(filter.split_whitespace())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(file.with_extension("log")).context("capture log")?)
+            .stderr(log)
             .spawn()
             .context("starting tcpdump")?;
-        let daemon = Daemon::new(child, "tcpdump");
-        // The pcap header is written once tcpdump has opened the device.
+        let capture = Capture {
+            daemon: Daemon::new(child, "tcpdump"),
+            path: path.to_path_buf(),
+            label: format!("{}:{dev}", ns.name()),
+        };
+        // The pcap header is written once the capture is open.
         wait_for(Duration::from_secs(10), "tcpdump to start", || {
-            std::fs::metadata(file)
-                .ok()
-                .filter(|m| m.len() >= 24)
-                .map(|_| ())
+            (std::fs::metadata(path).ok()?.len() >= 24).then_some(())
         })?;
-        // Opening the device and installing the filter are done by then; give the kernel a
-        // moment to start delivering.
         std::thread::sleep(Duration::from_millis(200));
-        Ok(Capture {
-            daemon,
-            file: file.to_path_buf(),
-        })
+        Ok(capture)
     }
 
-    /// Stops tcpdump (letting it flush) and returns the capture file.
-    pub fn stop(mut self) -> Result<PathBuf> {
+    /// Stops the capture and returns what it saw.
+    pub fn stop(mut self) -> Result<Packets> {
+        // Give packets in flight time to be written.
         std::thread::sleep(Duration::from_millis(300));
         self.daemon.signal(libc::SIGINT);
-        wait_for(Duration::from_secs(5), "tcpdump to exit", || {
+        wait_for(Duration::from_secs(10), "tcpdump to stop", || {
             (!self.daemon.is_running()).then_some(())
         })?;
-        Ok(self.file.clone())
+        read(&self.path, &self.label)
     }
 }
 
-/// The packets of a capture as tcpdump prints them, one line each.
-pub fn tcpdump_lines(file: &Path, filter: &str) -> Result<Vec<String>> {
-    let out = run(Command::new("tcpdump")
+/// Reads a pcap file back with tcpdump's decoders.
+pub fn read(path: &Path, label: &str) -> Result<Packets> {
+    let out = Command::new("tcpdump")
         .args(["-n", "-r"])
-        .arg(file)
-        .args(filter.split_whitespace()))?;
-    Ok(out.lines().map(str::to_string).collect())
+        .arg(path)
+        .output()
+        .context("tcpdump -r")?;
+    if !out.status.success() {
+        bail!(
+            "tcpdump -r {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(Packet::parse)
+        .collect();
+    Ok(Packets {
+        label: label.to_string(),
+        path: path.to_path_buf(),
+        lines,
+    })
 }
 
-/// `fields` of each packet matching the display `filter`, decoded by tshark.
-pub fn tshark_fields(file: &Path, filter: &str, fields: &[&str]) -> Result<Vec<Vec<String>>> {
+/// What a packet is, as far as the "only IKE and ESP" rule cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// IKE on UDP 500, or on 4500 with the non-ESP marker, or a NAT-T keepalive.
+    Ike,
+    /// ESP, raw (IP protocol 50) or UDP-encapsulated on 4500.
+    Esp,
+    /// GRE in clear: must never be seen where IPsec protects it.
+    Gre,
+    Other,
+}
+
+/// One captured packet: tcpdump's line, its kind, and its UDP ports if any.
+#[derive(Debug, Clone)]
+pub struct Packet {
+    pub line: String,
+    pub kind: Kind,
+    pub udp_ports: Option<(u16, u16)>,
+}
+
+impl Packet {
+    fn parse(line: &str) -> Packet {
+        let kind = if line.contains(": GRE") {
+            Kind::Gre
+        } else if line.contains("ESP(") {
+            Kind::Esp
+        } else if line.contains("isakmp") {
+            Kind::Ike
+        } else {
+            Kind::Other
+        };
+        Packet {
+            line: line.to_string(),
+            kind,
+            udp_ports: udp_ports(line),
+        }
+    }
+}
+
+/// `IP a.b.c.d.P > e.f.g.h.Q: ...` → (P, Q); None without ports (ESP, GRE, ICMP).
+fn udp_ports(line: &str) -> Option<(u16, u16)> {
+    let rest = &line[line.find(" IP ")? + 4..];
+    let (src, rest) = rest.split_once(" > ")?;
+    let dst = rest.split(':').next()?;
+    let port = |ep: &str| -> Option<u16> {
+        let parts: Vec<&str> = ep.split('.').collect();
+        (parts.len() == 5).then(|| parts[4].parse().ok()).flatten()
+    };
+    Some((port(src)?, port(dst)?))
+}
+
+/// The packets of one capture.
+#[derive(Debug, Clone)]
+pub struct Packets {
+    pub label: String,
+    /// The pcap file, for other readers (tshark).
+    pub path: PathBuf,
+    pub lines: Vec<Packet>,
+}
+
+impl Packets {
+    #[must_use]
+    pub fn count(&self, kind: Kind) -> usize {
+        self.lines.iter().filter(|p| p.kind == kind).count()
+    }
+
+    /// The UDP ports seen (either side).
+    #[must_use]
+    pub fn udp_ports(&self) -> BTreeSet<u16> {
+        self.lines
+            .iter()
+            .filter_map(|p| p.udp_ports)
+            .flat_map(|(a, b)| [a, b])
+            .collect()
+    }
+
+    /// The packets that are neither IKE nor ESP.
+    #[must_use]
+    pub fn not_ike_or_esp(&self) -> Vec<&Packet> {
+        self.lines
+            .iter()
+            .filter(|p| !matches!(p.kind, Kind::Ike | Kind::Esp))
+            .collect()
+    }
+
+    /// Fails unless every packet is IKE or ESP and there is ESP at all (so an empty capture
+    /// cannot pass).
+    pub fn assert_only_ike_and_esp(&self) {
+        let bad = self.not_ike_or_esp();
+        assert!(
+            bad.is_empty(),
+            "{}: {} packets that are not IKE or ESP, e.g.:\n{}",
+            self.label,
+            bad.len(),
+            bad.iter()
+                .take(5)
+                .map(|p| p.line.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        assert!(
+            self.count(Kind::Esp) > 0,
+            "{}: no ESP at all:\n{self}",
+            self.label
+        );
+    }
+}
+
+/// `fields` of each packet of the capture at `path` matching the display `filter`, decoded
+/// by tshark.
+pub fn tshark_fields(path: &Path, filter: &str, fields: &[&str]) -> Result<Vec<Vec<String>>> {
     let mut cmd = Command::new("tshark");
     cmd.args(["-n", "-r"])
-        .arg(file)
+        .arg(path)
         .args(["-Y", filter, "-T", "fields", "-E", "separator=|"]);
     for f in fields {
         cmd.args(["-e", f]);
@@ -119,4 +256,69 @@ pub fn tshark_fields(file: &Path, filter: &str, fields: &[&str]) -> Result<Vec<V
         .lines()
         .map(|l| l.split('|').map(str::to_string).collect())
         .collect())
+}
+
+impl fmt::Display for Packets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} packets: {} IKE, {} ESP, {} GRE, {} other",
+            self.label,
+            self.lines.len(),
+            self.count(Kind::Ike),
+            self.count(Kind::Esp),
+            self.count(Kind::Gre),
+            self.count(Kind::Other)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Kind, Packet};
+
+    #[test]
+    fn tcpdump_lines_are_sorted_into_kinds() {
+        let cases = [
+            (
+                "15:04:03.161024 IP 198.51.100.1.500 > 198.51.100.2.500: isakmp: parent_sa ikev2_init[I]",
+                Kind::Ike,
+                Some((500, 500)),
+            ),
+            (
+                "15:04:03.2 IP 10.0.0.2.4500 > 198.51.100.2.4500: NONESP-encap: isakmp: child_sa  ikev2_auth[I]",
+                Kind::Ike,
+                Some((4500, 4500)),
+            ),
+            (
+                "15:04:03.3 IP 198.51.100.3.4500 > 198.51.100.2.4500: isakmp-nat-keep-alive",
+                Kind::Ike,
+                Some((4500, 4500)),
+            ),
+            (
+                "15:04:03.4 IP 198.51.100.1 > 198.51.100.2: ESP(spi=0xc1a2b3c4,seq=0x1), length 120",
+                Kind::Esp,
+                None,
+            ),
+            (
+                "15:04:03.5 IP 198.51.100.3.4500 > 198.51.100.2.4500: UDP-encap: ESP(spi=0xc1a2b3c4,seq=0x1), length 120",
+                Kind::Esp,
+                Some((4500, 4500)),
+            ),
+            (
+                "15:04:03.6 IP 198.51.100.1 > 198.51.100.9: GREv0, length 88: IP 100.64.9.2 > 100.64.9.1: ICMP echo request, id 1, seq 1, length 64",
+                Kind::Gre,
+                None,
+            ),
+            (
+                "15:04:03.7 IP 198.51.100.2 > 198.51.100.1: ICMP 198.51.100.2 udp port 500 unreachable, length 36",
+                Kind::Other,
+                None,
+            ),
+        ];
+        for (line, kind, ports) in cases {
+            let p = Packet::parse(line);
+            assert_eq!((p.kind, p.udp_ports), (kind, ports), "{line}");
+        }
+    }
 }

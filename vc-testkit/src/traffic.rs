@@ -1,14 +1,17 @@
-//! Traffic between namespaces from plain sockets: TCP transfers checked end to end.
+//! Test traffic between namespaces: TCP transfers checked byte by byte, and a steady ping
+//! whose replies are counted, with the gaps in them.
 use std::{
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::Stdio,
     sync::mpsc,
     time::Duration,
 };
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::NetNs;
+use crate::netns::{Daemon, NetNs, wait_for};
 
 /// A deterministic byte stream, so the receiver can check every byte.
 fn pattern(i: usize) -> u8 {
@@ -85,4 +88,154 @@ pub fn tcp_connect(
     client
         .run_in(move || TcpStream::connect_timeout(&listen, Duration::from_secs(10)).map(drop))??;
     acceptor.join().map_err(|_| anyhow!("acceptor panicked"))?
+}
+
+/// `ping` running in the background (`-D` timestamps, `-O` reports misses), stopped with
+/// SIGINT so it prints its summary.
+pub struct Pinger {
+    daemon: Daemon,
+    out: PathBuf,
+    interval: Duration,
+}
+
+/// What a [`Pinger`] saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PingStats {
+    pub sent: u32,
+    pub received: u32,
+    /// Sequence numbers without a reply.
+    pub lost: Vec<u32>,
+    /// The longest run of consecutive lost sequence numbers.
+    pub longest_gap: u32,
+}
+
+impl PingStats {
+    /// Lost packets in percent.
+    #[must_use]
+    pub fn loss_percent(&self) -> f64 {
+        if self.sent == 0 {
+            return 0.0;
+        }
+        f64::from(self.sent - self.received.min(self.sent)) * 100.0 / f64::from(self.sent)
+    }
+}
+
+impl Pinger {
+    /// Pings `dst` from `ns` every `interval` (below 200 ms needs root), logging to `out`.
+    pub fn start(ns: &NetNs, dst: &str, interval: Duration, out: &Path) -> Result<Pinger> {
+        let file =
+            std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+        let child = ns
+            .command("ping")
+            .args(["-D", "-O", "-n", "-W", "1", "-i"])
+            .arg(format!("{:.3}", interval.as_secs_f64()))
+            .arg(dst)
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting ping")?;
+        Ok(Pinger {
+            daemon: Daemon::new(child, "ping"),
+            out: out.to_path_buf(),
+            interval,
+        })
+    }
+
+    /// Replies so far.
+    #[must_use]
+    pub fn replies(&self) -> u32 {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        u32::try_from(text.lines().filter(|l| l.contains(" bytes from ")).count())
+            .unwrap_or(u32::MAX)
+    }
+
+    /// Waits until `n` more replies than now have arrived (traffic flows again).
+    pub fn wait_replies(&self, n: u32, limit: Duration) -> Result<Duration> {
+        let start = std::time::Instant::now();
+        let base = self.replies();
+        wait_for(limit, "ping replies", || {
+            (self.replies() >= base + n).then_some(())
+        })?;
+        Ok(start.elapsed())
+    }
+
+    /// Stops it and reads its output.
+    pub fn stop(mut self) -> Result<PingStats> {
+        self.daemon.signal(libc::SIGINT);
+        wait_for(
+            Duration::from_secs(5) + self.interval * 2,
+            "ping to stop",
+            || (!self.daemon.is_running()).then_some(()),
+        )?;
+        let text = std::fs::read_to_string(&self.out)?;
+        Ok(parse(&text))
+    }
+}
+
+fn parse(text: &str) -> PingStats {
+    let mut replied = std::collections::BTreeSet::new();
+    let (mut sent, mut received) = (0, 0);
+    for line in text.lines() {
+        if line.contains(" bytes from ")
+            && let Some(seq) = field(line, "icmp_seq=")
+        {
+            replied.insert(seq);
+        }
+        if line.contains("packets transmitted") {
+            let nums: Vec<u32> = line
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            if let [s, r, ..] = nums[..] {
+                (sent, received) = (s, r);
+            }
+        }
+    }
+    let lost: Vec<u32> = (1..=sent).filter(|s| !replied.contains(s)).collect();
+    let mut longest_gap = 0;
+    let mut run = 0;
+    let mut prev = None;
+    for &s in &lost {
+        run = if prev == Some(s - 1) { run + 1 } else { 1 };
+        longest_gap = longest_gap.max(run);
+        prev = Some(s);
+    }
+    PingStats {
+        sent,
+        received,
+        lost,
+        longest_gap,
+    }
+}
+
+fn field(line: &str, key: &str) -> Option<u32> {
+    let rest = &line[line.find(key)? + key.len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn counts_losses_and_the_longest_gap() {
+        let out = "PING 100.64.10.1 (100.64.10.1) 56(84) bytes of data.\n\
+            [1.0] 64 bytes from 100.64.10.1: icmp_seq=1 ttl=64 time=1.1 ms\n\
+            [1.1] no answer yet for icmp_seq=2\n\
+            [1.2] no answer yet for icmp_seq=3\n\
+            [1.3] 64 bytes from 100.64.10.1: icmp_seq=4 ttl=64 time=1.0 ms\n\
+            [1.4] 64 bytes from 100.64.10.1: icmp_seq=6 ttl=64 time=1.0 ms\n\
+            \n--- 100.64.10.1 ping statistics ---\n\
+            6 packets transmitted, 3 received, 50% packet loss, time 500ms\n";
+        let s = parse(out);
+        assert_eq!(
+            (s.sent, s.received, s.lost.clone(), s.longest_gap),
+            (6, 3, vec![2, 3, 5], 2)
+        );
+        assert!((s.loss_percent() - 50.0).abs() < 1e-9);
+    }
 }

@@ -18,6 +18,8 @@ const APT_PACKAGES: &[&str] = &[
     "tcpdump",
     // an independent judge of the BGP encodings (tshark, text2pcap)
     "tshark",
+    // the NAT namespace of the NAT-traversal test
+    "nftables",
     "python3-scapy",
     "iperf3",
     "ethtool",

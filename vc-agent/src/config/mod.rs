@@ -1,1 +1,473 @@
-//! The activation-form configuration (R23).
+//! The activation-form configuration, `vc.toml` (R23).
+//!
+//! The file mirrors Cisco's Virtual Connect activation form so an admin can copy it field by
+//! field: the region, the Cisco /24 and its two /25s, and per tunnel (A to DC1, B to DC2) the
+//! transport and IPsec addresses, tunnel IPs, ASNs, BGP password and IKE pre-shared key. What the
+//! form does not fix (proposals, lifetimes, DPD, keepalives, MSS/MTU) has Cisco-compatible
+//! defaults. `vc.example.toml` at the repository root is the commented reference.
+//!
+//! Loading is two steps: [`parse`] (TOML with unknown keys rejected) and [`validate`] (every
+//! semantic fault, each with the field it concerns). [`load`] does both. Secrets are never read
+//! at load time: [`Secret::resolve`] reads them when they are needed.
+//!
+//! Module map: `secret` (PSK / password sources), `proposal` (strongSwan's proposal grammar),
+//! `validate` (the faults `check-config` reports), `export` (the config without secrets).
+pub mod cli;
+mod export;
+pub mod proposal;
+mod secret;
+mod validate;
+
+use std::{fmt, net::Ipv4Addr, path::Path};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+pub use self::{
+    export::export_toml,
+    secret::{Secret, SecretError, SecretValue},
+    validate::{Fault, FaultKind, Faults, validate},
+};
+
+/// The whole configuration. Field names are those of `vc.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The Dedicated Instance region of this Virtual Connect, as on the form (e.g. `"EMEA"`).
+    pub region: String,
+    /// Who does IPsec: vc through strongSwan (default), or another box (GRE only here).
+    #[serde(default)]
+    pub mode: Mode,
+    /// One CPE with both tunnels, or two CPEs with one tunnel each (R2).
+    pub deployment: Deployment,
+    /// The host's interfaces.
+    pub interfaces: Interfaces,
+    /// Cisco's /24 and which /25 each DC announces (R19).
+    pub cisco: CiscoPrefixes,
+    /// The two tunnels of the form: `[tunnel.a]` (DC1) and `[tunnel.b]` (DC2).
+    #[serde(default)]
+    pub tunnel: Tunnels,
+    /// How the agent reaches strongSwan's charon. Not part of the form.
+    #[serde(default)]
+    pub charon: CharonSettings,
+}
+
+/// Who protects GRE.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// vc negotiates IKEv2/IPsec through charon and fails closed (XFRM block policies).
+    #[default]
+    Ipsec,
+    /// GRE only: another box on the path does IPsec; vc installs no SA and no block policy.
+    ExternalIpsec,
+}
+
+/// R2: which tunnels this host terminates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    /// `one-cpe` or `two-cpes`.
+    pub model: DeploymentModel,
+    /// With `two-cpes`: the tunnel this CPE terminates. Not allowed with `one-cpe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelId>,
+}
+
+/// The two deployment models of R2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeploymentModel {
+    /// This host terminates both tunnels (two eBGP neighbours).
+    OneCpe,
+    /// Two hosts, one tunnel each; `deployment.tunnel` names this host's.
+    TwoCpes,
+}
+
+/// Tunnel A goes to DC1, tunnel B to DC2 (R1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TunnelId {
+    #[serde(rename = "a", alias = "A")]
+    A,
+    #[serde(rename = "b", alias = "B")]
+    B,
+}
+
+impl TunnelId {
+    /// Both tunnels, A first.
+    pub const ALL: [TunnelId; 2] = [TunnelId::A, TunnelId::B];
+
+    /// 0 for A, 1 for B: the index other modules use for per-tunnel arrays and BPF maps.
+    #[must_use]
+    pub fn index(self) -> usize {
+        match self {
+            TunnelId::A => 0,
+            TunnelId::B => 1,
+        }
+    }
+
+    /// The inverse of [`TunnelId::index`].
+    #[must_use]
+    pub fn from_index(index: usize) -> Option<TunnelId> {
+        TunnelId::ALL.get(index).copied()
+    }
+
+    /// The data centre this tunnel goes to: 1 for A, 2 for B.
+    #[must_use]
+    pub fn dc(self) -> u8 {
+        match self {
+            TunnelId::A => 1,
+            TunnelId::B => 2,
+        }
+    }
+
+    /// `"a"` or `"b"`, as in `[tunnel.a]`.
+    #[must_use]
+    pub fn key(self) -> &'static str {
+        match self {
+            TunnelId::A => "a",
+            TunnelId::B => "b",
+        }
+    }
+}
+
+impl fmt::Display for TunnelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TunnelId::A => f.write_str("A (DC1)"),
+            TunnelId::B => f.write_str("B (DC2)"),
+        }
+    }
+}
+
+/// The host's network interfaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interfaces {
+    /// Towards the internet: IKE, ESP (and GRE in `external-ipsec` mode) leave here.
+    pub wan: String,
+    /// Towards the enterprise network.
+    pub lan: String,
+}
+
+/// Cisco's prefixes for the region (R19): a /24 split into one /25 per DC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CiscoPrefixes {
+    /// The /24 both DCs announce as backup.
+    pub prefix: Ipv4Net,
+    /// The /25 DC1 announces (reached over tunnel A).
+    pub dc1_prefix: Ipv4Net,
+    /// The /25 DC2 announces (reached over tunnel B).
+    pub dc2_prefix: Ipv4Net,
+}
+
+/// `[tunnel.a]` and `[tunnel.b]`. Either may be absent in a `two-cpes` deployment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tunnels {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a: Option<Tunnel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b: Option<Tunnel>,
+}
+
+/// One tunnel of the form (R3), plus its IPsec and GRE settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tunnel {
+    // --- from the activation form ---
+    /// The CPE's public IPsec address (what Cisco configures as its peer).
+    pub cpe_ipsec_address: Ipv4Addr,
+    /// The CPE's GRE transport IP: the GRE source; may equal `cpe_ipsec_address`.
+    pub cpe_gre_address: Ipv4Addr,
+    /// The DC's IPsec peer address.
+    pub dc_ipsec_address: Ipv4Addr,
+    /// The DC's GRE transport IP: the GRE destination.
+    pub dc_gre_address: Ipv4Addr,
+    /// The CPE's tunnel-interface IP with the mask Cisco allocated (/30 or /31 in 100.64.0.0/10).
+    pub cpe_tunnel_ip: Ipv4Net,
+    /// The DC's tunnel-interface IP (the BGP neighbour), same subnet.
+    pub dc_tunnel_ip: Ipv4Net,
+    /// Cisco's private ASN for this DC.
+    pub cisco_asn: u32,
+    /// Our private ASN.
+    pub cpe_asn: u32,
+    /// The BGP password (TCP-MD5, R17).
+    #[serde(skip_serializing)]
+    pub bgp_password: Option<Secret>,
+    /// The IKE pre-shared key (R10). Required in `ipsec` mode.
+    #[serde(skip_serializing)]
+    pub ike_psk: Option<Secret>,
+
+    // --- IKE / IPsec (R5–R11) ---
+    /// IKE proposals in strongSwan syntax, most preferred first (e.g.
+    /// `"aes256gcm16-prfsha384-ecp384"`). Required in `ipsec` mode.
+    #[serde(default)]
+    pub ike_proposals: Vec<String>,
+    /// ESP proposals in strongSwan syntax; a DH group in them means PFS on rekey.
+    #[serde(default)]
+    pub esp_proposals: Vec<String>,
+    /// IKE SA lifetime in seconds. vc rekeys at 90 % of it (minus up to 5 % jitter).
+    #[serde(default = "defaults::ike_lifetime")]
+    pub ike_lifetime_s: u32,
+    /// Child (ESP) SA lifetime in seconds. vc rekeys at 90 % of it (minus up to 5 % jitter).
+    #[serde(default = "defaults::esp_lifetime")]
+    pub esp_lifetime_s: u32,
+    /// IKEv2 dead-peer-detection interval in seconds; 0 turns DPD off.
+    #[serde(default = "defaults::dpd_interval")]
+    pub dpd_interval_s: u32,
+    /// ESP anti-replay window in packets: large, so voice packets that priority queueing
+    /// reordered are not dropped as replays.
+    #[serde(default = "defaults::replay_window")]
+    pub replay_window: u32,
+    /// When a NAT maps the CPE's WAN address to `cpe_ipsec_address`: the WAN address itself,
+    /// which IKE is sent from. Default: `cpe_ipsec_address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpe_local_address: Option<Ipv4Addr>,
+    /// Our IKE identity. Default: `cpe_ipsec_address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpe_ike_id: Option<String>,
+    /// The DC's IKE identity. Default: `dc_ipsec_address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dc_ike_id: Option<String>,
+
+    // --- GRE (R12–R14) ---
+    /// GRE keepalive interval in seconds; 0 = send none (still answer the DC's).
+    #[serde(default = "defaults::keepalive_interval")]
+    pub keepalive_interval_s: u32,
+    /// Keepalives missed before the tunnel counts as down.
+    #[serde(default = "defaults::keepalive_retries")]
+    pub keepalive_retries: u32,
+    /// TCP MSS clamp for SYNs through the tunnel (Cisco asks for 1350).
+    #[serde(default = "defaults::mss")]
+    pub mss: u16,
+    /// Tunnel-interface MTU.
+    #[serde(default = "defaults::mtu")]
+    pub mtu: u16,
+}
+
+/// How the agent reaches charon (not part of the form).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CharonSettings {
+    /// `supervise`: the agent runs its own charon; `attach`: it uses a running one.
+    #[serde(default)]
+    pub mode: CharonMode,
+    /// `supervise`: directory for the agent's charon (strongswan.conf, pid file, VICI socket,
+    /// log). Private to vc, so a system charon can run beside it.
+    #[serde(default = "defaults::run_dir")]
+    pub run_dir: String,
+    /// `attach`: the VICI socket of the running charon.
+    #[serde(default = "defaults::socket")]
+    pub socket: String,
+    /// `supervise`: the charon binary.
+    #[serde(default = "defaults::binary")]
+    pub binary: String,
+    /// `supervise`: seconds before the first IKE retransmission (strongSwan's default 4).
+    #[serde(default = "defaults::retransmit_timeout")]
+    pub retransmit_timeout_s: u32,
+    /// `supervise`: retransmissions before a peer counts as unreachable (strongSwan's 5).
+    #[serde(default = "defaults::retransmit_tries")]
+    pub retransmit_tries: u32,
+}
+
+/// See [`CharonSettings::mode`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CharonMode {
+    #[default]
+    Supervise,
+    Attach,
+}
+
+impl Default for CharonSettings {
+    fn default() -> Self {
+        CharonSettings {
+            mode: CharonMode::default(),
+            run_dir: defaults::run_dir(),
+            socket: defaults::socket(),
+            binary: defaults::binary(),
+            retransmit_timeout_s: defaults::retransmit_timeout(),
+            retransmit_tries: defaults::retransmit_tries(),
+        }
+    }
+}
+
+/// Defaults for what the form leaves open; each is what Cisco's head end uses or asks for.
+pub mod defaults {
+    /// Cisco IOS-XE's IKEv2 SA lifetime.
+    #[must_use]
+    pub fn ike_lifetime() -> u32 {
+        86_400
+    }
+    /// Cisco IOS-XE's IPsec SA lifetime.
+    #[must_use]
+    pub fn esp_lifetime() -> u32 {
+        3_600
+    }
+    #[must_use]
+    pub fn dpd_interval() -> u32 {
+        10
+    }
+    /// 1024 packets absorbs the reordering that priority queueing of voice causes.
+    #[must_use]
+    pub fn replay_window() -> u32 {
+        1_024
+    }
+    #[must_use]
+    pub fn keepalive_interval() -> u32 {
+        10
+    }
+    #[must_use]
+    pub fn keepalive_retries() -> u32 {
+        3
+    }
+    #[must_use]
+    pub fn mss() -> u16 {
+        1_350
+    }
+    #[must_use]
+    pub fn mtu() -> u16 {
+        1_400
+    }
+    #[must_use]
+    pub fn run_dir() -> String {
+        "/run/vc/charon".into()
+    }
+    #[must_use]
+    pub fn socket() -> String {
+        "/run/charon.vici".into()
+    }
+    #[must_use]
+    pub fn binary() -> String {
+        "/usr/lib/ipsec/charon".into()
+    }
+    #[must_use]
+    pub fn retransmit_timeout() -> u32 {
+        4
+    }
+    #[must_use]
+    pub fn retransmit_tries() -> u32 {
+        5
+    }
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{path}: {faults}")]
+    Invalid { path: String, faults: Faults },
+}
+
+/// Parses TOML without semantic checks (unknown keys and wrong types are errors here).
+pub fn parse(text: &str) -> Result<Config, Box<toml::de::Error>> {
+    toml::from_str(text).map_err(Box::new)
+}
+
+/// Reads, parses and validates `path`. Secrets are not read (see [`Secret::resolve`]), but a
+/// secret that cannot be resolved is a fault.
+pub fn load(path: &Path) -> Result<Config, LoadError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let config = parse(&text).map_err(|source| LoadError::Parse {
+        path: shown.clone(),
+        source,
+    })?;
+    validate(&config).map_err(|faults| LoadError::Invalid {
+        path: shown,
+        faults,
+    })?;
+    Ok(config)
+}
+
+impl Config {
+    /// The tunnel with this id, if the file has it.
+    #[must_use]
+    pub fn tunnel(&self, id: TunnelId) -> Option<&Tunnel> {
+        match id {
+            TunnelId::A => self.tunnel.a.as_ref(),
+            TunnelId::B => self.tunnel.b.as_ref(),
+        }
+    }
+
+    /// The tunnels this host terminates, A first: both with `one-cpe`, the named one with
+    /// `two-cpes` (R2).
+    pub fn terminated(&self) -> impl Iterator<Item = (TunnelId, &Tunnel)> {
+        let only = match self.deployment.model {
+            DeploymentModel::OneCpe => None,
+            DeploymentModel::TwoCpes => self.deployment.tunnel,
+        };
+        TunnelId::ALL
+            .into_iter()
+            .filter(move |id| only.is_none_or(|o| o == *id))
+            .filter_map(|id| self.tunnel(id).map(|t| (id, t)))
+    }
+
+    /// Whether vc does IPsec itself.
+    #[must_use]
+    pub fn ipsec(&self) -> bool {
+        self.mode == Mode::Ipsec
+    }
+
+    /// Cisco's /24 (both DCs announce it as backup).
+    #[must_use]
+    pub fn cisco_prefix(&self) -> Ipv4Net {
+        self.cisco.prefix
+    }
+
+    /// The /25 that belongs to this tunnel's DC (R19, R20).
+    #[must_use]
+    pub fn dc_prefix(&self, id: TunnelId) -> Ipv4Net {
+        match id {
+            TunnelId::A => self.cisco.dc1_prefix,
+            TunnelId::B => self.cisco.dc2_prefix,
+        }
+    }
+}
+
+impl Tunnel {
+    /// The address IKE is sent from: `cpe_local_address` behind a NAT, else the public one.
+    #[must_use]
+    pub fn local_address(&self) -> Ipv4Addr {
+        self.cpe_local_address.unwrap_or(self.cpe_ipsec_address)
+    }
+
+    /// Our IKE identity (default: the public IPsec address, as Cisco expects).
+    #[must_use]
+    pub fn local_ike_id(&self) -> String {
+        self.cpe_ike_id
+            .clone()
+            .unwrap_or_else(|| self.cpe_ipsec_address.to_string())
+    }
+
+    /// The DC's IKE identity (default: its IPsec address).
+    #[must_use]
+    pub fn remote_ike_id(&self) -> String {
+        self.dc_ike_id
+            .clone()
+            .unwrap_or_else(|| self.dc_ipsec_address.to_string())
+    }
+
+    /// The tunnel subnet (/30 or /31) both tunnel IPs are in.
+    #[must_use]
+    pub fn tunnel_subnet(&self) -> Ipv4Net {
+        self.cpe_tunnel_ip.trunc()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

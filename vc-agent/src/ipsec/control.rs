@@ -1,0 +1,698 @@
+//! The IPsec controller the daemon runs: block policies first, then charon (its own or the
+//! system's), the tunnels' connections and secrets, initiation, and from then on charon's
+//! events folded into an SA table that anyone can watch.
+//!
+//! One tokio task owns the VICI command connection and reacts to: events (read by a second
+//! task from a second connection, so reading stays cancel-safe), charon's death, requests from
+//! [`Ipsec`] handles, and a periodic tick that refreshes the table from `list-sas` and retries
+//! tunnels that are down. When charon dies it is restarted (own charon) or re-attached
+//! (system charon) with back-off, and the tunnels are loaded and initiated again; meanwhile
+//! the block policies keep GRE from leaving in clear.
+//!
+//! Threads and namespaces: charon and the XFRM socket are created in the network namespace
+//! of the thread that runs the controller's tasks. The agent runs in one namespace; tests
+//! run [`Ipsec::start`] on a current-thread runtime on a thread inside a test namespace.
+use std::{
+    path::PathBuf,
+    time::{Duration, SystemTime},
+};
+
+use tokio::{
+    sync::{broadcast, mpsc, oneshot, watch},
+    task::JoinHandle,
+};
+
+use crate::{
+    config::{CharonMode, Config, SecretError, TunnelId},
+    ipsec::{
+        charon::{CharonError, Supervised},
+        conn,
+        policy::{self, PolicyError},
+        sa::{Change, SaTable},
+        vici::{Client, Message, ViciError},
+    },
+};
+
+/// The events the controller follows.
+const EVENTS: [&str; 5] = [
+    "ike-updown",
+    "child-updown",
+    "ike-rekey",
+    "child-rekey",
+    "log",
+];
+/// How often the SA table is refreshed from `list-sas` and down tunnels are retried.
+const TICK: Duration = Duration::from_secs(5);
+/// How long a tunnel may stay without a child SA before the agent initiates again (charon
+/// retries unanswered IKE itself; after `AUTHENTICATION_FAILED` or a proposal mismatch it
+/// gives up, so this is what keeps trying).
+const RETRY: Duration = Duration::from_secs(20);
+
+/// Why the controller could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum IpsecError {
+    #[error(transparent)]
+    Charon(#[from] CharonError),
+    #[error(transparent)]
+    Vici(#[from] ViciError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("tunnel {tunnel}: ike_psk: {source}")]
+    Secret {
+        tunnel: TunnelId,
+        source: SecretError,
+    },
+    #[error("tunnel {0} is not terminated by this CPE")]
+    NotManaged(TunnelId),
+    #[error("charon is down")]
+    CharonDown,
+    #[error("the IPsec controller has stopped")]
+    Stopped,
+}
+
+/// charon as the controller sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CharonState {
+    #[default]
+    Starting,
+    /// `external-ipsec` mode: no charon.
+    NotUsed,
+    Up {
+        /// Known when vc runs its own charon.
+        pid: Option<u32>,
+        version: String,
+        since: SystemTime,
+    },
+    Down {
+        since: SystemTime,
+        reason: String,
+    },
+}
+
+/// Everything the controller knows, as one value (cheap to clone, published on each change).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub charon: CharonState,
+    /// The tunnels vc manages (the ones this CPE terminates).
+    pub managed: Vec<TunnelId>,
+    pub sas: SaTable,
+}
+
+/// What subscribers hear about, as it happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    Sa(Change),
+    CharonUp { pid: Option<u32> },
+    CharonDown { reason: String },
+}
+
+enum Request {
+    Initiate(TunnelId, oneshot::Sender<Result<(), IpsecError>>),
+    Terminate {
+        id: TunnelId,
+        ike: bool,
+        reply: oneshot::Sender<Result<(), IpsecError>>,
+    },
+    Rekey {
+        id: TunnelId,
+        ike: bool,
+        reply: oneshot::Sender<Result<(), IpsecError>>,
+    },
+    Refresh(oneshot::Sender<Result<(), IpsecError>>),
+    Reload(Box<Config>, oneshot::Sender<Result<(), IpsecError>>),
+    Stop {
+        charon: bool,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A handle on the running controller. Dropping it leaves the controller running until the
+/// runtime ends; [`Ipsec::shutdown`] stops it.
+pub struct Ipsec {
+    requests: mpsc::Sender<Request>,
+    snapshot: watch::Receiver<Snapshot>,
+    notices: broadcast::Sender<Notice>,
+    task: JoinHandle<()>,
+}
+
+impl Ipsec {
+    /// Installs the block policies, starts or attaches to charon, loads and initiates the
+    /// tunnels this CPE terminates, and keeps them so. Returns once the connections are
+    /// loaded (not when the SAs are up: watch [`Ipsec::wait_for`] for that). In
+    /// `external-ipsec` mode it only removes vc's block policies and does nothing else.
+    pub async fn start(config: Config) -> Result<Ipsec, IpsecError> {
+        // Fail closed before anything can send GRE: block policies first.
+        policy::sync(&policy::desired(&config)).await?;
+        let managed: Vec<TunnelId> = config.terminated().map(|(id, _)| id).collect();
+        let (snap_tx, snapshot) = watch::channel(Snapshot {
+            managed: managed.clone(),
+            ..Snapshot::default()
+        });
+        let (notices, _) = broadcast::channel(256);
+        let (requests, rx) = mpsc::channel(16);
+        if !config.ipsec() {
+            snap_tx.send_modify(|s| s.charon = CharonState::NotUsed);
+            let task = tokio::spawn(idle(rx, snap_tx));
+            return Ok(Ipsec {
+                requests,
+                snapshot,
+                notices,
+                task,
+            });
+        }
+        let mut ctl = Controller {
+            config,
+            managed,
+            charon: None,
+            session: None,
+            table: SaTable::default(),
+            snap: snap_tx,
+            notices: notices.clone(),
+            last_try: [None, None],
+        };
+        ctl.bring_up().await?;
+        let task = tokio::spawn(ctl.run(rx));
+        Ok(Ipsec {
+            requests,
+            snapshot,
+            notices,
+            task,
+        })
+    }
+
+    /// The current state.
+    #[must_use]
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.borrow().clone()
+    }
+
+    /// A receiver that sees every new state.
+    #[must_use]
+    pub fn watch(&self) -> watch::Receiver<Snapshot> {
+        self.snapshot.clone()
+    }
+
+    /// Changes as they happen (SA up/down/rekeyed, failures, charon up/down).
+    #[must_use]
+    pub fn notices(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+
+    /// Waits until `done` holds for the state, or `limit` passes (then returns the last state
+    /// as the error, for the message).
+    pub async fn wait_for(
+        &self,
+        limit: Duration,
+        mut done: impl FnMut(&Snapshot) -> bool,
+    ) -> Result<Snapshot, Box<Snapshot>> {
+        let mut rx = self.snapshot.clone();
+        let wait = async {
+            loop {
+                let snap = rx.borrow_and_update().clone();
+                if done(&snap) {
+                    return snap;
+                }
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(limit, wait)
+            .await
+            .map_err(|_| Box::new(self.snapshot()))
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, IpsecError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(make(tx))
+            .await
+            .map_err(|_| IpsecError::Stopped)?;
+        rx.await.map_err(|_| IpsecError::Stopped)
+    }
+
+    /// Asks charon to bring the tunnel up now (R8: the CPE initiates).
+    pub async fn initiate(&self, id: TunnelId) -> Result<(), IpsecError> {
+        self.ask(|r| Request::Initiate(id, r)).await?
+    }
+
+    /// Deletes the tunnel's child SA (`ike = false`) or IKE SA. charon's trap policy and the
+    /// agent's retry bring it back.
+    pub async fn terminate(&self, id: TunnelId, ike: bool) -> Result<(), IpsecError> {
+        self.ask(|reply| Request::Terminate { id, ike, reply })
+            .await?
+    }
+
+    /// Rekeys the tunnel's child SA (`ike = false`) or IKE SA now.
+    pub async fn rekey(&self, id: TunnelId, ike: bool) -> Result<(), IpsecError> {
+        self.ask(|reply| Request::Rekey { id, ike, reply }).await?
+    }
+
+    /// Refreshes the SA table from `list-sas` (byte counters, rekey times) and returns it.
+    pub async fn refresh(&self) -> Result<Snapshot, IpsecError> {
+        self.ask(Request::Refresh).await??;
+        Ok(self.snapshot())
+    }
+
+    /// Applies a changed config: block policies for the new set of tunnels (added before,
+    /// removed after), connections and secrets reloaded, stale ones unloaded, new tunnels
+    /// initiated. A switch between `ipsec` and `external-ipsec` needs a restart.
+    pub async fn reload(&self, config: Config) -> Result<(), IpsecError> {
+        self.ask(|r| Request::Reload(Box::new(config), r)).await?
+    }
+
+    /// Stops the controller. Block policies stay (fail closed); vc's own charon stays unless
+    /// `stop_charon` (then it deletes its SAs and policies, and GRE is blocked).
+    pub async fn shutdown(self, stop_charon: bool) {
+        let _ = self
+            .ask(|reply| Request::Stop {
+                charon: stop_charon,
+                reply,
+            })
+            .await;
+        let _ = self.task.await;
+    }
+}
+
+/// The controller's task in `external-ipsec` mode: answers, does nothing.
+async fn idle(mut rx: mpsc::Receiver<Request>, _snap: watch::Sender<Snapshot>) {
+    while let Some(req) = rx.recv().await {
+        match req {
+            Request::Initiate(id, r) => {
+                let _ = r.send(Err(IpsecError::NotManaged(id)));
+            }
+            Request::Terminate { id, reply, .. } | Request::Rekey { id, reply, .. } => {
+                let _ = reply.send(Err(IpsecError::NotManaged(id)));
+            }
+            Request::Refresh(r) => {
+                let _ = r.send(Ok(()));
+            }
+            Request::Reload(config, r) => {
+                let result = policy::sync(&policy::desired(&config))
+                    .await
+                    .map(|_| ())
+                    .map_err(Into::into);
+                let _ = r.send(result);
+            }
+            Request::Stop { reply, .. } => {
+                let _ = reply.send(());
+                return;
+            }
+        }
+    }
+}
+
+/// A live connection to charon: commands, and the event reader's channel.
+struct Session {
+    cmd: Client,
+    events: mpsc::Receiver<Result<(String, Message), ViciError>>,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+struct Controller {
+    config: Config,
+    managed: Vec<TunnelId>,
+    charon: Option<Supervised>,
+    session: Option<Session>,
+    table: SaTable,
+    snap: watch::Sender<Snapshot>,
+    notices: broadcast::Sender<Notice>,
+    /// When each tunnel was last initiated.
+    last_try: [Option<tokio::time::Instant>; 2],
+}
+
+impl Controller {
+    fn socket(&self) -> PathBuf {
+        match &self.charon {
+            Some(c) => c.socket(),
+            None => PathBuf::from(&self.config.charon.socket),
+        }
+    }
+
+    fn publish(&self) {
+        let table = self.table.clone();
+        self.snap.send_modify(|s| s.sas = table);
+    }
+
+    fn notify(&self, n: Notice) {
+        let _ = self.notices.send(n);
+    }
+
+    /// charon (started or found), a session, the tunnels loaded and initiated.
+    async fn bring_up(&mut self) -> Result<(), IpsecError> {
+        if self.config.charon.mode == CharonMode::Supervise {
+            let running = self.charon.as_mut().is_some_and(Supervised::is_running);
+            if !running {
+                self.charon = Some(Supervised::ensure(&self.config.charon).await?);
+            }
+        }
+        let socket = self.socket();
+        let mut cmd = Client::connect(&socket).await?;
+        let version = cmd.version().await?;
+        let mut ev = Client::connect(&socket).await?;
+        for e in EVENTS {
+            ev.register(e).await?;
+        }
+        let (tx, events) = mpsc::channel(256);
+        let reader = tokio::spawn(async move {
+            loop {
+                let item = ev.next_event().await;
+                let stop = item.is_err();
+                if tx.send(item).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        self.session = Some(Session {
+            cmd,
+            events,
+            reader,
+        });
+        self.load().await?;
+        self.refresh().await?;
+        let pid = self.charon.as_ref().map(Supervised::pid);
+        let version = format!(
+            "{} {}",
+            version.str("daemon").unwrap_or("charon"),
+            version.str("version").unwrap_or("?")
+        );
+        tracing::info!(?pid, %version, "charon up, tunnels loaded");
+        self.snap.send_modify(|s| {
+            s.charon = CharonState::Up {
+                pid,
+                version,
+                since: SystemTime::now(),
+            };
+        });
+        self.notify(Notice::CharonUp { pid });
+        for id in self.managed.clone() {
+            if !self.table.tunnel(id).child_up() {
+                // A failed initiate is reported through the log events; retried on tick.
+                if let Err(e) = self.initiate(id).await {
+                    tracing::warn!(tunnel = %id, "initiate: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn cmd(&mut self) -> Result<&mut Client, IpsecError> {
+        self.session
+            .as_mut()
+            .map(|s| &mut s.cmd)
+            .ok_or(IpsecError::CharonDown)
+    }
+
+    /// Loads every managed tunnel's secret and connection; unloads vc's stale ones.
+    async fn load(&mut self) -> Result<(), IpsecError> {
+        let tunnels: Vec<_> = self
+            .config
+            .terminated()
+            .map(|(id, t)| (id, t.clone()))
+            .collect();
+        let cmd = self.cmd()?;
+        for (id, t) in &tunnels {
+            let psk = t
+                .ike_psk
+                .as_ref()
+                .ok_or(SecretError::Empty)
+                .and_then(crate::config::Secret::resolve)
+                .map_err(|source| IpsecError::Secret {
+                    tunnel: *id,
+                    source,
+                })?;
+            cmd.call("load-shared", conn::load_shared(*id, t, &psk))
+                .await?;
+            cmd.call("load-conn", conn::load_conn(*id, t)).await?;
+        }
+        let loaded = cmd.call("get-conns", Message::new()).await?;
+        for name in loaded.strs("conns") {
+            if name.starts_with(conn::PREFIX)
+                && !tunnels.iter().any(|(id, _)| conn::conn_name(*id) == name)
+            {
+                let m = Message::new().kv("name", name);
+                let name = name.to_string();
+                cmd.call("unload-conn", m).await?;
+                let _ = cmd
+                    .call("unload-shared", Message::new().kv("id", &name))
+                    .await;
+                tracing::info!(conn = %name, "unloaded a connection no longer configured");
+            }
+        }
+        Ok(())
+    }
+
+    async fn initiate(&mut self, id: TunnelId) -> Result<(), IpsecError> {
+        if !self.managed.contains(&id) {
+            return Err(IpsecError::NotManaged(id));
+        }
+        self.last_try[id.index()] = Some(tokio::time::Instant::now());
+        // timeout -1: charon queues the job and answers at once; progress and failures arrive
+        // as events.
+        let m = Message::new()
+            .kv("child", conn::child_name(id))
+            .kv("ike", conn::conn_name(id))
+            .kv("timeout", "-1")
+            .kv("init-limits", "no");
+        self.cmd()?.call("initiate", m).await?;
+        Ok(())
+    }
+
+    async fn terminate(&mut self, id: TunnelId, ike: bool) -> Result<(), IpsecError> {
+        if !self.managed.contains(&id) {
+            return Err(IpsecError::NotManaged(id));
+        }
+        let m = if ike {
+            Message::new().kv("ike", conn::conn_name(id))
+        } else {
+            Message::new().kv("child", conn::child_name(id))
+        };
+        self.cmd()?.call("terminate", m.kv("timeout", "-1")).await?;
+        // Do not re-initiate at the next tick: give charon's restart actions a chance.
+        self.last_try[id.index()] = Some(tokio::time::Instant::now());
+        Ok(())
+    }
+
+    async fn rekey(&mut self, id: TunnelId, ike: bool) -> Result<(), IpsecError> {
+        if !self.managed.contains(&id) {
+            return Err(IpsecError::NotManaged(id));
+        }
+        let m = if ike {
+            Message::new().kv("ike", conn::conn_name(id))
+        } else {
+            Message::new().kv("child", conn::child_name(id))
+        };
+        self.cmd()?.call("rekey", m).await?;
+        Ok(())
+    }
+
+    async fn reload(&mut self, config: Config) -> Result<(), IpsecError> {
+        // New blocks first; the stale ones go only after their connections are unloaded.
+        let mut union = policy::desired(&config);
+        union.extend(policy::desired(&self.config));
+        union.sort();
+        union.dedup();
+        policy::sync(&union).await?;
+        self.config = config;
+        self.managed = self.config.terminated().map(|(id, _)| id).collect();
+        let managed = self.managed.clone();
+        self.snap.send_modify(|s| s.managed = managed);
+        self.load().await?;
+        policy::sync(&policy::desired(&self.config)).await?;
+        self.refresh().await?;
+        for id in self.managed.clone() {
+            if !self.table.tunnel(id).child_up() {
+                self.initiate(id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn refresh(&mut self) -> Result<(), IpsecError> {
+        let mut listed = Vec::new();
+        self.cmd()?
+            .streamed(
+                "list-sas",
+                Some("list-sa"),
+                Message::new().kv("noblock", "yes"),
+                |m| {
+                    listed.push(m);
+                },
+            )
+            .await?;
+        self.table.snapshot(&listed, SystemTime::now());
+        self.publish();
+        Ok(())
+    }
+
+    fn event(&mut self, name: &str, msg: &Message) {
+        let changes = self.table.apply(name, msg, SystemTime::now());
+        if changes.is_empty() {
+            return;
+        }
+        for c in changes {
+            match &c {
+                Change::Failed(id, f) => tracing::warn!(tunnel = %id, failure = f.name(), "{f}"),
+                other => tracing::info!(change = ?other, "IPsec"),
+            }
+            self.notify(Notice::Sa(c));
+        }
+        self.publish();
+    }
+
+    /// Retries tunnels without a child SA (and no IKE attempt under way) every [`RETRY`].
+    async fn retry(&mut self) {
+        let now = tokio::time::Instant::now();
+        for id in self.managed.clone() {
+            let t = self.table.tunnel(id);
+            let connecting = t.ike.as_ref().is_some_and(|i| i.state == "CONNECTING");
+            let recent = self.last_try[id.index()].is_some_and(|at| now.duration_since(at) < RETRY);
+            if !t.child_up() && !connecting && !recent {
+                tracing::info!(tunnel = %id, "no child SA: initiating again");
+                if let Err(e) = self.initiate(id).await {
+                    tracing::warn!(tunnel = %id, "initiate: {e}");
+                }
+            }
+        }
+    }
+
+    /// charon went away: forget the session, tell everyone, bring it back with back-off.
+    /// Requests meanwhile get [`IpsecError::CharonDown`]; a stop ends it. Returns false when
+    /// the controller must stop.
+    async fn recover(&mut self, reason: String, requests: &mut mpsc::Receiver<Request>) -> bool {
+        tracing::warn!("charon down: {reason}");
+        self.session = None;
+        self.table.snapshot(&[], SystemTime::now());
+        self.publish();
+        self.snap.send_modify(|s| {
+            s.charon = CharonState::Down {
+                since: SystemTime::now(),
+                reason: reason.clone(),
+            };
+        });
+        self.notify(Notice::CharonDown { reason });
+        let mut delay = Duration::from_millis(500);
+        loop {
+            let sleep = tokio::time::sleep(delay);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    () = &mut sleep => break,
+                    req = requests.recv() => match req {
+                        None => return false,
+                        Some(Request::Stop { charon, reply }) => {
+                            self.stop(charon).await;
+                            let _ = reply.send(());
+                            return false;
+                        }
+                        Some(other) => refuse(other),
+                    },
+                }
+            }
+            match self.bring_up().await {
+                Ok(()) => return true,
+                Err(e) => {
+                    tracing::warn!("charon restart: {e}");
+                    self.session = None;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    async fn stop(&mut self, charon: bool) {
+        if charon && let Some(c) = self.charon.as_mut() {
+            c.stop(Duration::from_secs(10)).await;
+        }
+    }
+
+    async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let down = tokio::select! {
+                ev = next_event(self.session.as_mut()) => match ev {
+                    Ok((name, msg)) => { self.event(&name, &msg); None }
+                    Err(e) => Some(format!("VICI connection lost: {e}")),
+                },
+                () = charon_exit(self.charon.as_mut()) => Some("charon exited".to_string()),
+                req = requests.recv() => match req {
+                    None => return,
+                    Some(Request::Stop { charon, reply }) => {
+                        self.stop(charon).await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(req) => self.handle(req).await,
+                },
+                _ = tick.tick() => {
+                    match self.refresh().await {
+                        Ok(()) => { self.retry().await; None }
+                        Err(e) => Some(format!("list-sas: {e}")),
+                    }
+                }
+            };
+            if let Some(reason) = down
+                && !self.recover(reason, &mut requests).await
+            {
+                return;
+            }
+        }
+    }
+
+    async fn handle(&mut self, req: Request) -> Option<String> {
+        let (result, reply) = match req {
+            Request::Initiate(id, reply) => (self.initiate(id).await, reply),
+            Request::Terminate { id, ike, reply } => (self.terminate(id, ike).await, reply),
+            Request::Rekey { id, ike, reply } => (self.rekey(id, ike).await, reply),
+            Request::Refresh(reply) => (self.refresh().await, reply),
+            Request::Reload(config, reply) => (self.reload(*config).await, reply),
+            Request::Stop { .. } => return None,
+        };
+        let lost = match &result {
+            Err(IpsecError::Vici(ViciError::Io(e))) => Some(format!("VICI connection lost: {e}")),
+            _ => None,
+        };
+        let _ = reply.send(result);
+        lost
+    }
+}
+
+/// Answers a request with [`IpsecError::CharonDown`] (while charon is being brought back).
+fn refuse(req: Request) {
+    let reply = match req {
+        Request::Initiate(_, r) | Request::Refresh(r) | Request::Reload(_, r) => r,
+        Request::Terminate { reply, .. } | Request::Rekey { reply, .. } => reply,
+        Request::Stop { reply, .. } => {
+            let _ = reply.send(());
+            return;
+        }
+    };
+    let _ = reply.send(Err(IpsecError::CharonDown));
+}
+
+async fn next_event(session: Option<&mut Session>) -> Result<(String, Message), ViciError> {
+    match session {
+        Some(s) => match s.events.recv().await {
+            Some(item) => item,
+            None => Err(ViciError::Unexpected("an event (reader ended)")),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn charon_exit(charon: Option<&mut Supervised>) {
+    match charon {
+        Some(c) => c.exited().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,336 @@
+//! What the agent knows about each tunnel's SAs, folded from charon's VICI events
+//! (`ike-updown`, `child-updown`, `ike-rekey`, `child-rekey`, `log`) and `list-sas`
+//! snapshots. Pure: [`SaTable::apply`] takes an event and the time it arrived.
+use std::time::{Duration, SystemTime};
+
+use crate::{
+    config::TunnelId,
+    ipsec::{
+        conn,
+        failure::{self, Failure},
+        vici::Message,
+    },
+};
+
+/// One IKE SA, as charon reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IkeSa {
+    pub uniqueid: u32,
+    /// charon's state name: `CONNECTING`, `ESTABLISHED`, `REKEYING`, `DELETING`, ...
+    pub state: String,
+    /// `address[port]` on each side (port 4500 once NAT-T or `IKE_AUTH` floated).
+    pub local: String,
+    pub remote: String,
+    pub initiator: bool,
+    /// A NAT between the peers (either side).
+    pub nat: bool,
+    pub spi_i: String,
+    pub spi_r: String,
+    /// The negotiated proposal, charon's names: `AES_GCM_16_256/PRF_HMAC_SHA2_384/ECP_384`.
+    pub proposal: String,
+    pub established_at: Option<SystemTime>,
+    pub rekey_at: Option<SystemTime>,
+}
+
+/// One child (ESP) SA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildSa {
+    pub uniqueid: u32,
+    pub reqid: u32,
+    /// `INSTALLED`, `REKEYING`, `REKEYED`, `DELETING`, ...
+    pub state: String,
+    /// `TUNNEL` (vc only ever asks for tunnel mode).
+    pub mode: String,
+    /// UDP-encapsulated ESP (NAT-T).
+    pub encap: bool,
+    pub spi_in: String,
+    pub spi_out: String,
+    /// `AES_GCM_16_256` or `AES_CBC_256/HMAC_SHA2_256_128`, plus `/ECP_384` with PFS.
+    pub proposal: String,
+    pub local_ts: Vec<String>,
+    pub remote_ts: Vec<String>,
+    pub installed_at: Option<SystemTime>,
+    pub rekey_at: Option<SystemTime>,
+    pub expires_at: Option<SystemTime>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+}
+
+/// A failure with the charon line it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastError {
+    pub failure: Failure,
+    pub at: SystemTime,
+    /// charon's own words (never contains a key: charon logs at level 1).
+    pub line: String,
+}
+
+/// Everything known about one tunnel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TunnelSa {
+    /// The current IKE SA (the newest established one, else the newest attempt).
+    pub ike: Option<IkeSa>,
+    /// The current child SA (installed, newest).
+    pub child: Option<ChildSa>,
+    /// The last failure since the child SA was last up.
+    pub last_error: Option<LastError>,
+    pub ike_ups: u32,
+    pub child_ups: u32,
+    pub ike_rekeys: u32,
+    pub child_rekeys: u32,
+}
+
+impl TunnelSa {
+    /// IKE SA established (R24 step 1).
+    #[must_use]
+    pub fn ike_up(&self) -> bool {
+        self.ike
+            .as_ref()
+            .is_some_and(|i| matches!(i.state.as_str(), "ESTABLISHED" | "REKEYING" | "REKEYED"))
+    }
+
+    /// Child SA installed (R24 step 2).
+    #[must_use]
+    pub fn child_up(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// What an event changed, for logs and subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    IkeUp(TunnelId),
+    IkeDown(TunnelId),
+    ChildUp(TunnelId),
+    ChildDown(TunnelId),
+    IkeRekeyed(TunnelId),
+    ChildRekeyed(TunnelId),
+    Failed(TunnelId, Failure),
+}
+
+/// Both tunnels' SA state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SaTable {
+    tunnels: [TunnelSa; 2],
+    /// Where each tunnel's last IKE request went, to say which UDP port went unanswered.
+    last_port: [Option<u16>; 2],
+}
+
+impl SaTable {
+    #[must_use]
+    pub fn tunnel(&self, id: TunnelId) -> &TunnelSa {
+        &self.tunnels[id.index()]
+    }
+
+    /// Folds one VICI event in. Events about connections that are not vc's are ignored.
+    pub fn apply(&mut self, event: &str, msg: &Message, now: SystemTime) -> Vec<Change> {
+        if event == "log" {
+            return self.log(msg, now).into_iter().collect();
+        }
+        let up = msg.yes("up");
+        let mut changes = Vec::new();
+        for (name, ike) in msg.sections() {
+            let Some(id) = conn::tunnel_of(name) else {
+                continue;
+            };
+            let t = &mut self.tunnels[id.index()];
+            match event {
+                "ike-updown" if up => {
+                    t.ike = Some(IkeSa::parse(ike, now));
+                    t.ike_ups += 1;
+                    changes.push(Change::IkeUp(id));
+                }
+                "ike-updown" => {
+                    let uid = ike.num::<u32>("uniqueid");
+                    if t.ike.as_ref().is_none_or(|i| Some(i.uniqueid) == uid) {
+                        t.ike = None;
+                        // Deleting the IKE SA deletes its children; charon may not report them.
+                        if t.child.take().is_some() {
+                            changes.push(Change::ChildDown(id));
+                        }
+                        changes.push(Change::IkeDown(id));
+                    }
+                }
+                "child-updown" => {
+                    let children = ike.sub("child-sas");
+                    let child = children.and_then(|c| c.sections().next()).map(|(_, c)| c);
+                    if up {
+                        if let Some(c) = child {
+                            t.ike = Some(IkeSa::parse(ike, now));
+                            t.child = Some(ChildSa::parse(c, now));
+                            t.child_ups += 1;
+                            t.last_error = None;
+                            changes.push(Change::ChildUp(id));
+                        }
+                    } else {
+                        let uid = child.and_then(|c| c.num::<u32>("uniqueid"));
+                        if t.child.as_ref().is_some_and(|c| Some(c.uniqueid) == uid) {
+                            t.child = None;
+                            changes.push(Change::ChildDown(id));
+                        }
+                    }
+                }
+                "ike-rekey" => {
+                    if let Some(new) = ike.sub("new") {
+                        t.ike = Some(IkeSa::parse(new, now));
+                        t.ike_rekeys += 1;
+                        changes.push(Change::IkeRekeyed(id));
+                    }
+                }
+                "child-rekey" => {
+                    let pair = ike
+                        .sub("child-sas")
+                        .and_then(|c| c.sections().next())
+                        .map(|(_, c)| c);
+                    if let Some(new) = pair.and_then(|p| p.sub("new")) {
+                        t.ike = Some(IkeSa::parse(ike, now));
+                        t.child = Some(ChildSa::parse(new, now));
+                        t.child_rekeys += 1;
+                        changes.push(Change::ChildRekeyed(id));
+                    }
+                }
+                _ => {}
+            }
+        }
+        changes
+    }
+
+    /// Replaces the state of every vc tunnel with a `list-sas` snapshot (one message per
+    /// `list-sa` event). Tunnels absent from it have no SA. Counters and errors are kept.
+    pub fn snapshot(&mut self, listed: &[Message], now: SystemTime) {
+        let mut ike: [Option<IkeSa>; 2] = [None, None];
+        let mut child: [Option<ChildSa>; 2] = [None, None];
+        for msg in listed {
+            for (name, sa) in msg.sections() {
+                let Some(id) = conn::tunnel_of(name) else {
+                    continue;
+                };
+                let i = id.index();
+                let candidate = IkeSa::parse(sa, now);
+                if better_ike(&candidate, ike[i].as_ref()) {
+                    ike[i] = Some(candidate);
+                }
+                for (_, c) in sa.sub("child-sas").into_iter().flat_map(Message::sections) {
+                    let c = ChildSa::parse(c, now);
+                    if c.state == "INSTALLED"
+                        && child[i].as_ref().is_none_or(|o| c.uniqueid > o.uniqueid)
+                    {
+                        child[i] = Some(c);
+                    }
+                }
+            }
+        }
+        for id in TunnelId::ALL {
+            let t = &mut self.tunnels[id.index()];
+            t.ike = ike[id.index()].take();
+            t.child = child[id.index()].take();
+        }
+    }
+
+    fn log(&mut self, msg: &Message, now: SystemTime) -> Option<Change> {
+        let id = conn::tunnel_of(msg.str("ikesa-name")?)?;
+        let line = msg.str("msg")?;
+        if let Some(port) = failure::sent_to_port(line) {
+            self.last_port[id.index()] = Some(port);
+            return None;
+        }
+        let t = &mut self.tunnels[id.index()];
+        let mut failure = failure::classify(line, t.ike_up())?;
+        if let Failure::PeerUnreachable { port } = &mut failure {
+            *port = self.last_port[id.index()];
+        }
+        // One failure often logs twice ("giving up after 5 retransmits", then "peer not
+        // responding"): report it once.
+        if t.last_error.as_ref().is_some_and(|e| e.failure == failure) {
+            return None;
+        }
+        t.last_error = Some(LastError {
+            failure: failure.clone(),
+            at: now,
+            line: line.to_string(),
+        });
+        Some(Change::Failed(id, failure))
+    }
+}
+
+/// Prefer an established IKE SA, then the newest.
+fn better_ike(new: &IkeSa, old: Option<&IkeSa>) -> bool {
+    let Some(old) = old else { return true };
+    let rank = |i: &IkeSa| (i.state == "ESTABLISHED", i.uniqueid);
+    rank(new) > rank(old)
+}
+
+fn ago(now: SystemTime, m: &Message, key: &str) -> Option<SystemTime> {
+    now.checked_sub(Duration::from_secs(m.num(key)?))
+}
+
+fn ahead(now: SystemTime, m: &Message, key: &str) -> Option<SystemTime> {
+    now.checked_add(Duration::from_secs(m.num(key)?))
+}
+
+/// `ALG_KEYSIZE/INTEG/PRF/DH` from charon's split fields.
+fn proposal(m: &Message) -> String {
+    let mut parts = Vec::new();
+    if let Some(encr) = m.str("encr-alg") {
+        parts.push(match m.str("encr-keysize") {
+            Some(k) => format!("{encr}_{k}"),
+            None => encr.to_string(),
+        });
+    }
+    for key in ["integ-alg", "prf-alg", "dh-group"] {
+        if let Some(v) = m.str(key) {
+            parts.push(v.to_string());
+        }
+    }
+    parts.join("/")
+}
+
+impl IkeSa {
+    fn parse(m: &Message, now: SystemTime) -> IkeSa {
+        let s = |k: &str| m.str(k).unwrap_or_default().to_string();
+        IkeSa {
+            uniqueid: m.num("uniqueid").unwrap_or_default(),
+            state: s("state"),
+            local: format!("{}[{}]", s("local-host"), s("local-port")),
+            remote: format!("{}[{}]", s("remote-host"), s("remote-port")),
+            initiator: m.yes("initiator"),
+            nat: m.yes("nat-any"),
+            spi_i: s("initiator-spi"),
+            spi_r: s("responder-spi"),
+            proposal: proposal(m),
+            established_at: ago(now, m, "established"),
+            rekey_at: ahead(now, m, "rekey-time"),
+        }
+    }
+}
+
+impl ChildSa {
+    fn parse(m: &Message, now: SystemTime) -> ChildSa {
+        let s = |k: &str| m.str(k).unwrap_or_default().to_string();
+        let n = |k: &str| m.num::<u64>(k).unwrap_or_default();
+        ChildSa {
+            uniqueid: m.num("uniqueid").unwrap_or_default(),
+            reqid: m.num("reqid").unwrap_or_default(),
+            state: s("state"),
+            mode: s("mode"),
+            encap: m.yes("encap"),
+            spi_in: s("spi-in"),
+            spi_out: s("spi-out"),
+            proposal: proposal(m),
+            local_ts: m.strs("local-ts").into_iter().map(String::from).collect(),
+            remote_ts: m.strs("remote-ts").into_iter().map(String::from).collect(),
+            installed_at: ago(now, m, "install-time"),
+            rekey_at: ahead(now, m, "rekey-time"),
+            expires_at: ahead(now, m, "life-time"),
+            bytes_in: n("bytes-in"),
+            bytes_out: n("bytes-out"),
+            packets_in: n("packets-in"),
+            packets_out: n("packets-out"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
