@@ -2,4 +2,4 @@
 //! vc-agent/src/ipsec/vici/fuzz.rs for the invariants.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| vc_agent::ipsec::vici::fuzz::packet(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vc_wire::vici::fuzz::packet(data));

@@ -711,7 +711,10 @@ impl RawPeer {
 }
 
 fn bird_vector(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/data/bird/{name}.hex", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../vc-wire/tests/data/bird/{name}.hex",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(path).expect("vector");
     let hex: String = text.lines().filter(|l| !l.starts_with('#')).collect();
     (0..hex.len())

@@ -2,7 +2,7 @@
 //! the image's nightly), seeded with the kept corpus `fuzz/corpus/<target>`. New inputs go to
 //! a scratch directory, so a run never dirties the tree; a crash fails the task and leaves the
 //! input in `fuzz/artifacts/<target>/` (add it to the corpus once fixed: the stable test
-//! `vc-agent/tests/fuzz_corpus.rs` replays the corpus on every `cargo test`).
+//! `vc-wire/tests/fuzz_corpus.rs` replays the corpus on every `cargo test`).
 use std::{fs, process::Command};
 
 use anyhow::{Context, Result, bail};

@@ -17,10 +17,10 @@ pub mod diag;
 pub mod fsm;
 pub mod md5;
 mod network;
-pub mod packet;
-pub mod rib;
 mod speaker;
 pub mod state;
+
+pub use vc_wire::bgp::{packet, rib};
 
 pub use config::{ConfigError, NeighborConfig, Secret};
 pub use fsm::State;

@@ -3,12 +3,15 @@
 //! stays a regression test.
 use std::{fs, path::Path};
 
-use vc_agent::bgp::packet::fuzz::TARGETS;
+use vc_wire::{bgp, vici};
 
 #[test]
 fn the_kept_fuzz_corpus_passes_every_decoder_check() {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
-    for (target, check) in TARGETS {
+    for (target, check) in bgp::packet::fuzz::TARGETS
+        .into_iter()
+        .chain(vici::fuzz::TARGETS)
+    {
         let dir = corpus.join(target);
         let mut n = 0;
         for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
