@@ -3,7 +3,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use vc_agent::{config, ipsec};
+use vc_agent::{config, daemon, ipsec};
 
 #[derive(Parser)]
 #[command(
@@ -18,6 +18,29 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the agent: IPsec, the datapath, BGP, keepalives, until SIGTERM. The datapath and
+    /// charon keep running after it (a restarted agent adopts them).
+    Run {
+        #[arg(short, long, default_value = "/etc/vc/vc.toml")]
+        config: PathBuf,
+    },
+    /// Ask the running agent for the state of every tunnel: SAs, keepalives, BGP, routes,
+    /// counters.
+    Status {
+        #[arg(short, long, default_value = "/etc/vc/vc.toml")]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The datapath by hand: tunnel interfaces, programs and maps, with the config's prefixes
+    /// as static routes (no BGP, no IPsec).
+    Datapath {
+        #[command(subcommand)]
+        action: DatapathAction,
+        #[arg(short, long, default_value = "/etc/vc/vc.toml", global = true)]
+        config: PathBuf,
+    },
     /// Validate the config: one line per fault, exit status 1 if there is any.
     CheckConfig {
         #[arg(short, long, default_value = "/etc/vc/vc.toml")]
@@ -35,6 +58,17 @@ enum Command {
         #[arg(short, long, default_value = "/etc/vc/vc.toml", global = true)]
         config: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum DatapathAction {
+    /// Create the tunnel interfaces, attach the programs, pin them, and route each DC's /25
+    /// over its tunnel and the /24 over both. It all keeps running after this command.
+    Up,
+    /// Remove everything `up` made and restore the host settings it changed.
+    Down,
+    /// The tunnels, routes and counters of the running datapath.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -63,23 +97,58 @@ fn main() -> ExitCode {
     }
 }
 
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Run { config } => {
+            init_logging();
+            let config = config::load(&config)?;
+            runtime()?.block_on(daemon::run(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { config, json } => {
+            let config = config::load(&config)?;
+            let status = runtime()?.block_on(daemon::query(&config))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{status}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Datapath { action, config } => {
+            init_logging();
+            let config = config::load(&config)?;
+            runtime()?.block_on(async {
+                match action {
+                    DatapathAction::Up => daemon::manual::datapath_up(&config).await,
+                    DatapathAction::Down => daemon::manual::datapath_down(&config).await,
+                    DatapathAction::Show => daemon::manual::datapath_show(&config).await,
+                }
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig { config } => Ok(report(config::cli::check(&config))),
         Command::ExportConfig { config } => Ok(report(config::cli::export(&config))),
         Command::Ipsec { action, config } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+            init_logging();
             let config = config::load(&config)?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
+            runtime()?.block_on(async {
                 match action {
                     IpsecAction::Up { wait } => {
                         let up = ipsec::cli::up(config, Duration::from_secs(wait)).await?;

@@ -50,6 +50,40 @@ pub struct Config {
     /// How the agent reaches strongSwan's charon. Not part of the form.
     #[serde(default)]
     pub charon: CharonSettings,
+    /// The agent's own settings: the datapath's files, the LAN fast path, status and metrics.
+    /// Not part of the form.
+    #[serde(default)]
+    pub agent: AgentSettings,
+}
+
+/// `[agent]`: where the agent keeps its state and how it shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSettings {
+    /// Whether the LAN fast path encapsulates traffic to the DCs (it bypasses the FORWARD
+    /// chain for that traffic, like an nftables flowtable).
+    #[serde(default = "defaults::fast_path")]
+    pub fast_path: bool,
+    /// A directory on a BPF filesystem for the datapath's pinned maps and links.
+    #[serde(default = "defaults::pin_dir")]
+    pub pin_dir: String,
+    /// The agent's run-time state: what to undo at teardown, the status socket.
+    #[serde(default = "defaults::state_dir")]
+    pub state_dir: String,
+    /// Where Prometheus metrics are served (`http://ADDR/metrics`); empty: not served.
+    #[serde(default = "defaults::metrics_listen")]
+    pub metrics_listen: String,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            fast_path: defaults::fast_path(),
+            pin_dir: defaults::pin_dir(),
+            state_dir: defaults::state_dir(),
+            metrics_listen: defaults::metrics_listen(),
+        }
+    }
 }
 
 /// Who protects GRE.
@@ -334,6 +368,23 @@ pub mod defaults {
     #[must_use]
     pub fn run_dir() -> String {
         "/run/vc/charon".into()
+    }
+    #[must_use]
+    pub fn fast_path() -> bool {
+        true
+    }
+    #[must_use]
+    pub fn pin_dir() -> String {
+        "/sys/fs/bpf/vc".into()
+    }
+    #[must_use]
+    pub fn state_dir() -> String {
+        "/run/vc".into()
+    }
+    /// Loopback only: metrics say much about the network; expose them on purpose.
+    #[must_use]
+    pub fn metrics_listen() -> String {
+        "127.0.0.1:9917".into()
     }
     #[must_use]
     pub fn socket() -> String {

@@ -70,6 +70,8 @@ pub enum FaultKind {
     NotUnicast(Ipv4Addr),
     #[error("missing: {0}")]
     Missing(&'static str),
+    #[error("{0:?} is not an address and port (e.g. 127.0.0.1:9917), nor empty")]
+    NotSocketAddress(String),
     #[error("not allowed with {0}")]
     NotAllowed(&'static str),
     #[error("proposal {index} {proposal:?}: {error}")]
@@ -127,6 +129,7 @@ pub fn validate(config: &Config) -> Result<(), Faults> {
     v.across_tunnels(&tunnels);
     v.cisco(config);
     v.charon(config);
+    v.agent(config);
     if v.faults.is_empty() {
         Ok(())
     } else {
@@ -491,6 +494,24 @@ impl Checker {
             self.fault(
                 "cisco.dc2_prefix",
                 FaultKind::HalvesSame(c.cisco.dc2_prefix),
+            );
+        }
+    }
+
+    fn agent(&mut self, c: &Config) {
+        for (f, v) in [
+            ("agent.pin_dir", &c.agent.pin_dir),
+            ("agent.state_dir", &c.agent.state_dir),
+        ] {
+            if !v.starts_with('/') {
+                self.fault(f, FaultKind::Missing("an absolute path"));
+            }
+        }
+        let listen = &c.agent.metrics_listen;
+        if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {
+            self.fault(
+                "agent.metrics_listen",
+                FaultKind::NotSocketAddress(listen.clone()),
             );
         }
     }

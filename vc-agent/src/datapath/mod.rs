@@ -12,7 +12,12 @@ pub mod state;
 pub mod status;
 pub mod sysctl;
 
-use std::{fs, net::Ipv4Addr, path::PathBuf};
+use std::{
+    fs,
+    net::Ipv4Addr,
+    path::PathBuf,
+    sync::{Arc, Mutex, MutexGuard},
+};
 
 use anyhow::{Context, Result, bail};
 use futures::TryStreamExt;
@@ -29,9 +34,12 @@ pub use self::{
     state::State,
 };
 
+/// The datapath's maps, shared by whoever writes them (the route manager, liveness, PMTU).
+pub type SharedMaps = Arc<Mutex<DatapathMaps>>;
+
 /// A datapath that is up: its maps, and what it was built from.
 pub struct Datapath {
-    maps: DatapathMaps,
+    maps: SharedMaps,
     spec: DatapathSpec,
     devices: Vec<(u32, TunnelDevices)>,
     attach_mode: AttachMode,
@@ -123,7 +131,7 @@ impl Datapath {
         let maps = DatapathMaps::take(&mut ebpf, Some(&maps_dir))?;
         let attach_mode = AttachMode::detect();
         let mut datapath = Datapath {
-            maps,
+            maps: Arc::new(Mutex::new(maps)),
             spec: spec.clone(),
             devices,
             attach_mode,
@@ -147,6 +155,29 @@ impl Datapath {
         Ok(datapath)
     }
 
+    /// Opens the running datapath to read it, changing nothing (`vc-agent datapath show`).
+    pub async fn open(spec: DatapathSpec) -> Result<Self> {
+        if !maps_dir(&spec).exists() {
+            bail!(
+                "the datapath is not up (no pins in {})",
+                spec.pin_dir.display()
+            );
+        }
+        let maps = DatapathMaps::from_pins(&maps_dir(&spec))?;
+        let state = State::load(&spec.state_dir)?.unwrap_or_default();
+        let netlink = Netlink::connect()?;
+        let mut devices = Vec::new();
+        for tunnel in &spec.tunnels {
+            devices.push((tunnel.id, netlink.pair(tunnel).await?));
+        }
+        Ok(Datapath {
+            maps: Arc::new(Mutex::new(maps)),
+            spec,
+            devices,
+            attach_mode: state.attach_mode.unwrap_or_else(AttachMode::detect),
+        })
+    }
+
     async fn adopt(spec: DatapathSpec, netlink: &Netlink) -> Result<Self> {
         let maps = DatapathMaps::from_pins(&maps_dir(&spec))?;
         let state = State::load(&spec.state_dir)?
@@ -163,7 +194,7 @@ impl Datapath {
             devices.push((tunnel.id, netlink.configure_pair(tunnel).await?));
         }
         let mut datapath = Datapath {
-            maps,
+            maps: Arc::new(Mutex::new(maps)),
             spec,
             devices,
             attach_mode: state.attach_mode.unwrap_or_else(AttachMode::detect),
@@ -175,6 +206,13 @@ impl Datapath {
     /// Writes settings, tunnels, protected prefixes and local addresses. On adoption, each
     /// tunnel keeps the liveness it had.
     async fn write_maps(&mut self, netlink: &Netlink, fresh: bool) -> Result<()> {
+        let mut local = Vec::new();
+        let mut devices = vec![self.spec.wan_if.clone()];
+        devices.extend(self.spec.lan_if.clone());
+        for device in devices {
+            local.extend(ipv4_addresses(netlink, &device).await?);
+        }
+        let mut maps = self.lock();
         let mut flags = 0;
         if self.spec.mode == Mode::ExternalIpsec {
             flags |= settings_flags::EXTERNAL_IPSEC;
@@ -182,23 +220,19 @@ impl Datapath {
         if self.spec.fast_path {
             flags |= settings_flags::FAST_PATH;
         }
-        self.maps.set_settings(flags)?;
+        maps.set_settings(flags)?;
         for tunnel in &self.spec.tunnels {
             let devices = self.devices(tunnel.id)?;
-            let up = fresh || self.maps.tunnel(tunnel.id)?.flags & tunnel_flags::UP != 0;
+            let up = fresh || maps.tunnel(tunnel.id)?.flags & tunnel_flags::UP != 0;
             let entry = tunnel.map_entry(devices.tunnel_ifindex, devices.peer_ifindex, up);
-            self.maps.set_tunnel(tunnel.id, &entry)?;
-            self.maps.add_protected(tunnel.cisco_prefix.trunc())?;
-            self.maps.add_protected(tunnel.local_tunnel.trunc())?;
-            self.maps.add_local_addr(tunnel.local_gre)?;
-            self.maps.add_local_addr(tunnel.local_tunnel.addr())?;
+            maps.set_tunnel(tunnel.id, &entry)?;
+            maps.add_protected(tunnel.cisco_prefix.trunc())?;
+            maps.add_protected(tunnel.local_tunnel.trunc())?;
+            maps.add_local_addr(tunnel.local_gre)?;
+            maps.add_local_addr(tunnel.local_tunnel.addr())?;
         }
-        let mut devices = vec![self.spec.wan_if.clone()];
-        devices.extend(self.spec.lan_if.clone());
-        for device in devices {
-            for addr in ipv4_addresses(netlink, &device).await? {
-                self.maps.add_local_addr(addr)?;
-            }
+        for addr in local {
+            maps.add_local_addr(addr)?;
         }
         Ok(())
     }
@@ -250,13 +284,18 @@ impl Datapath {
         self.attach_mode
     }
 
-    pub fn maps(&mut self) -> &mut DatapathMaps {
-        &mut self.maps
+    /// The maps, to share with the tasks that write them.
+    #[must_use]
+    pub fn shared_maps(&self) -> SharedMaps {
+        Arc::clone(&self.maps)
     }
 
-    #[must_use]
-    pub fn maps_ref(&self) -> &DatapathMaps {
-        &self.maps
+    /// The maps, locked. A writer that panicked left them consistent (each write is one
+    /// syscall), so a poisoned lock is taken over.
+    pub fn lock(&self) -> MutexGuard<'_, DatapathMaps> {
+        self.maps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn devices(&self, id: u32) -> Result<TunnelDevices> {
@@ -271,7 +310,7 @@ impl Datapath {
     /// address, less what ESP (`esp`, none in external-IPsec mode), NAT-T and GRE add, capped
     /// by the configured tunnel MTU. Returns the tunnels whose MTU changed, with the new MTU.
     pub async fn follow_path_mtu(
-        &mut self,
+        &self,
         esp: Option<mtu::EspOverhead>,
         nat_t: bool,
     ) -> Result<Vec<(u32, u16)>> {
@@ -280,7 +319,8 @@ impl Datapath {
         for tunnel in self.spec.tunnels.clone() {
             let path = mtu::path_mtu(&netlink, tunnel.remote_ipsec).await?;
             let wanted = mtu::tunnel_mtu(path, esp, nat_t).min(tunnel.mtu);
-            if self.maps.tunnel(tunnel.id)?.mtu != wanted {
+            let current = self.lock().tunnel(tunnel.id)?.mtu;
+            if current != wanted {
                 info!(tunnel = %tunnel.name, path_mtu = path, tunnel_mtu = wanted, "tunnel MTU follows the path");
                 self.set_tunnel_mtu(tunnel.id, wanted).await?;
                 changed.push((tunnel.id, wanted));
@@ -291,7 +331,7 @@ impl Datapath {
 
     /// Sets the tunnel MTU (R14, outer path-MTU discovery): the interface's MTU, which makes
     /// the kernel send frag-needed with it, and the map's, which the fast path checks.
-    pub async fn set_tunnel_mtu(&mut self, id: u32, mtu: u16) -> Result<()> {
+    pub async fn set_tunnel_mtu(&self, id: u32, mtu: u16) -> Result<()> {
         let devices = self.devices(id)?;
         let netlink = Netlink::connect()?;
         netlink
@@ -300,9 +340,10 @@ impl Datapath {
         netlink
             .set_mtu(devices.peer_ifindex, u32::from(mtu) + 24)
             .await?;
-        let mut tunnel = self.maps.tunnel(id)?;
+        let mut maps = self.lock();
+        let mut tunnel = maps.tunnel(id)?;
         tunnel.mtu = mtu;
-        self.maps.set_tunnel(id, &tunnel)
+        maps.set_tunnel(id, &tunnel)
     }
 }
 

@@ -25,7 +25,7 @@ pub struct DatapathStatus {
 
 impl Datapath {
     pub fn status(&self) -> Result<DatapathStatus> {
-        let maps = self.maps_ref();
+        let maps = self.lock();
         let mut tunnels = Vec::new();
         for tunnel in &self.spec().tunnels {
             let entry = maps.tunnel(tunnel.id)?;

@@ -70,6 +70,12 @@ impl Liveness {
         self.config
     }
 
+    /// Records the count when the first keepalive goes out, judging nothing: the first
+    /// interval is judged against it.
+    pub fn baseline(&mut self, heard: u64) {
+        self.heard = heard;
+    }
+
     /// One interval passed; `heard` is the datapath's running count of keepalives heard from
     /// the DC on this tunnel.
     pub fn tick(&mut self, heard: u64) -> Option<LivenessEvent> {

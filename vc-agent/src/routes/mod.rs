@@ -26,7 +26,6 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     net::Ipv4Addr,
     path::Path,
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -43,7 +42,6 @@ use self::{
     kernel::{KernelRoutes, NextHop},
     table::{RouteTable, first_tunnel},
 };
-use crate::datapath::DatapathMaps;
 
 /// vc's route protocol number (`rtm_protocol`). Free in iproute2's and FRR's lists
 /// (FRR uses 186–198, BIRD 12, Babel 42, keepalived 18).
@@ -72,8 +70,7 @@ pub fn install_rt_protos_entry(path: &Path, protocol: u8) -> std::io::Result<boo
     Ok(true)
 }
 
-/// The datapath's maps, shared with whoever else writes them (tunnels, settings).
-pub type SharedMaps = Arc<Mutex<DatapathMaps>>;
+pub use crate::datapath::SharedMaps;
 
 /// Where a tunnel's routes point.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,6 +179,8 @@ pub struct RouteStatus {
     /// The kernel routes: prefix → tunnel.
     pub kernel: BTreeMap<Ipv4Net, u32>,
     pub dead_tunnels: BTreeSet<u32>,
+    /// What each tunnel's session accepted (installed while the tunnel is alive).
+    pub learned: BTreeMap<u32, BTreeSet<Ipv4Net>>,
     /// Left by a previous run and removed at start.
     pub stale_removed: usize,
     pub errors: u64,
@@ -474,6 +473,10 @@ impl Manager {
         self.status.kernel = self.in_kernel.iter().map(|(p, (t, _))| (*p, *t)).collect();
         self.status.dead_tunnels = (0..vc_common::MAX_TUNNELS)
             .filter(|t| !self.table.is_alive(*t))
+            .collect();
+        self.status.learned = (0..vc_common::MAX_TUNNELS)
+            .map(|t| (t, self.table.learned(t)))
+            .filter(|(_, learned)| !learned.is_empty())
             .collect();
         let status = &self.status;
         self.status_tx.send_if_modified(|current| {

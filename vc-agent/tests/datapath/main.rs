@@ -368,7 +368,7 @@ fn the_tunnel_mtu_follows_the_path() {
                 .build()
                 .expect("runtime")
                 .block_on(async move {
-                    let mut datapath = vc_agent::datapath::Datapath::up(spec).await?;
+                    let datapath = vc_agent::datapath::Datapath::up(spec).await?;
                     datapath.follow_path_mtu(None, false).await
                 })
         })

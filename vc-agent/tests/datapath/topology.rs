@@ -107,6 +107,24 @@ impl Topology {
     /// LAN fast path. Routes: each /25 on its tunnel, the /24 on tunnel A (the lowest that is
     /// up), in the kernel and in the LPM map, as the route manager would write them.
     pub fn new(fast_path: bool) -> Self {
+        let topo = Self::dcs_only(fast_path);
+        datapath_up(&topo.cpe, &topo.cpe_spec);
+        topo.cpe
+            .sh("ip route add 203.0.113.0/25 via 100.64.0.2 dev vc-dc1 && ip route add 203.0.113.128/25 via 100.64.0.6 dev vc-dc2 && ip route add 203.0.113.0/24 via 100.64.0.2 dev vc-dc1")
+            .expect("CPE routes");
+        let mut maps = topo.cpe_maps();
+        maps.set_route(net("203.0.113.0/25"), 1 << 0)
+            .expect("route");
+        maps.set_route(net("203.0.113.128/25"), 1 << 1)
+            .expect("route");
+        maps.set_route(net("203.0.113.0/24"), 0b11).expect("route");
+        topo
+    }
+
+    /// The namespaces with the two DC ends up and routing the LAN back over their tunnel;
+    /// the CPE is left to whoever runs it (the agent, in the agent's tests). `cpe_spec` says
+    /// where the CPE's datapath would pin and keep its state.
+    pub fn dcs_only(fast_path: bool) -> Self {
         let bpffs = TempBpfFs::new().expect("bpffs");
         let state = tempdir::Dir::new("state");
         let [lan, cpe, wan, dc1, dc2] = namespaces();
@@ -122,7 +140,6 @@ impl Topology {
             _bpffs: bpffs,
             state,
         };
-        datapath_up(&topo.cpe, &topo.cpe_spec);
         for (i, spec) in &topo.dc_specs {
             datapath_up(topo.dc(*i), spec);
             let cpe_side = spec.tunnels[0].dc_tunnel_ip;
@@ -131,19 +148,9 @@ impl Topology {
                     "ip route add 10.1.0.0/24 via {cpe_side} dev vc-cpe"
                 ))
                 .expect("DC route to the LAN");
-        }
-        topo.cpe
-            .sh("ip route add 203.0.113.0/25 via 100.64.0.2 dev vc-dc1 && ip route add 203.0.113.128/25 via 100.64.0.6 dev vc-dc2 && ip route add 203.0.113.0/24 via 100.64.0.2 dev vc-dc1")
-            .expect("CPE routes");
-        let mut maps = topo.cpe_maps();
-        maps.set_route(net("203.0.113.0/25"), 1 << 0)
-            .expect("route");
-        maps.set_route(net("203.0.113.128/25"), 1 << 1)
-            .expect("route");
-        maps.set_route(net("203.0.113.0/24"), 0b11).expect("route");
-        for (i, _) in &topo.dc_specs {
-            let mut maps = topo.dc_maps(*i);
-            maps.set_route(net("10.1.0.0/24"), 1).expect("route");
+            topo.dc_maps(*i)
+                .set_route(net("10.1.0.0/24"), 1)
+                .expect("route");
         }
         topo
     }

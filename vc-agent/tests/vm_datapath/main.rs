@@ -131,7 +131,7 @@ fn path_mtu_with_esp(lab: &Lab) {
         .cpe
         .run_in(move || {
             block_on(async move {
-                let mut datapath = Datapath::up(spec).await?;
+                let datapath = Datapath::up(spec).await?;
                 let gcm = vc_agent::datapath::mtu::EspOverhead::from_proposal("aes128gcm16");
                 datapath.follow_path_mtu(Some(gcm), false).await
             })

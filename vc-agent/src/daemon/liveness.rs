@@ -1,0 +1,200 @@
+//! Keepalives and liveness, one task per tunnel (R13, R21): sends our keepalives into the
+//! tunnel interface, reads what the datapath heard from the DC, and tells the route manager
+//! whether the tunnel may carry traffic: keepalives heard (unless not judged) and, in IPsec
+//! mode, its child SA installed. A dead tunnel's /25 then follows the /24 over the other.
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use tokio::{sync::watch, task::JoinHandle};
+use tracing::{info, warn};
+use vc_common::TunnelStats;
+
+use super::{plan::TunnelPlan, status::KeepaliveStatus};
+use crate::{
+    config::TunnelId,
+    datapath::{DatapathSpec, SharedMaps, TunnelDevices},
+    ipsec::Snapshot,
+    keepalive::{self, KeepaliveSender, LivenessConfig, TunnelLiveness},
+    routes::RouteHandle,
+};
+
+/// How often the SA state is looked at between keepalives: a child SA going down moves the
+/// traffic within a second, without waiting for missed keepalives.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The last judgement, for the status.
+#[derive(Clone, Debug, Default)]
+pub struct LivenessView {
+    pub config: Option<LivenessConfig>,
+    pub alive: bool,
+    pub missed: u32,
+    pub last_reply_at: Option<Instant>,
+}
+
+impl LivenessView {
+    #[must_use]
+    pub fn status(&self, stats: &TunnelStats) -> KeepaliveStatus {
+        KeepaliveStatus {
+            enabled: self.config.is_some(),
+            interval_s: self.config.map_or(0, |c| c.interval.as_secs()),
+            retries: self.config.map_or(0, |c| c.retries),
+            sent: stats.keepalive_tx,
+            replies: stats.keepalive_rx,
+            reflected: stats.keepalive_reflected,
+            alive: self.alive,
+            missed: self.missed,
+            last_reply_s: self.last_reply_at.map(|t| t.elapsed().as_secs()),
+        }
+    }
+}
+
+/// A running liveness task.
+pub struct Liveness {
+    id: TunnelId,
+    view: Arc<Mutex<LivenessView>>,
+    task: JoinHandle<()>,
+}
+
+impl Liveness {
+    pub fn spawn(
+        tunnel: &TunnelPlan,
+        devices: TunnelDevices,
+        datapath: &DatapathSpec,
+        maps: SharedMaps,
+        ipsec: Option<watch::Receiver<Snapshot>>,
+        routes: RouteHandle,
+    ) -> Result<Self> {
+        let index = super::plan::index(tunnel.id);
+        let spec = datapath
+            .tunnels
+            .iter()
+            .find(|t| t.id == index)
+            .cloned()
+            .expect("planned tunnels are in the datapath");
+        let frame = keepalive::keepalive_frame(
+            spec.tunnel_mac(),
+            spec.peer_mac(),
+            spec.local_gre,
+            spec.remote_gre,
+        );
+        let sender = match tunnel.keepalive {
+            Some(_) => Some(KeepaliveSender::new(devices.tunnel_ifindex)?),
+            None => None,
+        };
+        let view = Arc::new(Mutex::new(LivenessView {
+            config: tunnel.keepalive,
+            alive: true,
+            ..LivenessView::default()
+        }));
+        let task = tokio::spawn(run(Task {
+            id: tunnel.id,
+            index,
+            config: tunnel.keepalive,
+            sender,
+            frame,
+            maps,
+            ipsec,
+            routes,
+            view: Arc::clone(&view),
+        }));
+        Ok(Liveness {
+            id: tunnel.id,
+            view,
+            task,
+        })
+    }
+
+    #[must_use]
+    pub fn id(&self) -> TunnelId {
+        self.id
+    }
+
+    #[must_use]
+    pub fn view(&self) -> Arc<Mutex<LivenessView>> {
+        Arc::clone(&self.view)
+    }
+
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+struct Task {
+    id: TunnelId,
+    index: u32,
+    config: Option<LivenessConfig>,
+    sender: Option<KeepaliveSender>,
+    frame: Vec<u8>,
+    maps: SharedMaps,
+    ipsec: Option<watch::Receiver<Snapshot>>,
+    routes: RouteHandle,
+    view: Arc<Mutex<LivenessView>>,
+}
+
+async fn run(t: Task) {
+    let mut judge = t.config.map(keepalive::Liveness::new);
+    let mut tick = tokio::time::interval(POLL);
+    let mut next_keepalive = Instant::now();
+    // The first keepalive has had no interval to be answered in: nothing to judge yet.
+    let mut judged_once = false;
+    let mut last_replies = 0;
+    let mut alive = true;
+    loop {
+        tick.tick().await;
+        let stats = t
+            .maps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tunnel_stats(t.index)
+            .unwrap_or_default();
+        if let (Some(config), Some(judge)) = (t.config, judge.as_mut())
+            && Instant::now() >= next_keepalive
+        {
+            next_keepalive = Instant::now() + config.interval;
+            // The interval since the last keepalive is over: judge it, then send the next.
+            let heard = stats.keepalive_rx + stats.keepalive_reflected;
+            if judged_once {
+                if let Some(event) = judge.tick(heard) {
+                    info!(tunnel = %t.id, ?event, missed = judge.missed(), "keepalives");
+                }
+            } else {
+                judge.baseline(heard);
+                judged_once = true;
+            }
+            if let Some(sender) = &t.sender
+                && let Err(e) = sender.send(&t.frame)
+            {
+                warn!(tunnel = %t.id, "sending a keepalive: {e:#}");
+            }
+        }
+        let keepalives_ok = judge
+            .as_ref()
+            .is_none_or(|j| j.state() == TunnelLiveness::Up);
+        let sa_ok = t
+            .ipsec
+            .as_ref()
+            .is_none_or(|w| w.borrow().sas.tunnel(t.id).child_up());
+        let now_alive = keepalives_ok && sa_ok;
+        if now_alive != alive {
+            alive = now_alive;
+            info!(
+                tunnel = %t.id,
+                alive,
+                keepalives_ok,
+                sa_ok,
+                "tunnel liveness changed"
+            );
+            t.routes.set_tunnel_alive(t.index, alive);
+        }
+        let mut view = t.view.lock().unwrap_or_else(PoisonError::into_inner);
+        view.alive = alive;
+        view.missed = judge.as_ref().map_or(0, keepalive::Liveness::missed);
+        if stats.keepalive_rx != last_replies {
+            last_replies = stats.keepalive_rx;
+            view.last_reply_at = Some(Instant::now());
+        }
+    }
+}

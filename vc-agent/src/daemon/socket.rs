@@ -1,0 +1,69 @@
+//! The agent's control socket: `vc-agent status` (and `diagnose`) ask the running agent over
+//! a Unix socket in its state directory, one request line, one answer, then close.
+use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc};
+
+use anyhow::{Context, Result, bail};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+};
+use tracing::warn;
+
+/// What the socket answers: a request word in, text out.
+pub type Answer = Arc<dyn Fn(&str) -> Result<String> + Send + Sync>;
+
+/// Serves `answer` on a Unix socket at `path` (replacing a stale one) until the task is
+/// dropped. Root only: the status names addresses and counters of the whole network.
+pub fn serve(path: &Path, answer: Answer) -> Result<tokio::task::JoinHandle<()>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(path);
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {}", path.display()))?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let answer = Arc::clone(&answer);
+            tokio::spawn(async move {
+                if let Err(e) = reply(stream, &answer).await {
+                    warn!("control socket: {e:#}");
+                }
+            });
+        }
+    }))
+}
+
+async fn reply(stream: UnixStream, answer: &Answer) -> Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read.take(256)).read_line(&mut line).await?;
+    let text = match answer(line.trim()) {
+        Ok(text) => text,
+        Err(e) => format!("error: {e:#}\n"),
+    };
+    write.write_all(text.as_bytes()).await?;
+    write.shutdown().await?;
+    Ok(())
+}
+
+/// Asks the agent listening on `path`.
+pub async fn ask(path: &Path, request: &str) -> Result<String> {
+    let mut stream = UnixStream::connect(path).await.with_context(|| {
+        format!(
+            "no agent answers on {} (is `vc-agent run` running, with this config?)",
+            path.display()
+        )
+    })?;
+    stream.write_all(format!("{request}\n").as_bytes()).await?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await?;
+    if let Some(e) = text.strip_prefix("error: ") {
+        bail!("the agent answered: {}", e.trim());
+    }
+    Ok(text)
+}

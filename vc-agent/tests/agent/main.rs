@@ -1,0 +1,281 @@
+//! `vc-agent run` end to end on this host, external-IPsec mode (this kernel has no ESP; the
+//! IPsec-mode agent runs in the VM lab): the real binary on the CPE, BIRD as each DC's BGP
+//! speaker, vc datapaths standing in for the DCs' GRE routers. The activation form goes in;
+//! out come two tunnels with keepalives, two Established sessions, each /25 on its tunnel,
+//! failover and recovery, a clean stop, adoption on restart, and `vc-agent status`.
+#[path = "../datapath/topology.rs"]
+#[expect(
+    dead_code,
+    reason = "shared with the datapath tests, which use all of it"
+)]
+mod topology;
+
+use std::{net::Ipv4Addr, path::Path, process::Stdio, time::Duration};
+
+use topology::{DC1_HOST, DC2_HOST, Topology};
+use vc_agent::daemon::AgentStatus;
+use vc_testkit::{
+    Daemon, NetNs,
+    bird::{BgpPeer, Bird},
+    privileged, wait_for,
+};
+
+const CPE_AS: u32 = 65010;
+const DC1_AS: u32 = 64601;
+const DC2_AS: u32 = 64602;
+
+fn config(t: &Topology) -> String {
+    let pins = t.cpe_spec.pin_dir.display();
+    let state = t.cpe_spec.state_dir.display();
+    format!(
+        r#"region = "LAB"
+mode = "external-ipsec"
+[deployment]
+model = "one-cpe"
+[interfaces]
+wan = "wan0"
+lan = "lan0"
+[cisco]
+prefix = "203.0.113.0/24"
+dc1_prefix = "203.0.113.0/25"
+dc2_prefix = "203.0.113.128/25"
+[tunnel.a]
+cpe_ipsec_address = "198.51.100.1"
+cpe_gre_address = "198.51.100.1"
+dc_ipsec_address = "198.18.1.1"
+dc_gre_address = "198.18.1.1"
+cpe_tunnel_ip = "100.64.0.1/30"
+dc_tunnel_ip = "100.64.0.2/30"
+cisco_asn = {DC1_AS}
+cpe_asn = {CPE_AS}
+bgp_password = "lab-md5-a"
+keepalive_interval_s = 1
+keepalive_retries = 3
+[tunnel.b]
+cpe_ipsec_address = "198.51.100.1"
+cpe_gre_address = "198.51.100.1"
+dc_ipsec_address = "198.18.2.1"
+dc_gre_address = "198.18.2.1"
+cpe_tunnel_ip = "100.64.0.5/30"
+dc_tunnel_ip = "100.64.0.6/30"
+cisco_asn = {DC2_AS}
+cpe_asn = {CPE_AS}
+bgp_password = "lab-md5-b"
+keepalive_interval_s = 1
+keepalive_retries = 3
+[agent]
+pin_dir = "{pins}"
+state_dir = "{state}"
+metrics_listen = ""
+"#
+    )
+}
+
+fn agent_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_vc-agent")
+}
+
+fn start_agent(t: &Topology, cfg: &Path, log: &Path) -> Daemon {
+    let log = std::fs::File::create(log).expect("agent log");
+    let child = t
+        .cpe
+        .command(agent_bin())
+        .args(["run", "-c"])
+        .arg(cfg)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("vc-agent run");
+    Daemon::new(child, "vc-agent")
+}
+
+fn status(t: &Topology, cfg: &Path) -> Option<AgentStatus> {
+    let out = t
+        .cpe
+        .command(agent_bin())
+        .args(["status", "--json", "-c"])
+        .arg(cfg)
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn bird(ns: &NetNs, local: [u8; 4], local_as: u32, password: &str, half: &str) -> Bird {
+    let peer = BgpPeer::new("cpe", local.into(), local_as, neighbor(local), CPE_AS)
+        .password(password)
+        .export("dc", &[half, "203.0.113.0/24"]);
+    Bird::start(ns, &peer.config()).expect("BIRD")
+}
+
+/// The CPE end of a DC's /30.
+fn neighbor(dc: [u8; 4]) -> Ipv4Addr {
+    Ipv4Addr::new(dc[0], dc[1], dc[2], dc[3] - 1)
+}
+
+fn ping(ns: &NetNs, dst: Ipv4Addr) -> bool {
+    ns.sh_output(&format!("ping -c1 -W2 {dst}"))
+        .expect("ping")
+        .status
+        .success()
+}
+
+fn route_dev(t: &Topology, dst: Ipv4Addr) -> String {
+    t.cpe
+        .sh(&format!("ip route get {dst}"))
+        .expect("ip route get")
+}
+
+#[test]
+fn the_agent_brings_up_both_tunnels_and_fails_over() {
+    if !privileged("the_agent_brings_up_both_tunnels_and_fails_over") {
+        return;
+    }
+    let t = Topology::dcs_only(true);
+    // DC1 also answers for DC2's host: after a failover the /24 brings DC2's half to DC1,
+    // as Cisco's network would carry it.
+    t.dc1
+        .sh("ip addr add 203.0.113.200/32 dev lo")
+        .expect("address");
+    let dir = t.scratch("agent");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = dir.join("vc.toml");
+    std::fs::write(&cfg, config(&t)).expect("config");
+    let _bird1 = bird(
+        &t.dc1,
+        [100, 64, 0, 2],
+        DC1_AS,
+        "lab-md5-a",
+        "203.0.113.0/25",
+    );
+    let mut bird2 = bird(
+        &t.dc2,
+        [100, 64, 0, 6],
+        DC2_AS,
+        "lab-md5-b",
+        "203.0.113.128/25",
+    );
+    let log = dir.join("agent.log");
+    let mut agent = start_agent(&t, &cfg, &log);
+
+    let up = wait_for(Duration::from_secs(20), "both sessions Established", || {
+        let s = status(&t, &cfg)?;
+        s.tunnels
+            .iter()
+            .all(|t| {
+                t.bgp.as_ref().is_some_and(|b| b.established)
+                    && t.accepted_prefixes.len() == 2
+                    && t.keepalive.replies > 0
+            })
+            .then_some(s)
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e:#}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    for tunnel in &up.tunnels {
+        assert_eq!(tunnel.accepted_prefixes.len(), 2, "{tunnel}");
+        for expected in &tunnel.expected_prefixes {
+            assert!(tunnel.accepted_prefixes.contains(expected), "{tunnel}");
+        }
+        assert!(tunnel.keepalive.alive && tunnel.counters.up, "{tunnel}");
+        assert_eq!(
+            tunnel.bgp.as_ref().expect("bgp").advertised,
+            1,
+            "only the default route"
+        );
+    }
+    // R20: each /25 on its own tunnel, in the kernel (and the LPM map, per the status).
+    assert!(route_dev(&t, DC1_HOST).contains("dev vc-dc1"));
+    assert!(route_dev(&t, DC2_HOST).contains("dev vc-dc2"));
+    assert!(
+        t.cpe
+            .sh("ip route show proto 201")
+            .expect("routes")
+            .contains("203.0.113.0/24")
+    );
+    assert!(ping(&t.lan, DC1_HOST) && ping(&t.lan, DC2_HOST));
+    let text = t
+        .cpe
+        .command(agent_bin())
+        .args(["status", "-c"])
+        .arg(&cfg)
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("tunnel A → DC1 (vc-dc1) up") && text.contains("Established"),
+        "{text}"
+    );
+
+    // R21, BGP: DC2's session dies; its /25 follows the /24 over tunnel A.
+    bird2.kill();
+    wait_for(Duration::from_secs(10), "DC2's /25 withdrawn", || {
+        route_dev(&t, DC2_HOST).contains("dev vc-dc1").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}: {}", route_dev(&t, DC2_HOST)));
+    assert!(ping(&t.lan, DC2_HOST), "DC2's half reached over tunnel A");
+    bird2.restart().expect("BIRD back");
+    wait_for(
+        Duration::from_secs(20),
+        "DC2's /25 back on tunnel B",
+        || route_dev(&t, DC2_HOST).contains("dev vc-dc2").then_some(()),
+    )
+    .expect("recovery");
+
+    // R21, keepalives: tunnel A's path dies with its BGP session still up (hold 90 s);
+    // three missed keepalives move DC1's /25 to the /24 over tunnel B.
+    t.wan.sh("ip link set d1 down").expect("cut DC1");
+    let down = wait_for(Duration::from_secs(10), "tunnel A judged down", || {
+        let s = status(&t, &cfg)?;
+        (!s.tunnels[0].keepalive.alive).then_some(s)
+    })
+    .expect("liveness");
+    assert!(
+        down.tunnels[0].bgp.as_ref().expect("bgp").established,
+        "BGP has not noticed yet"
+    );
+    assert!(route_dev(&t, DC1_HOST).contains("dev vc-dc2"));
+    t.wan.sh("ip link set d1 up").expect("heal DC1");
+    wait_for(Duration::from_secs(10), "tunnel A back", || {
+        route_dev(&t, DC1_HOST).contains("dev vc-dc1").then_some(())
+    })
+    .expect("recovery");
+
+    // A clean stop: sessions closed, vc's routes withdrawn, the datapath left running.
+    agent.signal(libc::SIGTERM);
+    wait_for(Duration::from_secs(10), "the agent to exit", || {
+        (!agent.is_running()).then_some(())
+    })
+    .expect("stop");
+    assert_eq!(
+        t.cpe.sh("ip route show proto 201").expect("routes").trim(),
+        ""
+    );
+    assert!(
+        t.cpe_spec.pin_dir.join("maps").exists(),
+        "the datapath stays pinned"
+    );
+
+    // Restarted, it adopts the running datapath and comes back.
+    let _agent = start_agent(&t, &cfg, &dir.join("agent2.log"));
+    wait_for(Duration::from_secs(20), "Established again", || {
+        let s = status(&t, &cfg)?;
+        s.tunnels
+            .iter()
+            .all(|t| t.bgp.as_ref().is_some_and(|b| b.established))
+            .then_some(())
+    })
+    .expect("restart");
+    let log2 = std::fs::read_to_string(dir.join("agent2.log")).unwrap_or_default();
+    assert!(log2.contains("adopting the running datapath"), "{log2}");
+    if std::env::var_os("VC_SHOW_LOGS").is_some() {
+        eprintln!(
+            "{}\n---\n{log2}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+}
