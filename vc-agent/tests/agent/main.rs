@@ -173,7 +173,7 @@ fn the_agent_brings_up_both_tunnels_and_fails_over() {
     .unwrap_or_else(|e| {
         panic!(
             "{e:#}\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default()
         )
     });
     for tunnel in &up.tunnels {
@@ -211,26 +211,35 @@ fn the_agent_brings_up_both_tunnels_and_fails_over() {
         "{text}"
     );
 
-    // R21, BGP: DC2's session dies; its /25 follows the /24 over tunnel A.
+    bgp_failover(&t, &mut bird2);
+    keepalive_failover(&t, &cfg);
+
+    stop_and_adopt(&t, &cfg, &mut agent, &dir);
+}
+
+/// R21, BGP: DC2's session dies; its /25 follows the /24 over tunnel A, then returns.
+fn bgp_failover(t: &Topology, bird2: &mut Bird) {
     bird2.kill();
     wait_for(Duration::from_secs(10), "DC2's /25 withdrawn", || {
-        route_dev(&t, DC2_HOST).contains("dev vc-dc1").then_some(())
+        route_dev(t, DC2_HOST).contains("dev vc-dc1").then_some(())
     })
-    .unwrap_or_else(|e| panic!("{e:#}: {}", route_dev(&t, DC2_HOST)));
+    .unwrap_or_else(|e| panic!("{e:#}: {}", route_dev(t, DC2_HOST)));
     assert!(ping(&t.lan, DC2_HOST), "DC2's half reached over tunnel A");
     bird2.restart().expect("BIRD back");
     wait_for(
         Duration::from_secs(20),
         "DC2's /25 back on tunnel B",
-        || route_dev(&t, DC2_HOST).contains("dev vc-dc2").then_some(()),
+        || route_dev(t, DC2_HOST).contains("dev vc-dc2").then_some(()),
     )
     .expect("recovery");
+}
 
-    // R21, keepalives: tunnel A's path dies with its BGP session still up (hold 90 s);
-    // three missed keepalives move DC1's /25 to the /24 over tunnel B.
+/// R21, keepalives: tunnel A's path dies with its BGP session still up (hold 90 s);
+/// three missed keepalives move DC1's /25 to the /24 over tunnel B, then it returns.
+fn keepalive_failover(t: &Topology, cfg: &Path) {
     t.wan.sh("ip link set d1 down").expect("cut DC1");
     let down = wait_for(Duration::from_secs(10), "tunnel A judged down", || {
-        let s = status(&t, &cfg)?;
+        let s = status(t, cfg)?;
         (!s.tunnels[0].keepalive.alive).then_some(s)
     })
     .expect("liveness");
@@ -238,14 +247,17 @@ fn the_agent_brings_up_both_tunnels_and_fails_over() {
         down.tunnels[0].bgp.as_ref().expect("bgp").established,
         "BGP has not noticed yet"
     );
-    assert!(route_dev(&t, DC1_HOST).contains("dev vc-dc2"));
+    assert!(route_dev(t, DC1_HOST).contains("dev vc-dc2"));
     t.wan.sh("ip link set d1 up").expect("heal DC1");
     wait_for(Duration::from_secs(10), "tunnel A back", || {
-        route_dev(&t, DC1_HOST).contains("dev vc-dc1").then_some(())
+        route_dev(t, DC1_HOST).contains("dev vc-dc1").then_some(())
     })
     .expect("recovery");
+}
 
-    // A clean stop: sessions closed, vc's routes withdrawn, the datapath left running.
+/// A clean stop (sessions closed, vc's routes withdrawn, the datapath left running), then
+/// a restart that adopts the running datapath.
+fn stop_and_adopt(t: &Topology, cfg: &Path, agent: &mut Daemon, dir: &Path) {
     agent.signal(libc::SIGTERM);
     wait_for(Duration::from_secs(10), "the agent to exit", || {
         (!agent.is_running()).then_some(())
@@ -261,9 +273,9 @@ fn the_agent_brings_up_both_tunnels_and_fails_over() {
     );
 
     // Restarted, it adopts the running datapath and comes back.
-    let _agent = start_agent(&t, &cfg, &dir.join("agent2.log"));
+    let _agent = start_agent(t, cfg, &dir.join("agent2.log"));
     wait_for(Duration::from_secs(20), "Established again", || {
-        let s = status(&t, &cfg)?;
+        let s = status(t, cfg)?;
         s.tunnels
             .iter()
             .all(|t| t.bgp.as_ref().is_some_and(|b| b.established))
@@ -275,7 +287,7 @@ fn the_agent_brings_up_both_tunnels_and_fails_over() {
     if std::env::var_os("VC_SHOW_LOGS").is_some() {
         eprintln!(
             "{}\n---\n{log2}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default()
         );
     }
 }
