@@ -1,6 +1,6 @@
 //! What one eBGP neighbour (one tunnel) needs. The activation-form config maps onto this; the
 //! password lives in a [`Secret`] that never prints.
-use std::{fmt, net::Ipv4Addr, time::Duration};
+use std::{net::Ipv4Addr, time::Duration};
 
 use ipnet::Ipv4Net;
 
@@ -9,35 +9,9 @@ use super::{fsm::FsmConfig, packet::AS_TRANS, rib::ImportPolicy};
 /// The longest TCP-MD5 key Linux takes (`TCP_MD5SIG_MAXKEYLEN`).
 pub const MD5_MAX_KEY_LEN: usize = 80;
 
-/// A password: Debug and Display print `<redacted>`, and nothing else exposes it but
-/// [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    #[must_use]
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The value, for the one place that needs it (the `TCP_MD5SIG` setsockopt).
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+/// A password: the configuration's resolved secret, whose Debug and Display print
+/// `<redacted>`.
+pub use crate::config::SecretValue as Secret;
 
 /// One neighbour: the DC-side tunnel IP of one tunnel (R16).
 #[derive(Clone, Debug, PartialEq, Eq)]

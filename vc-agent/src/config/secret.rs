@@ -108,6 +108,12 @@ impl Secret {
 }
 
 impl SecretValue {
+    /// A secret known by value (tests, and callers that already resolved it).
+    #[must_use]
+    pub fn new(value: impl Into<String>) -> Self {
+        SecretValue(value.into())
+    }
+
     /// The secret itself. Call sites are few and obvious: VICI `load-shared`, TCP-MD5.
     #[must_use]
     pub fn expose(&self) -> &str {

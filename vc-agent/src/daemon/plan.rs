@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{Context, Result};
 
 use crate::{
-    bgp::{self, NeighborConfig},
+    bgp::NeighborConfig,
     config::{Config, Mode as ConfigMode, TunnelId},
     datapath::{DatapathSpec, Mode, TunnelSpec, mtu::EspOverhead},
     ipsec::conn,
@@ -93,10 +93,11 @@ pub fn plan(config: &Config) -> Result<Plan> {
             vec![config.dc_prefix(id), config.cisco_prefix()],
         );
         if let Some(password) = &t.bgp_password {
-            let value = password
-                .resolve()
-                .with_context(|| format!("tunnel.{}.bgp_password", id.key()))?;
-            neighbor.md5_password = Some(bgp::Secret::new(value.expose()));
+            neighbor.md5_password = Some(
+                password
+                    .resolve()
+                    .with_context(|| format!("tunnel.{}.bgp_password", id.key()))?,
+            );
         }
         tunnels.push(TunnelPlan {
             id,

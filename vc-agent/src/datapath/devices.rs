@@ -44,17 +44,7 @@ impl Netlink {
 
     /// The link called `name`, if there is one.
     pub async fn link(&self, name: &str) -> Result<Option<LinkMessage>> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute();
-        match links.try_next().await {
-            Ok(link) => Ok(link),
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("looking up {name}")),
-        }
+        find_link(&self.handle, name).await
     }
 
     pub async fn ifindex(&self, name: &str) -> Result<Option<u32>> {
@@ -196,6 +186,16 @@ impl Netlink {
                 Err(e).with_context(|| format!("adding {} to {}", tunnel.local_tunnel, tunnel.name))
             }
         }
+    }
+}
+
+/// The link called `name` in the handle's namespace, if there is one.
+pub async fn find_link(handle: &Handle, name: &str) -> Result<Option<LinkMessage>> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(link) => Ok(link),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("looking up {name}")),
     }
 }
 

@@ -117,17 +117,9 @@ impl KernelRoutes {
 
     /// The index of the interface called `name`.
     pub async fn ifindex(&self, name: &str) -> Result<u32> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute();
-        let link = links
-            .try_next()
-            .await
-            .with_context(|| format!("looking up interface {name}"))?
-            .with_context(|| format!("no interface {name}"))?;
-        Ok(link.header.index)
+        crate::datapath::devices::find_link(&self.handle, name)
+            .await?
+            .map(|link| link.header.index)
+            .with_context(|| format!("no interface {name}"))
     }
 }
