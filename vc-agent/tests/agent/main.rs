@@ -291,3 +291,52 @@ fn stop_and_adopt(t: &Topology, cfg: &Path, agent: &mut Daemon, dir: &Path) {
         );
     }
 }
+
+#[test]
+fn datapath_up_show_down_by_hand() {
+    if !privileged("datapath_up_show_down_by_hand") {
+        return;
+    }
+    let t = Topology::dcs_only(false);
+    let dir = t.scratch("by-hand");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = dir.join("vc.toml");
+    std::fs::write(&cfg, config(&t)).expect("config");
+    let vc = |action: &str| {
+        let out = t
+            .cpe
+            .command(agent_bin())
+            .args(["datapath", action, "-c"])
+            .arg(&cfg)
+            .output()
+            .expect("vc-agent datapath");
+        assert!(
+            out.status.success(),
+            "datapath {action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = vc("up");
+    // The config's prefixes as static routes: each /25 on its tunnel, the /24 on both.
+    assert!(
+        shown.contains("203.0.113.0/25") && shown.contains("→ 0"),
+        "{shown}"
+    );
+    assert!(route_dev(&t, DC1_HOST).contains("dev vc-dc1"));
+    assert!(route_dev(&t, DC2_HOST).contains("dev vc-dc2"));
+    assert!(
+        ping(&t.lan, DC1_HOST) && ping(&t.lan, DC2_HOST),
+        "traffic without BGP"
+    );
+    let shown = vc("show");
+    assert!(shown.contains("vc-dc1 (tunnel 0) up"), "{shown}");
+    assert!(shown.contains("tunnel_tx"), "counters shown: {shown}");
+    vc("down");
+    assert!(!t.cpe.sh("ip -o link").expect("links").contains("vc-dc"));
+    assert_eq!(
+        t.cpe.sh("ip route show proto 201").expect("routes").trim(),
+        ""
+    );
+    assert!(!t.cpe_spec.pin_dir.exists(), "pins removed");
+}
