@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use crate::{
     ebpf::BPF_TOOLCHAIN,
     setup,
-    util::{output, sh, workspace_root},
+    util::{output, workspace_root},
 };
 
 #[derive(clap::Args)]
@@ -58,17 +58,37 @@ pub fn run(opts: &Options) -> Result<()> {
             .arg(format!("-max_total_time={}", opts.seconds))
             .arg("-rss_limit_mb=2048")
             .arg("-print_final_stats=1")
-            // The decoders need no BPF object; skip building it with the nightly's sanitizers.
-            .env("AYA_BUILD_SKIP", "1")
             .env_remove("RUSTC")
             .env_remove("RUSTC_WRAPPER")
             .env_remove("RUSTC_WORKSPACE_WRAPPER")
             .env_remove("RUSTUP_TOOLCHAIN");
-        sh(&mut cmd).with_context(|| {
-            format!(
-                "fuzz target {target} failed: the crashing input is in fuzz/artifacts/{target}/"
-            )
-        })?;
+        // libFuzzer reports every new input; keep that in a log and show the summary (or,
+        // on a crash, the end of the log).
+        let log = root
+            .join("target/fuzz-scratch")
+            .join(format!("{target}.log"));
+        let file = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        cmd.stdout(file.try_clone()?).stderr(file);
+        eprintln!(
+            "fuzz: {target} for {} s (log: {})",
+            opts.seconds,
+            log.display()
+        );
+        let status = cmd.status().context("cargo fuzz")?;
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        if !status.success() {
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+            bail!("fuzz target {target} failed: the crashing input is in fuzz/artifacts/{target}/");
+        }
+        for line in text.lines().filter(|l| {
+            l.starts_with("stat::number_of_executed_units")
+                || l.starts_with("stat::new_units_added")
+        }) {
+            eprintln!("  {line}");
+        }
     }
     Ok(())
 }
