@@ -188,18 +188,26 @@ pub struct RouteLine {
     pub tunnels: Vec<String>,
 }
 
+fn since(now: SystemTime, t: Option<SystemTime>) -> Option<u64> {
+    t.and_then(|t| now.duration_since(t).ok())
+        .map(|d| d.as_secs())
+}
+
+fn until(now: SystemTime, t: Option<SystemTime>) -> Option<u64> {
+    t.and_then(|t| t.duration_since(now).ok())
+        .map(|d| d.as_secs())
+}
+
 fn secs_since(t: Option<SystemTime>) -> Option<u64> {
-    t.and_then(|t| SystemTime::now().duration_since(t).ok())
-        .map(|d| d.as_secs())
+    since(SystemTime::now(), t)
 }
 
-fn secs_until(t: Option<SystemTime>) -> Option<u64> {
-    t.and_then(|t| t.duration_since(SystemTime::now()).ok())
-        .map(|d| d.as_secs())
-}
-
-impl From<&TunnelSa> for IpsecStatus {
-    fn from(sa: &TunnelSa) -> Self {
+impl IpsecStatus {
+    /// A tunnel's SAs as seen at `now`.
+    #[must_use]
+    pub fn at(sa: &TunnelSa, now: SystemTime) -> Self {
+        let secs_since = |t| since(now, t);
+        let secs_until = |t| until(now, t);
         IpsecStatus {
             ike: sa.ike.as_ref().map(|ike| IkeStatus {
                 state: ike.state.clone(),
@@ -230,7 +238,7 @@ impl From<&TunnelSa> for IpsecStatus {
                 bytes_in: c.bytes_in,
                 bytes_out: c.bytes_out,
             }),
-            last_error: sa.last_error.as_ref().map(failure_status),
+            last_error: sa.last_error.as_ref().map(|e| failure_status(e, now)),
             ike_ups: sa.ike_ups,
             child_ups: sa.child_ups,
             ike_rekeys: sa.ike_rekeys,
@@ -239,12 +247,18 @@ impl From<&TunnelSa> for IpsecStatus {
     }
 }
 
-fn failure_status(e: &SaError) -> FailureStatus {
+impl From<&TunnelSa> for IpsecStatus {
+    fn from(sa: &TunnelSa) -> Self {
+        IpsecStatus::at(sa, SystemTime::now())
+    }
+}
+
+fn failure_status(e: &SaError, now: SystemTime) -> FailureStatus {
     FailureStatus {
         name: e.failure.name().to_string(),
         meaning: e.failure.to_string(),
         line: e.line.clone(),
-        age_s: secs_since(Some(e.at)).unwrap_or(0),
+        age_s: since(now, Some(e.at)).unwrap_or(0),
     }
 }
 
@@ -378,47 +392,72 @@ impl fmt::Display for TunnelStatus {
 impl fmt::Display for IpsecStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.ike {
-            Some(ike) => writeln!(
+            Some(i) if i.up => writeln!(
                 f,
-                "  IKE SA    {} {} ({}{}), up {}, rekey in {}",
-                ike.state,
-                ike.remote,
-                ike.proposal,
-                if ike.nat { ", NAT-T" } else { "" },
-                opt_secs(ike.established_s),
-                opt_secs(ike.rekey_in_s)
+                "  IKE SA    up  {} <-> {}{}  {}  established {}, rekey {}",
+                i.local,
+                i.remote,
+                if i.nat { " (NAT)" } else { "" },
+                i.proposal,
+                ago(i.established_s),
+                within(i.rekey_in_s)
             )?,
-            None => writeln!(f, "  IKE SA    none")?,
+            Some(i) => writeln!(f, "  IKE SA    {}  to {}", i.state, i.remote)?,
+            None => writeln!(f, "  IKE SA    DOWN")?,
         }
         match &self.child {
             Some(c) => writeln!(
                 f,
-                "  child SA  {} {} reqid {} SPIs in {} out {} ({}), {} ⇄ {}, {} pkts in {} out, rekey in {}",
-                c.state,
+                "  child SA  up  {} reqid {}{}  SPI in {} out {}  {}\n            {} === {}  {} B / {} pkts in, {} B / {} pkts out, rekey {}",
                 c.mode,
                 c.reqid,
+                if c.encap { " UDP-encap" } else { "" },
                 c.spi_in,
                 c.spi_out,
                 c.proposal,
                 c.local_ts.join(","),
                 c.remote_ts.join(","),
+                c.bytes_in,
                 c.packets_in,
+                c.bytes_out,
                 c.packets_out,
-                opt_secs(c.rekey_in_s)
+                within(c.rekey_in_s)
             )?,
-            None => writeln!(f, "  child SA  none")?,
+            None => writeln!(f, "  child SA  DOWN")?,
         }
         if let Some(e) = &self.last_error {
             writeln!(
                 f,
-                "  last IPsec error {} ({} ago): {}",
-                e.name,
-                opt_secs(Some(e.age_s)),
-                e.meaning
+                "  last error {}: {}\n             charon: {}",
+                ago(Some(e.age_s)),
+                e.meaning,
+                e.line
             )?;
         }
-        Ok(())
+        writeln!(
+            f,
+            "  history   IKE up {} rekeyed {}, child up {} rekeyed {}",
+            self.ike_ups, self.ike_rekeys, self.child_ups, self.child_rekeys
+        )
     }
+}
+
+/// `5m6s ago`, or `?`.
+#[must_use]
+pub fn ago(secs: Option<u64>) -> String {
+    secs.map_or_else(
+        || "?".into(),
+        |s| format!("{} ago", format_duration(Duration::from_secs(s))),
+    )
+}
+
+/// `in 5m6s`, or `?`.
+#[must_use]
+pub fn within(secs: Option<u64>) -> String {
+    secs.map_or_else(
+        || "?".into(),
+        |s| format!("in {}", format_duration(Duration::from_secs(s))),
+    )
 }
 
 impl fmt::Display for KeepaliveStatus {
