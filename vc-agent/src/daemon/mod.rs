@@ -70,13 +70,14 @@ impl Agent {
     /// Brings everything up (see the module's doc for the order).
     pub async fn start(config: Config) -> Result<Agent> {
         let plan = plan::plan(&config)?;
+        // In external-IPsec mode this only removes block policies an IPsec-mode run left.
+        let ipsec = Ipsec::start(config.clone())
+            .await
+            .context("starting IPsec")?;
         let ipsec = if config.ipsec() {
-            Some(
-                Ipsec::start(config.clone())
-                    .await
-                    .context("starting IPsec")?,
-            )
+            Some(ipsec)
         } else {
+            ipsec.shutdown(false).await;
             None
         };
         let datapath = Arc::new(
