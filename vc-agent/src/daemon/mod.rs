@@ -6,9 +6,11 @@
 //! keepalives and liveness, path-MTU following, and the status socket. On SIGTERM or SIGINT
 //! the BGP sessions are closed (Cease) and their routes withdrawn; the datapath and charon
 //! stay, so GRE stays blocked in clear and a restarted agent adopts both.
+pub mod diagnose;
 pub mod liveness;
 pub mod manual;
 pub mod plan;
+pub mod probe;
 pub mod socket;
 pub mod status;
 
@@ -370,4 +372,18 @@ pub async fn run(config: Config) -> Result<()> {
 pub async fn query(config: &Config) -> Result<AgentStatus> {
     let text = socket::ask(&plan::status_socket(config), "status").await?;
     serde_json::from_str(&text).context("the agent's answer")
+}
+
+/// `vc-agent diagnose` (R24): the status, a ping over each tunnel, the status again (what
+/// moved in between is live evidence), and Cisco's troubleshooting tree over them.
+pub async fn diagnose(config: &Config) -> Result<diagnose::Diagnosis> {
+    let before = query(config).await?;
+    let probed = before.clone();
+    let pings = tokio::task::spawn_blocking(move || probe::ping_tunnels(&probed)).await?;
+    let status = query(config).await?;
+    Ok(diagnose::diagnose(&diagnose::Observation {
+        status,
+        before: Some(before),
+        pings,
+    }))
 }
