@@ -7,8 +7,10 @@
 //! the BGP sessions are closed (Cease) and their routes withdrawn; the datapath and charon
 //! stay, so GRE stays blocked in clear and a restarted agent adopts both.
 pub mod diagnose;
+pub mod http;
 pub mod liveness;
 pub mod manual;
+pub mod metrics;
 pub mod plan;
 pub mod probe;
 pub mod socket;
@@ -134,6 +136,15 @@ impl Agent {
         agent.tasks.push(agent.follow_path_mtu());
         let socket = socket::serve(&agent.plan.status_socket, agent.answer())?;
         agent.tasks.push(socket);
+        let sources = agent.sources();
+        if let Some(metrics) = metrics::serve(
+            &agent.config.agent.metrics_listen,
+            Arc::new(move || sources.status()),
+        )
+        .await
+        {
+            agent.tasks.push(metrics);
+        }
         info!(
             tunnels = agent.plan.tunnels.len(),
             socket = %agent.plan.status_socket.display(),
