@@ -183,8 +183,9 @@ fn failure_causes(c: &Context, ipsec: &IpsecStatus, ike_stage: bool) -> Vec<Like
             Cause::PskOrIdentity,
             format!(
                 "wrong pre-shared key or IKE identity: {s}.ike_psk must be the form's key, and \
-                 the identities (our {}, the DC's {}) what Cisco configured",
-                c.t.local_gre, c.t.remote_ipsec
+                 the IKE identities (the IPsec addresses: {s}.cpe_ipsec_address, and the DC's \
+                 {}) what Cisco configured",
+                c.t.remote_ipsec
             ),
         ),
         "PEER_UNREACHABLE" => one(
@@ -434,7 +435,13 @@ fn ping(c: &Context) -> Judged {
     if p.received > 0 {
         let rtt = p
             .rtt_min_us
-            .map(|us| format!(", rtt {}.{} ms", us / 1000, us % 1000 / 100))
+            .map(|us| {
+                if us < 1000 {
+                    format!(", rtt {us} µs")
+                } else {
+                    format!(", rtt {}.{} ms", us / 1000, us % 1000 / 100)
+                }
+            })
             .unwrap_or_default();
         return judged(Verdict::Pass, format!("{detail}{rtt}"), Vec::new());
     }
@@ -514,9 +521,22 @@ fn bgp(c: &Context) -> Judged {
 
 fn bgp_causes(c: &Context, b: &BgpStatus) -> Vec<Likely> {
     let s = c.section();
+    let notification = b.last_notification.as_deref().unwrap_or("");
+    // A NOTIFICATION travels over an established TCP connection, which TCP-MD5 would have
+    // prevented: this session's passwords agree. The kernel's MD5 counters are per host, so
+    // the agent's password suspicion may come from the other tunnel's session.
+    let md5_ruled_out = !notification.is_empty();
     let mut evidence = Vec::new();
     evidence.extend(b.last_error.as_ref().map(|e| format!("last error: {e}")));
-    evidence.extend(b.diagnosis.as_ref().map(|d| format!("agent: {d}")));
+    match &b.diagnosis {
+        Some(_) if md5_ruled_out && b.likely_password_mismatch => evidence.push(
+            "the host's TCP-MD5 drop counters rose, but a NOTIFICATION crossed this session's \
+             TCP connection, so its password is right (another session's, then)"
+                .to_string(),
+        ),
+        Some(d) => evidence.push(format!("agent: {d}")),
+        None => {}
+    }
     evidence.push(format!(
         "{} connect attempt(s), {} timed out",
         b.connect_attempts, b.connect_timeouts
@@ -525,7 +545,6 @@ fn bgp_causes(c: &Context, b: &BgpStatus) -> Vec<Likely> {
         .last_error
         .as_ref()
         .is_some_and(|e| e.starts_with("sent "));
-    let notification = b.last_notification.as_deref().unwrap_or("");
     let mut causes = Vec::new();
     if notification.starts_with("2/2 ") {
         let text = if sent {
@@ -543,7 +562,7 @@ fn bgp_causes(c: &Context, b: &BgpStatus) -> Vec<Likely> {
         };
         causes.push(likely(Cause::WrongAsn, text, evidence.clone()));
     }
-    if b.likely_password_mismatch {
+    if b.likely_password_mismatch && !md5_ruled_out {
         causes.push(likely(
             Cause::BgpPasswordMismatch,
             format!(
@@ -553,7 +572,8 @@ fn bgp_causes(c: &Context, b: &BgpStatus) -> Vec<Likely> {
             evidence.clone(),
         ));
     }
-    if notification.starts_with("6/") && !sent {
+    // Peer De-configured, Connection Rejected: the DC has no such neighbour.
+    if (notification.starts_with("6/3 ") || notification.starts_with("6/5 ")) && !sent {
         causes.push(likely(
             Cause::WrongNeighbourIp,
             format!(

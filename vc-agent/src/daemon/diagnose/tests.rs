@@ -637,6 +637,23 @@ fn bgp_failures_are_step_5_with_their_cause() {
         Cause::WrongAsn,
     );
     assert!(d.to_string().contains("cpe_asn"), "{d}");
+    // The host's MD5 counters rose (the other tunnel's password is wrong), but this session
+    // exchanged a NOTIFICATION, so its own password is right: the ASN only.
+    let d = fails_at(
+        Case::ipsec().both(|t| {
+            bgp_down(t);
+            let b = bgp(t);
+            b.last_error =
+                Some("sent NOTIFICATION 2/2 OPEN Message Error / Bad Peer AS data fde8".into());
+            b.last_notification = Some("2/2 OPEN Message Error / Bad Peer AS".into());
+            b.likely_password_mismatch = true;
+            b.diagnosis = Some("likely TCP-MD5 password mismatch: 17 segment(s)".into());
+        }),
+        Step::Bgp,
+        Cause::WrongAsn,
+    );
+    assert_eq!(d.tunnel("a").expect("a").causes(), [Cause::WrongAsn], "{d}");
+    assert!(d.to_string().contains("another session's"), "{d}");
     // TCP-MD5: the speaker's own diagnosis says so.
     let d = fails_at(
         Case::ipsec().both(|t| {
