@@ -137,8 +137,14 @@ pub fn serve(listener: TcpListener, handler: Handler) -> JoinHandle<()> {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
-            let Ok((stream, peer)) = listener.accept().await else {
-                continue;
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    debug!("metrics accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             // Over the limit: close at once rather than queue (a scraper retries).
             let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {

@@ -435,7 +435,7 @@ fn bgp_faults(t: &Topology, cfg: &Path, dir: &Path) {
         "[FAIL] 5. BGP session Established",
         "likely cause (BGP password mismatch)",
         "tunnel.a.bgp_password",
-        "likely cause (wrong ASN): wrong ASN: the DC's OPEN carries another AS than tunnel.b.cisco_asn (64602)",
+        "likely cause (wrong ASN): wrong ASN: the DC's OPEN carries AS 64699, not tunnel.b.cisco_asn (64602)",
         "evidence: last error: sent NOTIFICATION 2/2 OPEN Message Error / Bad Peer AS",
         "Result: tunnel A fails at step 5 (BGP session Established), likely BGP password mismatch; tunnel B fails at step 5 (BGP session Established), likely wrong ASN.",
     ] {

@@ -548,8 +548,13 @@ fn bgp_causes(c: &Context, b: &BgpStatus) -> Vec<Likely> {
     let mut causes = Vec::new();
     if notification.starts_with("2/2 ") {
         let text = if sent {
+            let theirs = b
+                .last_error
+                .as_deref()
+                .and_then(bad_peer_as)
+                .map_or_else(|| "another AS".to_string(), |asn| format!("AS {asn}"));
             format!(
-                "wrong ASN: the DC's OPEN carries another AS than {s}.cisco_asn ({}); check it \
+                "wrong ASN: the DC's OPEN carries {theirs}, not {s}.cisco_asn ({}); check it \
                  against the form",
                 b.remote_asn
             )
@@ -624,6 +629,20 @@ fn bgp_causes(c: &Context, b: &BgpStatus) -> Vec<Likely> {
         ));
     }
     causes
+}
+
+/// The AS in the data of a Bad Peer AS NOTIFICATION we sent (`... data 0000fcbb`): the one
+/// the DC's OPEN carried (2 or 4 octets).
+fn bad_peer_as(last_error: &str) -> Option<u32> {
+    let hex = last_error
+        .rsplit_once(" data ")?
+        .1
+        .split_whitespace()
+        .next()?;
+    if !matches!(hex.len(), 4 | 8) {
+        return None;
+    }
+    u32::from_str_radix(hex, 16).ok()
 }
 
 /// Step 6.

@@ -623,7 +623,11 @@ fn bgp_failures_are_step_5_with_their_cause() {
         Step::Bgp,
         Cause::WrongAsn,
     );
-    assert!(d.to_string().contains("cisco_asn (64601)"), "{d}");
+    assert!(
+        d.to_string()
+            .contains("the DC's OPEN carries AS 65000, not tunnel.a.cisco_asn (64601)"),
+        "{d}"
+    );
     // ...or the DC refuses ours (it sent 2/2).
     let d = fails_at(
         Case::ipsec().both(|t| {
