@@ -519,13 +519,10 @@ fn bgp(c: &Context) -> Judged {
     )
 }
 
-fn bgp_causes(c: &Context, b: &BgpStatus) -> Vec<Likely> {
-    let s = c.section();
-    let notification = b.last_notification.as_deref().unwrap_or("");
-    // A NOTIFICATION travels over an established TCP connection, which TCP-MD5 would have
-    // prevented: this session's passwords agree. The kernel's MD5 counters are per host, so
-    // the agent's password suspicion may come from the other tunnel's session.
-    let md5_ruled_out = !notification.is_empty();
+/// What the session shows, as evidence lines. A NOTIFICATION travels over an established
+/// TCP connection, which a TCP-MD5 mismatch would have prevented: then this session's
+/// passwords agree, and the host-wide MD5 counters speak of another session.
+fn bgp_evidence(b: &BgpStatus, md5_ruled_out: bool) -> Vec<String> {
     let mut evidence = Vec::new();
     evidence.extend(b.last_error.as_ref().map(|e| format!("last error: {e}")));
     match &b.diagnosis {
@@ -541,31 +538,45 @@ fn bgp_causes(c: &Context, b: &BgpStatus) -> Vec<Likely> {
         "{} connect attempt(s), {} timed out",
         b.connect_attempts, b.connect_timeouts
     ));
+    evidence
+}
+
+/// NOTIFICATION 2/2 Bad Peer AS: which side's AS is wrong depends on who sent it.
+fn wrong_asn(c: &Context, b: &BgpStatus, sent: bool, evidence: Vec<String>) -> Likely {
+    let s = c.section();
+    let text = if sent {
+        let theirs = b
+            .last_error
+            .as_deref()
+            .and_then(bad_peer_as)
+            .map_or_else(|| "another AS".to_string(), |asn| format!("AS {asn}"));
+        format!(
+            "wrong ASN: the DC's OPEN carries {theirs}, not {s}.cisco_asn ({}); check it \
+             against the form",
+            b.remote_asn
+        )
+    } else {
+        format!(
+            "wrong ASN: the DC refuses our AS {}; check {s}.cpe_asn against the form (Cisco \
+             configured another)",
+            b.local_asn
+        )
+    };
+    likely(Cause::WrongAsn, text, evidence)
+}
+
+fn bgp_causes(c: &Context, b: &BgpStatus) -> Vec<Likely> {
+    let s = c.section();
+    let notification = b.last_notification.as_deref().unwrap_or("");
+    let md5_ruled_out = !notification.is_empty();
+    let evidence = bgp_evidence(b, md5_ruled_out);
     let sent = b
         .last_error
         .as_ref()
         .is_some_and(|e| e.starts_with("sent "));
     let mut causes = Vec::new();
     if notification.starts_with("2/2 ") {
-        let text = if sent {
-            let theirs = b
-                .last_error
-                .as_deref()
-                .and_then(bad_peer_as)
-                .map_or_else(|| "another AS".to_string(), |asn| format!("AS {asn}"));
-            format!(
-                "wrong ASN: the DC's OPEN carries {theirs}, not {s}.cisco_asn ({}); check it \
-                 against the form",
-                b.remote_asn
-            )
-        } else {
-            format!(
-                "wrong ASN: the DC refuses our AS {}; check {s}.cpe_asn against the form \
-                 (Cisco configured another)",
-                b.local_asn
-            )
-        };
-        causes.push(likely(Cause::WrongAsn, text, evidence.clone()));
+        causes.push(wrong_asn(c, b, sent, evidence.clone()));
     }
     if b.likely_password_mismatch && !md5_ruled_out {
         causes.push(likely(
