@@ -11,6 +11,7 @@ pub mod http;
 pub mod liveness;
 pub mod manual;
 pub mod metrics;
+pub mod observe;
 pub mod plan;
 pub mod probe;
 pub mod socket;
@@ -385,16 +386,7 @@ pub async fn query(config: &Config) -> Result<AgentStatus> {
     serde_json::from_str(&text).context("the agent's answer")
 }
 
-/// `vc-agent diagnose` (R24): the status, a ping over each tunnel, the status again (what
-/// moved in between is live evidence), and Cisco's troubleshooting tree over them.
+/// `vc-agent diagnose` (R24): Cisco's troubleshooting tree over the running agent.
 pub async fn diagnose(config: &Config) -> Result<diagnose::Diagnosis> {
-    let before = query(config).await?;
-    let probed = before.clone();
-    let pings = tokio::task::spawn_blocking(move || probe::ping_tunnels(&probed)).await?;
-    let status = query(config).await?;
-    Ok(diagnose::diagnose(&diagnose::Observation {
-        status,
-        before: Some(before),
-        pings,
-    }))
+    observe::diagnose(config).await
 }

@@ -42,7 +42,7 @@ const EVENTS: [&str; 5] = [
     "log",
 ];
 /// How often the SA table is refreshed from `list-sas` and down tunnels are retried.
-const TICK: Duration = Duration::from_secs(5);
+pub const TICK: Duration = Duration::from_secs(5);
 /// How long a tunnel may stay without a child SA before the agent initiates again (charon
 /// retries unanswered IKE itself; after `AUTHENTICATION_FAILED` or a proposal mismatch it
 /// gives up, so this is what keeps trying).

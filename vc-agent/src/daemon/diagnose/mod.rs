@@ -6,7 +6,7 @@
 //!
 //! Pure: [`diagnose`] reads an [`Observation`] (the agent's status, optionally the status from
 //! just before the probe, and the ping probe's results) and says what it means. Fetching the
-//! status and pinging are `vc-agent diagnose`'s job (see [`super::probe`]).
+//! status and pinging are `vc-agent diagnose`'s job (see [`super::observe`]).
 mod evidence;
 mod steps;
 #[cfg(test)]
