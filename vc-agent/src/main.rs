@@ -33,6 +33,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Walk Cisco's troubleshooting tree for each tunnel (IKE SA, child SA, keepalives, ping,
+    /// BGP, routes) on the running agent: the first failing step and its likely causes.
+    /// Pings the DCs' tunnel IPs (run as root). Exit status 1 if a step fails.
+    Diagnose {
+        #[arg(short, long, default_value = "/etc/vc/vc.toml")]
+        config: PathBuf,
+        /// Print JSON instead of the checklist.
+        #[arg(long)]
+        json: bool,
+    },
     /// The datapath by hand: tunnel interfaces, programs and maps, with the config's prefixes
     /// as static routes (no BGP, no IPsec).
     Datapath {
@@ -130,6 +140,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print!("{status}");
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Diagnose { config, json } => {
+            let config = config::load(&config)?;
+            let diagnosis = runtime()?.block_on(daemon::diagnose(&config))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&diagnosis)?);
+            } else {
+                print!("{diagnosis}");
+            }
+            Ok(if diagnosis.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Datapath { action, config } => {
             init_logging();

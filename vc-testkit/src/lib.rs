@@ -4,6 +4,7 @@ pub mod bird;
 pub mod bpffs;
 pub mod capture;
 pub mod charon;
+pub mod metrics;
 pub mod netns;
 pub mod packet;
 pub mod privilege;

@@ -581,10 +581,21 @@ impl Session {
         if self.fsm.state() == State::Established {
             return;
         }
+        // A NOTIFICATION crossed this session's TCP connection, so its TCP-MD5 keys agree: the
+        // host-wide counters then belong to another session (the other tunnel's).
+        let tcp_got_through = self
+            .snapshot
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.notification.is_some());
         let evidence = Evidence {
             md5_configured: self.cfg.md5_password.is_some(),
             connect_timeouts: self.snapshot.connect_timeouts,
-            md5: Self::md5_counters().since(self.md5_base),
+            md5: if tcp_got_through {
+                Md5Counters::default()
+            } else {
+                Self::md5_counters().since(self.md5_base)
+            },
         };
         let diagnosis = Diagnosis::from_evidence(&evidence);
         let text = diagnosis.map(|d| d.to_string());

@@ -6,9 +6,14 @@
 //! keepalives and liveness, path-MTU following, and the status socket. On SIGTERM or SIGINT
 //! the BGP sessions are closed (Cease) and their routes withdrawn; the datapath and charon
 //! stay, so GRE stays blocked in clear and a restarted agent adopts both.
+pub mod diagnose;
+pub mod http;
 pub mod liveness;
 pub mod manual;
+pub mod metrics;
+pub mod observe;
 pub mod plan;
+pub mod probe;
 pub mod socket;
 pub mod status;
 
@@ -133,6 +138,15 @@ impl Agent {
         agent.tasks.push(agent.follow_path_mtu());
         let socket = socket::serve(&agent.plan.status_socket, agent.answer())?;
         agent.tasks.push(socket);
+        let sources = agent.sources();
+        if let Some(metrics) = metrics::serve(
+            &agent.config.agent.metrics_listen,
+            Arc::new(move || sources.status()),
+        )
+        .await
+        {
+            agent.tasks.push(metrics);
+        }
         info!(
             tunnels = agent.plan.tunnels.len(),
             socket = %agent.plan.status_socket.display(),
@@ -371,4 +385,9 @@ pub async fn run(config: Config) -> Result<()> {
 pub async fn query(config: &Config) -> Result<AgentStatus> {
     let text = socket::ask(&plan::status_socket(config), "status").await?;
     serde_json::from_str(&text).context("the agent's answer")
+}
+
+/// `vc-agent diagnose` (R24): Cisco's troubleshooting tree over the running agent.
+pub async fn diagnose(config: &Config) -> Result<diagnose::Diagnosis> {
+    observe::diagnose(config).await
 }

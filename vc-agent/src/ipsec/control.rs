@@ -26,7 +26,7 @@ use crate::{
     config::{CharonMode, Config, SecretError, TunnelId},
     ipsec::{
         charon::{CharonError, Supervised},
-        conn,
+        conn, journal,
         policy::{self, PolicyError},
         sa::{Change, SaTable},
         vici::{Client, Message, ViciError},
@@ -42,7 +42,7 @@ const EVENTS: [&str; 5] = [
     "log",
 ];
 /// How often the SA table is refreshed from `list-sas` and down tunnels are retried.
-const TICK: Duration = Duration::from_secs(5);
+pub const TICK: Duration = Duration::from_secs(5);
 /// How long a tunnel may stay without a child SA before the agent initiates again (charon
 /// retries unanswered IKE itself; after `AUTHENTICATION_FAILED` or a proposal mismatch it
 /// gives up, so this is what keeps trying).
@@ -535,14 +535,28 @@ impl Controller {
     }
 
     fn event(&mut self, name: &str, msg: &Message) {
+        if name == "log"
+            && let Some(line) = journal::charon_line(msg)
+        {
+            match line.level {
+                journal::Level::Info => {
+                    tracing::info!(tunnel = %line.tunnel, group = line.group, "charon: {}", line.text);
+                }
+                journal::Level::Debug => {
+                    tracing::debug!(tunnel = %line.tunnel, group = line.group, "charon: {}", line.text);
+                }
+            }
+        }
         let changes = self.table.apply(name, msg, SystemTime::now());
         if changes.is_empty() {
             return;
         }
         for c in changes {
+            let text = journal::describe(&c, &self.table);
             match &c {
-                Change::Failed(id, f) => tracing::warn!(tunnel = %id, failure = f.name(), "{f}"),
-                other => tracing::info!(change = ?other, "IPsec"),
+                Change::Failed(_, f) => tracing::warn!(failure = f.name(), "{text}"),
+                Change::IkeDown(_) | Change::ChildDown(_) => tracing::warn!("{text}"),
+                _ => tracing::info!("{text}"),
             }
             self.notify(Notice::Sa(c));
         }

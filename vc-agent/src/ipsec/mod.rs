@@ -21,6 +21,7 @@ pub mod cli;
 pub mod conn;
 pub mod control;
 pub mod failure;
+pub mod journal;
 pub mod policy;
 pub mod report;
 pub mod sa;

@@ -1,0 +1,734 @@
+//! Each step's judgement and its likely causes, from the evidence. A step is judged on its
+//! own; [`super::walk`] decides whether the verdict counts (only up to the first failure).
+use std::time::Duration;
+
+use super::{Cause, Likely, Step, Verdict, evidence::Context};
+use crate::daemon::status::{BgpStatus, FailureStatus, IpsecStatus, format_duration};
+
+/// What one step came to, before the walk.
+pub struct Judged {
+    pub verdict: Verdict,
+    pub detail: String,
+    pub causes: Vec<Likely>,
+}
+
+fn judged(verdict: Verdict, detail: impl Into<String>, causes: Vec<Likely>) -> Judged {
+    Judged {
+        verdict,
+        detail: detail.into(),
+        causes,
+    }
+}
+
+fn likely(cause: Cause, text: impl Into<String>, evidence: Vec<String>) -> Likely {
+    Likely {
+        cause,
+        text: text.into(),
+        evidence,
+    }
+}
+
+fn secs(s: Option<u64>) -> String {
+    s.map_or_else(|| "-".into(), |s| format_duration(Duration::from_secs(s)))
+}
+
+pub fn judge(step: Step, c: &Context) -> Judged {
+    match step {
+        Step::IkeSa => ike(c),
+        Step::ChildSa => child(c),
+        Step::Keepalives => keepalives(c),
+        Step::Ping => ping(c),
+        Step::Bgp => bgp(c),
+        Step::Routes => routes(c),
+    }
+}
+
+/// The IPsec state of a tunnel in IPsec mode, or the verdict that stands in for it.
+fn ipsec<'a>(c: &'a Context) -> Result<&'a IpsecStatus, Judged> {
+    if !c.ipsec_mode() {
+        return Err(judged(
+            Verdict::NotApplicable,
+            "external-ipsec mode: the box that does IPsec must show this",
+            Vec::new(),
+        ));
+    }
+    c.t.ipsec.as_ref().ok_or_else(|| {
+        judged(
+            Verdict::Fail,
+            "the agent reports no IPsec state for this tunnel",
+            charon_down(c).into_iter().collect(),
+        )
+    })
+}
+
+fn charon_down(c: &Context) -> Option<Likely> {
+    let charon = c.status.charon.as_deref()?;
+    (!charon.starts_with("running")).then(|| {
+        likely(
+            Cause::CharonDown,
+            "charon (strongSwan) is not running, so nothing negotiates IKE: see the agent's \
+             log and charon's own log in charon.run_dir",
+            vec![format!("charon: {charon}")],
+        )
+    })
+}
+
+/// The last IPsec failure as an evidence line.
+fn failure_line(e: &FailureStatus) -> String {
+    format!(
+        "last IPsec error {} {} ago; charon said \"{}\"",
+        e.name,
+        secs(Some(e.age_s)),
+        e.line
+    )
+}
+
+/// Step 1.
+fn ike(c: &Context) -> Judged {
+    let ipsec = match ipsec(c) {
+        Ok(i) => i,
+        Err(j) => return j,
+    };
+    let Some(ike) = ipsec.ike.as_ref().filter(|i| i.up) else {
+        return ike_down(c, ipsec);
+    };
+    let detail = format!(
+        "{} with {} ({}{}), up {}",
+        ike.state,
+        ike.remote,
+        ike.proposal,
+        if ike.nat { ", NAT-T on UDP 4500" } else { "" },
+        secs(ike.established_s)
+    );
+    if ipsec.ike_ups > 1 {
+        let mut evidence = vec![format!(
+            "IKE SA established {} times since the agent started {} ago",
+            ipsec.ike_ups,
+            c.uptime()
+        )];
+        evidence.extend(ipsec.last_error.as_ref().map(failure_line));
+        return judged(
+            Verdict::Warn,
+            detail,
+            vec![likely(
+                Cause::IkeUnstable,
+                "the IKE SA is up but not stable: it was re-established (DPD timeouts, \
+                 the DC deleting it, or a path that drops UDP 500/4500 now and then)",
+                evidence,
+            )],
+        );
+    }
+    judged(Verdict::Pass, detail, Vec::new())
+}
+
+fn ike_down(c: &Context, ipsec: &IpsecStatus) -> Judged {
+    let detail = match &ipsec.ike {
+        Some(ike) => format!("IKE SA {} with {}, not established", ike.state, ike.remote),
+        None => format!("no IKE SA with {}", c.t.remote_ipsec),
+    };
+    let mut causes: Vec<Likely> = charon_down(c).into_iter().collect();
+    if causes.is_empty() {
+        causes.extend(failure_causes(c, ipsec, true));
+    }
+    judged(Verdict::Fail, detail, causes)
+}
+
+/// The likely causes of the recorded IKE failure; `ike_stage`: the IKE SA is not up, so a
+/// proposal failure is the IKE proposal's.
+fn failure_causes(c: &Context, ipsec: &IpsecStatus, ike_stage: bool) -> Vec<Likely> {
+    let s = c.section();
+    let Some(e) = &ipsec.last_error else {
+        let waiting = format!(
+            "no failure recorded yet: charon is still negotiating with {} (agent up {})",
+            c.t.remote_ipsec,
+            c.uptime()
+        );
+        let mut causes = vec![likely(
+            Cause::NotYetUp,
+            "negotiation under way: ask again in a few seconds",
+            vec![waiting.clone()],
+        )];
+        if ike_stage {
+            causes.push(likely(
+                Cause::PeerUnreachable,
+                format!(
+                    "if it stays so: the DC does not answer IKE. Check {s}.dc_ipsec_address ({}) \
+                     against the form and that UDP 500 and 4500 pass both ways",
+                    c.t.remote_ipsec
+                ),
+                vec![waiting],
+            ));
+        }
+        return causes;
+    };
+    let evidence = vec![failure_line(e)];
+    let one = |cause, text: String| vec![likely(cause, text, evidence.clone())];
+    match e.name.as_str() {
+        "NO_PROPOSAL_CHOSEN" if ike_stage => one(
+            Cause::IkeProposalMismatch,
+            format!(
+                "IKE proposal mismatch: the DC accepts none of {s}.ike_proposals; compare \
+                 encryption, integrity/PRF and DH group with the form (R6)"
+            ),
+        ),
+        "NO_PROPOSAL_CHOSEN" => one(
+            Cause::EspProposalMismatch,
+            format!(
+                "ESP proposal mismatch: the DC accepts none of {s}.esp_proposals; compare \
+                 encryption, integrity and the PFS group with the form (R6). A DC that cannot \
+                 install the SA answers the same"
+            ),
+        ),
+        "AUTHENTICATION_FAILED" => one(
+            Cause::PskOrIdentity,
+            format!(
+                "wrong pre-shared key or IKE identity: {s}.ike_psk must be the form's key, and \
+                 the IKE identities (the IPsec addresses: {s}.cpe_ipsec_address, and the DC's \
+                 {}) what Cisco configured",
+                c.t.remote_ipsec
+            ),
+        ),
+        "PEER_UNREACHABLE" => one(
+            Cause::PeerUnreachable,
+            format!(
+                "the DC does not answer IKE: check {s}.dc_ipsec_address ({}) against the form, \
+                 the route to it, and that no firewall drops UDP 500/4500 (or ESP) on the way",
+                c.t.remote_ipsec
+            ),
+        ),
+        "TS_UNACCEPTABLE" => one(
+            Cause::WrongSelectors,
+            format!(
+                "the DC refuses the traffic selectors, GRE from {} to {}: check \
+                 {s}.cpe_gre_address and {s}.dc_gre_address against the form; the DC's crypto \
+                 ACL must permit GRE (not IP) host to host (R7)",
+                c.t.local_gre, c.t.remote_gre
+            ),
+        ),
+        "KERNEL_REFUSED" => one(
+            Cause::KernelRefused,
+            "this host's kernel refused the SA or its policies: ESP support (esp4, xfrm_user) \
+             or the negotiated algorithm is missing"
+                .to_string(),
+        ),
+        other => one(
+            Cause::DcNotify,
+            format!("the DC refused with {other}: {}", e.meaning),
+        ),
+    }
+}
+
+/// Step 2.
+fn child(c: &Context) -> Judged {
+    let ipsec = match ipsec(c) {
+        Ok(i) => i,
+        Err(j) => return j,
+    };
+    let Some(child) = &ipsec.child else {
+        let detail = "no child SA installed".to_string();
+        let causes = if ipsec.ike.as_ref().is_some_and(|i| i.up) {
+            failure_causes(c, ipsec, false)
+        } else {
+            Vec::new()
+        };
+        return judged(Verdict::Fail, detail, causes);
+    };
+    let detail = format!(
+        "{} {} reqid {}, {} ⇄ {}, {}, ESP {} pkts in {} out",
+        child.state,
+        child.mode.to_lowercase(),
+        child.reqid,
+        child.local_ts.join(","),
+        child.remote_ts.join(","),
+        child.proposal,
+        child.packets_in,
+        child.packets_out
+    );
+    let s = c.section();
+    let mut causes = Vec::new();
+    if !child.mode.eq_ignore_ascii_case("tunnel") {
+        causes.push(likely(
+            Cause::WrongMode,
+            "the child SA is not in tunnel mode: Virtual Connect needs ESP tunnel mode (R5); \
+             another IPsec configuration on this host may have negotiated it",
+            vec![format!("child SA mode {}", child.mode)],
+        ));
+    }
+    let (local, remote) = c.expected_selectors();
+    if child.local_ts != [local.clone()] || child.remote_ts != [remote.clone()] {
+        causes.push(likely(
+            Cause::WrongSelectors,
+            format!(
+                "the selectors are not GRE only between the two GRE transport IPs (R7): check \
+                 {s}.cpe_gre_address and {s}.dc_gre_address against the form"
+            ),
+            vec![format!(
+                "selectors {} ⇄ {}, expected {local} ⇄ {remote}",
+                child.local_ts.join(","),
+                child.remote_ts.join(",")
+            )],
+        ));
+    }
+    if let Some(reqid) = c.expected_reqid().filter(|r| *r != child.reqid) {
+        causes.push(likely(
+            Cause::WrongReqid,
+            "the child SA does not carry vc's reqid, so the datapath drops its GRE as wrong_sa: \
+             another IPsec configuration on this host negotiated it",
+            vec![format!("reqid {}, vc's is {reqid}", child.reqid)],
+        ));
+    }
+    let verdict = if causes.is_empty() {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
+    judged(verdict, detail, causes)
+}
+
+/// Step 3.
+fn keepalives(c: &Context) -> Judged {
+    let k = &c.t.keepalive;
+    let heard = c.heard();
+    if !k.enabled {
+        return if k.reflected > 0 {
+            judged(
+                Verdict::Pass,
+                format!("ours are off; the DC's reflected: {}", heard.text()),
+                Vec::new(),
+            )
+        } else {
+            judged(
+                Verdict::NotApplicable,
+                "ours are off (keepalive_interval_s = 0) and the DC sends none: liveness is not \
+                 judged from keepalives",
+                Vec::new(),
+            )
+        };
+    }
+    let detail = format!(
+        "sent {}, answered {}, the DC's reflected {}, missed in a row {} of {} allowed",
+        k.sent, k.replies, k.reflected, k.missed, k.retries
+    );
+    if heard.total > 0 && k.missed < k.retries {
+        return judged(Verdict::Pass, detail, Vec::new());
+    }
+    judged(Verdict::Fail, detail, no_keepalive_causes(c))
+}
+
+/// Why nothing (or no keepalive) comes back from the DC, from what does come back.
+fn no_keepalive_causes(c: &Context) -> Vec<Likely> {
+    let k = &c.t.keepalive;
+    let s = c.section();
+    let rx = c.rx();
+    let esp = c.esp();
+    let ping = c.ping_ok();
+    let drops = c.rx_drops();
+    let mut causes = Vec::new();
+    if k.replies + k.reflected == 0 && !c.keepalives_had_time() {
+        causes.push(likely(
+            Cause::NotYetUp,
+            "the agent has only just started: ask again after a few keepalive intervals",
+            vec![format!(
+                "agent up {}, keepalives every {}s, {} may be missed",
+                c.uptime(),
+                k.interval_s,
+                k.retries
+            )],
+        ));
+    }
+    // Traffic flows but no keepalive does: the DC has them off (R13).
+    if ping == Some(true) || rx.moving() {
+        let mut evidence = vec![format!(
+            "keepalives: {} sent, {} answered, {} from the DC",
+            k.sent, k.replies, k.reflected
+        )];
+        evidence.extend(c.ping_text());
+        evidence.push(format!("GRE decapsulated from the DC: {}", rx.text()));
+        if let Some((esp_in, _)) = esp {
+            evidence.push(format!("ESP packets in: {}", esp_in.text()));
+        }
+        causes.push(likely(
+            Cause::KeepaliveDisabledOnDc,
+            format!(
+                "the tunnel carries traffic but the DC neither answers nor sends GRE \
+                 keepalives: they are off on the DC's side. Ask Cisco to enable them, or turn \
+                 ours off with {s}.keepalive_interval_s = 0 (R13)"
+            ),
+            evidence,
+        ));
+        return causes;
+    }
+    let esp_in_moving = esp.is_some_and(|(esp_in, _)| esp_in.moving());
+    if esp_in_moving || !drops.is_empty() {
+        // ESP comes in, or GRE does, and yet nothing reaches the tunnel.
+        let mut evidence = Vec::new();
+        if let Some((esp_in, _)) = esp {
+            evidence.push(format!("ESP packets in: {}", esp_in.text()));
+        }
+        evidence.push(format!("GRE decapsulated from the DC: {}", rx.text()));
+        evidence.extend(drops);
+        causes.push(likely(
+            Cause::GreDropped,
+            "packets from the DC arrive but none reaches the tunnel: a firewall or policy on \
+             this host drops the decrypted GRE, the DC sends GRE in clear (no_secpath), or an \
+             SA that is not this tunnel's decrypts it (wrong_sa)",
+            evidence,
+        ));
+    } else if let Some((esp_in, esp_out)) = esp.filter(|(_, out)| out.moving()) {
+        let mut evidence = vec![
+            format!("ESP packets out: {}", esp_out.text()),
+            format!("ESP packets in: {}", esp_in.text()),
+        ];
+        evidence.extend(c.ping_text());
+        causes.push(likely(
+            Cause::EspBlocked,
+            format!(
+                "ESP leaves for the DC but nothing comes back: a firewall or NAT on the path \
+                 drops ESP (IP 50) or UDP 4500 toward the CPE, or the DC's side of the tunnel \
+                 is down ({})",
+                c.t.remote_ipsec
+            ),
+            evidence,
+        ));
+    } else {
+        let mut evidence = vec![format!("GRE decapsulated from the DC: {}", rx.text())];
+        if let Some((esp_in, esp_out)) = esp {
+            evidence.push(format!(
+                "ESP packets in {}, out {}",
+                esp_in.text(),
+                esp_out.text()
+            ));
+        }
+        evidence.extend(c.ping_text());
+        causes.push(likely(
+            Cause::PathDown,
+            format!(
+                "nothing comes back from the DC's GRE transport IP {}: the path to the DC is \
+                 down, a firewall drops GRE (IP 47){}, or the DC's tunnel is down; check \
+                 {s}.dc_gre_address against the form",
+                c.t.remote_gre,
+                if c.ipsec_mode() {
+                    " or ESP"
+                } else {
+                    " or the external IPsec box does not pass it"
+                }
+            ),
+            evidence,
+        ));
+    }
+    causes
+}
+
+/// Step 4.
+fn ping(c: &Context) -> Judged {
+    let Some(p) = c.ping else {
+        return judged(
+            Verdict::Skipped,
+            format!(
+                "not probed (`vc-agent diagnose` pings {} from {} when run as root on the CPE)",
+                c.t.dc_tunnel_ip, c.t.local_tunnel_ip
+            ),
+            Vec::new(),
+        );
+    };
+    let detail = c.ping_text().unwrap_or_default();
+    if p.received > 0 {
+        let rtt = p
+            .rtt_min_us
+            .map(|us| {
+                if us < 1000 {
+                    format!(", rtt {us} µs")
+                } else {
+                    format!(", rtt {}.{} ms", us / 1000, us % 1000 / 100)
+                }
+            })
+            .unwrap_or_default();
+        return judged(Verdict::Pass, format!("{detail}{rtt}"), Vec::new());
+    }
+    let s = c.section();
+    let mut evidence = vec![detail.clone()];
+    if let Some(b) = &c.t.bgp
+        && b.connect_timeouts > 0
+    {
+        evidence.push(format!(
+            "BGP connects to {} timed out {} time(s)",
+            b.peer, b.connect_timeouts
+        ));
+    }
+    let inner = c.verdict("wan_rx", "inner_source_not_allowed");
+    if inner.moving() {
+        evidence.push(format!(
+            "datapath drops wan_rx inner_source_not_allowed: {} (the DC answers from another \
+             address)",
+            inner.text()
+        ));
+    }
+    let causes = vec![likely(
+        Cause::WrongTunnelIp,
+        format!(
+            "GRE works but the DC does not answer on its tunnel IP: the tunnel IPs or the mask \
+             differ from the DC's. Check {s}.cpe_tunnel_ip ({}) and {s}.dc_tunnel_ip ({}) \
+             against the form (/30 or /31?)",
+            c.t.local_tunnel_ip, c.t.dc_tunnel_ip
+        ),
+        evidence,
+    )];
+    judged(Verdict::Fail, detail, causes)
+}
+
+/// Step 5.
+fn bgp(c: &Context) -> Judged {
+    let Some(b) = &c.t.bgp else {
+        return judged(
+            Verdict::Fail,
+            "no BGP session configured for this tunnel",
+            Vec::new(),
+        );
+    };
+    let who = format!("with {} (AS {} ↔ AS {})", b.peer, b.local_asn, b.remote_asn);
+    if b.established {
+        let detail = format!(
+            "Established {who}, up {}, flaps {}",
+            secs(b.uptime_s),
+            b.flaps
+        );
+        if b.flaps > 0 {
+            let mut evidence = vec![format!(
+                "left Established {} time(s) since the agent started {} ago",
+                b.flaps,
+                c.uptime()
+            )];
+            evidence.extend(b.last_error.as_ref().map(|e| format!("last error: {e}")));
+            return judged(
+                Verdict::Warn,
+                detail,
+                vec![likely(
+                    Cause::BgpUnstable,
+                    "the session is up but has flapped: look at the last error and at the \
+                     tunnel's keepalives and IPsec rekeys around that time",
+                    evidence,
+                )],
+            );
+        }
+        return judged(Verdict::Pass, detail, Vec::new());
+    }
+    judged(
+        Verdict::Fail,
+        format!("{} {who}", b.state),
+        bgp_causes(c, b),
+    )
+}
+
+/// What the session shows, as evidence lines. A NOTIFICATION travels over an established
+/// TCP connection, which a TCP-MD5 mismatch would have prevented: then this session's
+/// passwords agree, and the host-wide MD5 counters speak of another session.
+fn bgp_evidence(b: &BgpStatus, md5_ruled_out: bool) -> Vec<String> {
+    let mut evidence = Vec::new();
+    evidence.extend(b.last_error.as_ref().map(|e| format!("last error: {e}")));
+    match &b.diagnosis {
+        Some(_) if md5_ruled_out && b.likely_password_mismatch => evidence.push(
+            "the host's TCP-MD5 drop counters rose, but a NOTIFICATION crossed this session's \
+             TCP connection, so its password is right (another session's, then)"
+                .to_string(),
+        ),
+        Some(d) => evidence.push(format!("agent: {d}")),
+        None => {}
+    }
+    evidence.push(format!(
+        "{} connect attempt(s), {} timed out",
+        b.connect_attempts, b.connect_timeouts
+    ));
+    evidence
+}
+
+/// NOTIFICATION 2/2 Bad Peer AS: which side's AS is wrong depends on who sent it.
+fn wrong_asn(c: &Context, b: &BgpStatus, sent: bool, evidence: Vec<String>) -> Likely {
+    let s = c.section();
+    let text = if sent {
+        let theirs = b
+            .last_error
+            .as_deref()
+            .and_then(bad_peer_as)
+            .map_or_else(|| "another AS".to_string(), |asn| format!("AS {asn}"));
+        format!(
+            "wrong ASN: the DC's OPEN carries {theirs}, not {s}.cisco_asn ({}); check it \
+             against the form",
+            b.remote_asn
+        )
+    } else {
+        format!(
+            "wrong ASN: the DC refuses our AS {}; check {s}.cpe_asn against the form (Cisco \
+             configured another)",
+            b.local_asn
+        )
+    };
+    likely(Cause::WrongAsn, text, evidence)
+}
+
+fn bgp_causes(c: &Context, b: &BgpStatus) -> Vec<Likely> {
+    let s = c.section();
+    let notification = b.last_notification.as_deref().unwrap_or("");
+    let md5_ruled_out = !notification.is_empty();
+    let evidence = bgp_evidence(b, md5_ruled_out);
+    let sent = b
+        .last_error
+        .as_ref()
+        .is_some_and(|e| e.starts_with("sent "));
+    let mut causes = Vec::new();
+    if notification.starts_with("2/2 ") {
+        causes.push(wrong_asn(c, b, sent, evidence.clone()));
+    }
+    if b.likely_password_mismatch && !md5_ruled_out {
+        causes.push(likely(
+            Cause::BgpPasswordMismatch,
+            format!(
+                "BGP password (TCP-MD5) mismatch: the kernels drop each other's segments \
+                 silently. {s}.bgp_password must be the form's BGP password (R17)"
+            ),
+            evidence.clone(),
+        ));
+    }
+    // Peer De-configured, Connection Rejected: the DC has no such neighbour.
+    if (notification.starts_with("6/3 ") || notification.starts_with("6/5 ")) && !sent {
+        causes.push(likely(
+            Cause::WrongNeighbourIp,
+            format!(
+                "the DC closes the session (Cease): it may not know {} as its neighbour; check \
+                 {s}.cpe_tunnel_ip and {s}.dc_tunnel_ip against the form",
+                c.t.local_tunnel_ip
+            ),
+            evidence.clone(),
+        ));
+    }
+    if causes.is_empty() && !notification.is_empty() {
+        causes.push(likely(
+            Cause::BgpNotification,
+            format!("the session failed with NOTIFICATION {notification}"),
+            evidence.clone(),
+        ));
+    }
+    if causes.is_empty() && b.connect_timeouts > 0 {
+        let cause = if c.ping_ok() == Some(true) {
+            likely(
+                Cause::WrongNeighbourIp,
+                format!(
+                    "the DC answers ping but not BGP: its neighbour is not {} (or it filters \
+                     TCP 179); check {s}.cpe_tunnel_ip and {s}.dc_tunnel_ip against the form",
+                    c.t.local_tunnel_ip
+                ),
+                evidence.iter().cloned().chain(c.ping_text()).collect(),
+            )
+        } else {
+            likely(
+                Cause::WrongTunnelIp,
+                format!(
+                    "TCP to {} times out: the tunnel IPs or mask differ from the DC's, or it is \
+                     not the DC's neighbour address",
+                    b.peer
+                ),
+                evidence.clone(),
+            )
+        };
+        causes.push(cause);
+    }
+    if causes.is_empty() {
+        causes.push(likely(
+            Cause::NotYetUp,
+            "the session is still being set up: ask again in a few seconds (the DC retries \
+             every 2 minutes at most)",
+            evidence,
+        ));
+    }
+    causes
+}
+
+/// The AS in the data of a Bad Peer AS NOTIFICATION we sent (`... data 0000fcbb`): the one
+/// the DC's OPEN carried (2 or 4 octets).
+fn bad_peer_as(last_error: &str) -> Option<u32> {
+    let hex = last_error
+        .rsplit_once(" data ")?
+        .1
+        .split_whitespace()
+        .next()?;
+    if !matches!(hex.len(), 4 | 8) {
+        return None;
+    }
+    u32::from_str_radix(hex, 16).ok()
+}
+
+/// Step 6.
+fn routes(c: &Context) -> Judged {
+    let t = c.t;
+    let s = c.section();
+    let Some(b) = &t.bgp else {
+        return judged(Verdict::NotApplicable, "no BGP session", Vec::new());
+    };
+    let missing: Vec<&String> = t
+        .expected_prefixes
+        .iter()
+        .filter(|p| !t.accepted_prefixes.contains(p))
+        .collect();
+    let detail = format!(
+        "received {}, accepted [{}] (expected {}), rejected {}, advertised {}",
+        b.received,
+        t.accepted_prefixes.join(", "),
+        t.expected_prefixes.join(" + "),
+        b.rejected,
+        b.advertised
+    );
+    let counts = format!(
+        "prefixes received {}, accepted {}, rejected {}",
+        b.received, b.accepted, b.rejected
+    );
+    let mut causes = Vec::new();
+    if !missing.is_empty() {
+        let missing: Vec<&str> = missing.iter().map(|p| p.as_str()).collect();
+        causes.push(likely(
+            Cause::PrefixMissing,
+            format!(
+                "the DC does not send {}: each DC must advertise its own /25 and the shared \
+                 /24 (R19). Ask Cisco to check DC{}'s advertisements",
+                missing.join(" and "),
+                t.dc
+            ),
+            vec![
+                counts.clone(),
+                format!("accepted [{}]", t.accepted_prefixes.join(", ")),
+            ],
+        ));
+    }
+    if b.rejected > 0 {
+        causes.push(likely(
+            Cause::WrongPrefixesFromCisco,
+            format!(
+                "the DC sends {} prefix(es) vc does not accept: only {} are taken on this tunnel; \
+                 compare [cisco] prefix, dc1_prefix and dc2_prefix with the form (the /25s \
+                 swapped?), or Cisco sends more than it should",
+                b.rejected,
+                t.expected_prefixes.join(" and ")
+            ),
+            vec![counts],
+        ));
+    }
+    if b.advertised == 0 {
+        causes.push(likely(
+            Cause::DefaultNotAdvertised,
+            format!(
+                "0.0.0.0/0 is not advertised to the DC: the DC's Virtual Connect needs it (R18); \
+                 see the agent's log for {s}"
+            ),
+            vec![format!("advertised {}", b.advertised)],
+        ));
+    }
+    let fails = causes
+        .iter()
+        .any(|l| matches!(l.cause, Cause::PrefixMissing | Cause::DefaultNotAdvertised));
+    let verdict = if fails {
+        Verdict::Fail
+    } else if causes.is_empty() {
+        Verdict::Pass
+    } else {
+        Verdict::Warn
+    };
+    judged(verdict, detail, causes)
+}
