@@ -1,0 +1,246 @@
+//! The lab in the guest: build the region, start the agent, watch both tunnels come up step by
+//! step, then show them as a network engineer would look at a CPE: `vc-agent status`, the
+//! routing table, pings from the LAN; optionally a failover, optionally a shell.
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use vc_testkit::region::{
+    Region,
+    plan::{DC1, DC2, DCS, DRAWING, LAN_HOST},
+};
+
+#[derive(clap::Args)]
+pub struct InsideOptions {
+    /// The vc-agent binary.
+    #[arg(long)]
+    pub agent: PathBuf,
+    #[arg(long)]
+    pub failover: bool,
+    #[arg(long)]
+    pub shell: bool,
+}
+
+/// How long both tunnels may take, from the agent's start to the last route.
+const UP_LIMIT: Duration = Duration::from_mins(1);
+
+fn heading(text: &str) {
+    println!("\n== {text} ==");
+}
+
+fn indent(text: &str) {
+    for line in text.trim_end().lines() {
+        println!("  {line}");
+    }
+}
+
+pub fn run(opts: &InsideOptions) -> Result<()> {
+    let t0 = Instant::now();
+    let agent = agent_path(&opts.agent)?;
+    println!(
+        "vc lab: one Virtual Connect region, in a VM running Linux {}",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+    );
+    print!("{DRAWING}");
+    let mut region = Region::build(agent)?;
+    // For a person at the shell: `vc-agent` on the PATH.
+    let _ = std::os::unix::fs::symlink(agent, "/usr/local/bin/vc-agent");
+    println!(
+        "\nregion built in {:.1}s: DC1 and DC2 wait with strongSwan (responder, GRE-only \
+         selectors), ip_gre and BIRD 2",
+        t0.elapsed().as_secs_f64()
+    );
+
+    heading("vc-agent run -c /etc/vc/vc.toml on the CPE: Cisco's checklist per tunnel (R24)");
+    region.start_agent()?;
+    let up = region
+        .start_dc_peers(UP_LIMIT)
+        .map(|()| region.wait_up(UP_LIMIT, |list, t, s| println!("{}", list.line(t, s))));
+    let (ok, list) = match up {
+        Ok(result) => result,
+        Err(e) => {
+            println!("  ✗ {e:#}");
+            (
+                false,
+                vc_testkit::region::Checklist::new(Instant::now(), &region.dcs),
+            )
+        }
+    };
+    if !ok {
+        heading("NOT UP: where each tunnel stops");
+        print!("{list}");
+        heading("logs");
+        print!("{}", region.logs(40));
+        bail!("the region did not come up within {UP_LIMIT:?}");
+    }
+    let after = region
+        .agent_started()
+        .map_or(0.0, |t| t.elapsed().as_secs_f64());
+    println!("  both tunnels up {after:.1}s after the agent started");
+
+    show(&region);
+    let pings_ok = pings(&region);
+    let failover_ok = !opts.failover || failover(&region);
+    if opts.shell {
+        shell(&region);
+    }
+    if !(pings_ok && failover_ok) {
+        heading("logs");
+        print!("{}", region.logs(40));
+        bail!("the tunnels are up but traffic does not follow them");
+    }
+    println!(
+        "\nlab OK in {:.1}s: both tunnels, BGP and routes up, the LAN reaches both DCs{}",
+        t0.elapsed().as_secs_f64(),
+        if opts.failover {
+            ", failover and back"
+        } else {
+            ""
+        }
+    );
+    println!("(its files: {})", region.dir.display());
+    Ok(())
+}
+
+/// What an engineer looks at on a CPE: the agent's view, then the kernel's.
+fn show(region: &Region) {
+    heading("vc-agent status");
+    indent(&region.agent_text(&["status"]));
+    if region.agent_can_diagnose() {
+        heading("vc-agent diagnose");
+        indent(&region.agent_text(&["diagnose"]));
+    }
+    heading("CPE: ip route show proto vc (what BGP installed, for other daemons to redistribute)");
+    indent(
+        &region
+            .cpe
+            .sh("ip route show proto vc")
+            .unwrap_or_else(|e| format!("{e:#}")),
+    );
+    heading("CPE: ip route");
+    indent(&region.cpe.sh("ip route").unwrap_or_default());
+}
+
+/// Pings from the LAN host to a host in each /25; each must leave on its own tunnel (R20).
+fn pings(region: &Region) -> bool {
+    heading(&format!("from the LAN host {LAN_HOST}"));
+    let mut ok = true;
+    for dc in DCS {
+        ok &= ping_via(
+            region,
+            dc.host,
+            &format!("DC{}'s /25", dc.n),
+            &dc.interface(),
+        );
+    }
+    ok
+}
+
+/// One ping round to `dst`, which the CPE must route out of `dev`.
+fn ping_via(region: &Region, dst: Ipv4Addr, what: &str, dev: &str) -> bool {
+    let route = region.route_get(dst);
+    let (replied, summary) = Region::ping(&region.lan, dst, 3);
+    let right_way = route.contains(&format!("dev {dev} "));
+    println!(
+        "  {} ping {dst} ({what}): {}",
+        if replied && right_way { "✓" } else { "✗" },
+        summary.lines().next().unwrap_or("no output")
+    );
+    println!("      CPE: {route}");
+    if !right_way {
+        println!("      expected dev {dev}");
+    }
+    replied && right_way
+}
+
+/// R21: DC2 shuts its BGP session down; its /25 follows the /24 over tunnel A and DC2's
+/// host stays reachable (over Cisco's backbone); then the session returns and so does the
+/// /25.
+fn failover(region: &Region) -> bool {
+    heading("failover (R21): DC2 shuts its BGP session with the CPE down");
+    let dc2 = region.dc(2);
+    let host = DC2.host;
+    let step = |result: Result<Duration>, what: &str| match result {
+        Ok(took) => {
+            println!("  ✓ {what} after {:.1}s", took.as_secs_f64());
+            true
+        }
+        Err(e) => {
+            println!("  ✗ {what}: {e:#}");
+            false
+        }
+    };
+    let t = Instant::now();
+    let moved = dc2
+        .bgp_down()
+        .and_then(|()| region.wait_route(host, &DC1.interface(), Duration::from_secs(15)))
+        .map(|_| t.elapsed());
+    if !step(
+        moved,
+        "DC2's /25 withdrawn; traffic to it follows the /24 over tunnel A",
+    ) {
+        return false;
+    }
+    indent(&region.cpe.sh("ip route show proto vc").unwrap_or_default());
+    let mut ok = ping_via(region, host, "DC2's /25, now via DC1", &DC1.interface());
+    println!("  DC2 enables the session again");
+    let t = Instant::now();
+    let back = dc2
+        .bgp_up()
+        .and_then(|()| region.wait_route(host, &DC2.interface(), Duration::from_secs(40)))
+        .map(|_| t.elapsed());
+    ok &= step(back, "BGP Established again, DC2's /25 back on tunnel B");
+    ok && ping_via(region, host, "DC2's /25", &DC2.interface())
+}
+
+/// A root shell on the serial console, in the VM's root namespaces, until it exits.
+fn shell(region: &Region) {
+    heading("shell");
+    let dc_charon = |n: u8| region.dc(n).charon.pid();
+    let bird = |n: u8| {
+        region.dc(n).bird().map_or_else(String::new, |b| {
+            b.dir().join("bird.ctl").display().to_string()
+        })
+    };
+    println!(
+        "  the lab stays up until you exit. Namespaces: lan cpe wan dc1 dc2. For instance:
+    ip netns exec cpe vc-agent status
+    ip netns exec lan ping 198.18.7.140
+    ip netns exec cpe ip route show proto vc
+    nsenter -t {} -m -n swanctl --list-sas          # DC1's charon (DC2's: -t {})
+    birdc -s {} show protocols all cpe   # DC1's BIRD
+    birdc -s {} disable cpe                 # DC2's BGP down (enable: back)
+  files: {} (the agent's log, vc.toml)",
+        dc_charon(1),
+        dc_charon(2),
+        bird(1),
+        bird(2),
+        region.dir.display()
+    );
+    let status = Command::new("setsid")
+        .args(["--ctty", "--wait", "bash", "--norc", "-i"])
+        .env("PS1", "lab# ")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .status();
+    if let Err(e) = status {
+        println!("  cannot start a shell: {e}");
+    }
+}
+
+/// The path of `vc-agent`, checked.
+fn agent_path(path: &Path) -> Result<&Path> {
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(anyhow::anyhow!("no vc-agent at {}", path.display())).context("lab-inside --agent")
+    }
+}
