@@ -225,11 +225,8 @@ fn ike(t: &Value, sas: &super::dc::DcSas, plan: &DcPlan) -> (bool, String) {
     }
     let error = &t["ipsec"]["last_error"];
     let why = if error.is_object() {
-        format!(
-            ", last error {}: {}",
-            text(&error["name"]),
-            text(&error["meaning"])
-        )
+        // The meaning starts with the IKEv2 name (`AUTHENTICATION_FAILED: ...`).
+        format!(", last error {}", text(&error["meaning"]))
     } else {
         String::new()
     };

@@ -8,9 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use vc_testkit::region::{
-    Region,
+    Checklist, Region,
     plan::{DC1, DC2, DCS, DRAWING, LAN_HOST},
 };
 
@@ -25,6 +25,8 @@ pub struct InsideOptions {
     pub shell: bool,
 }
 
+/// Lines per log in a failure report (all of each is in `target/lab`).
+const LOG_LINES: usize = 30;
 /// How long both tunnels may take, from the agent's start to the last route.
 const UP_LIMIT: Duration = Duration::from_mins(1);
 
@@ -59,53 +61,67 @@ pub fn run(opts: &InsideOptions) -> Result<()> {
 
     heading("vc-agent run -c /etc/vc/vc.toml on the CPE: Cisco's checklist per tunnel (R24)");
     region.start_agent()?;
-    let up = region
-        .start_dc_peers(UP_LIMIT)
-        .map(|()| region.wait_up(UP_LIMIT, |list, t, s| println!("{}", list.line(t, s))));
-    let (ok, list) = match up {
-        Ok(result) => result,
-        Err(e) => {
-            println!("  ✗ {e:#}");
-            (
-                false,
-                vc_testkit::region::Checklist::new(Instant::now(), &region.dcs),
-            )
+    let verdict = if bring_up(&mut region) {
+        show(&region);
+        let pings_ok = pings(&region);
+        let failover_ok = !opts.failover || failover(&region);
+        if pings_ok && failover_ok {
+            println!(
+                "\nlab OK in {:.1}s: both tunnels, BGP and routes up, the LAN reaches both DCs{}",
+                t0.elapsed().as_secs_f64(),
+                if opts.failover {
+                    ", failover and back"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        } else {
+            heading("logs");
+            print!("{}", region.logs(LOG_LINES));
+            Err(anyhow::anyhow!(
+                "the tunnels are up but traffic does not follow them"
+            ))
         }
-    };
-    if !ok {
-        heading("NOT UP: where each tunnel stops");
-        print!("{list}");
+    } else {
         heading("logs");
-        print!("{}", region.logs(40));
-        bail!("the region did not come up within {UP_LIMIT:?}");
-    }
-    let after = region
-        .agent_started()
-        .map_or(0.0, |t| t.elapsed().as_secs_f64());
-    println!("  both tunnels up {after:.1}s after the agent started");
-
-    show(&region);
-    let pings_ok = pings(&region);
-    let failover_ok = !opts.failover || failover(&region);
+        print!("{}", region.logs(LOG_LINES));
+        Err(anyhow::anyhow!(
+            "the region did not come up within {UP_LIMIT:?}"
+        ))
+    };
     if opts.shell {
+        // Up or not: the shell is where one finds out why. When it exits, the kernel hangs
+        // the serial console up (its session leader left): nothing may be printed after.
         shell(&region);
     }
-    if !(pings_ok && failover_ok) {
-        heading("logs");
-        print!("{}", region.logs(40));
-        bail!("the tunnels are up but traffic does not follow them");
-    }
-    println!(
-        "\nlab OK in {:.1}s: both tunnels, BGP and routes up, the LAN reaches both DCs{}",
-        t0.elapsed().as_secs_f64(),
-        if opts.failover {
-            ", failover and back"
-        } else {
-            ""
+    verdict
+}
+
+/// Waits for both tunnels, printing each step as it first passes; on failure, where each
+/// tunnel stops.
+fn bring_up(region: &mut Region) -> bool {
+    let progress = |list: &Checklist, t, s| println!("{}", list.line(t, s));
+    let (ok, list) = match region.start_dc_peers(UP_LIMIT) {
+        Ok(()) => region.wait_up(UP_LIMIT, progress),
+        Err(e) => {
+            println!("  ✗ {e:#}");
+            let since = region.agent_started().unwrap_or_else(Instant::now);
+            let mut list = Checklist::new(since, &region.dcs);
+            region.check(&mut list);
+            (false, list)
         }
-    );
-    println!("(its files: {})", region.dir.display());
-    Ok(())
+    };
+    if ok {
+        let after = region
+            .agent_started()
+            .map_or(0.0, |t| t.elapsed().as_secs_f64());
+        println!("  both tunnels up {after:.1}s after the agent started");
+    } else {
+        heading("NOT UP: where each tunnel stops");
+        print!("{list}");
+    }
+    ok
 }
 
 /// What an engineer looks at on a CPE: the agent's view, then the kernel's.
@@ -187,7 +203,15 @@ fn failover(region: &Region) -> bool {
     ) {
         return false;
     }
-    indent(&region.cpe.sh("ip route show proto vc").unwrap_or_default());
+    println!("    CPE: ip route show proto vc");
+    for line in region
+        .cpe
+        .sh("ip route show proto vc")
+        .unwrap_or_default()
+        .lines()
+    {
+        println!("      {}", line.trim_end());
+    }
     let mut ok = ping_via(region, host, "DC2's /25, now via DC1", &DC1.interface());
     println!("  DC2 enables the session again");
     let t = Instant::now();

@@ -7,7 +7,11 @@
 //! binary, run in the VM as `xtask lab-inside`.
 mod inside;
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
 use anyhow::{Context, Result, bail};
 use vc_testkit::vm::{self, VmRun};
@@ -81,6 +85,14 @@ pub fn run(opts: &Options) -> Result<()> {
             .run()?
     };
     eprintln!("{}", outcome.summary());
+    let kept = keep_files(&outcome.dir.path().join("region"));
+    match &kept {
+        Ok(dir) => eprintln!(
+            "lab: vc.toml, the agent's log and the captures are in {}",
+            dir.display()
+        ),
+        Err(e) => eprintln!("lab: could not keep the lab's files: {e:#}"),
+    }
     if !outcome.passed() {
         let mut outcome = outcome;
         outcome.dir.keep();
@@ -101,6 +113,28 @@ pub fn run(opts: &Options) -> Result<()> {
     Ok(())
 }
 
+/// Copies the region's files (flat: config, logs, captures) out of the run's directory, which
+/// goes with the run, to `target/lab`, replacing the last lab's.
+fn keep_files(from: &Path) -> Result<PathBuf> {
+    let to = target_dir().join("lab");
+    if to.exists() {
+        std::fs::remove_dir_all(&to).with_context(|| format!("removing {}", to.display()))?;
+    }
+    std::fs::create_dir_all(&to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("{}", from.display()))? {
+        let path = entry?.path();
+        if path.is_file() {
+            std::fs::copy(&path, to.join(path.file_name().unwrap_or_default()))?;
+        }
+    }
+    Ok(to)
+}
+
+fn target_dir() -> PathBuf {
+    let root = workspace_root();
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |d| root.join(d))
+}
+
 /// Builds `vc-agent` (debug, as the tests do: one build serves both) with the BPF object.
 fn build_agent() -> Result<PathBuf> {
     let object = ebpf::build()?;
@@ -109,9 +143,7 @@ fn build_agent() -> Result<PathBuf> {
         .current_dir(&root)
         .args(["build", "--quiet", "-p", "vc-agent", "--bin", "vc-agent"])
         .env("VC_EBPF_OBJECT", &object))?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let agent = target.join("debug/vc-agent");
+    let agent = target_dir().join("debug/vc-agent");
     if !agent.is_file() {
         bail!("cargo built no {}", agent.display());
     }
