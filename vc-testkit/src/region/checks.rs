@@ -220,7 +220,12 @@ fn ike(t: &Value, sas: &super::dc::DcSas, plan: &DcPlan) -> (bool, String) {
     if cpe_up && sas.ike_established {
         return (
             true,
-            format!("{} {} (both ends)", text(&ike["state"]), sas.ike_proposal),
+            format!(
+                "{}, {} (DC{} agrees)",
+                text(&ike["state"]),
+                sas.ike_proposal,
+                plan.n
+            ),
         );
     }
     let error = &t["ipsec"]["last_error"];
@@ -261,21 +266,24 @@ fn child(t: &Value, sas: &super::dc::DcSas, plan: &DcPlan) -> (bool, String) {
         && sas.child.contains("TUNNEL")
         && sas.local_ts == dc_ts
         && sas.remote_ts == cpe_ts;
-    let detail = format!(
-        "{} {} reqid {}, {} ⇄ {} (DC{}: {})",
+    let ours = format!(
+        "{} {} {} reqid {}, {} ⇄ {}",
         text(&c["state"]),
+        text(&c["mode"]),
         text(&c["proposal"]),
         c["reqid"],
         strings(&c["local_ts"]).join(","),
         strings(&c["remote_ts"]).join(","),
-        plan.n,
-        if sas.child_installed {
-            format!("{} {} ⇄ {}", sas.child, sas.local_ts, sas.remote_ts)
-        } else {
-            "no child SA".into()
-        }
     );
-    (cpe_ok && dc_ok, detail)
+    let n = plan.n;
+    let theirs = if dc_ok {
+        format!("DC{n} agrees")
+    } else if sas.child_installed {
+        format!("DC{n}: {} {} ⇄ {}", sas.child, sas.local_ts, sas.remote_ts)
+    } else {
+        format!("DC{n}: no child SA")
+    };
+    (cpe_ok && dc_ok, format!("{ours} ({theirs})"))
 }
 
 fn keepalives(t: &Value, dc: &Dc) -> (bool, String) {
@@ -286,7 +294,7 @@ fn keepalives(t: &Value, dc: &Dc) -> (bool, String) {
     (
         n("replies") > 0 && dc_back > 0,
         format!(
-            "CPE sent {}, DC{n_dc} answered {}; DC{n_dc} sent {dc_sent}, CPE answered {dc_back}",
+            "ours: {} sent, {} answered by DC{n_dc}; DC{n_dc}'s: {dc_sent} sent, {dc_back} answered",
             n("sent"),
             n("replies"),
         ),
@@ -355,17 +363,22 @@ fn routes(t: &Value, dc: &Dc, kernel_routes: &str) -> (bool, String) {
         && advertised == 1
         && received == ["0.0.0.0/0"]
         && kernel.contains(&format!("dev {}", plan.interface()));
+    // The /25 first, as the form lists them.
+    let accepted = if accepted == expected {
+        format!("{} + {CISCO_PREFIX}", plan.prefix)
+    } else {
+        accepted.into_iter().collect::<Vec<_>>().join(" + ")
+    };
+    let received = if received.is_empty() {
+        "nothing".into()
+    } else {
+        received.join(", ")
+    };
     (
         ok,
         format!(
-            "accepted {}; DC{} received {} from us; kernel: {}",
-            accepted.into_iter().collect::<Vec<_>>().join(" + "),
+            "accepted {accepted}; advertised {advertised}, DC{} got {received}; kernel: {}",
             plan.n,
-            if received.is_empty() {
-                "nothing".into()
-            } else {
-                received.join(", ")
-            },
             if kernel.is_empty() {
                 "no route"
             } else {

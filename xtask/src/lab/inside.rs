@@ -9,6 +9,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
+use vc_testkit::capture::{Capture, Kind};
 use vc_testkit::region::{
     Checklist, Region,
     plan::{DC1, DC2, DCS, DRAWING, LAN_HOST},
@@ -60,12 +61,15 @@ pub fn run(opts: &InsideOptions) -> Result<()> {
     );
 
     heading("vc-agent run -c /etc/vc/vc.toml on the CPE: Cisco's checklist per tunnel (R24)");
+    // What the CPE puts on the WAN from its first packet: IPsec must leave nothing else.
+    let wire = Capture::egress(&region.cpe, "wan0", &region.dir.join("cpe-wan-out.pcap"))?;
     region.start_agent()?;
     let verdict = if bring_up(&mut region) {
         show(&region);
         let pings_ok = pings(&region);
         let failover_ok = !opts.failover || failover(&region);
-        if pings_ok && failover_ok {
+        let wire_ok = only_ipsec_on_the_wire(wire);
+        if pings_ok && failover_ok && wire_ok {
             println!(
                 "\nlab OK in {:.1}s: both tunnels, BGP and routes up, the LAN reaches both DCs{}",
                 t0.elapsed().as_secs_f64(),
@@ -80,7 +84,7 @@ pub fn run(opts: &InsideOptions) -> Result<()> {
             heading("logs");
             print!("{}", region.logs(LOG_LINES));
             Err(anyhow::anyhow!(
-                "the tunnels are up but traffic does not follow them"
+                "the tunnels are up, but traffic does not follow them or leaves in clear"
             ))
         }
     } else {
@@ -122,6 +126,33 @@ fn bring_up(region: &mut Region) -> bool {
         print!("{list}");
     }
     ok
+}
+
+/// The CPE's WAN egress since before the agent started: IKE and ESP only (R7, R12).
+fn only_ipsec_on_the_wire(wire: Capture) -> bool {
+    heading("the CPE's WAN, captured egress (tcpdump -Q out) since before the agent started");
+    match wire.stop() {
+        Ok(seen) => {
+            let clear = seen.not_ike_or_esp();
+            let ok = clear.is_empty() && seen.count(Kind::Esp) > 0;
+            println!(
+                "  {} {} IKE and {} ESP packets, {} GRE, {} other",
+                if ok { "✓" } else { "✗" },
+                seen.count(Kind::Ike),
+                seen.count(Kind::Esp),
+                seen.count(Kind::Gre),
+                seen.count(Kind::Other)
+            );
+            for p in clear.iter().take(5) {
+                println!("      {}", p.line);
+            }
+            ok
+        }
+        Err(e) => {
+            println!("  ✗ {e:#}");
+            false
+        }
+    }
 }
 
 /// What an engineer looks at on a CPE: the agent's view, then the kernel's.

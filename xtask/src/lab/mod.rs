@@ -88,7 +88,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let kept = keep_files(&outcome.dir.path().join("region"));
     match &kept {
         Ok(dir) => eprintln!(
-            "lab: vc.toml, the agent's log and the captures are in {}",
+            "lab: vc.toml, the agent's log and the WAN capture are in {}",
             dir.display()
         ),
         Err(e) => eprintln!("lab: could not keep the lab's files: {e:#}"),
