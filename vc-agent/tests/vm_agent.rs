@@ -72,6 +72,7 @@ fn agent_in_ipsec_mode_end_to_end() {
     sas(&region, &s);
     keepalives(&region);
     bgp_and_routes(&region, &s);
+    foreign_prefixes_unused(&region);
     each_half_on_its_tunnel(&region);
     failover(&region);
 
@@ -216,6 +217,41 @@ fn bgp_and_routes(region: &Region, s: &AgentStatus) {
     ]
     .into();
     assert_eq!(lines, want.iter().map(String::as_str).collect(), "{kernel}");
+}
+
+/// R19 from the CPE's side: when DC1 also announces DC2's /25 and a prefix outside Cisco's
+/// /24, tunnel A's session keeps them in its Adj-RIB-In, uses neither, and DC2's /25 stays on
+/// tunnel B.
+fn foreign_prefixes_unused(region: &Region) {
+    let dc1 = region.dc(1);
+    dc1.announce(&[DC2.prefix, "10.99.0.0/16"])
+        .expect("DC1 announces more");
+    let s = wait_for(
+        Duration::from_secs(15),
+        "DC1's four prefixes received",
+        || {
+            let s = status(region);
+            (tunnel(&s, &DC1).bgp.as_ref()?.received == 4).then_some(s)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(30)));
+    let a = tunnel(&s, &DC1);
+    let bgp = a.bgp.as_ref().expect("bgp");
+    assert_eq!((bgp.accepted, bgp.rejected), (2, 2), "{a}");
+    assert!(bgp.established, "the session stays up: {a}");
+    let expected: BTreeSet<String> = [DC1.prefix.to_string(), CISCO_PREFIX.to_string()].into();
+    assert_eq!(set(&a.accepted_prefixes), expected, "{a}");
+    assert!(region.route_get(DC2.host).contains("dev vc-dc2 "));
+    let kernel = region.cpe.sh("ip route show proto 201").expect("routes");
+    assert!(
+        !kernel.contains("10.99.") && kernel.matches(DC2.prefix).count() == 1,
+        "{kernel}"
+    );
+    dc1.announce(&[]).expect("DC1 back to its two");
+    wait_for(Duration::from_secs(15), "DC1 back to two prefixes", || {
+        (tunnel(&status(region), &DC1).bgp.as_ref()?.received == 2).then_some(())
+    })
+    .expect("withdrawn");
 }
 
 /// `count` pings from the LAN host; the packets each DC's `ip_gre` received meanwhile.

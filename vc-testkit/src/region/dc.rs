@@ -123,7 +123,7 @@ impl Dc {
 
     /// Starts BIRD and the keepalive sender.
     pub fn start_peers(&mut self) -> Result<()> {
-        self.bird = Some(Bird::start(&self.ns, &bird_config(self.plan))?);
+        self.bird = Some(Bird::start(&self.ns, &bird_config(self.plan, &[]))?);
         self.keepalives = Some(DcKeepalives::start(
             &self.ns,
             self.plan.gre,
@@ -166,6 +166,15 @@ impl Dc {
         self.keepalives
             .as_ref()
             .map_or((0, 0), |k| (k.sent(), k.answered()))
+    }
+
+    /// Announces `extra` prefixes besides its /25 and the /24 (none: back to Cisco's two), as
+    /// a misconfigured DC would: the CPE must not use them (R19).
+    pub fn announce(&self, extra: &[&str]) -> Result<()> {
+        self.bird
+            .as_ref()
+            .context("BIRD is not running")?
+            .reconfigure(&bird_config(self.plan, extra))
     }
 
     /// Shuts its BGP session down (Cease), as an operator at Cisco would; its routes leave
@@ -253,10 +262,10 @@ fn conn(plan: &DcPlan) -> Conn {
     c
 }
 
-/// BIRD peering with the CPE's tunnel IP: exports the /25 and the /24, accepts what the CPE
-/// sends (0.0.0.0/0), and installs it in the DC's kernel table, so replies to the LAN follow
-/// the CPE's default over the tunnel (and the backbone when the session is down).
-fn bird_config(plan: &DcPlan) -> String {
+/// BIRD peering with the CPE's tunnel IP: exports the /25 and the /24 (and `extra`), accepts
+/// what the CPE sends (0.0.0.0/0), and installs it in the DC's kernel table, so replies to the
+/// LAN follow the CPE's default over the tunnel (and the backbone when the session is down).
+fn bird_config(plan: &DcPlan, extra: &[&str]) -> String {
     let peer = BgpPeer::new(
         BGP_PROTOCOL,
         plan.tunnel_ip,
@@ -266,6 +275,11 @@ fn bird_config(plan: &DcPlan) -> String {
     )
     .password(plan.bgp_password)
     .export("dc", &[plan.prefix, CISCO_PREFIX]);
+    let peer = if extra.is_empty() {
+        peer
+    } else {
+        peer.export("extra", extra)
+    };
     format!(
         "{}protocol kernel {{\n  ipv4 {{\n    export where source = RTS_BGP;\n  }};\n}}\n",
         peer.config()

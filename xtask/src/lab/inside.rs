@@ -266,17 +266,20 @@ fn shell(region: &Region) {
     println!(
         "  the lab stays up until you exit. Namespaces: lan cpe wan dc1 dc2. For instance:
     ip netns exec cpe vc-agent status
-    ip netns exec lan ping 198.18.7.140
     ip netns exec cpe ip route show proto vc
-    nsenter -t {} -m -n swanctl --list-sas          # DC1's charon (DC2's: -t {})
-    birdc -s {} show protocols all cpe   # DC1's BIRD
-    birdc -s {} disable cpe                 # DC2's BGP down (enable: back)
-  files: {} (the agent's log, vc.toml)",
-        dc_charon(1),
-        dc_charon(2),
-        bird(1),
-        bird(2),
-        region.dir.display()
+    ip netns exec lan ping 198.18.7.140
+    # DC1's charon and BIRD (DC2's: -t {charon2}, {bird2})
+    nsenter -t {charon1} -m -n swanctl --list-sas
+    birdc -s {bird1} show protocols all cpe
+    # DC2's BGP session down, and back
+    birdc -s {bird2} disable cpe
+    birdc -s {bird2} enable cpe
+  the agent's log and vc.toml: {dir}",
+        charon1 = dc_charon(1),
+        charon2 = dc_charon(2),
+        bird1 = bird(1),
+        bird2 = bird(2),
+        dir = region.dir.display()
     );
     let status = Command::new("setsid")
         .args(["--ctty", "--wait", "bash", "--norc", "-i"])
