@@ -3,7 +3,7 @@
 use std::{
     fs::File,
     os::fd::AsRawFd,
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, ExitStatus, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
     thread,
 };
@@ -25,6 +25,18 @@ impl NetNs {
         let name = format!("vt{tag}-{}-{n}", std::process::id());
         run(Command::new("ip").args(["netns", "add", &name]))?;
         let ns = NetNs { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Creates the namespace `name` itself, with loopback up. Only where nothing else names
+    /// namespaces (the test VM): short fixed names are for a person at a shell there
+    /// (`ip netns exec cpe ...`); tests that may run side by side use [`NetNs::new`].
+    pub fn named(name: &str) -> Result<Self> {
+        run(Command::new("ip").args(["netns", "add", name]))?;
+        let ns = NetNs {
+            name: name.to_string(),
+        };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
     }
@@ -171,6 +183,11 @@ impl Daemon {
         self.child
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Its exit status, once it has exited.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
     }
 
     /// Sends `signal` (e.g. `libc::SIGTERM`) without waiting.

@@ -2,6 +2,7 @@
 mod bench;
 mod ebpf;
 mod fuzz;
+mod lab;
 mod setup;
 mod test;
 mod util;
@@ -35,6 +36,12 @@ enum Task {
     VmShell(vm::ShellOptions),
     /// A bounded run of every fuzz target (cargo-fuzz, nightly), seeded with fuzz/corpus.
     Fuzz(fuzz::Options),
+    /// The main job: a simulated region in the VM (DC1 and DC2 with strongSwan, kernel GRE
+    /// and BIRD), where `vc-agent run` brings both tunnels up, and what it shows.
+    Lab(lab::Options),
+    /// The lab's guest half (run in the VM by `lab`).
+    #[command(hide = true)]
+    LabInside(lab::InsideOptions),
 }
 
 fn main() -> Result<()> {
@@ -46,5 +53,7 @@ fn main() -> Result<()> {
         Task::VmSetup(opts) => vm::setup(&opts),
         Task::VmShell(opts) => vm::shell(&opts),
         Task::Fuzz(opts) => fuzz::run(&opts),
+        Task::Lab(opts) => lab::run(&opts),
+        Task::LabInside(opts) => lab::inside(&opts),
     }
 }

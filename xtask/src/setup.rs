@@ -47,15 +47,21 @@ pub struct Options {
 }
 
 pub fn run(opts: &Options) -> Result<()> {
+    build_and_vm(opts)?;
+    cargo_fuzz()?;
+    eprintln!("setup: done");
+    Ok(())
+}
+
+/// What building vc and booting the VM need (all of `run` but the fuzzing tools): the lab's
+/// set-up.
+pub fn build_and_vm(opts: &Options) -> Result<()> {
     if !opts.no_apt {
         apt_packages()?;
     }
     rust_src()?;
     bpf_linker()?;
-    crate::vm::setup(&crate::vm::SetupOptions::default())?;
-    cargo_fuzz()?;
-    eprintln!("setup: done");
-    Ok(())
+    crate::vm::setup(&crate::vm::SetupOptions::default())
 }
 
 fn apt_packages() -> Result<()> {

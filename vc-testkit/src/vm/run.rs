@@ -3,9 +3,14 @@
 use std::{
     fmt::Write as _,
     fs::{self, File},
+    io::{Read as _, Seek as _, SeekFrom, Write as _},
     path::{Path, PathBuf},
     process::Stdio,
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
+    thread,
     time::{Duration, Instant},
 };
 
@@ -38,6 +43,8 @@ pub struct VmRun {
     env: Vec<(String, String)>,
     cwd: Option<PathBuf>,
     timeout: Duration,
+    echo: bool,
+    interactive: bool,
 }
 
 impl VmRun {
@@ -55,6 +62,8 @@ impl VmRun {
             env,
             cwd: std::env::current_dir().ok(),
             timeout: super::default_timeout(),
+            echo: false,
+            interactive: false,
         }
     }
 
@@ -91,6 +100,23 @@ impl VmRun {
         self
     }
 
+    /// Copies the command's output to this process's stdout while it runs (it is still in
+    /// [`VmOutcome::output`] afterwards): for a person watching, not for tests.
+    #[must_use]
+    pub fn echo(mut self) -> Self {
+        self.echo = true;
+        self
+    }
+
+    /// Gives QEMU this process's terminal: the guest's serial console is the terminal (kernel
+    /// messages included), and the command may open `/dev/ttyS0` to talk to a person. No
+    /// console log is kept.
+    #[must_use]
+    pub fn interactive(mut self) -> Self {
+        self.interactive = true;
+        self
+    }
+
     /// Boots a VM, runs the command, and reports. An error means the run could not be made;
     /// a command that fails, a guest that crashes or a timeout are outcomes.
     pub fn run(self) -> Result<VmOutcome> {
@@ -100,20 +126,29 @@ impl VmRun {
         let script = results.path().join("run.sh");
         fs::write(&script, self.script(results.path()))
             .with_context(|| format!("{}", script.display()))?;
-        let console_path = results.path().join("console.log");
-        let console = File::create(&console_path)
-            .with_context(|| format!("creating {}", console_path.display()))?;
-
         let _slot = slots::acquire(SLOT_PATIENCE)?;
         let mut cmd = qemu::command(&dir, Some(&script), Some(results.path()));
-        cmd.stdin(Stdio::null())
-            .stdout(console.try_clone().context("console log")?)
-            .stderr(console);
+        if self.interactive {
+            cmd.stdin(Stdio::inherit())
+                .stdout(Stdio::inherit())
+                .stderr(Stdio::inherit());
+        } else {
+            let console_path = results.path().join("console.log");
+            let console = File::create(&console_path)
+                .with_context(|| format!("creating {}", console_path.display()))?;
+            cmd.stdin(Stdio::null())
+                .stdout(console.try_clone().context("console log")?)
+                .stderr(console);
+        }
+        let echo = self
+            .echo
+            .then(|| Follower::start(results.path().join("output.log")));
         let start = Instant::now();
         let mut vm = Qemu::spawn(&mut cmd)?;
         let status = vm.wait_until(start + self.timeout)?;
         let wall = start.elapsed();
         drop(vm);
+        drop(echo);
 
         let read = |name: &str| fs::read_to_string(results.path().join(name)).unwrap_or_default();
         let timing = read("timing");
@@ -290,6 +325,55 @@ impl Drop for RunDir {
     fn drop(&mut self) {
         if !self.keep {
             let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Copies what the guest appends to a file (its `output.log`, written through 9p without
+/// caching) to stdout, until dropped.
+struct Follower {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Follower {
+    fn start(path: PathBuf) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let mut offset = 0;
+            loop {
+                // Read once more after the stop: the last lines land just before power-off.
+                let last = flag.load(Ordering::Relaxed);
+                let mut fresh = Vec::new();
+                if let Ok(mut file) = File::open(&path)
+                    && file.seek(SeekFrom::Start(offset)).is_ok()
+                    && file.read_to_end(&mut fresh).is_ok()
+                    && !fresh.is_empty()
+                {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&fresh);
+                    let _ = out.flush();
+                    offset += fresh.len() as u64;
+                }
+                if last {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Follower {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
