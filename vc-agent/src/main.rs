@@ -98,6 +98,14 @@ enum IpsecAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        // A report piped into `head` should end quietly, as other Unix tools do, not panic on
+        // EPIPE. Not for the daemon: it writes to sockets whose peers may go away.
+        // SAFETY: restoring the default disposition of a signal has no preconditions.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
