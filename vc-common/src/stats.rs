@@ -44,6 +44,8 @@ pub struct TunnelStats {
     /// received on this CPU; the agent takes the maximum.
     pub last_rx_ns: u64,
     pub last_keepalive_rx_ns: u64,
+    /// Decapsulated packets the fast path sent straight to their egress device.
+    pub rx_fast_path_packets: u64,
 }
 
 impl TunnelStats {
@@ -61,6 +63,7 @@ impl TunnelStats {
         self.mss_clamped += other.mss_clamped;
         self.last_rx_ns = self.last_rx_ns.max(other.last_rx_ns);
         self.last_keepalive_rx_ns = self.last_keepalive_rx_ns.max(other.last_keepalive_rx_ns);
+        self.rx_fast_path_packets += other.rx_fast_path_packets;
         self
     }
 }

@@ -8,6 +8,8 @@
 #[cfg(target_arch = "bpf")]
 mod csum;
 #[cfg(target_arch = "bpf")]
+mod fib;
+#[cfg(target_arch = "bpf")]
 mod gre;
 #[cfg(target_arch = "bpf")]
 mod maps;

@@ -7,6 +7,8 @@ use core::mem::size_of;
 use aya_ebpf::programs::TcContext;
 use vc_common::DropReason;
 
+use crate::csum;
+
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: [u8; 2] = 0x0800u16.to_be_bytes();
 pub const IPPROTO_TCP: u8 = 6;
@@ -162,6 +164,22 @@ impl Ipv4 {
     pub fn header(&self, ctx: &TcContext) -> Result<*mut Ipv4Hdr, DropReason> {
         ptr_at(ctx, self.offset)
     }
+
+    /// What a router does to a packet it forwards (RFC 1812 §5.3.1), with the checksum
+    /// updated incrementally.
+    #[inline(always)]
+    pub fn decrement_ttl(&self, ctx: &TcContext) -> Result<(), DropReason> {
+        let hdr = self.header(ctx)?;
+        // SAFETY: checked by `ptr_at` inside `header`.
+        unsafe {
+            let old = u16::from_be_bytes([(*hdr).ttl, (*hdr).protocol]);
+            (*hdr).ttl -= 1;
+            let new = u16::from_be_bytes([(*hdr).ttl, (*hdr).protocol]);
+            let check = csum::replace16(u16::from_be_bytes((*hdr).check), old, new);
+            (*hdr).check = check.to_be_bytes();
+        }
+        Ok(())
+    }
 }
 
 /// The `EtherType` of the frame, or `Truncated`.
@@ -178,5 +196,17 @@ pub fn set_eth_dst(ctx: &TcContext, mac: [u8; 6]) -> Result<(), DropReason> {
     let eth: *mut EthHdr = ptr_at(ctx, 0)?;
     // SAFETY: checked by `ptr_at`.
     unsafe { (*eth).dst = mac };
+    Ok(())
+}
+
+/// Rewrites both MACs, for a frame sent out of another device.
+#[inline(always)]
+pub fn set_eth(ctx: &TcContext, src: [u8; 6], dst: [u8; 6]) -> Result<(), DropReason> {
+    let eth: *mut EthHdr = ptr_at(ctx, 0)?;
+    // SAFETY: checked by `ptr_at`.
+    unsafe {
+        (*eth).src = src;
+        (*eth).dst = dst;
+    }
     Ok(())
 }

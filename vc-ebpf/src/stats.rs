@@ -50,9 +50,10 @@ pub fn count_tx(id: u32, bytes: usize, fast_path: bool, keepalive: bool, clamped
 
 /// Counts one inner packet of `bytes` decapsulated from the DC of tunnel `id`.
 #[inline(always)]
-pub fn count_rx(id: u32, bytes: usize, reflected_keepalive: bool, clamped: bool) {
+pub fn count_rx(id: u32, bytes: usize, reflected_keepalive: bool, clamped: bool, fast_path: bool) {
     if let Some(s) = tunnel_stats(id) {
         s.rx_packets += 1;
+        s.rx_fast_path_packets += u64::from(fast_path);
         s.rx_bytes += bytes as u64;
         s.keepalive_reflected += u64::from(reflected_keepalive);
         s.mss_clamped += u64::from(clamped);

@@ -234,9 +234,15 @@ fn tunnel_families(f: &mut Families, t: &[TunnelStatus]) {
     );
     f.counter(
         "vc_tunnel_fast_path_packets",
-        "Packets encapsulated by the LAN fast path (of vc_tunnel_packets_total tx).",
+        "Packets that took a fast path: encapsulated at the LAN (tx), or sent from the WAN \
+         straight to their egress device (rx); part of vc_tunnel_packets_total.",
         None,
-        each(t, |t| Some(t.counters.fast_path_packets)),
+        each_way(t, "direction", |t| {
+            Some([
+                ("tx", t.counters.fast_path_packets),
+                ("rx", t.counters.rx_fast_path_packets),
+            ])
+        }),
     );
     f.counter(
         "vc_tunnel_mss_clamped",

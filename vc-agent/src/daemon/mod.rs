@@ -295,6 +295,7 @@ impl Sources {
                 tx_packets: stats.tx_packets,
                 tx_bytes: stats.tx_bytes,
                 fast_path_packets: stats.fast_path_packets,
+                rx_fast_path_packets: stats.rx_fast_path_packets,
                 rx_packets: stats.rx_packets,
                 rx_bytes: stats.rx_bytes,
                 mss_clamped: stats.mss_clamped,

@@ -137,6 +137,8 @@ pub struct TunnelCounters {
     pub tx_bytes: u64,
     pub fast_path_packets: u64,
     pub rx_packets: u64,
+    /// Decapsulated packets sent straight to their egress device.
+    pub rx_fast_path_packets: u64,
     pub rx_bytes: u64,
     pub mss_clamped: u64,
 }
@@ -375,7 +377,7 @@ impl fmt::Display for TunnelStatus {
         let c = &self.counters;
         writeln!(
             f,
-            "  datapath  {} mtu {} mss {}: tx {} pkts {} B (fast path {}), rx {} pkts {} B, MSS clamped {}",
+            "  datapath  {} mtu {} mss {}: tx {} pkts {} B (fast path {}), rx {} pkts {} B (fast path {}), MSS clamped {}",
             if c.up { "up" } else { "down" },
             c.mtu,
             c.mss,
@@ -384,6 +386,7 @@ impl fmt::Display for TunnelStatus {
             c.fast_path_packets,
             c.rx_packets,
             c.rx_bytes,
+            c.rx_fast_path_packets,
             c.mss_clamped
         )
     }

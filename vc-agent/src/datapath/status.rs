@@ -66,7 +66,7 @@ impl fmt::Display for DatapathStatus {
             let s = &t.stats;
             writeln!(
                 f,
-                "  {} (tunnel {}) {} mtu {}: tx {} pkts {} B (fast path {}), rx {} pkts {} B, \
+                "  {} (tunnel {}) {} mtu {}: tx {} pkts {} B (fast path {}), rx {} pkts {} B (fast path {}), \
                  keepalives sent {} answered {} reflected {}, MSS clamped {}",
                 t.name,
                 t.id,
@@ -77,6 +77,7 @@ impl fmt::Display for DatapathStatus {
                 s.fast_path_packets,
                 s.rx_packets,
                 s.rx_bytes,
+                s.rx_fast_path_packets,
                 s.keepalive_tx,
                 s.keepalive_rx,
                 s.keepalive_reflected,

@@ -42,6 +42,11 @@ pub const B_PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0x0b, 2];
 pub const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0x1a, 1];
 pub const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 0x1a, 2];
 
+/// Interface indexes no namespace has: route lookups from them fail, so the fast paths that
+/// consult the kernel's FIB take the tunnel interface, whatever the test host's routes.
+/// The fast paths are tested in namespaces of their own (`fast_path.rs`).
+const NO_DEVICE: u32 = 0x7fff_0000;
+
 /// Loopback: the only device every test namespace has. Test runs arrive "on" it, so the
 /// tunnel under test has its hidden peer there.
 const LO: u32 = 1;
@@ -72,7 +77,13 @@ impl Fixture {
         let maps = DatapathMaps::take(&mut ebpf, None).expect("maps");
         let mut f = Fixture { maps, ebpf };
         f.settings(settings_flags::FAST_PATH);
-        let peer = |id| if id == peer_tunnel { LO } else { 1000 + id };
+        let peer = |id| {
+            if id == peer_tunnel {
+                LO
+            } else {
+                NO_DEVICE + 10 + id
+            }
+        };
         f.maps
             .set_tunnel(
                 TUNNEL_A,
@@ -96,7 +107,7 @@ impl Fixture {
         );
         b.tunnel_mac = B_TUNNEL_MAC;
         b.peer_mac = B_PEER_MAC;
-        b.tunnel_ifindex = 201;
+        b.tunnel_ifindex = NO_DEVICE + 2;
         f.maps.set_tunnel(TUNNEL_B, &b).expect("tunnel B");
         f.maps
             .set_route(prefix(CISCO_NET, 25), 1 << TUNNEL_A)
@@ -118,6 +129,14 @@ impl Fixture {
 
     pub fn settings(&mut self, flags: u32) {
         self.maps.set_settings(flags).expect("settings");
+    }
+
+    /// Points tunnel `id` at real devices (for the fast paths' route lookups).
+    pub fn set_devices(&mut self, id: u32, tunnel_ifindex: u32, peer_ifindex: u32) {
+        let mut t = self.maps.tunnel(id).expect("tunnel");
+        t.tunnel_ifindex = tunnel_ifindex;
+        t.peer_ifindex = peer_ifindex;
+        self.maps.set_tunnel(id, &t).expect("tunnel");
     }
 
     pub fn set_up(&mut self, id: u32, up: bool) {
@@ -189,7 +208,7 @@ fn tunnel(
         dc_tunnel_ip: ipv4(dc_tunnel),
         cisco_net: ipv4(CISCO_NET),
         cisco_mask: ipv4_mask(24),
-        tunnel_ifindex: 101,
+        tunnel_ifindex: NO_DEVICE + 1,
         peer_ifindex,
         tunnel_mac: A_TUNNEL_MAC,
         peer_mac: A_PEER_MAC,

@@ -2,6 +2,7 @@
 //! output bytes and counters. Needs root; skips without it unless `VC_REQUIRE_PRIV=1`.
 mod fixture;
 
+mod fast_path;
 mod golden;
 mod lan_rx;
 mod malformed;

@@ -9,12 +9,12 @@ use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect, programs::TcContext};
 use vc_common::{DropReason, Tunnel, settings_flags};
 
 use crate::{
-    csum, gre,
+    fib, gre,
     maps::{LOCAL_ADDRS, settings, tunnel},
     mss,
     parse::{
-        ETH_HLEN, ETH_P_IP, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN, Ipv4, TCP_HLEN, TcpHdr, UDP_HLEN,
-        eth_proto, ptr_at, pull, set_eth_dst,
+        ETH_HLEN, ETH_P_IP, IPPROTO_GRE, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN, Ipv4, TCP_HLEN,
+        TcpHdr, UDP_HLEN, eth_proto, ptr_at, pull, set_eth, set_eth_dst,
     },
     route::select_tunnel,
     stats::{Verdict, count_tx},
@@ -35,7 +35,8 @@ pub fn try_lan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     if unsafe { LOCAL_ADDRS.get(ip.saddr) }.is_some() {
         return Err(DropReason::SpoofedSource);
     }
-    if settings().flags & settings_flags::FAST_PATH == 0 {
+    let settings = settings();
+    if settings.flags & settings_flags::FAST_PATH == 0 {
         return Ok(pass(DropReason::HandoverDisabled));
     }
     pull(ctx, ip.l4_offset() + TCP_HLEN);
@@ -43,11 +44,29 @@ pub fn try_lan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
         return Ok(pass(reason));
     }
 
-    decrement_ttl(ctx, &ip)?;
+    ip.decrement_ttl(ctx)?;
     let clamped = mss::clamp(ctx, &ip, tunnel.mss)?;
     gre::encap(ctx, &ip, tunnel)?;
-    set_eth_dst(ctx, tunnel.peer_mac)?;
     count_tx(id, ip.tot_len, true, false, clamped);
+    // GRE-only mode: nothing to encrypt, so the outer packet may go straight to the WAN as
+    // the kernel would route it (the outer TTL then leaves as built, 64).
+    if settings.flags & settings_flags::EXTERNAL_IPSEC != 0
+        && let Some(next) = fib::lookup(
+            ctx,
+            // SAFETY: the context is the kernel's `__sk_buff`.
+            unsafe { (*ctx.skb.skb).ifindex },
+            tunnel.local_gre,
+            tunnel.remote_gre,
+            IPPROTO_GRE,
+            ip.tos,
+        )
+    {
+        set_eth(ctx, next.smac, next.dmac)?;
+        // SAFETY: no preconditions.
+        let action = unsafe { bpf_redirect(next.ifindex, 0) };
+        return Ok(Verdict::new(action as i32, DropReason::Forwarded));
+    }
+    set_eth_dst(ctx, tunnel.peer_mac)?;
     // Sent out of the tunnel interface, the packet re-enters the stack on its peer, with our
     // GRE address as its source: only the peer needs accept_local, never a LAN-facing
     // device. Through the veth rather than an ingress redirect: the peer's NAPI can GRO it,
@@ -101,20 +120,4 @@ fn segment_headers(ctx: &TcContext, ip: &Ipv4) -> Option<usize> {
         IPPROTO_UDP => Some(ip.hlen + UDP_HLEN),
         _ => None,
     }
-}
-
-/// What a router does to a packet it forwards (RFC 1812 §5.3.1), with the checksum updated
-/// incrementally.
-#[inline(always)]
-fn decrement_ttl(ctx: &TcContext, ip: &Ipv4) -> Result<(), DropReason> {
-    let hdr = ip.header(ctx)?;
-    // SAFETY: checked by `ptr_at` inside `header`.
-    unsafe {
-        let old = u16::from_be_bytes([(*hdr).ttl, (*hdr).protocol]);
-        (*hdr).ttl -= 1;
-        let new = u16::from_be_bytes([(*hdr).ttl, (*hdr).protocol]);
-        let check = csum::replace16(u16::from_be_bytes((*hdr).check), old, new);
-        (*hdr).check = check.to_be_bytes();
-    }
-    Ok(())
 }

@@ -17,11 +17,13 @@ use aya_ebpf::{
 use vc_common::{DropReason, Tunnel, settings_flags};
 
 use crate::{
+    fib,
     gre::{self, GRE_PROTO_IPV4, GRE_PROTO_KEEPALIVE},
     maps::{TUNNEL_BY_REMOTE, settings, tunnel},
     mss,
     parse::{
-        ETH_HLEN, ETH_P_IP, IPPROTO_GRE, IPV4_HLEN, Ipv4, TCP_HLEN, eth_proto, pull, set_eth_dst,
+        ETH_HLEN, ETH_P_IP, IPPROTO_GRE, IPV4_HLEN, Ipv4, TCP_HLEN, eth_proto, pull, set_eth,
+        set_eth_dst,
     },
     stats::{Verdict, count_keepalive_reply, count_rx},
 };
@@ -78,14 +80,52 @@ pub fn try_wan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     let inner = Ipv4::parse(ctx, ETH_HLEN)?;
     pull(ctx, inner.l4_offset() + TCP_HLEN);
     let clamped = !keepalive && mss::clamp(ctx, &inner, tunnel.mss)?;
+    if let Some(action) = fast_path(ctx, &inner, tunnel, keepalive)? {
+        count_rx(id, inner.tot_len, keepalive, clamped, true);
+        return Ok(Verdict::new(action, DropReason::Forwarded));
+    }
     set_eth_dst(ctx, tunnel.tunnel_mac)?;
-    count_rx(id, inner.tot_len, keepalive, clamped);
+    count_rx(id, inner.tot_len, keepalive, clamped, false);
     // Sent out of the hidden peer, the packet arrives on the tunnel interface as if from a
     // GRE device; the veth's NAPI GROs it as ip_gre's gro_cells would (an ingress redirect
     // would queue each packet to the backlog, and the receiver would ACK every segment).
     // SAFETY: no preconditions.
     let action = unsafe { bpf_redirect(tunnel.peer_ifindex, 0) };
     Ok(Verdict::new(action as i32, DropReason::Forwarded))
+}
+
+/// With the fast path on, a decapsulated packet for another host (the LAN) goes straight to
+/// its egress device, as the kernel would forward it from the tunnel interface, skipping
+/// that interface and the FORWARD chain (like an nftables flowtable). Anything else — our
+/// own addresses, TTL about to expire, an unresolved neighbour, too big — takes the tunnel
+/// interface. Returns the TC action when it took the fast path.
+#[inline(always)]
+fn fast_path(
+    ctx: &TcContext,
+    inner: &Ipv4,
+    tunnel: &Tunnel,
+    keepalive: bool,
+) -> Result<Option<i32>, DropReason> {
+    if keepalive || inner.ttl <= 1 || settings().flags & settings_flags::FAST_PATH == 0 {
+        return Ok(None);
+    }
+    let Some(next) = fib::lookup(
+        ctx,
+        tunnel.tunnel_ifindex,
+        inner.saddr,
+        inner.daddr,
+        inner.protocol,
+        inner.tos,
+    ) else {
+        return Ok(None);
+    };
+    if next.ifindex == tunnel.tunnel_ifindex {
+        return Ok(None);
+    }
+    inner.decrement_ttl(ctx)?;
+    set_eth(ctx, next.smac, next.dmac)?;
+    // SAFETY: no preconditions.
+    Ok(Some(unsafe { bpf_redirect(next.ifindex, 0) } as i32))
 }
 
 #[inline(always)]

@@ -107,6 +107,7 @@ fn tunnel(id: &str, dc: u8) -> TunnelStatus {
             fast_path_packets: 40,
             rx_packets: 90,
             rx_bytes: 9_000,
+            rx_fast_path_packets: 30,
             mss_clamped: 7,
         },
         bgp: Some(BgpStatus {
@@ -243,7 +244,20 @@ fn agent_and_tunnel_values_are_the_status() {
         val("vc_tunnel_bytes_total", &and(A, "direction", "rx")),
         9000
     );
-    assert_eq!(val("vc_tunnel_fast_path_packets_total", &A), 40);
+    assert_eq!(
+        val(
+            "vc_tunnel_fast_path_packets_total",
+            &and(A, "direction", "tx")
+        ),
+        40
+    );
+    assert_eq!(
+        val(
+            "vc_tunnel_fast_path_packets_total",
+            &and(A, "direction", "rx")
+        ),
+        30
+    );
     assert_eq!(val("vc_tunnel_mss_clamped_total", &A), 7);
     assert_eq!(
         val("vc_tunnel_prefixes_missing", &A),

@@ -1,0 +1,59 @@
+//! The kernel's forwarding decision for a packet, taken from BPF (`bpf_fib_lookup`), for the
+//! paths that may skip a pass through the stack: GRE-only mode's LAN fast path (nothing to
+//! encrypt, so the outer packet can go straight to the WAN) and the fast path of decapsulated
+//! traffic toward the LAN.
+use core::mem::{size_of, zeroed};
+
+use aya_ebpf::{
+    bindings::{BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup},
+    cty::c_void,
+    helpers::bpf_fib_lookup as fib_lookup,
+    programs::TcContext,
+};
+
+const AF_INET: u8 = 2;
+
+/// Where a packet leaves and with which MACs.
+pub struct NextHop {
+    pub ifindex: u32,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+}
+
+/// The route and neighbour for a packet from `src` to `dst` arriving on `ingress`, or `None`
+/// when the stack must handle it: a local destination, a neighbour not resolved yet, a
+/// packet too big for the egress device, no route.
+#[inline(always)]
+pub fn lookup(
+    ctx: &TcContext,
+    ingress: u32,
+    src: u32,
+    dst: u32,
+    protocol: u8,
+    tos: u8,
+) -> Option<NextHop> {
+    // SAFETY: all-zero is a valid `bpf_fib_lookup`.
+    let mut params: bpf_fib_lookup = unsafe { zeroed() };
+    params.family = AF_INET;
+    params.l4_protocol = protocol;
+    params.ifindex = ingress;
+    // tot_len stays 0: the helper then checks the skb against the egress MTU, which lets GSO
+    // packets through whole.
+    params.__bindgen_anon_2.tos = tos;
+    params.__bindgen_anon_3.ipv4_src = src;
+    params.__bindgen_anon_4.ipv4_dst = dst;
+    // SAFETY: `params` is a valid, writable `bpf_fib_lookup` of the size passed.
+    let rc = unsafe {
+        fib_lookup(
+            ctx.skb.skb.cast::<c_void>(),
+            &raw mut params,
+            size_of::<bpf_fib_lookup>() as i32,
+            0,
+        )
+    };
+    (rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS)).then_some(NextHop {
+        ifindex: params.ifindex,
+        smac: params.smac,
+        dmac: params.dmac,
+    })
+}
