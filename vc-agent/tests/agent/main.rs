@@ -3,6 +3,7 @@
 //! speaker, vc datapaths standing in for the DCs' GRE routers. The activation form goes in;
 //! out come two tunnels with keepalives, two Established sessions, each /25 on its tunnel,
 //! failover and recovery, a clean stop, adoption on restart, and `vc-agent status`.
+mod cpe;
 #[path = "../datapath/topology.rs"]
 #[expect(
     dead_code,
@@ -10,109 +11,11 @@
 )]
 mod topology;
 
-use std::{net::Ipv4Addr, path::Path, process::Stdio, time::Duration};
+use std::{net::Ipv4Addr, path::Path, time::Duration};
 
+use cpe::{DC1_AS, DC2_AS, agent_bin, bird, config, start_agent, status};
 use topology::{DC1_HOST, DC2_HOST, Topology};
-use vc_agent::daemon::AgentStatus;
-use vc_testkit::{
-    Daemon, NetNs,
-    bird::{BgpPeer, Bird},
-    privileged, wait_for,
-};
-
-const CPE_AS: u32 = 65010;
-const DC1_AS: u32 = 64601;
-const DC2_AS: u32 = 64602;
-
-fn config(t: &Topology) -> String {
-    let pins = t.cpe_spec.pin_dir.display();
-    let state = t.cpe_spec.state_dir.display();
-    format!(
-        r#"region = "LAB"
-mode = "external-ipsec"
-[deployment]
-model = "one-cpe"
-[interfaces]
-wan = "wan0"
-lan = "lan0"
-[cisco]
-prefix = "203.0.113.0/24"
-dc1_prefix = "203.0.113.0/25"
-dc2_prefix = "203.0.113.128/25"
-[tunnel.a]
-cpe_ipsec_address = "198.51.100.1"
-cpe_gre_address = "198.51.100.1"
-dc_ipsec_address = "198.18.1.1"
-dc_gre_address = "198.18.1.1"
-cpe_tunnel_ip = "100.64.0.1/30"
-dc_tunnel_ip = "100.64.0.2/30"
-cisco_asn = {DC1_AS}
-cpe_asn = {CPE_AS}
-bgp_password = "lab-md5-a"
-keepalive_interval_s = 1
-keepalive_retries = 3
-[tunnel.b]
-cpe_ipsec_address = "198.51.100.1"
-cpe_gre_address = "198.51.100.1"
-dc_ipsec_address = "198.18.2.1"
-dc_gre_address = "198.18.2.1"
-cpe_tunnel_ip = "100.64.0.5/30"
-dc_tunnel_ip = "100.64.0.6/30"
-cisco_asn = {DC2_AS}
-cpe_asn = {CPE_AS}
-bgp_password = "lab-md5-b"
-keepalive_interval_s = 1
-keepalive_retries = 3
-[agent]
-pin_dir = "{pins}"
-state_dir = "{state}"
-metrics_listen = ""
-"#
-    )
-}
-
-fn agent_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_vc-agent")
-}
-
-fn start_agent(t: &Topology, cfg: &Path, log: &Path) -> Daemon {
-    let log = std::fs::File::create(log).expect("agent log");
-    let child = t
-        .cpe
-        .command(agent_bin())
-        .args(["run", "-c"])
-        .arg(cfg)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("vc-agent run");
-    Daemon::new(child, "vc-agent")
-}
-
-fn status(t: &Topology, cfg: &Path) -> Option<AgentStatus> {
-    let out = t
-        .cpe
-        .command(agent_bin())
-        .args(["status", "--json", "-c"])
-        .arg(cfg)
-        .output()
-        .ok()?;
-    serde_json::from_slice(&out.stdout).ok()
-}
-
-fn bird(ns: &NetNs, local: [u8; 4], local_as: u32, password: &str, half: &str) -> Bird {
-    let peer = BgpPeer::new("cpe", local.into(), local_as, neighbor(local), CPE_AS)
-        .password(password)
-        .export("dc", &[half, "203.0.113.0/24"]);
-    Bird::start(ns, &peer.config()).expect("BIRD")
-}
-
-/// The CPE end of a DC's /30.
-fn neighbor(dc: [u8; 4]) -> Ipv4Addr {
-    Ipv4Addr::new(dc[0], dc[1], dc[2], dc[3] - 1)
-}
+use vc_testkit::{Daemon, NetNs, bird::Bird, privileged, wait_for};
 
 fn ping(ns: &NetNs, dst: Ipv4Addr) -> bool {
     ns.sh_output(&format!("ping -c1 -W2 {dst}"))
@@ -141,26 +44,26 @@ fn the_agent_brings_up_both_tunnels_and_fails_over() {
     let dir = t.scratch("agent");
     std::fs::create_dir_all(&dir).expect("dir");
     let cfg = dir.join("vc.toml");
-    std::fs::write(&cfg, config(&t)).expect("config");
+    std::fs::write(&cfg, config(&t, "")).expect("config");
     let _bird1 = bird(
         &t.dc1,
         [100, 64, 0, 2],
         DC1_AS,
         "lab-md5-a",
-        "203.0.113.0/25",
+        &["203.0.113.0/25", "203.0.113.0/24"],
     );
     let mut bird2 = bird(
         &t.dc2,
         [100, 64, 0, 6],
         DC2_AS,
         "lab-md5-b",
-        "203.0.113.128/25",
+        &["203.0.113.128/25", "203.0.113.0/24"],
     );
     let log = dir.join("agent.log");
-    let mut agent = start_agent(&t, &cfg, &log);
+    let mut agent = start_agent(&t.cpe, &cfg, &log);
 
     let up = wait_for(Duration::from_secs(20), "both sessions Established", || {
-        let s = status(&t, &cfg)?;
+        let s = status(&t.cpe, &cfg)?;
         s.tunnels
             .iter()
             .all(|t| {
@@ -239,7 +142,7 @@ fn bgp_failover(t: &Topology, bird2: &mut Bird) {
 fn keepalive_failover(t: &Topology, cfg: &Path) {
     t.wan.sh("ip link set d1 down").expect("cut DC1");
     let down = wait_for(Duration::from_secs(10), "tunnel A judged down", || {
-        let s = status(t, cfg)?;
+        let s = status(&t.cpe, cfg)?;
         (!s.tunnels[0].keepalive.alive).then_some(s)
     })
     .expect("liveness");
@@ -273,9 +176,9 @@ fn stop_and_adopt(t: &Topology, cfg: &Path, agent: &mut Daemon, dir: &Path) {
     );
 
     // Restarted, it adopts the running datapath and comes back.
-    let _agent = start_agent(t, cfg, &dir.join("agent2.log"));
+    let _agent = start_agent(&t.cpe, cfg, &dir.join("agent2.log"));
     wait_for(Duration::from_secs(20), "Established again", || {
-        let s = status(t, cfg)?;
+        let s = status(&t.cpe, cfg)?;
         s.tunnels
             .iter()
             .all(|t| t.bgp.as_ref().is_some_and(|b| b.established))
@@ -301,7 +204,7 @@ fn datapath_up_show_down_by_hand() {
     let dir = t.scratch("by-hand");
     std::fs::create_dir_all(&dir).expect("dir");
     let cfg = dir.join("vc.toml");
-    std::fs::write(&cfg, config(&t)).expect("config");
+    std::fs::write(&cfg, config(&t, "")).expect("config");
     let vc = |action: &str| {
         let out = t
             .cpe

@@ -3,6 +3,8 @@
 //! against a healthy CPE and against real faults, each found at Cisco's step with its cause;
 //! the metrics endpoint scraped over TCP. The IPsec steps need charon: a DC responder with
 //! another PSK fails IKE before any SA is installed, so that works without kernel ESP.
+#[path = "../agent/cpe.rs"]
+mod cpe;
 #[path = "../support/mod.rs"]
 mod support;
 #[path = "../datapath/topology.rs"]
@@ -16,98 +18,22 @@ use std::{
     io::{Read, Write},
     net::TcpStream,
     path::Path,
-    process::Stdio,
     time::{Duration, Instant},
 };
 
+use cpe::{DC1_AS, DC2_AS, agent_bin, bird, config, start_agent, status};
 use topology::Topology;
 use vc_agent::daemon::{
     AgentStatus,
     diagnose::{Cause, Diagnosis, Step, Verdict},
 };
 use vc_testkit::{
-    Daemon, NetNs,
-    bird::{BgpPeer, Bird},
+    NetNs,
     metrics::{Exposition, parse},
     privileged, wait_for,
 };
 
-const CPE_AS: u32 = 65010;
-const DC1_AS: u32 = 64601;
-const DC2_AS: u32 = 64602;
 const METRICS: &str = "127.0.0.1:9917";
-
-/// The agent test's form, with metrics on (each namespace has its own loopback).
-fn config(t: &Topology) -> String {
-    let pins = t.cpe_spec.pin_dir.display();
-    let state = t.cpe_spec.state_dir.display();
-    let tunnel = |key: &str, dc: u8, cpe_ip: &str, dc_ip: &str, asn: u32| {
-        format!(
-            r#"[tunnel.{key}]
-cpe_ipsec_address = "198.51.100.1"
-cpe_gre_address = "198.51.100.1"
-dc_ipsec_address = "198.18.{dc}.1"
-dc_gre_address = "198.18.{dc}.1"
-cpe_tunnel_ip = "{cpe_ip}/30"
-dc_tunnel_ip = "{dc_ip}/30"
-cisco_asn = {asn}
-cpe_asn = {CPE_AS}
-bgp_password = "lab-md5-{key}"
-keepalive_interval_s = 1
-keepalive_retries = 3
-"#
-        )
-    };
-    format!(
-        r#"region = "LAB"
-mode = "external-ipsec"
-[deployment]
-model = "one-cpe"
-[interfaces]
-wan = "wan0"
-lan = "lan0"
-[cisco]
-prefix = "203.0.113.0/24"
-dc1_prefix = "203.0.113.0/25"
-dc2_prefix = "203.0.113.128/25"
-{}{}[agent]
-pin_dir = "{pins}"
-state_dir = "{state}"
-metrics_listen = "{METRICS}"
-"#,
-        tunnel("a", 1, "100.64.0.1", "100.64.0.2", DC1_AS),
-        tunnel("b", 2, "100.64.0.5", "100.64.0.6", DC2_AS),
-    )
-}
-
-fn agent_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_vc-agent")
-}
-
-fn start_agent(ns: &NetNs, cfg: &Path, log: &Path) -> Daemon {
-    let log = std::fs::File::create(log).expect("agent log");
-    let child = ns
-        .command(agent_bin())
-        .args(["run", "-c"])
-        .arg(cfg)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("vc-agent run");
-    Daemon::new(child, "vc-agent")
-}
-
-fn status(ns: &NetNs, cfg: &Path) -> Option<AgentStatus> {
-    let out = ns
-        .command(agent_bin())
-        .args(["status", "--json", "-c"])
-        .arg(cfg)
-        .output()
-        .ok()?;
-    serde_json::from_slice(&out.stdout).ok()
-}
 
 /// `vc-agent diagnose`: exit status and text.
 fn diagnose_text(ns: &NetNs, cfg: &Path) -> (bool, String) {
@@ -145,20 +71,6 @@ fn diagnose(ns: &NetNs, cfg: &Path) -> (Diagnosis, Duration) {
     (d, took)
 }
 
-fn bird(ns: &NetNs, local: [u8; 4], local_as: u32, password: &str, exports: &[&str]) -> Bird {
-    let peer = BgpPeer::new(
-        "cpe",
-        local.into(),
-        local_as,
-        [local[0], local[1], local[2], local[3] - 1].into(),
-        CPE_AS,
-    )
-    .password(password)
-    .export("dc", exports);
-    Bird::start(ns, &peer.config()).expect("BIRD")
-}
-
-/// One HTTP exchange with the metrics endpoint, from inside `ns`.
 fn http(ns: &NetNs, request: Vec<u8>) -> String {
     ns.run_in(move || {
         let mut s = TcpStream::connect(METRICS).expect("connect to the metrics endpoint");
@@ -219,7 +131,7 @@ fn diagnose_finds_each_fault_at_its_step() {
     let dir = t.scratch("diagnose");
     std::fs::create_dir_all(&dir).expect("dir");
     let cfg = dir.join("vc.toml");
-    std::fs::write(&cfg, config(&t)).expect("config");
+    std::fs::write(&cfg, config(&t, METRICS)).expect("config");
     let both = ["203.0.113.0/24"];
     let mut bird1 = bird(
         &t.dc1,
