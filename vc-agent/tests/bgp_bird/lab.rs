@@ -160,6 +160,14 @@ impl Vc {
 
 /// A multi-threaded runtime (blocking test code on the main thread never stalls the
 /// speakers). Build it inside the namespace thread: its workers inherit the namespace.
+/// Runs a test's body inside vc's namespace (where the speakers and their routes live) on a
+/// runtime of its own; the body gets the namespace's name for `ip route` checks.
+pub fn in_vc(vc: &NetNs, body: impl AsyncFnOnce(String) + Send + 'static) {
+    let ns = vc.name().to_string();
+    vc.run_in(move || runtime().block_on(body(ns)))
+        .expect("test body");
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
