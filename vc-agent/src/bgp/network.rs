@@ -179,12 +179,7 @@ async fn read_loop(mut rd: OwnedReadHalf, conn: Conn, serial: u64, events: Event
     loop {
         let mut header = [0u8; HEADER_LEN];
         if let Err(e) = rd.read_exact(&mut header).await {
-            let error = (e.kind() != io::ErrorKind::UnexpectedEof).then_some(e);
-            let _ = events.send(NetEvent::Closed {
-                conn,
-                serial,
-                error,
-            });
+            let _ = events.send(closed(conn, serial, e));
             return;
         }
         let len = match Header::decode(&header) {
@@ -205,12 +200,7 @@ async fn read_loop(mut rd: OwnedReadHalf, conn: Conn, serial: u64, events: Event
         let mut bytes = header.to_vec();
         bytes.resize(len, 0);
         if let Err(e) = rd.read_exact(&mut bytes[HEADER_LEN..]).await {
-            let error = (e.kind() != io::ErrorKind::UnexpectedEof).then_some(e);
-            let _ = events.send(NetEvent::Closed {
-                conn,
-                serial,
-                error,
-            });
+            let _ = events.send(closed(conn, serial, e));
             return;
         }
         if events
@@ -223,6 +213,16 @@ async fn read_loop(mut rd: OwnedReadHalf, conn: Conn, serial: u64, events: Event
         {
             return;
         }
+    }
+}
+
+/// The connection ended: a clean end of stream from the peer is no error.
+fn closed(conn: Conn, serial: u64, e: io::Error) -> NetEvent {
+    let error = (e.kind() != io::ErrorKind::UnexpectedEof).then_some(e);
+    NetEvent::Closed {
+        conn,
+        serial,
+        error,
     }
 }
 

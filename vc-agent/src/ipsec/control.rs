@@ -471,12 +471,8 @@ impl Controller {
         if !self.managed.contains(&id) {
             return Err(IpsecError::NotManaged(id));
         }
-        let m = if ike {
-            Message::new().kv("ike", conn::conn_name(id))
-        } else {
-            Message::new().kv("child", conn::child_name(id))
-        };
-        self.cmd()?.call("terminate", m.kv("timeout", "-1")).await?;
+        let m = sa_selector(id, ike).kv("timeout", "-1");
+        self.cmd()?.call("terminate", m).await?;
         // Do not re-initiate at the next tick: give charon's restart actions a chance.
         self.last_try[id.index()] = Some(tokio::time::Instant::now());
         Ok(())
@@ -486,12 +482,7 @@ impl Controller {
         if !self.managed.contains(&id) {
             return Err(IpsecError::NotManaged(id));
         }
-        let m = if ike {
-            Message::new().kv("ike", conn::conn_name(id))
-        } else {
-            Message::new().kv("child", conn::child_name(id))
-        };
-        self.cmd()?.call("rekey", m).await?;
+        self.cmd()?.call("rekey", sa_selector(id, ike)).await?;
         Ok(())
     }
 
@@ -682,6 +673,16 @@ impl Controller {
 }
 
 /// Answers a request with [`IpsecError::CharonDown`] (while charon is being brought back).
+/// Selects a tunnel's IKE SA (and with it its child) or only its child SA, for `terminate`
+/// and `rekey`.
+fn sa_selector(id: TunnelId, ike: bool) -> Message {
+    if ike {
+        Message::new().kv("ike", conn::conn_name(id))
+    } else {
+        Message::new().kv("child", conn::child_name(id))
+    }
+}
+
 fn refuse(req: Request) {
     let reply = match req {
         Request::Initiate(_, r) | Request::Refresh(r) | Request::Reload(_, r) => r,

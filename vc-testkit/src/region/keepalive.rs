@@ -83,7 +83,7 @@ impl DcKeepalives {
             while !flag.load(Ordering::Relaxed) {
                 if Instant::now() >= next {
                     next += interval;
-                    if send_to(&socket, &frame, remote) {
+                    if send_to(&socket, &frame, remote).is_ok() {
                         s.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -188,9 +188,9 @@ fn gre_socket(local: Ipv4Addr) -> Result<OwnedFd> {
     Ok(socket)
 }
 
-/// Sends one GRE payload to `to`; whether the kernel took it (while no SA is up, XFRM may
-/// refuse it).
-fn send_to(socket: &OwnedFd, payload: &[u8], to: Ipv4Addr) -> bool {
+/// Sends one GRE payload to `to`; the error if the kernel refused it (while no SA is up,
+/// XFRM may).
+fn send_to(socket: &OwnedFd, payload: &[u8], to: Ipv4Addr) -> std::io::Result<()> {
     let addr = sockaddr(to);
     // SAFETY: payload and addr are valid for the lengths given.
     let n = unsafe {
@@ -203,7 +203,10 @@ fn send_to(socket: &OwnedFd, payload: &[u8], to: Ipv4Addr) -> bool {
             socklen::<libc::sockaddr_in>(),
         )
     };
-    n >= 0
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// One packet (with its IP header), or `None` at the timeout.
@@ -218,23 +221,8 @@ fn recv(socket: &OwnedFd, buf: &mut [u8]) -> Option<usize> {
 pub fn send_gre_once(ns: &NetNs, local: Ipv4Addr, remote: Ipv4Addr) -> Result<()> {
     ns.run_in(move || -> Result<()> {
         let socket = gre_socket(local)?;
-        let addr = sockaddr(remote);
-        let payload = [0u8, 0, 0x08, 0x00];
-        // SAFETY: payload and addr are valid for the lengths given.
-        let n = unsafe {
-            libc::sendto(
-                socket.as_raw_fd(),
-                payload.as_ptr().cast(),
-                payload.len(),
-                0,
-                (&raw const addr).cast(),
-                socklen::<libc::sockaddr_in>(),
-            )
-        };
-        if n < 0 {
-            bail!("sendto {remote}: {}", std::io::Error::last_os_error());
-        }
-        Ok(())
+        send_to(&socket, &[0u8, 0, 0x08, 0x00], remote)
+            .map_err(|e| anyhow::anyhow!("sendto {remote}: {e}"))
     })?
 }
 
