@@ -3,7 +3,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use vc_agent::{config, daemon, ipsec};
+use vc_agent::{agent, config, datapath, diagnose, ipsec, socket};
 
 #[derive(Parser)]
 #[command(
@@ -136,12 +136,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run { config } => {
             init_logging();
             let config = config::load(&config)?;
-            runtime()?.block_on(daemon::run(config))?;
+            runtime()?.block_on(agent::run(config))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { config, json } => {
             let config = config::load(&config)?;
-            let status = runtime()?.block_on(daemon::query(&config))?;
+            let status = runtime()?.block_on(socket::query(&config))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -151,7 +151,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Diagnose { config, json } => {
             let config = config::load(&config)?;
-            let diagnosis = runtime()?.block_on(daemon::diagnose(&config))?;
+            let diagnosis = runtime()?.block_on(diagnose::run(&config))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&diagnosis)?);
             } else {
@@ -168,9 +168,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let config = config::load(&config)?;
             runtime()?.block_on(async {
                 match action {
-                    DatapathAction::Up => daemon::manual::datapath_up(&config).await,
-                    DatapathAction::Down => daemon::manual::datapath_down(&config).await,
-                    DatapathAction::Show => daemon::manual::datapath_show(&config).await,
+                    DatapathAction::Up => datapath::cli::up(&config).await,
+                    DatapathAction::Down => datapath::cli::down(&config).await,
+                    DatapathAction::Show => datapath::cli::show(&config).await,
                 }
             })?;
             Ok(ExitCode::SUCCESS)

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use vc_agent::daemon::{AgentStatus, status::TunnelStatus};
+use vc_agent::status::{AgentStatus, TunnelStatus};
 use vc_testkit::{
     NetNs,
     capture::{Capture, Kind, Packets},

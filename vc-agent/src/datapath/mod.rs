@@ -3,13 +3,14 @@
 //! removes every trace of it.
 pub mod attach;
 pub mod bpffs;
+pub mod cli;
 pub mod devices;
 pub mod maps;
 pub mod mtu;
 pub mod object;
+pub mod show;
 pub mod spec;
 pub mod state;
-pub mod status;
 pub mod sysctl;
 
 use std::{
@@ -30,7 +31,7 @@ pub use self::{
     devices::{Netlink, TunnelDevices},
     maps::{DatapathMaps, Ipv4Prefix},
     object::{PROGRAMS, Program, classifier, load},
-    spec::{DatapathSpec, Mode, TunnelSpec},
+    spec::{DatapathSpec, Mode, TunnelSpec, tunnel_index, tunnel_interface},
     state::State,
 };
 

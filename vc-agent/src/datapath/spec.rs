@@ -1,9 +1,14 @@
-//! What the datapath is asked to be: devices, tunnels, mode. Built from the configuration by
-//! the agent; built directly by tests.
+//! What the datapath is asked to be: devices, tunnels, mode. Built from the configuration
+//! ([`DatapathSpec::from_config`]); built directly by tests.
 use std::{net::Ipv4Addr, path::PathBuf};
 
 use ipnet::Ipv4Net;
 use vc_common::{Tunnel, ipv4, ipv4_mask, tunnel_flags};
+
+use crate::{
+    config::{self, Config, TunnelId},
+    ipsec::conn,
+};
 
 /// Where vc pins its maps and links unless told otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/vc";
@@ -53,6 +58,60 @@ pub struct TunnelSpec {
     pub cisco_prefix: Ipv4Net,
     pub mtu: u16,
     pub mss: u16,
+}
+
+/// The datapath's number for a tunnel (A = 0, B = 1), also the BGP speaker's and the route
+/// manager's.
+#[must_use]
+pub fn tunnel_index(id: TunnelId) -> u32 {
+    u32::try_from(id.index()).expect("two tunnels")
+}
+
+/// The tunnel interface of a tunnel: `vc-dc1` for A, `vc-dc2` for B.
+#[must_use]
+pub fn tunnel_interface(id: TunnelId) -> String {
+    format!("vc-dc{}", id.dc())
+}
+
+impl DatapathSpec {
+    /// The datapath of a config (it reads no secret): every tunnel this host terminates.
+    #[must_use]
+    pub fn from_config(config: &Config) -> DatapathSpec {
+        DatapathSpec {
+            mode: match config.mode {
+                config::Mode::Ipsec => Mode::Ipsec,
+                config::Mode::ExternalIpsec => Mode::ExternalIpsec,
+            },
+            wan_if: config.interfaces.wan.clone(),
+            lan_if: Some(config.interfaces.lan.clone()),
+            fast_path: config.agent.fast_path,
+            pin_dir: PathBuf::from(&config.agent.pin_dir),
+            state_dir: PathBuf::from(&config.agent.state_dir).join("datapath"),
+            tunnels: config
+                .terminated()
+                .map(|(id, t)| TunnelSpec {
+                    id: tunnel_index(id),
+                    name: tunnel_interface(id),
+                    local_gre: t.cpe_gre_address,
+                    remote_gre: t.dc_gre_address,
+                    remote_ipsec: t.dc_ipsec_address,
+                    reqid: conn::reqid(id),
+                    local_tunnel: t.cpe_tunnel_ip,
+                    dc_tunnel_ip: t.dc_tunnel_ip.addr(),
+                    cisco_prefix: config.cisco_prefix(),
+                    mtu: t.mtu,
+                    mss: t.mss,
+                })
+                .collect(),
+        }
+    }
+
+    /// The spec of one tunnel.
+    #[must_use]
+    pub fn tunnel(&self, id: TunnelId) -> Option<&TunnelSpec> {
+        let index = tunnel_index(id);
+        self.tunnels.iter().find(|t| t.id == index)
+    }
 }
 
 impl TunnelSpec {

@@ -4,15 +4,13 @@ use std::{fmt::Write as _, time::SystemTime};
 
 use crate::{
     config::TunnelId,
-    daemon::status::{self, IpsecStatus},
+    duration::{self, since},
     ipsec::{CharonState, Snapshot, TunnelSa},
+    status::IpsecStatus,
 };
 
 fn ago(now: SystemTime, t: Option<SystemTime>) -> String {
-    status::ago(
-        t.and_then(|t| now.duration_since(t).ok())
-            .map(|d| d.as_secs()),
-    )
+    duration::ago(since(now, t))
 }
 
 /// The whole snapshot, one block per managed tunnel.

@@ -1,10 +1,19 @@
 //! GRE keepalives (R13) in Cisco's format: we send our own into each tunnel, the datapath
-//! reflects the DC's and counts the replies to ours, and the liveness tracker turns those
+//! reflects the DC's and counts the replies to ours, and the liveness judge turns those
 //! counters into "tunnel up/down".
+//!
+//! | module | job |
+//! |---|---|
+//! | `packet` | the keepalive frame (pure) |
+//! | `sender` | sending it into the tunnel interface |
+//! | `liveness` | the judge: counters in, up/down out (pure) |
+//! | `task` | one task per tunnel tying them to the datapath, IPsec and the route manager |
 pub mod liveness;
 pub mod packet;
 pub mod sender;
+pub mod task;
 
 pub use liveness::{Liveness, LivenessConfig, LivenessEvent, TunnelLiveness};
 pub use packet::keepalive_frame;
 pub use sender::KeepaliveSender;
+pub use task::{KeepaliveTask, KeepaliveTunnel, KeepaliveView};

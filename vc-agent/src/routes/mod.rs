@@ -71,6 +71,7 @@ pub fn install_rt_protos_entry(path: &Path, protocol: u8) -> std::io::Result<boo
 }
 
 pub use crate::datapath::SharedMaps;
+use crate::datapath::TunnelSpec;
 
 /// Where a tunnel's routes point.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +81,17 @@ pub struct TunnelNextHop {
     pub gateway: Ipv4Addr,
     /// The tunnel interface (looked up by name at each install: it may be re-created).
     pub interface: String,
+}
+
+impl From<&TunnelSpec> for TunnelNextHop {
+    /// The DC's end of the tunnel, through its interface.
+    fn from(t: &TunnelSpec) -> Self {
+        TunnelNextHop {
+            id: t.id,
+            gateway: t.dc_tunnel_ip,
+            interface: t.name.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

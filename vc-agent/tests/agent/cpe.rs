@@ -3,7 +3,7 @@
 //! asking it. Shared by the agent's and the diagnose tests.
 use std::{net::Ipv4Addr, path::Path, process::Stdio};
 
-use vc_agent::daemon::AgentStatus;
+use vc_agent::status::AgentStatus;
 use vc_testkit::{
     Daemon, NetNs,
     bird::{BgpPeer, Bird},

@@ -23,9 +23,9 @@ use std::{
 
 use cpe::{DC1_AS, DC2_AS, agent_bin, bird, config, start_agent, status};
 use topology::Topology;
-use vc_agent::daemon::{
-    AgentStatus,
+use vc_agent::{
     diagnose::{Cause, Diagnosis, Step, Verdict},
+    status::AgentStatus,
 };
 use vc_testkit::{
     NetNs,

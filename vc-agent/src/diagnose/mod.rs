@@ -4,10 +4,12 @@
 //! causes and the evidence each came from. The steps after it are not checked: Cisco's tree
 //! only makes sense top down (a BGP session cannot come up over a tunnel that carries nothing).
 //!
-//! Pure: [`diagnose`] reads an [`Observation`] (the agent's status, optionally the status from
-//! just before the probe, and the ping probe's results) and says what it means. Fetching the
-//! status and pinging are `vc-agent diagnose`'s job (see [`super::observe`]).
+//! [`diagnose`] is pure: it reads an [`Observation`] (the agent's status, optionally the
+//! status from just before the probe, and the ping probe's results) and says what it means.
+//! Fetching the status and pinging are [`observe`]'s job, with [`probe`]'s pings.
 mod evidence;
+pub mod observe;
+pub mod probe;
 mod steps;
 #[cfg(test)]
 mod tests;
@@ -15,7 +17,8 @@ mod text;
 
 use serde::{Deserialize, Serialize};
 
-use super::status::{AgentStatus, TunnelStatus};
+pub use self::observe::run;
+use crate::status::{AgentStatus, TunnelStatus};
 
 /// Cisco's six checks, in their order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -7,11 +7,11 @@ use anyhow::{Context, Result};
 
 use crate::{
     bgp::NeighborConfig,
-    config::{Config, Mode as ConfigMode, TunnelId},
-    datapath::{DatapathSpec, Mode, TunnelSpec, mtu::EspOverhead},
-    ipsec::conn,
+    config::{Config, TunnelId},
+    datapath::{DatapathSpec, mtu::EspOverhead, tunnel_index, tunnel_interface},
     keepalive::LivenessConfig,
     routes::TunnelNextHop,
+    socket,
 };
 
 /// One tunnel this CPE terminates.
@@ -35,56 +35,12 @@ pub struct Plan {
     pub status_socket: PathBuf,
 }
 
-/// The tunnel interface of a tunnel: `vc-dc1` for A, `vc-dc2` for B.
-#[must_use]
-pub fn interface(id: TunnelId) -> String {
-    format!("vc-dc{}", id.dc())
-}
-
-/// Where the agent answers `vc-agent status`.
-#[must_use]
-pub fn status_socket(config: &Config) -> PathBuf {
-    PathBuf::from(&config.agent.state_dir).join("agent.sock")
-}
-
-/// The datapath of this config, without reading any secret (for `datapath up|down|show`).
-#[must_use]
-pub fn datapath(config: &Config) -> DatapathSpec {
-    DatapathSpec {
-        mode: match config.mode {
-            ConfigMode::Ipsec => Mode::Ipsec,
-            ConfigMode::ExternalIpsec => Mode::ExternalIpsec,
-        },
-        wan_if: config.interfaces.wan.clone(),
-        lan_if: Some(config.interfaces.lan.clone()),
-        fast_path: config.agent.fast_path,
-        pin_dir: PathBuf::from(&config.agent.pin_dir),
-        state_dir: PathBuf::from(&config.agent.state_dir).join("datapath"),
-        tunnels: config
-            .terminated()
-            .map(|(id, t)| TunnelSpec {
-                id: index(id),
-                name: interface(id),
-                local_gre: t.cpe_gre_address,
-                remote_gre: t.dc_gre_address,
-                remote_ipsec: t.dc_ipsec_address,
-                reqid: conn::reqid(id),
-                local_tunnel: t.cpe_tunnel_ip,
-                dc_tunnel_ip: t.dc_tunnel_ip.addr(),
-                cisco_prefix: config.cisco_prefix(),
-                mtu: t.mtu,
-                mss: t.mss,
-            })
-            .collect(),
-    }
-}
-
 /// The whole plan; reads the BGP passwords.
 pub fn plan(config: &Config) -> Result<Plan> {
     let mut tunnels = Vec::new();
     for (id, t) in config.terminated() {
         let mut neighbor = NeighborConfig::new(
-            index(id),
+            tunnel_index(id),
             t.cpe_tunnel_ip.addr(),
             t.dc_tunnel_ip.addr(),
             t.cpe_asn,
@@ -101,11 +57,11 @@ pub fn plan(config: &Config) -> Result<Plan> {
         }
         tunnels.push(TunnelPlan {
             id,
-            interface: interface(id),
+            interface: tunnel_interface(id),
             next_hop: TunnelNextHop {
-                id: index(id),
+                id: tunnel_index(id),
                 gateway: t.dc_tunnel_ip.addr(),
-                interface: interface(id),
+                interface: tunnel_interface(id),
             },
             neighbor,
             keepalive: (t.keepalive_interval_s > 0).then(|| LivenessConfig {
@@ -122,23 +78,20 @@ pub fn plan(config: &Config) -> Result<Plan> {
         EspOverhead::from_proposal(&first)
     });
     Ok(Plan {
-        datapath: datapath(config),
+        datapath: DatapathSpec::from_config(config),
         tunnels,
         esp,
-        status_socket: status_socket(config),
+        status_socket: socket::path(config),
     })
-}
-
-/// The datapath's and the BGP speaker's number for a tunnel (A = 0, B = 1).
-#[must_use]
-pub fn index(id: TunnelId) -> u32 {
-    u32::try_from(id.index()).expect("two tunnels")
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{interface, plan};
-    use crate::config::{TunnelId, parse, tests::VALID};
+    use super::plan;
+    use crate::{
+        config::{TunnelId, parse, tests::VALID},
+        datapath::tunnel_interface,
+    };
 
     #[test]
     fn the_example_form_becomes_two_tunnels() {
@@ -148,7 +101,7 @@ mod tests {
         let a = &p.tunnels[0];
         assert_eq!(a.id, TunnelId::A);
         assert_eq!(a.interface, "vc-dc1");
-        assert_eq!(interface(TunnelId::B), "vc-dc2");
+        assert_eq!(tunnel_interface(TunnelId::B), "vc-dc2");
         assert_eq!(
             a.neighbor.accepted_prefixes,
             vec![config.dc_prefix(TunnelId::A), config.cisco_prefix()]

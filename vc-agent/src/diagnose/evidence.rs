@@ -6,8 +6,9 @@ use std::{fmt::Write as _, time::Duration};
 use super::{Observation, Ping};
 use crate::{
     config::TunnelId,
-    daemon::status::{AgentStatus, DatapathStatus, TunnelStatus, format_duration},
+    duration::format_duration,
     ipsec::conn,
+    status::{AgentStatus, DatapathStatus, TunnelStatus},
 };
 
 /// The datapath's drop reasons that say why GRE from a DC did not reach its tunnel

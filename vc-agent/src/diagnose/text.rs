@@ -4,7 +4,7 @@
 use std::{fmt, time::Duration};
 
 use super::{Diagnosis, StepReport, TunnelDiagnosis, Verdict};
-use crate::daemon::status::format_duration;
+use crate::duration::format_duration;
 
 impl Verdict {
     /// Six characters, so the checklist lines up.

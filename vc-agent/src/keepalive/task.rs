@@ -1,7 +1,8 @@
 //! Keepalives and liveness, one task per tunnel (R13, R21): sends our keepalives into the
-//! tunnel interface, reads what the datapath heard from the DC, and tells the route manager
-//! whether the tunnel may carry traffic: keepalives heard (unless not judged) and, in IPsec
-//! mode, its child SA installed. A dead tunnel's /25 then follows the /24 over the other.
+//! tunnel interface, reads what the datapath heard from the DC, has [`super::liveness`] judge
+//! it, and tells the route manager whether the tunnel may carry traffic: keepalives heard
+//! (unless not judged) and, in IPsec mode, its child SA installed. A dead tunnel's /25 then
+//! follows the /24 over the other.
 use std::{
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
@@ -12,13 +13,13 @@ use tokio::{sync::watch, task::JoinHandle};
 use tracing::{info, warn};
 use vc_common::TunnelStats;
 
-use super::{plan::TunnelPlan, status::KeepaliveStatus};
+use super::{KeepaliveSender, Liveness, LivenessConfig, TunnelLiveness, keepalive_frame};
 use crate::{
     config::TunnelId,
-    datapath::{DatapathSpec, SharedMaps, TunnelDevices},
+    datapath::{SharedMaps, TunnelSpec},
     ipsec::Snapshot,
-    keepalive::{self, KeepaliveSender, LivenessConfig, TunnelLiveness},
     routes::RouteHandle,
+    status::KeepaliveStatus,
 };
 
 /// How often the SA state is looked at between keepalives: a child SA going down moves the
@@ -27,14 +28,14 @@ const POLL: Duration = Duration::from_secs(1);
 
 /// The last judgement, for the status.
 #[derive(Clone, Debug, Default)]
-pub struct LivenessView {
+pub struct KeepaliveView {
     pub config: Option<LivenessConfig>,
     pub alive: bool,
     pub missed: u32,
     pub last_reply_at: Option<Instant>,
 }
 
-impl LivenessView {
+impl KeepaliveView {
     #[must_use]
     pub fn status(&self, stats: &TunnelStats) -> KeepaliveStatus {
         KeepaliveStatus {
@@ -51,48 +52,51 @@ impl LivenessView {
     }
 }
 
-/// A running liveness task.
-pub struct Liveness {
+/// What a tunnel's keepalive task works with.
+#[derive(Clone, Copy, Debug)]
+pub struct KeepaliveTunnel<'a> {
+    pub id: TunnelId,
+    pub spec: &'a TunnelSpec,
+    /// The tunnel interface, where our keepalives go in.
+    pub tunnel_ifindex: u32,
+    /// `None`: send no keepalives and judge no liveness from them (R13).
+    pub config: Option<LivenessConfig>,
+}
+
+/// A running keepalive task.
+pub struct KeepaliveTask {
     id: TunnelId,
-    view: Arc<Mutex<LivenessView>>,
+    view: Arc<Mutex<KeepaliveView>>,
     task: JoinHandle<()>,
 }
 
-impl Liveness {
+impl KeepaliveTask {
     pub fn spawn(
-        tunnel: &TunnelPlan,
-        devices: TunnelDevices,
-        datapath: &DatapathSpec,
+        tunnel: KeepaliveTunnel<'_>,
         maps: SharedMaps,
         ipsec: Option<watch::Receiver<Snapshot>>,
         routes: RouteHandle,
     ) -> Result<Self> {
-        let index = super::plan::index(tunnel.id);
-        let spec = datapath
-            .tunnels
-            .iter()
-            .find(|t| t.id == index)
-            .cloned()
-            .expect("planned tunnels are in the datapath");
-        let frame = keepalive::keepalive_frame(
+        let spec = tunnel.spec;
+        let frame = keepalive_frame(
             spec.tunnel_mac(),
             spec.peer_mac(),
             spec.local_gre,
             spec.remote_gre,
         );
-        let sender = match tunnel.keepalive {
-            Some(_) => Some(KeepaliveSender::new(devices.tunnel_ifindex)?),
+        let sender = match tunnel.config {
+            Some(_) => Some(KeepaliveSender::new(tunnel.tunnel_ifindex)?),
             None => None,
         };
-        let view = Arc::new(Mutex::new(LivenessView {
-            config: tunnel.keepalive,
+        let view = Arc::new(Mutex::new(KeepaliveView {
+            config: tunnel.config,
             alive: true,
-            ..LivenessView::default()
+            ..KeepaliveView::default()
         }));
         let task = tokio::spawn(run(Task {
             id: tunnel.id,
-            index,
-            config: tunnel.keepalive,
+            index: spec.id,
+            config: tunnel.config,
             sender,
             frame,
             maps,
@@ -100,7 +104,7 @@ impl Liveness {
             routes,
             view: Arc::clone(&view),
         }));
-        Ok(Liveness {
+        Ok(KeepaliveTask {
             id: tunnel.id,
             view,
             task,
@@ -113,7 +117,7 @@ impl Liveness {
     }
 
     #[must_use]
-    pub fn view(&self) -> Arc<Mutex<LivenessView>> {
+    pub fn view(&self) -> Arc<Mutex<KeepaliveView>> {
         Arc::clone(&self.view)
     }
 
@@ -131,11 +135,11 @@ struct Task {
     maps: SharedMaps,
     ipsec: Option<watch::Receiver<Snapshot>>,
     routes: RouteHandle,
-    view: Arc<Mutex<LivenessView>>,
+    view: Arc<Mutex<KeepaliveView>>,
 }
 
 async fn run(t: Task) {
-    let mut judge = t.config.map(keepalive::Liveness::new);
+    let mut judge = t.config.map(Liveness::new);
     let mut tick = tokio::time::interval(POLL);
     let mut next_keepalive = Instant::now();
     // The first keepalive has had no interval to be answered in: nothing to judge yet.
@@ -191,7 +195,7 @@ async fn run(t: Task) {
         }
         let mut view = t.view.lock().unwrap_or_else(PoisonError::into_inner);
         view.alive = alive;
-        view.missed = judge.as_ref().map_or(0, keepalive::Liveness::missed);
+        view.missed = judge.as_ref().map_or(0, Liveness::missed);
         if stats.keepalive_rx != last_replies {
             last_replies = stats.keepalive_rx;
             view.last_reply_at = Some(Instant::now());

@@ -2,32 +2,24 @@
 //! and for sites that route the Cisco prefixes statically.
 use anyhow::Result;
 
-use super::plan;
+use super::{Datapath, DatapathSpec, spec::tunnel_index};
 use crate::{
     config::Config,
-    datapath::Datapath,
     routes::{RouteManager, RouteManagerConfig, TunnelNextHop},
 };
 
 /// Brings the datapath up (or adopts it) and installs the config's prefixes as the BGP
 /// speakers would learn them: each DC's /25 over its tunnel, the /24 over every tunnel.
-pub async fn datapath_up(config: &Config) -> Result<()> {
-    let spec = plan::datapath(config);
+pub async fn up(config: &Config) -> Result<()> {
+    let spec = DatapathSpec::from_config(config);
+    let next_hops = spec.tunnels.iter().map(TunnelNextHop::from).collect();
     let datapath = Datapath::up(spec).await?;
-    let next_hops = config
-        .terminated()
-        .map(|(id, t)| TunnelNextHop {
-            id: plan::index(id),
-            gateway: t.dc_tunnel_ip.addr(),
-            interface: plan::interface(id),
-        })
-        .collect();
     let routes =
         RouteManager::spawn(RouteManagerConfig::new(next_hops), datapath.shared_maps()).await?;
     let handle = routes.handle();
     for (id, _) in config.terminated() {
         handle.learned(
-            plan::index(id),
+            tunnel_index(id),
             [config.dc_prefix(id), config.cisco_prefix()]
                 .into_iter()
                 .collect(),
@@ -35,20 +27,19 @@ pub async fn datapath_up(config: &Config) -> Result<()> {
     }
     handle.settled().await;
     routes.abort();
-    print!("{}", datapath.status()?);
+    print!("{}", datapath.report()?);
     Ok(())
 }
 
-pub async fn datapath_down(config: &Config) -> Result<()> {
-    let spec = plan::datapath(config);
+pub async fn down(config: &Config) -> Result<()> {
     // The static routes go with their tunnel interfaces.
-    Datapath::down(&spec).await?;
+    Datapath::down(&DatapathSpec::from_config(config)).await?;
     println!("datapath down");
     Ok(())
 }
 
-pub async fn datapath_show(config: &Config) -> Result<()> {
-    let datapath = Datapath::open(plan::datapath(config)).await?;
-    print!("{}", datapath.status()?);
+pub async fn show(config: &Config) -> Result<()> {
+    let datapath = Datapath::open(DatapathSpec::from_config(config)).await?;
+    print!("{}", datapath.report()?);
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! What `vc-agent datapath show` prints: tunnels, routes, counters.
+//! What `vc-agent datapath show` prints: tunnels, routes, counters, read from the maps.
 use std::fmt;
 
 use anyhow::Result;
@@ -6,7 +6,7 @@ use vc_common::TunnelStats;
 
 use super::{Datapath, Ipv4Prefix, maps::VerdictCount};
 
-pub struct TunnelStatus {
+pub struct TunnelReport {
     pub id: u32,
     pub name: String,
     pub up: bool,
@@ -14,22 +14,22 @@ pub struct TunnelStatus {
     pub stats: TunnelStats,
 }
 
-pub struct DatapathStatus {
+pub struct DatapathReport {
     pub mode: String,
     pub attach_mode: String,
     pub fast_path: bool,
-    pub tunnels: Vec<TunnelStatus>,
+    pub tunnels: Vec<TunnelReport>,
     pub routes: Vec<(Ipv4Prefix, u32)>,
     pub verdicts: Vec<VerdictCount>,
 }
 
 impl Datapath {
-    pub fn status(&self) -> Result<DatapathStatus> {
+    pub fn report(&self) -> Result<DatapathReport> {
         let maps = self.lock();
         let mut tunnels = Vec::new();
         for tunnel in &self.spec().tunnels {
             let entry = maps.tunnel(tunnel.id)?;
-            tunnels.push(TunnelStatus {
+            tunnels.push(TunnelReport {
                 id: tunnel.id,
                 name: tunnel.name.clone(),
                 up: entry.is_up(),
@@ -37,7 +37,7 @@ impl Datapath {
                 stats: maps.tunnel_stats(tunnel.id)?,
             });
         }
-        Ok(DatapathStatus {
+        Ok(DatapathReport {
             mode: format!("{:?}", self.spec().mode),
             attach_mode: format!("{:?}", self.attach_mode()),
             fast_path: self.spec().fast_path,
@@ -52,7 +52,7 @@ impl Datapath {
     }
 }
 
-impl fmt::Display for DatapathStatus {
+impl fmt::Display for DatapathReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,

@@ -1,9 +1,10 @@
 //! Each step's judgement and its likely causes, from the evidence. A step is judged on its
 //! own; [`super::walk`] decides whether the verdict counts (only up to the first failure).
-use std::time::Duration;
-
 use super::{Cause, Likely, Step, Verdict, evidence::Context};
-use crate::daemon::status::{BgpStatus, FailureStatus, IpsecStatus, format_duration};
+use crate::{
+    duration::secs,
+    status::{BgpStatus, FailureStatus, IpsecStatus},
+};
 
 /// What one step came to, before the walk.
 pub struct Judged {
@@ -26,10 +27,6 @@ fn likely(cause: Cause, text: impl Into<String>, evidence: Vec<String>) -> Likel
         text: text.into(),
         evidence,
     }
-}
-
-fn secs(s: Option<u64>) -> String {
-    s.map_or_else(|| "-".into(), |s| format_duration(Duration::from_secs(s)))
 }
 
 pub fn judge(step: Step, c: &Context) -> Judged {

@@ -1,10 +1,14 @@
 //! R25: the agent's state as Prometheus metrics, read from the same [`AgentStatus`] that
 //! `vc-agent status` shows, at scrape time (a `prometheus-client` collector: nothing to keep
 //! in sync). Per tunnel: liveness, SAs, keepalives, BGP, traffic; per datapath program: packets
-//! and bytes by outcome. Served over HTTP by [`super::http`] on `[agent] metrics_listen`.
+//! and bytes by outcome. Served over HTTP by [`http`] on `[agent] metrics_listen`.
 //!
 //! Names follow Prometheus' conventions: `vc_` prefix, base units in the name, `_total` on
 //! counters (the encoder adds unit and `_total` to the names below).
+pub mod http;
+#[cfg(test)]
+mod tests;
+
 use std::{fmt, net::SocketAddr, sync::Arc};
 
 use prometheus_client::{
@@ -16,10 +20,8 @@ use prometheus_client::{
 use tracing::{info, warn};
 use vc_common::{DropReason, Hook};
 
-use super::{
-    http::{self, Request, Response},
-    status::{AgentStatus, TunnelStatus},
-};
+use self::http::{Request, Response};
+use crate::status::{AgentStatus, BgpStatus, TunnelStatus};
 
 /// Where the collector gets the state from (the running agent's sources).
 pub type StatusFn = Arc<dyn Fn() -> AgentStatus + Send + Sync>;
@@ -364,7 +366,7 @@ fn keepalive_families(f: &mut Families, t: &[TunnelStatus]) {
 }
 
 fn bgp_families(f: &mut Families, t: &[TunnelStatus]) {
-    type Count = fn(&super::status::BgpStatus) -> u32;
+    type Count = fn(&BgpStatus) -> u32;
     f.gauge(
         "vc_bgp_state",
         "The BGP session's state (1 for the current one).",
@@ -615,6 +617,3 @@ pub async fn serve(listen: &str, status: StatusFn) -> Option<tokio::task::JoinHa
         Arc::new(move |req: &Request| route(&registry, req)),
     ))
 }
-
-#[cfg(test)]
-mod tests;

@@ -8,17 +8,14 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::time::Instant;
 
-use super::{
-    diagnose::{self, Diagnosis, Observation, Step},
-    probe, query,
-};
-use crate::{config::Config, ipsec::control::TICK as SA_REFRESH};
+use super::{Diagnosis, Observation, Step, diagnose, probe};
+use crate::{config::Config, ipsec::control::TICK as SA_REFRESH, socket::query};
 
 /// After a refresh, time for the agent to have it in its status.
 const MARGIN: Duration = Duration::from_millis(500);
 
-/// Observes the running agent and walks the tree.
-pub async fn diagnose(config: &Config) -> Result<Diagnosis> {
+/// `vc-agent diagnose` (R24): observes the running agent of `config` and walks the tree.
+pub async fn run(config: &Config) -> Result<Diagnosis> {
     let started = Instant::now();
     let before = query(config).await?;
     let probed = before.clone();
@@ -28,11 +25,11 @@ pub async fn diagnose(config: &Config) -> Result<Diagnosis> {
         before: Some(before),
         pings,
     };
-    let mut d = diagnose::diagnose(&o);
+    let mut d = diagnose(&o);
     if needs_sa_refresh(&d) {
         tokio::time::sleep_until(started + SA_REFRESH + MARGIN).await;
         o.status = query(config).await?;
-        d = diagnose::diagnose(&o);
+        d = diagnose(&o);
     }
     Ok(d)
 }
@@ -48,7 +45,7 @@ fn needs_sa_refresh(d: &Diagnosis) -> bool {
 #[cfg(test)]
 mod tests {
     use super::needs_sa_refresh;
-    use crate::daemon::diagnose::{Diagnosis, Step, TunnelDiagnosis};
+    use crate::diagnose::{Diagnosis, Step, TunnelDiagnosis};
 
     fn failing_at(mode: &str, step: Option<Step>) -> Diagnosis {
         Diagnosis {

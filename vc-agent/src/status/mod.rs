@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     bgp::NeighborState,
     datapath::maps::VerdictCount,
+    duration::{ago, format_duration, secs, since, until, within},
     ipsec::{TunnelSa, sa::LastError as SaError},
 };
 
@@ -190,16 +191,6 @@ pub struct RouteLine {
     pub tunnels: Vec<String>,
 }
 
-fn since(now: SystemTime, t: Option<SystemTime>) -> Option<u64> {
-    t.and_then(|t| now.duration_since(t).ok())
-        .map(|d| d.as_secs())
-}
-
-fn until(now: SystemTime, t: Option<SystemTime>) -> Option<u64> {
-    t.and_then(|t| t.duration_since(now).ok())
-        .map(|d| d.as_secs())
-}
-
 fn secs_since(t: Option<SystemTime>) -> Option<u64> {
     since(SystemTime::now(), t)
 }
@@ -302,26 +293,6 @@ impl From<&VerdictCount> for VerdictLine {
             packets: v.packets,
             bytes: v.bytes,
         }
-    }
-}
-
-fn opt_secs(s: Option<u64>) -> String {
-    s.map_or_else(|| "-".into(), |s| format_duration(Duration::from_secs(s)))
-}
-
-/// `1d2h`, `3h4m`, `5m6s`, `7s`.
-#[must_use]
-pub fn format_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    let (days, hours, mins, secs) = (s / 86_400, s / 3_600 % 24, s / 60 % 60, s % 60);
-    if days > 0 {
-        format!("{days}d{hours}h")
-    } else if hours > 0 {
-        format!("{hours}h{mins}m")
-    } else if mins > 0 {
-        format!("{mins}m{secs}s")
-    } else {
-        format!("{secs}s")
     }
 }
 
@@ -445,24 +416,6 @@ impl fmt::Display for IpsecStatus {
     }
 }
 
-/// `5m6s ago`, or `?`.
-#[must_use]
-pub fn ago(secs: Option<u64>) -> String {
-    secs.map_or_else(
-        || "?".into(),
-        |s| format!("{} ago", format_duration(Duration::from_secs(s))),
-    )
-}
-
-/// `in 5m6s`, or `?`.
-#[must_use]
-pub fn within(secs: Option<u64>) -> String {
-    secs.map_or_else(
-        || "?".into(),
-        |s| format!("in {}", format_duration(Duration::from_secs(s))),
-    )
-}
-
 impl fmt::Display for KeepaliveStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.enabled {
@@ -475,7 +428,7 @@ impl fmt::Display for KeepaliveStatus {
                 self.replies,
                 self.reflected,
                 self.missed,
-                opt_secs(self.last_reply_s)
+                secs(self.last_reply_s)
             )
         } else {
             writeln!(f, "  keepalive off (DC's reflected {})", self.reflected)
@@ -492,7 +445,7 @@ impl fmt::Display for BgpStatus {
             self.peer,
             self.local_asn,
             self.remote_asn,
-            opt_secs(self.uptime_s),
+            secs(self.uptime_s),
             self.received,
             self.accepted,
             self.rejected,

@@ -1,7 +1,7 @@
 //! The tree on crafted statuses: each likely cause of R24 from the evidence that points at
 //! it, at the step where Cisco's order finds it.
 use super::{Cause, Diagnosis, Observation, Ping, Step, Verdict, diagnose};
-use crate::daemon::status::{
+use crate::status::{
     AgentStatus, BgpStatus, ChildStatus, FailureStatus, IkeStatus, IpsecStatus, KeepaliveStatus,
     TunnelCounters, TunnelStatus, VerdictLine,
 };

@@ -3,13 +3,11 @@ use std::sync::Arc;
 
 use vc_testkit::metrics::{Exposition, parse};
 
+use super::http::Request;
 use super::{exposition, registry, route};
-use crate::daemon::{
-    http::Request,
-    status::{
-        AgentStatus, BgpStatus, ChildStatus, DatapathStatus, FailureStatus, IkeStatus, IpsecStatus,
-        KeepaliveStatus, RouteLine, TunnelCounters, TunnelStatus, VerdictLine,
-    },
+use crate::status::{
+    AgentStatus, BgpStatus, ChildStatus, DatapathStatus, FailureStatus, IkeStatus, IpsecStatus,
+    KeepaliveStatus, RouteLine, TunnelCounters, TunnelStatus, VerdictLine,
 };
 
 /// Every family the agent promises (R25), with its type.

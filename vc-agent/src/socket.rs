@@ -1,6 +1,11 @@
-//! The agent's control socket: `vc-agent status` (and `diagnose`) ask the running agent over
-//! a Unix socket in its state directory, one request line, one answer, then close.
-use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc};
+//! The agent's status socket: `vc-agent status` (and `diagnose`) ask the running agent over
+//! a Unix socket in its state directory, one request line, one answer, then close. The
+//! answer to `status` is the typed [`AgentStatus`] as JSON.
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use anyhow::{Context, Result, bail};
 use tokio::{
@@ -8,6 +13,23 @@ use tokio::{
     net::{UnixListener, UnixStream},
 };
 use tracing::warn;
+
+use crate::{config::Config, status::AgentStatus};
+
+/// The request for the agent's status.
+pub const STATUS: &str = "status";
+
+/// Where the agent of `config` answers.
+#[must_use]
+pub fn path(config: &Config) -> PathBuf {
+    PathBuf::from(&config.agent.state_dir).join("agent.sock")
+}
+
+/// `vc-agent status`: asks the running agent of `config` for its status.
+pub async fn query(config: &Config) -> Result<AgentStatus> {
+    let text = ask(&path(config), STATUS).await?;
+    serde_json::from_str(&text).context("the agent's answer")
+}
 
 /// What the socket answers: a request word in, text out.
 pub type Answer = Arc<dyn Fn(&str) -> Result<String> + Send + Sync>;

@@ -11,7 +11,8 @@ use std::{
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::{diagnose::Ping, status::AgentStatus};
+use super::Ping;
+use crate::status::AgentStatus;
 
 const ECHO_REQUEST: u8 = 8;
 const ECHO_REPLY: u8 = 0;

@@ -1,0 +1,207 @@
+//! `vc-agent run`: the control plane of a CPE, from the activation form to tunnels that carry
+//! traffic, and the state an operator asks for.
+//!
+//! Start order is the fail-closed order: IPsec first (XFRM block policies before anything can
+//! send GRE, then charon), then the datapath, the route manager, one BGP speaker per tunnel,
+//! keepalives and liveness, path-MTU following, and the status socket. On SIGTERM or SIGINT
+//! the BGP sessions are closed (Cease) and their routes withdrawn; the datapath and charon
+//! stay, so GRE stays blocked in clear and a restarted agent adopts both.
+mod path_mtu;
+pub mod plan;
+mod sources;
+
+use std::{sync::Arc, time::Instant};
+
+use anyhow::{Context, Result};
+use tokio::signal::unix::SignalKind;
+use tracing::{info, warn};
+
+pub use self::plan::{Plan, TunnelPlan, plan};
+use self::sources::Sources;
+use crate::{
+    bgp::Speaker,
+    config::{Config, TunnelId},
+    datapath::{Datapath, tunnel_index},
+    ipsec::Ipsec,
+    keepalive::{KeepaliveTask, KeepaliveTunnel},
+    metrics,
+    routes::{self, RouteManager, RouteManagerConfig},
+    socket,
+    status::AgentStatus,
+};
+
+/// The running agent.
+pub struct Agent {
+    config: Config,
+    plan: Plan,
+    started: Instant,
+    datapath: Arc<Datapath>,
+    ipsec: Option<Ipsec>,
+    routes: RouteManager,
+    speakers: Vec<(TunnelId, Speaker)>,
+    keepalives: Vec<KeepaliveTask>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Agent {
+    /// Brings everything up (see the module's doc for the order).
+    pub async fn start(config: Config) -> Result<Agent> {
+        let plan = plan::plan(&config)?;
+        // In external-IPsec mode this only removes block policies an IPsec-mode run left.
+        let ipsec = Ipsec::start(config.clone())
+            .await
+            .context("starting IPsec")?;
+        let ipsec = if config.ipsec() {
+            Some(ipsec)
+        } else {
+            ipsec.shutdown(false).await;
+            None
+        };
+        let datapath = Arc::new(
+            Datapath::up(plan.datapath.clone())
+                .await
+                .context("bringing the datapath up")?,
+        );
+        match routes::install_rt_protos_entry(
+            std::path::Path::new(routes::RT_PROTOS_PATH),
+            routes::VC_RT_PROTO,
+        ) {
+            Ok(_) => {}
+            Err(e) => warn!(
+                "cannot name vc's route protocol in {}: {e}",
+                routes::RT_PROTOS_PATH
+            ),
+        }
+        let routes = RouteManager::spawn(
+            RouteManagerConfig::new(plan.tunnels.iter().map(|t| t.next_hop.clone()).collect()),
+            datapath.shared_maps(),
+        )
+        .await
+        .context("starting the route manager")?;
+        let mut speakers = Vec::new();
+        for t in &plan.tunnels {
+            let speaker = Speaker::spawn(t.neighbor.clone(), routes.handle())
+                .with_context(|| format!("starting the BGP session of tunnel {}", t.id))?;
+            speakers.push((t.id, speaker));
+        }
+        let mut keepalives = Vec::new();
+        for t in &plan.tunnels {
+            let tunnel = KeepaliveTunnel {
+                id: t.id,
+                spec: plan
+                    .datapath
+                    .tunnel(t.id)
+                    .expect("planned tunnels are in the datapath"),
+                tunnel_ifindex: datapath.devices(tunnel_index(t.id))?.tunnel_ifindex,
+                config: t.keepalive,
+            };
+            keepalives.push(KeepaliveTask::spawn(
+                tunnel,
+                datapath.shared_maps(),
+                ipsec.as_ref().map(Ipsec::watch),
+                routes.handle(),
+            )?);
+        }
+        let mut agent = Agent {
+            config,
+            plan,
+            started: Instant::now(),
+            datapath,
+            ipsec,
+            routes,
+            speakers,
+            keepalives,
+            tasks: Vec::new(),
+        };
+        agent.tasks.push(path_mtu::follow(
+            Arc::clone(&agent.datapath),
+            agent.plan.esp,
+            agent.ipsec.as_ref().map(Ipsec::watch),
+        ));
+        let socket = socket::serve(&agent.plan.status_socket, agent.answer())?;
+        agent.tasks.push(socket);
+        let sources = agent.sources();
+        if let Some(metrics) = metrics::serve(
+            &agent.config.agent.metrics_listen,
+            Arc::new(move || sources.status()),
+        )
+        .await
+        {
+            agent.tasks.push(metrics);
+        }
+        info!(
+            tunnels = agent.plan.tunnels.len(),
+            socket = %agent.plan.status_socket.display(),
+            "agent up"
+        );
+        Ok(agent)
+    }
+
+    /// Runs until SIGTERM or SIGINT, then stops (see the module's doc).
+    pub async fn run_until_signal(self) -> Result<()> {
+        let mut term = tokio::signal::unix::signal(SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM"),
+            _ = tokio::signal::ctrl_c() => info!("SIGINT"),
+        }
+        self.stop().await;
+        Ok(())
+    }
+
+    /// Closes the BGP sessions (their routes go), stops the tasks, leaves charon and the
+    /// datapath running.
+    pub async fn stop(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for k in &self.keepalives {
+            k.abort();
+        }
+        for (_, speaker) in self.speakers {
+            speaker.shutdown().await;
+        }
+        self.routes.handle().settled().await;
+        self.routes.abort();
+        if let Some(ipsec) = self.ipsec {
+            ipsec.shutdown(false).await;
+        }
+        let _ = std::fs::remove_file(&self.plan.status_socket);
+        info!("agent stopped; the datapath and charon keep running");
+    }
+
+    /// The current state, as `vc-agent status` shows it.
+    #[must_use]
+    pub fn status(&self) -> AgentStatus {
+        self.sources().status()
+    }
+
+    fn sources(&self) -> Sources {
+        Sources {
+            config: Arc::new(self.config.clone()),
+            plan: Arc::new(self.plan.clone()),
+            started: self.started,
+            datapath: Arc::clone(&self.datapath),
+            ipsec: self.ipsec.as_ref().map(Ipsec::watch),
+            routes: self.routes.subscribe(),
+            speakers: self
+                .speakers
+                .iter()
+                .map(|(id, s)| (*id, s.subscribe()))
+                .collect(),
+            keepalives: self.keepalives.iter().map(|k| (k.id(), k.view())).collect(),
+        }
+    }
+
+    fn answer(&self) -> socket::Answer {
+        let sources = self.sources();
+        Arc::new(move |request: &str| match request {
+            socket::STATUS => Ok(serde_json::to_string(&sources.status())?),
+            other => anyhow::bail!("unknown request {other:?} (ask: {})", socket::STATUS),
+        })
+    }
+}
+
+/// `vc-agent run`.
+pub async fn run(config: Config) -> Result<()> {
+    Agent::start(config).await?.run_until_signal().await
+}
