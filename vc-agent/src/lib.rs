@@ -1,4 +1,19 @@
 //! vc-agent: the control plane of vc. The binary (`main.rs`) is a thin CLI over these modules.
+//!
+//! Rooms, and what each may import (`A → B`: A uses B). The graph has no cycle:
+//!
+//! - domain rooms, each owning its piece of the status (`<room>::status`): `config` (the
+//!   activation form, imports nothing); `ipsec` → `config`; `datapath` → `config`, `ipsec`;
+//!   `routes` → `datapath`; `bgp` → `config`, `routes`; `keepalive` → `config`, `datapath`,
+//!   `ipsec`, `routes`. `duration` (time as text) is a leaf any room may use.
+//! - `status` → the domain rooms' status pieces: the agent's status as one typed model.
+//! - `socket` → `status`, `config`: the status socket and its client.
+//! - `metrics` → `status`; `diagnose` → `status`, `socket`, `config`, and the domain
+//!   vocabulary it judges by (BGP NOTIFICATION codes, vc's reqids and selectors).
+//! - `manual` → `config`, `datapath`, `routes`: `vc-agent datapath`, by hand.
+//! - `agent` → everything above: the run loop that starts the rooms and assembles the status.
+//!
+//! No domain room imports `status`, `socket`, `metrics`, `diagnose`, `manual` or `agent`.
 pub mod agent;
 pub mod bgp;
 pub mod config;
@@ -7,6 +22,7 @@ pub mod diagnose;
 pub mod duration;
 pub mod ipsec;
 pub mod keepalive;
+pub mod manual;
 pub mod metrics;
 pub mod routes;
 pub mod socket;

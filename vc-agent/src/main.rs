@@ -3,7 +3,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use vc_agent::{agent, config, datapath, diagnose, ipsec, socket};
+use vc_agent::{agent, config, diagnose, ipsec, manual, socket};
 
 #[derive(Parser)]
 #[command(
@@ -168,9 +168,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let config = config::load(&config)?;
             runtime()?.block_on(async {
                 match action {
-                    DatapathAction::Up => datapath::cli::up(&config).await,
-                    DatapathAction::Down => datapath::cli::down(&config).await,
-                    DatapathAction::Show => datapath::cli::show(&config).await,
+                    DatapathAction::Up => manual::up(&config).await,
+                    DatapathAction::Down => manual::down(&config).await,
+                    DatapathAction::Show => manual::show(&config).await,
                 }
             })?;
             Ok(ExitCode::SUCCESS)

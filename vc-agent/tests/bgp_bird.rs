@@ -497,7 +497,7 @@ fn max_prefix_exceeded_sends_cease_1_and_waits_idle_hold() {
         assert_eq!((n.direction, n.code, n.subcode), (Direction::Sent, 6, 1));
         assert_eq!(n.name, "Cease / Maximum Number of Prefixes Reached");
         // AFI 1, SAFI 1, limit 4 (RFC 4486).
-        assert!(n.detail.ends_with("data 00010100000004"), "{}", n.detail);
+        assert_eq!(n.data, [0, 1, 1, 0, 0, 0, 4], "{n}");
         assert!(
             vc.map().is_empty(),
             "nothing of an over-limit session is installed"

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use support::{BGP_PASSWORD, Lab, Options, PSK};
 use vc_agent::{
     config::{Config, TunnelId},
-    ipsec::{CharonState, Failure, Snapshot, conn},
+    ipsec::{CharonState, ChildMode, Failure, Snapshot, conn},
 };
 use vc_testkit::{capture::Kind, traffic::Pinger, vm};
 
@@ -61,7 +61,7 @@ fn esp_tunnel_carries_gre_and_only_ike_and_esp_cross() {
         t.child.as_ref().expect("child"),
     );
     assert!(ike.initiator, "the CPE initiates (R8)");
-    assert_eq!(child.mode, "TUNNEL");
+    assert_eq!(child.mode, ChildMode::Tunnel);
     assert_eq!(child.reqid, conn::reqid(A));
     assert_eq!(child.local_ts, ["198.51.100.1/32[gre]"]);
     assert_eq!(child.remote_ts, ["198.51.100.2/32[gre]"]);

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use vc_agent::status::{AgentStatus, TunnelStatus};
+use vc_agent::status::{AgentStatus, ChildMode, ChildState, IkeState, Mode, TunnelStatus};
 use vc_testkit::{
     NetNs,
     capture::{Capture, Kind, Packets},
@@ -39,12 +39,12 @@ fn tunnel<'a>(status: &'a AgentStatus, dc: &DcPlan) -> &'a TunnelStatus {
     status
         .tunnels
         .iter()
-        .find(|t| t.dc == dc.n)
+        .find(|t| t.ends.dc == dc.n)
         .unwrap_or_else(|| panic!("no tunnel to DC{} in the status", dc.n))
 }
 
-fn set(items: &[String]) -> BTreeSet<String> {
-    items.iter().cloned().collect()
+fn set(items: &[impl ToString]) -> BTreeSet<String> {
+    items.iter().map(ToString::to_string).collect()
 }
 
 #[test]
@@ -91,17 +91,17 @@ fn agent_in_ipsec_mode_end_to_end() {
 /// R5, R7, R8: both tunnels' IKE SAs up, child SAs in tunnel mode with GRE-only selectors and
 /// vc's fixed reqids, as the agent, the kernel and the DCs each see them.
 fn sas(region: &Region, s: &AgentStatus) {
-    assert_eq!(s.mode, "ipsec");
+    assert_eq!(s.mode, Mode::Ipsec);
     for dc in DCS {
         let t = tunnel(s, dc);
         let ipsec = t.ipsec.as_ref().expect("IPsec status");
         let ike = ipsec.ike.as_ref().expect("IKE SA");
-        assert!(ike.up && ike.state == "ESTABLISHED", "{t}");
+        assert!(ike.up && ike.state == IkeState::Established, "{t}");
         assert!(ike.remote.starts_with(&format!("{}[", dc.ipsec)), "{t}");
         let child = ipsec.child.as_ref().expect("child SA");
         let (cpe_ts, dc_ts) = dc.selectors();
-        assert_eq!(child.state, "INSTALLED", "{t}");
-        assert_eq!(child.mode, "TUNNEL", "{t}");
+        assert_eq!(child.state, ChildState::Installed, "{t}");
+        assert_eq!(child.mode, ChildMode::Tunnel, "{t}");
         assert_eq!(child.reqid, dc.reqid(), "{t}");
         assert_eq!(child.local_ts, std::slice::from_ref(&cpe_ts), "{t}");
         assert_eq!(child.remote_ts, std::slice::from_ref(&dc_ts), "{t}");
@@ -179,7 +179,7 @@ fn bgp_and_routes(region: &Region, s: &AgentStatus) {
         let bgp = t.bgp.as_ref().expect("BGP status");
         assert!(bgp.established, "{t}");
         assert_eq!((bgp.local_asn, bgp.remote_asn), (65010, dc.asn), "{t}");
-        assert_eq!(bgp.peer, dc.tunnel_ip.to_string(), "{t}");
+        assert_eq!(bgp.peer.to_string(), dc.tunnel_ip.to_string(), "{t}");
         assert_eq!((bgp.received, bgp.accepted, bgp.rejected), (2, 2, 0), "{t}");
         assert_eq!(bgp.advertised, 1, "only the default route: {t}");
         let expected: BTreeSet<String> = [dc.prefix.to_string(), CISCO_PREFIX.to_string()].into();
@@ -196,7 +196,10 @@ fn bgp_and_routes(region: &Region, s: &AgentStatus) {
         .datapath
         .routes
         .iter()
-        .map(|r| (r.prefix.clone(), r.tunnels.clone()))
+        .map(|r| {
+            let tunnels = r.tunnels.iter().map(|t| t.key().to_string()).collect();
+            (r.prefix.to_string(), tunnels)
+        })
         .collect();
     for (prefix, tunnels) in [
         (DC1.prefix, vec!["a"]),

@@ -2,7 +2,7 @@
 //! config and plan, the datapath's maps, the SA table, the route manager, each BGP speaker
 //! and keepalive task.
 use std::{
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, PoisonError},
     time::Instant,
 };
 
@@ -12,13 +12,13 @@ use super::{Plan, TunnelPlan};
 use crate::{
     bgp::NeighborState,
     config::{Config, TunnelId},
-    datapath::{Datapath, tunnel_index},
+    datapath::{Datapath, DatapathMaps, tunnel_index},
     ipsec::Snapshot,
     keepalive::KeepaliveView,
     routes::RouteStatus,
     status::{
-        AgentStatus, BgpStatus, DatapathStatus, IpsecStatus, RouteLine, TunnelCounters,
-        TunnelStatus,
+        AgentStatus, BgpStatus, CharonStatus, DatapathStatus, IpsecStatus, RouteLine,
+        TunnelCounters, TunnelEnds, TunnelStatus, VerdictLine,
     },
 };
 
@@ -39,7 +39,7 @@ impl Sources {
     fn tunnel_status(
         &self,
         t: &TunnelPlan,
-        maps: &crate::datapath::DatapathMaps,
+        maps: &DatapathMaps,
         routes: &RouteStatus,
         sas: Option<&Snapshot>,
     ) -> TunnelStatus {
@@ -54,41 +54,23 @@ impl Sources {
             .keepalives
             .iter()
             .find(|(id, _)| *id == t.id)
-            .map(|(_, v)| {
-                v.lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone()
-            })
+            .map(|(_, v)| v.lock().unwrap_or_else(PoisonError::into_inner).clone())
             .unwrap_or_default();
         TunnelStatus {
-            id: t.id.key().to_string(),
-            dc: t.id.dc(),
-            interface: t.interface.clone(),
-            local_gre: form.cpe_gre_address.to_string(),
-            remote_gre: form.dc_gre_address.to_string(),
-            remote_ipsec: form.dc_ipsec_address.to_string(),
-            local_tunnel_ip: form.cpe_tunnel_ip.to_string(),
-            dc_tunnel_ip: form.dc_tunnel_ip.addr().to_string(),
-            expected_prefixes: t
-                .neighbor
-                .accepted_prefixes
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-            ipsec: sas.as_ref().map(|s| IpsecStatus::from(s.sas.tunnel(t.id))),
-            keepalive: keepalive.status(&stats),
-            counters: TunnelCounters {
-                up: entry.is_up(),
-                mtu: entry.mtu,
-                mss: entry.mss,
-                tx_packets: stats.tx_packets,
-                tx_bytes: stats.tx_bytes,
-                fast_path_packets: stats.fast_path_packets,
-                rx_fast_path_packets: stats.rx_fast_path_packets,
-                rx_packets: stats.rx_packets,
-                rx_bytes: stats.rx_bytes,
-                mss_clamped: stats.mss_clamped,
+            ends: TunnelEnds {
+                id: t.id,
+                dc: t.id.dc(),
+                interface: t.interface.clone(),
+                local_gre: form.cpe_gre_address,
+                remote_gre: form.dc_gre_address,
+                local_tunnel_ip: form.cpe_tunnel_ip,
+                dc_tunnel_ip: form.dc_tunnel_ip.addr(),
             },
+            remote_ipsec: form.dc_ipsec_address,
+            expected_prefixes: t.neighbor.accepted_prefixes.clone(),
+            ipsec: sas.map(|s| IpsecStatus::from(s.sas.tunnel(t.id))),
+            keepalive: keepalive.status(&stats),
+            counters: TunnelCounters::new(&entry, &stats),
             bgp: self
                 .speakers
                 .iter()
@@ -97,7 +79,7 @@ impl Sources {
             accepted_prefixes: routes
                 .learned
                 .get(&index)
-                .map(|set| set.iter().map(ToString::to_string).collect())
+                .map(|set| set.iter().copied().collect())
                 .unwrap_or_default(),
         }
     }
@@ -112,56 +94,37 @@ impl Sources {
             .iter()
             .map(|t| self.tunnel_status(t, &maps, &routes, sas.as_ref()))
             .collect();
-        let tunnel_names = |mask: u32| {
+        let tunnels_of = |mask: u32| {
             TunnelId::ALL
-                .iter()
-                .filter(|id| mask & (1 << tunnel_index(**id)) != 0)
-                .map(|id| id.key().to_string())
+                .into_iter()
+                .filter(|id| mask & (1 << tunnel_index(*id)) != 0)
                 .collect()
         };
         AgentStatus {
             version: env!("CARGO_PKG_VERSION").to_string(),
             region: self.config.region.clone(),
-            mode: if self.config.ipsec() {
-                "ipsec"
-            } else {
-                "external-ipsec"
-            }
-            .to_string(),
+            mode: self.config.mode,
             uptime_s: self.started.elapsed().as_secs(),
-            charon: sas.as_ref().map(|s| charon_text(&s.charon)),
+            charon: sas.as_ref().map(|s| CharonStatus::from(&s.charon)),
             tunnels,
             datapath: DatapathStatus {
-                attach_mode: format!("{:?}", self.datapath.attach_mode()).to_lowercase(),
+                attach_mode: self.datapath.attach_mode(),
                 fast_path: self.plan.datapath.fast_path,
                 verdicts: maps
                     .verdicts()
                     .unwrap_or_default()
                     .iter()
-                    .map(Into::into)
+                    .map(VerdictLine::from)
                     .collect(),
                 routes: routes
                     .map
                     .iter()
                     .map(|(prefix, mask)| RouteLine {
-                        prefix: prefix.to_string(),
-                        tunnels: tunnel_names(*mask),
+                        prefix: *prefix,
+                        tunnels: tunnels_of(*mask),
                     })
                     .collect(),
             },
         }
-    }
-}
-
-fn charon_text(state: &crate::ipsec::CharonState) -> String {
-    use crate::ipsec::CharonState;
-    match state {
-        CharonState::Starting => "starting".into(),
-        CharonState::NotUsed => "not used (external-ipsec mode)".into(),
-        CharonState::Up { pid, version, .. } => match pid {
-            Some(pid) => format!("running, {version}, pid {pid}"),
-            None => format!("running (attached), {version}"),
-        },
-        CharonState::Down { reason, .. } => format!("DOWN: {reason}"),
     }
 }

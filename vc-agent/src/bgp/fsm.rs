@@ -29,8 +29,11 @@ use super::packet::{
 pub const LARGE_HOLD: Duration = Duration::from_mins(4);
 
 /// RFC 4271 §8.2.2 session states.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum State {
+    #[default]
     Idle,
     Connect,
     Active,
@@ -39,9 +42,33 @@ pub enum State {
     Established,
 }
 
+impl State {
+    pub const ALL: [State; 6] = [
+        State::Idle,
+        State::Connect,
+        State::Active,
+        State::OpenSent,
+        State::OpenConfirm,
+        State::Established,
+    ];
+
+    /// RFC 4271's name, as in JSON and the metrics: `OpenSent`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            State::Idle => "Idle",
+            State::Connect => "Connect",
+            State::Active => "Active",
+            State::OpenSent => "OpenSent",
+            State::OpenConfirm => "OpenConfirm",
+            State::Established => "Established",
+        }
+    }
+}
+
 impl std::fmt::Display for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self, f)
+        f.write_str(self.name())
     }
 }
 

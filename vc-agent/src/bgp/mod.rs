@@ -4,7 +4,8 @@
 //! - [`fsm`]: the RFC 4271 state machine, pure (state + event → state + actions).
 //! - [`rib`]: the Adj-RIB-In and the import policy the service fixes (R19), pure.
 //! - [`diag`]: why a session does not come up (TCP-MD5 counters, connect timeouts).
-//! - [`state`]: the operator's view of a neighbour (R25).
+//! - [`state`]: the operator's view of a neighbour (R25); [`status`]: its piece of the agent's
+//!   status.
 //! - `speaker` and `network`: the tokio side (sockets, timers, one task per neighbour).
 //!
 //! The daemon starts one [`Speaker`] per tunnel with a [`NeighborConfig`] and a
@@ -19,6 +20,7 @@ pub mod md5;
 mod network;
 mod speaker;
 pub mod state;
+pub mod status;
 
 pub use vc_wire::bgp::{packet, rib};
 

@@ -7,27 +7,27 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{fsm::State, packet::Notification, rib::Reject};
 
 /// Which way a NOTIFICATION went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Direction {
     Sent,
     Received,
 }
 
-/// A NOTIFICATION, named.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A NOTIFICATION, named, with its data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotificationInfo {
     pub direction: Direction,
     pub code: u8,
     pub subcode: u8,
     /// "OPEN Message Error / Bad Peer AS".
     pub name: String,
-    /// With data or shutdown message, as [`Notification`]'s Display prints it.
-    pub detail: String,
+    /// The data field (a Bad Peer AS carries the AS, a Cease 2 or 4 a shutdown message).
+    pub data: Vec<u8>,
 }
 
 impl NotificationInfo {
@@ -42,8 +42,21 @@ impl NotificationInfo {
                 super::packet::code_name(n.code),
                 super::packet::subcode_name(n.code, n.subcode)
             ),
-            detail: n.to_string(),
+            data: n.data.clone(),
         }
+    }
+
+    /// The NOTIFICATION itself.
+    #[must_use]
+    pub fn notification(&self) -> Notification {
+        Notification::with_data(self.code, self.subcode, self.data.clone())
+    }
+}
+
+impl fmt::Display for NotificationInfo {
+    /// `2/2 OPEN Message Error / Bad Peer AS data fde8`, as [`Notification`] prints it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.notification())
     }
 }
 

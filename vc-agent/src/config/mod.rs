@@ -97,6 +97,23 @@ pub enum Mode {
     ExternalIpsec,
 }
 
+impl Mode {
+    /// As in the config and the status: `ipsec`, `external-ipsec`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Mode::Ipsec => "ipsec",
+            Mode::ExternalIpsec => "external-ipsec",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// R2: which tunnels this host terminates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -28,6 +28,15 @@ pub enum AttachMode {
 }
 
 impl AttachMode {
+    /// As in JSON: `tcx`, `clsact`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            AttachMode::Tcx => "tcx",
+            AttachMode::Clsact => "clsact",
+        }
+    }
+
     /// tcx where the kernel has it (commit e420bed02507, 6.6).
     #[must_use]
     pub fn detect() -> Self {

@@ -3,7 +3,6 @@
 //! removes every trace of it.
 pub mod attach;
 pub mod bpffs;
-pub mod cli;
 pub mod devices;
 pub mod maps;
 pub mod mtu;
@@ -11,6 +10,7 @@ pub mod object;
 pub mod show;
 pub mod spec;
 pub mod state;
+pub mod status;
 pub mod sysctl;
 
 use std::{

@@ -5,42 +5,45 @@ use std::{fmt::Write as _, time::Duration};
 
 use super::{Observation, Ping};
 use crate::{
-    config::TunnelId,
     duration::format_duration,
     ipsec::conn,
-    status::{AgentStatus, DatapathStatus, TunnelStatus},
+    status::{AgentStatus, DatapathStatus, DropReason, Hook, Mode, TunnelStatus},
 };
 
-/// The datapath's drop reasons that say why GRE from a DC did not reach its tunnel
-/// (`vc-common`'s `DropReason` names), with what each means for an engineer.
-pub const RX_DROPS: [(&str, &str, &str); 7] = [
+/// The datapath's drop reasons that say why GRE from a DC did not reach its tunnel, with
+/// what each means for an engineer.
+pub const RX_DROPS: [(Hook, DropReason, &str); 7] = [
     (
-        "wan_rx",
-        "no_secpath",
+        Hook::WanRx,
+        DropReason::NoSecpath,
         "GRE arrived without IPsec (clear GRE from the DC or a box on the path)",
     ),
     (
-        "wan_rx",
-        "wrong_sa",
+        Hook::WanRx,
+        DropReason::WrongSa,
         "GRE decrypted by an SA that is not this tunnel's (reqid or peer differs)",
     ),
     (
-        "wan_rx",
-        "inner_source_not_allowed",
+        Hook::WanRx,
+        DropReason::InnerSourceNotAllowed,
         "decapsulated packets from a source that is neither the DC's tunnel IP nor Cisco's prefix",
     ),
     (
-        "wan_rx",
-        "unknown_tunnel",
+        Hook::WanRx,
+        DropReason::UnknownTunnel,
         "GRE from an unknown transport IP",
     ),
-    ("wan_rx", "gre_malformed", "malformed GRE"),
+    (Hook::WanRx, DropReason::GreMalformed, "malformed GRE"),
     (
-        "wan_rx",
-        "gre_unsupported",
+        Hook::WanRx,
+        DropReason::GreUnsupported,
         "GRE with key or sequence number",
     ),
-    ("wan_rx", "outer_fragment", "fragmented outer packets"),
+    (
+        Hook::WanRx,
+        DropReason::OuterFragment,
+        "fragmented outer packets",
+    ),
 ];
 
 /// A counter now, and how much it moved since the status before the probe.
@@ -87,19 +90,19 @@ impl<'a> Context<'a> {
         Context {
             status: &o.status,
             t,
-            before: o.before(&t.id),
+            before: o.before(t.ends.id),
             before_dp: o.before.as_ref().map(|b| &b.datapath),
-            ping: o.ping(&t.id),
+            ping: o.ping(t.ends.id),
         }
     }
 
     pub fn ipsec_mode(&self) -> bool {
-        self.status.mode == "ipsec"
+        self.status.mode == Mode::Ipsec
     }
 
     /// `a` → `tunnel.a`: the config section an engineer edits.
     pub fn section(&self) -> String {
-        format!("tunnel.{}", self.t.id)
+        format!("tunnel.{}", self.t.ends.id.key())
     }
 
     pub fn uptime(&self) -> String {
@@ -107,18 +110,15 @@ impl<'a> Context<'a> {
     }
 
     /// The reqid vc gives this tunnel's SAs (1001 for A, 1002 for B).
-    pub fn expected_reqid(&self) -> Option<u32> {
-        TunnelId::ALL
-            .into_iter()
-            .find(|id| id.key() == self.t.id)
-            .map(conn::reqid)
+    pub fn expected_reqid(&self) -> u32 {
+        conn::reqid(self.t.ends.id)
     }
 
     /// The only selectors Cisco accepts (R7): GRE between the two GRE transport IPs.
     pub fn expected_selectors(&self) -> (String, String) {
         (
-            format!("{}/32[gre]", self.t.local_gre),
-            format!("{}/32[gre]", self.t.remote_gre),
+            conn::gre_selector(self.t.ends.local_gre),
+            conn::gre_selector(self.t.ends.remote_gre),
         )
     }
 
@@ -154,11 +154,11 @@ impl<'a> Context<'a> {
     }
 
     /// A datapath verdict counter (all tunnels together: the counters are per program).
-    pub fn verdict(&self, hook: &str, reason: &str) -> Counter {
+    pub fn verdict(&self, hook: Hook, reason: DropReason) -> Counter {
         let find = |d: &DatapathStatus| {
             d.verdicts
                 .iter()
-                .find(|v| v.hook == hook && v.reason == reason)
+                .find(|v| (v.hook, v.reason) == (hook, reason))
                 .map_or(0, |v| v.packets)
         };
         Counter::new(find(&self.status.datapath), self.before_dp.map(find))
@@ -168,11 +168,13 @@ impl<'a> Context<'a> {
     pub fn rx_drops(&self) -> Vec<String> {
         RX_DROPS
             .iter()
-            .filter_map(|(hook, reason, meaning)| {
+            .filter_map(|&(hook, reason, meaning)| {
                 let c = self.verdict(hook, reason);
                 c.moving().then(|| {
                     format!(
-                        "datapath drops at {hook} {reason} ({meaning}): {} packets, all tunnels",
+                        "datapath drops at {} {} ({meaning}): {} packets, all tunnels",
+                        hook.name(),
+                        reason.name(),
                         c.text()
                     )
                 })

@@ -15,10 +15,12 @@ mod steps;
 mod tests;
 mod text;
 
+use std::net::Ipv4Addr;
+
 use serde::{Deserialize, Serialize};
 
 pub use self::observe::run;
-use crate::status::{AgentStatus, TunnelStatus};
+use crate::status::{AgentStatus, Mode, TunnelEnds, TunnelId, TunnelStatus};
 
 /// Cisco's six checks, in their order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -203,13 +205,8 @@ pub struct StepReport {
 /// The tree for one tunnel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TunnelDiagnosis {
-    pub id: String,
-    pub dc: u8,
-    pub interface: String,
-    pub local_tunnel_ip: String,
-    pub dc_tunnel_ip: String,
-    pub local_gre: String,
-    pub remote_gre: String,
+    #[serde(flatten)]
+    pub ends: TunnelEnds,
     pub steps: Vec<StepReport>,
     /// The first failing step, if any.
     pub first_failure: Option<Step>,
@@ -219,7 +216,7 @@ pub struct TunnelDiagnosis {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnosis {
     pub region: String,
-    pub mode: String,
+    pub mode: Mode,
     pub uptime_s: u64,
     pub tunnels: Vec<TunnelDiagnosis>,
 }
@@ -232,8 +229,8 @@ impl Diagnosis {
     }
 
     #[must_use]
-    pub fn tunnel(&self, id: &str) -> Option<&TunnelDiagnosis> {
-        self.tunnels.iter().find(|t| t.id == id)
+    pub fn tunnel(&self, id: TunnelId) -> Option<&TunnelDiagnosis> {
+        self.tunnels.iter().find(|t| t.ends.id == id)
     }
 }
 
@@ -253,12 +250,11 @@ impl TunnelDiagnosis {
 }
 
 /// The result of pinging the DC's tunnel IP from ours (step 4).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ping {
-    /// `a` or `b`.
-    pub tunnel: String,
-    pub from: String,
-    pub to: String,
+    pub tunnel: TunnelId,
+    pub from: Ipv4Addr,
+    pub to: Ipv4Addr,
     /// Whether the probe could run at all (root, our address present).
     pub ran: bool,
     pub sent: u32,
@@ -269,7 +265,7 @@ pub struct Ping {
 }
 
 /// Everything the tree reads.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Observation {
     /// The status after the probe.
     pub status: AgentStatus,
@@ -280,14 +276,12 @@ pub struct Observation {
 }
 
 impl Observation {
-    fn ping(&self, tunnel: &str) -> Option<&Ping> {
+    fn ping(&self, tunnel: TunnelId) -> Option<&Ping> {
         self.pings.iter().find(|p| p.tunnel == tunnel && p.ran)
     }
 
-    fn before(&self, tunnel: &str) -> Option<&TunnelStatus> {
-        self.before
-            .as_ref()
-            .and_then(|b| b.tunnels.iter().find(|t| t.id == tunnel))
+    fn before(&self, tunnel: TunnelId) -> Option<&TunnelStatus> {
+        self.before.as_ref().and_then(|b| b.tunnel(tunnel))
     }
 }
 
@@ -296,7 +290,7 @@ impl Observation {
 pub fn diagnose(o: &Observation) -> Diagnosis {
     Diagnosis {
         region: o.status.region.clone(),
-        mode: o.status.mode.clone(),
+        mode: o.status.mode,
         uptime_s: o.status.uptime_s,
         tunnels: o.status.tunnels.iter().map(|t| walk(o, t)).collect(),
     }
@@ -327,13 +321,7 @@ fn walk(o: &Observation, t: &TunnelStatus) -> TunnelDiagnosis {
         })
         .collect();
     TunnelDiagnosis {
-        id: t.id.clone(),
-        dc: t.dc,
-        interface: t.interface.clone(),
-        local_tunnel_ip: t.local_tunnel_ip.clone(),
-        dc_tunnel_ip: t.dc_tunnel_ip.clone(),
-        local_gre: t.local_gre.clone(),
-        remote_gre: t.remote_gre.clone(),
+        ends: t.ends.clone(),
         steps,
         first_failure,
     }

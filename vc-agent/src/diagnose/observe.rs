@@ -9,7 +9,7 @@ use anyhow::Result;
 use tokio::time::Instant;
 
 use super::{Diagnosis, Observation, Step, diagnose, probe};
-use crate::{config::Config, ipsec::control::TICK as SA_REFRESH, socket::query};
+use crate::{config::Config, ipsec::control::TICK as SA_REFRESH, socket::query, status::Mode};
 
 /// After a refresh, time for the agent to have it in its status.
 const MARGIN: Duration = Duration::from_millis(500);
@@ -36,7 +36,7 @@ pub async fn run(config: &Config) -> Result<Diagnosis> {
 
 /// IPsec mode, and a tunnel fails at the keepalives: the ESP counters decide the cause.
 fn needs_sa_refresh(d: &Diagnosis) -> bool {
-    d.mode == "ipsec"
+    d.mode == Mode::Ipsec
         && d.tunnels
             .iter()
             .any(|t| t.first_failure == Some(Step::Keepalives))
@@ -45,21 +45,26 @@ fn needs_sa_refresh(d: &Diagnosis) -> bool {
 #[cfg(test)]
 mod tests {
     use super::needs_sa_refresh;
-    use crate::diagnose::{Diagnosis, Step, TunnelDiagnosis};
+    use crate::{
+        diagnose::{Diagnosis, Step, TunnelDiagnosis},
+        status::{Mode, TunnelEnds, TunnelId},
+    };
 
-    fn failing_at(mode: &str, step: Option<Step>) -> Diagnosis {
+    fn failing_at(mode: Mode, step: Option<Step>) -> Diagnosis {
         Diagnosis {
             region: "LAB".into(),
-            mode: mode.into(),
+            mode,
             uptime_s: 60,
             tunnels: vec![TunnelDiagnosis {
-                id: "a".into(),
-                dc: 1,
-                interface: "vc-dc1".into(),
-                local_tunnel_ip: "100.64.0.1/30".into(),
-                dc_tunnel_ip: "100.64.0.2".into(),
-                local_gre: "198.51.100.1".into(),
-                remote_gre: "198.18.1.1".into(),
+                ends: TunnelEnds {
+                    id: TunnelId::A,
+                    dc: 1,
+                    interface: "vc-dc1".into(),
+                    local_gre: [198, 51, 100, 1].into(),
+                    remote_gre: [198, 18, 1, 1].into(),
+                    local_tunnel_ip: "100.64.0.1/30".parse().expect("prefix"),
+                    dc_tunnel_ip: [100, 64, 0, 2].into(),
+                },
                 steps: Vec::new(),
                 first_failure: step,
             }],
@@ -69,13 +74,13 @@ mod tests {
     #[test]
     fn waits_for_esp_counters_only_when_they_decide() {
         assert!(needs_sa_refresh(&failing_at(
-            "ipsec",
+            Mode::Ipsec,
             Some(Step::Keepalives)
         )));
-        assert!(!needs_sa_refresh(&failing_at("ipsec", Some(Step::Bgp))));
-        assert!(!needs_sa_refresh(&failing_at("ipsec", None)));
+        assert!(!needs_sa_refresh(&failing_at(Mode::Ipsec, Some(Step::Bgp))));
+        assert!(!needs_sa_refresh(&failing_at(Mode::Ipsec, None)));
         assert!(!needs_sa_refresh(&failing_at(
-            "external-ipsec",
+            Mode::ExternalIpsec,
             Some(Step::Keepalives)
         )));
     }

@@ -12,7 +12,7 @@ use std::{
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::Ping;
-use crate::status::AgentStatus;
+use crate::status::{AgentStatus, TunnelId};
 
 const ECHO_REQUEST: u8 = 8;
 const ECHO_REPLY: u8 = 0;
@@ -43,21 +43,15 @@ pub fn ping_tunnels(status: &AgentStatus) -> Vec<Ping> {
         .tunnels
         .iter()
         .map(|t| {
-            let (id, device) = (t.id.clone(), t.interface.clone());
-            let addrs = t
-                .local_tunnel_ip
-                .split('/')
-                .next()
-                .unwrap_or_default()
-                .parse();
-            let to = t.dc_tunnel_ip.parse();
-            std::thread::spawn(move || match (addrs, to) {
-                (Ok(from), Ok(to)) => ping(&id, &device, from, to, Schedule::default()),
-                _ => Ping {
-                    tunnel: id,
-                    error: Some("the status names no tunnel IPs".into()),
-                    ..Ping::default()
-                },
+            let e = t.ends.clone();
+            std::thread::spawn(move || {
+                ping(
+                    e.id,
+                    &e.interface,
+                    e.local_tunnel_ip.addr(),
+                    e.dc_tunnel_ip,
+                    Schedule::default(),
+                )
             })
         })
         .collect();
@@ -67,12 +61,16 @@ pub fn ping_tunnels(status: &AgentStatus) -> Vec<Ping> {
 /// Pings `to` from `from` out of `device`. Never takes longer than
 /// `(count - 1) × interval + wait`.
 #[must_use]
-pub fn ping(tunnel: &str, device: &str, from: Ipv4Addr, to: Ipv4Addr, s: Schedule) -> Ping {
+pub fn ping(tunnel: TunnelId, device: &str, from: Ipv4Addr, to: Ipv4Addr, s: Schedule) -> Ping {
     let mut result = Ping {
-        tunnel: tunnel.to_string(),
-        from: from.to_string(),
-        to: to.to_string(),
-        ..Ping::default()
+        tunnel,
+        from,
+        to,
+        ran: false,
+        sent: 0,
+        received: 0,
+        rtt_min_us: None,
+        error: None,
     };
     let socket = match open(device, from) {
         Ok(socket) => socket,
@@ -84,7 +82,7 @@ pub fn ping(tunnel: &str, device: &str, from: Ipv4Addr, to: Ipv4Addr, s: Schedul
     result.ran = true;
     // Distinct per process and tunnel: other pings in the namespace are not ours.
     let pid = std::process::id().to_le_bytes();
-    let id = u16::from_le_bytes([pid[0] ^ tunnel.bytes().next().unwrap_or(0), pid[1]]);
+    let id = u16::from_le_bytes([pid[0] ^ tunnel.key().as_bytes()[0], pid[1]]);
     let target = SockAddr::from(SocketAddrV4::new(to, 0));
     let start = Instant::now();
     let mut sent_at = Vec::new();

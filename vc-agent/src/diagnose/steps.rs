@@ -2,8 +2,12 @@
 //! own; [`super::walk`] decides whether the verdict counts (only up to the first failure).
 use super::{Cause, Likely, Step, Verdict, evidence::Context};
 use crate::{
+    bgp::packet::notification::{cease, code, open},
     duration::secs,
-    status::{BgpStatus, FailureStatus, IpsecStatus},
+    status::{
+        BgpStatus, ChildMode, Direction, DropReason, Failure, FailureStatus, Hook, IpsecStatus,
+        NotificationInfo, prefix_list,
+    },
 };
 
 /// What one step came to, before the walk.
@@ -59,8 +63,8 @@ fn ipsec<'a>(c: &'a Context) -> Result<&'a IpsecStatus, Judged> {
 }
 
 fn charon_down(c: &Context) -> Option<Likely> {
-    let charon = c.status.charon.as_deref()?;
-    (!charon.starts_with("running")).then(|| {
+    let charon = c.status.charon.as_ref()?;
+    (!charon.is_running()).then(|| {
         likely(
             Cause::CharonDown,
             "charon (strongSwan) is not running, so nothing negotiates IKE: see the agent's \
@@ -74,7 +78,7 @@ fn charon_down(c: &Context) -> Option<Likely> {
 fn failure_line(e: &FailureStatus) -> String {
     format!(
         "last IPsec error {} {} ago; charon said \"{}\"",
-        e.name,
+        e.failure.name(),
         secs(Some(e.age_s)),
         e.line
     )
@@ -160,15 +164,15 @@ fn failure_causes(c: &Context, ipsec: &IpsecStatus, ike_stage: bool) -> Vec<Like
     };
     let evidence = vec![failure_line(e)];
     let one = |cause, text: String| vec![likely(cause, text, evidence.clone())];
-    match e.name.as_str() {
-        "NO_PROPOSAL_CHOSEN" if ike_stage => one(
+    match &e.failure {
+        Failure::NoProposalChosen { .. } if ike_stage => one(
             Cause::IkeProposalMismatch,
             format!(
                 "IKE proposal mismatch: the DC accepts none of {s}.ike_proposals; compare \
                  encryption, integrity/PRF and DH group with the form (R6)"
             ),
         ),
-        "NO_PROPOSAL_CHOSEN" => one(
+        Failure::NoProposalChosen { .. } => one(
             Cause::EspProposalMismatch,
             format!(
                 "ESP proposal mismatch: the DC accepts none of {s}.esp_proposals; compare \
@@ -176,7 +180,7 @@ fn failure_causes(c: &Context, ipsec: &IpsecStatus, ike_stage: bool) -> Vec<Like
                  install the SA answers the same"
             ),
         ),
-        "AUTHENTICATION_FAILED" => one(
+        Failure::AuthenticationFailed => one(
             Cause::PskOrIdentity,
             format!(
                 "wrong pre-shared key or IKE identity: {s}.ike_psk must be the form's key, and \
@@ -185,7 +189,7 @@ fn failure_causes(c: &Context, ipsec: &IpsecStatus, ike_stage: bool) -> Vec<Like
                 c.t.remote_ipsec
             ),
         ),
-        "PEER_UNREACHABLE" => one(
+        Failure::PeerUnreachable { .. } => one(
             Cause::PeerUnreachable,
             format!(
                 "the DC does not answer IKE: check {s}.dc_ipsec_address ({}) against the form, \
@@ -193,22 +197,22 @@ fn failure_causes(c: &Context, ipsec: &IpsecStatus, ike_stage: bool) -> Vec<Like
                 c.t.remote_ipsec
             ),
         ),
-        "TS_UNACCEPTABLE" => one(
+        Failure::TsUnacceptable => one(
             Cause::WrongSelectors,
             format!(
                 "the DC refuses the traffic selectors, GRE from {} to {}: check \
                  {s}.cpe_gre_address and {s}.dc_gre_address against the form; the DC's crypto \
                  ACL must permit GRE (not IP) host to host (R7)",
-                c.t.local_gre, c.t.remote_gre
+                c.t.ends.local_gre, c.t.ends.remote_gre
             ),
         ),
-        "KERNEL_REFUSED" => one(
+        Failure::KernelRefused { .. } => one(
             Cause::KernelRefused,
             "this host's kernel refused the SA or its policies: ESP support (esp4, xfrm_user) \
              or the negotiated algorithm is missing"
                 .to_string(),
         ),
-        other => one(
+        Failure::Notify(other) => one(
             Cause::DcNotify,
             format!("the DC refused with {other}: {}", e.meaning),
         ),
@@ -233,7 +237,7 @@ fn child(c: &Context) -> Judged {
     let detail = format!(
         "{} {} reqid {}, {} ⇄ {}, {}, ESP {} pkts in {} out",
         child.state,
-        child.mode.to_lowercase(),
+        child.mode.name().to_lowercase(),
         child.reqid,
         child.local_ts.join(","),
         child.remote_ts.join(","),
@@ -243,7 +247,7 @@ fn child(c: &Context) -> Judged {
     );
     let s = c.section();
     let mut causes = Vec::new();
-    if !child.mode.eq_ignore_ascii_case("tunnel") {
+    if child.mode != ChildMode::Tunnel {
         causes.push(likely(
             Cause::WrongMode,
             "the child SA is not in tunnel mode: Virtual Connect needs ESP tunnel mode (R5); \
@@ -266,7 +270,8 @@ fn child(c: &Context) -> Judged {
             )],
         ));
     }
-    if let Some(reqid) = c.expected_reqid().filter(|r| *r != child.reqid) {
+    let reqid = c.expected_reqid();
+    if child.reqid != reqid {
         causes.push(likely(
             Cause::WrongReqid,
             "the child SA does not carry vc's reqid, so the datapath drops its GRE as wrong_sa: \
@@ -403,7 +408,7 @@ fn no_keepalive_causes(c: &Context) -> Vec<Likely> {
                 "nothing comes back from the DC's GRE transport IP {}: the path to the DC is \
                  down, a firewall drops GRE (IP 47){}, or the DC's tunnel is down; check \
                  {s}.dc_gre_address against the form",
-                c.t.remote_gre,
+                c.t.ends.remote_gre,
                 if c.ipsec_mode() {
                     " or ESP"
                 } else {
@@ -423,7 +428,7 @@ fn ping(c: &Context) -> Judged {
             Verdict::Skipped,
             format!(
                 "not probed (`vc-agent diagnose` pings {} from {} when run as root on the CPE)",
-                c.t.dc_tunnel_ip, c.t.local_tunnel_ip
+                c.t.ends.dc_tunnel_ip, c.t.ends.local_tunnel_ip
             ),
             Vec::new(),
         );
@@ -452,7 +457,7 @@ fn ping(c: &Context) -> Judged {
             b.peer, b.connect_timeouts
         ));
     }
-    let inner = c.verdict("wan_rx", "inner_source_not_allowed");
+    let inner = c.verdict(Hook::WanRx, DropReason::InnerSourceNotAllowed);
     if inner.moving() {
         evidence.push(format!(
             "datapath drops wan_rx inner_source_not_allowed: {} (the DC answers from another \
@@ -466,7 +471,7 @@ fn ping(c: &Context) -> Judged {
             "GRE works but the DC does not answer on its tunnel IP: the tunnel IPs or the mask \
              differ from the DC's. Check {s}.cpe_tunnel_ip ({}) and {s}.dc_tunnel_ip ({}) \
              against the form (/30 or /31?)",
-            c.t.local_tunnel_ip, c.t.dc_tunnel_ip
+            c.t.ends.local_tunnel_ip, c.t.ends.dc_tunnel_ip
         ),
         evidence,
     )];
@@ -543,8 +548,8 @@ fn wrong_asn(c: &Context, b: &BgpStatus, sent: bool, evidence: Vec<String>) -> L
     let s = c.section();
     let text = if sent {
         let theirs = b
-            .last_error
-            .as_deref()
+            .last_notification
+            .as_ref()
             .and_then(bad_peer_as)
             .map_or_else(|| "another AS".to_string(), |asn| format!("AS {asn}"));
         format!(
@@ -564,15 +569,15 @@ fn wrong_asn(c: &Context, b: &BgpStatus, sent: bool, evidence: Vec<String>) -> L
 
 fn bgp_causes(c: &Context, b: &BgpStatus) -> Vec<Likely> {
     let s = c.section();
-    let notification = b.last_notification.as_deref().unwrap_or("");
-    let md5_ruled_out = !notification.is_empty();
+    let notification = b.last_notification.as_ref();
+    let md5_ruled_out = notification.is_some();
     let evidence = bgp_evidence(b, md5_ruled_out);
-    let sent = b
-        .last_error
-        .as_ref()
-        .is_some_and(|e| e.starts_with("sent "));
+    let sent = notification.is_some_and(|n| n.direction == Direction::Sent);
+    let is = |code: u8, subcodes: &[u8]| {
+        notification.is_some_and(|n| n.code == code && subcodes.contains(&n.subcode))
+    };
     let mut causes = Vec::new();
-    if notification.starts_with("2/2 ") {
+    if is(code::OPEN, &[open::BAD_PEER_AS]) {
         causes.push(wrong_asn(c, b, sent, evidence.clone()));
     }
     if b.likely_password_mismatch && !md5_ruled_out {
@@ -586,21 +591,27 @@ fn bgp_causes(c: &Context, b: &BgpStatus) -> Vec<Likely> {
         ));
     }
     // Peer De-configured, Connection Rejected: the DC has no such neighbour.
-    if (notification.starts_with("6/3 ") || notification.starts_with("6/5 ")) && !sent {
+    if is(
+        code::CEASE,
+        &[cease::PEER_DECONFIGURED, cease::CONNECTION_REJECTED],
+    ) && !sent
+    {
         causes.push(likely(
             Cause::WrongNeighbourIp,
             format!(
                 "the DC closes the session (Cease): it may not know {} as its neighbour; check \
                  {s}.cpe_tunnel_ip and {s}.dc_tunnel_ip against the form",
-                c.t.local_tunnel_ip
+                c.t.ends.local_tunnel_ip
             ),
             evidence.clone(),
         ));
     }
-    if causes.is_empty() && !notification.is_empty() {
+    if causes.is_empty()
+        && let Some(n) = notification
+    {
         causes.push(likely(
             Cause::BgpNotification,
-            format!("the session failed with NOTIFICATION {notification}"),
+            format!("the session failed with NOTIFICATION {n}"),
             evidence.clone(),
         ));
     }
@@ -611,7 +622,7 @@ fn bgp_causes(c: &Context, b: &BgpStatus) -> Vec<Likely> {
                 format!(
                     "the DC answers ping but not BGP: its neighbour is not {} (or it filters \
                      TCP 179); check {s}.cpe_tunnel_ip and {s}.dc_tunnel_ip against the form",
-                    c.t.local_tunnel_ip
+                    c.t.ends.local_tunnel_ip
                 ),
                 evidence.iter().cloned().chain(c.ping_text()).collect(),
             )
@@ -639,18 +650,14 @@ fn bgp_causes(c: &Context, b: &BgpStatus) -> Vec<Likely> {
     causes
 }
 
-/// The AS in the data of a Bad Peer AS NOTIFICATION we sent (`... data 0000fcbb`): the one
-/// the DC's OPEN carried (2 or 4 octets).
-fn bad_peer_as(last_error: &str) -> Option<u32> {
-    let hex = last_error
-        .rsplit_once(" data ")?
-        .1
-        .split_whitespace()
-        .next()?;
-    if !matches!(hex.len(), 4 | 8) {
-        return None;
+/// The AS in the data of a Bad Peer AS NOTIFICATION we sent: the one the DC's OPEN carried
+/// (2 or 4 octets).
+fn bad_peer_as(notification: &NotificationInfo) -> Option<u32> {
+    let data = notification.data.as_slice();
+    match <[u8; 2]>::try_from(data) {
+        Ok(two) => Some(u32::from(u16::from_be_bytes(two))),
+        Err(_) => <[u8; 4]>::try_from(data).ok().map(u32::from_be_bytes),
     }
-    u32::from_str_radix(hex, 16).ok()
 }
 
 /// Step 6.
@@ -660,16 +667,12 @@ fn routes(c: &Context) -> Judged {
     let Some(b) = &t.bgp else {
         return judged(Verdict::NotApplicable, "no BGP session", Vec::new());
     };
-    let missing: Vec<&String> = t
-        .expected_prefixes
-        .iter()
-        .filter(|p| !t.accepted_prefixes.contains(p))
-        .collect();
+    let missing = t.missing_prefixes();
     let detail = format!(
         "received {}, accepted [{}] (expected {}), rejected {}, advertised {}",
         b.received,
-        t.accepted_prefixes.join(", "),
-        t.expected_prefixes.join(" + "),
+        prefix_list(&t.accepted_prefixes, ", "),
+        prefix_list(&t.expected_prefixes, " + "),
         b.rejected,
         b.advertised
     );
@@ -679,18 +682,17 @@ fn routes(c: &Context) -> Judged {
     );
     let mut causes = Vec::new();
     if !missing.is_empty() {
-        let missing: Vec<&str> = missing.iter().map(|p| p.as_str()).collect();
         causes.push(likely(
             Cause::PrefixMissing,
             format!(
                 "the DC does not send {}: each DC must advertise its own /25 and the shared \
                  /24 (R19). Ask Cisco to check DC{}'s advertisements",
-                missing.join(" and "),
-                t.dc
+                prefix_list(&missing, " and "),
+                t.ends.dc
             ),
             vec![
                 counts.clone(),
-                format!("accepted [{}]", t.accepted_prefixes.join(", ")),
+                format!("accepted [{}]", prefix_list(&t.accepted_prefixes, ", ")),
             ],
         ));
     }
@@ -702,7 +704,7 @@ fn routes(c: &Context) -> Judged {
                  compare [cisco] prefix, dc1_prefix and dc2_prefix with the form (the /25s \
                  swapped?), or Cisco sends more than it should",
                 b.rejected,
-                t.expected_prefixes.join(" and ")
+                prefix_list(&t.expected_prefixes, " and ")
             ),
             vec![counts],
         ));

@@ -1,26 +1,39 @@
 //! The tree on crafted statuses: each likely cause of R24 from the evidence that points at
 //! it, at the step where Cisco's order finds it.
+use ipnet::Ipv4Net;
+
 use super::{Cause, Diagnosis, Observation, Ping, Step, Verdict, diagnose};
-use crate::status::{
-    AgentStatus, BgpStatus, ChildStatus, FailureStatus, IkeStatus, IpsecStatus, KeepaliveStatus,
-    TunnelCounters, TunnelStatus, VerdictLine,
+use crate::{
+    bgp::packet::Notification,
+    status::{
+        AgentStatus, AttachMode, BgpState, BgpStatus, CharonStatus, ChildMode, ChildState,
+        ChildStatus, DatapathStatus, Direction, DropReason, Failure, FailureStatus, Hook, IkeState,
+        IkeStatus, IpsecStatus, KeepaliveStatus, Mode, NotificationInfo, TunnelCounters,
+        TunnelEnds, TunnelId, TunnelStatus, VerdictLine,
+    },
 };
+
+fn net(s: &str) -> Ipv4Net {
+    s.parse().expect("prefix")
+}
 
 /// Tunnel A of a healthy IPsec-mode CPE, ten minutes up.
 fn healthy_tunnel() -> TunnelStatus {
     TunnelStatus {
-        id: "a".into(),
-        dc: 1,
-        interface: "vc-dc1".into(),
-        local_gre: "198.51.100.1".into(),
-        remote_gre: "198.18.1.1".into(),
-        remote_ipsec: "198.18.1.1".into(),
-        local_tunnel_ip: "100.64.0.1/30".into(),
-        dc_tunnel_ip: "100.64.0.2".into(),
-        expected_prefixes: vec!["203.0.113.0/25".into(), "203.0.113.0/24".into()],
+        ends: TunnelEnds {
+            id: TunnelId::A,
+            dc: 1,
+            interface: "vc-dc1".into(),
+            local_gre: [198, 51, 100, 1].into(),
+            remote_gre: [198, 18, 1, 1].into(),
+            local_tunnel_ip: net("100.64.0.1/30"),
+            dc_tunnel_ip: [100, 64, 0, 2].into(),
+        },
+        remote_ipsec: [198, 18, 1, 1].into(),
+        expected_prefixes: vec![net("203.0.113.0/25"), net("203.0.113.0/24")],
         ipsec: Some(IpsecStatus {
             ike: Some(IkeStatus {
-                state: "ESTABLISHED".into(),
+                state: IkeState::Established,
                 up: true,
                 proposal: "AES_GCM_16_256/PRF_HMAC_SHA2_384/ECP_384".into(),
                 remote: "198.18.1.1[500]".into(),
@@ -28,9 +41,9 @@ fn healthy_tunnel() -> TunnelStatus {
                 ..IkeStatus::default()
             }),
             child: Some(ChildStatus {
-                state: "INSTALLED".into(),
+                state: ChildState::Installed,
                 reqid: 1001,
-                mode: "TUNNEL".into(),
+                mode: ChildMode::Tunnel,
                 proposal: "AES_GCM_16_256".into(),
                 spi_in: "c1a2b3c4".into(),
                 spi_out: "d1a2b3c4".into(),
@@ -64,39 +77,53 @@ fn healthy_tunnel() -> TunnelStatus {
             ..TunnelCounters::default()
         },
         bgp: Some(BgpStatus {
-            state: "Established".into(),
+            state: BgpState::Established,
             established: true,
-            peer: "100.64.0.2".into(),
+            peer: [100, 64, 0, 2].into(),
             local_asn: 65010,
             remote_asn: 64601,
             uptime_s: Some(580),
+            last_error: None,
+            last_notification: None,
             received: 2,
             accepted: 2,
+            rejected: 0,
             advertised: 1,
+            flaps: 0,
             connect_attempts: 1,
-            ..BgpStatus::default()
+            connect_timeouts: 0,
+            diagnosis: None,
+            likely_password_mismatch: false,
         }),
-        accepted_prefixes: vec!["203.0.113.0/25".into(), "203.0.113.0/24".into()],
+        accepted_prefixes: vec![net("203.0.113.0/25"), net("203.0.113.0/24")],
     }
 }
 
-fn status(mode: &str, tunnel: TunnelStatus) -> AgentStatus {
+fn status(mode: Mode, tunnel: TunnelStatus) -> AgentStatus {
     AgentStatus {
         version: "0.1.0".into(),
         region: "LAB".into(),
-        mode: mode.into(),
+        mode,
         uptime_s: 600,
-        charon: (mode == "ipsec").then(|| "running, 5.9.8, pid 42".into()),
+        charon: (mode == Mode::Ipsec).then(|| CharonStatus::Running {
+            version: "5.9.8".into(),
+            pid: Some(42),
+        }),
         tunnels: vec![tunnel],
-        ..AgentStatus::default()
+        datapath: DatapathStatus {
+            attach_mode: AttachMode::Tcx,
+            fast_path: true,
+            verdicts: Vec::new(),
+            routes: Vec::new(),
+        },
     }
 }
 
 fn ping(received: u32) -> Ping {
     Ping {
-        tunnel: "a".into(),
-        from: "100.64.0.1".into(),
-        to: "100.64.0.2".into(),
+        tunnel: TunnelId::A,
+        from: [100, 64, 0, 1].into(),
+        to: [100, 64, 0, 2].into(),
         ran: true,
         sent: 3,
         received,
@@ -108,19 +135,19 @@ fn ping(received: u32) -> Ping {
 /// A status before and after a probe: `during` edits the tunnel as it was after; counters
 /// the test leaves alone did not move.
 struct Case {
-    mode: &'static str,
+    mode: Mode,
     before: TunnelStatus,
     after: TunnelStatus,
     before_verdicts: Vec<VerdictLine>,
     after_verdicts: Vec<VerdictLine>,
     ping: Option<Ping>,
-    charon: Option<String>,
+    charon: Option<CharonStatus>,
 }
 
 impl Case {
     fn ipsec() -> Self {
         Case {
-            mode: "ipsec",
+            mode: Mode::Ipsec,
             before: healthy_tunnel(),
             after: healthy_tunnel(),
             before_verdicts: Vec::new(),
@@ -134,7 +161,7 @@ impl Case {
         let mut t = healthy_tunnel();
         t.ipsec = None;
         Case {
-            mode: "external-ipsec",
+            mode: Mode::ExternalIpsec,
             before: t.clone(),
             after: t,
             ..Case::ipsec()
@@ -160,14 +187,8 @@ impl Case {
     }
 
     /// `packets` more drops for `reason` at WAN receive during the probe.
-    fn drops(mut self, reason: &str, before: u64, after: u64) -> Self {
-        let line = |packets| VerdictLine {
-            hook: "wan_rx".into(),
-            reason: reason.into(),
-            drop: true,
-            packets,
-            bytes: packets * 100,
-        };
+    fn drops(mut self, reason: DropReason, before: u64, after: u64) -> Self {
+        let line = |packets| VerdictLine::new(Hook::WanRx, reason, packets, packets * 100);
         self.before_verdicts.push(line(before));
         self.after_verdicts.push(line(after));
         self
@@ -193,7 +214,7 @@ impl Case {
 /// diagnosis for more checks.
 fn fails_at(case: Case, step: Step, expected: Cause) -> Diagnosis {
     let d = case.run();
-    let t = d.tunnel("a").expect("tunnel a");
+    let t = d.tunnel(TunnelId::A).expect("tunnel a");
     assert_eq!(t.first_failure, Some(step), "{d}");
     assert!(!d.ok());
     assert!(
@@ -218,36 +239,31 @@ fn fails_at(case: Case, step: Step, expected: Cause) -> Diagnosis {
     d
 }
 
-fn failure(name: &str, line: &str) -> FailureStatus {
-    FailureStatus {
-        name: name.into(),
-        meaning: format!("{name} meaning"),
-        line: line.into(),
-        age_s: 4,
-    }
+fn failure(failure: &Failure, line: &str) -> FailureStatus {
+    FailureStatus::new(failure.clone(), line, 4)
 }
 
 /// IKE not up, with `error` recorded.
-fn ike_down(name: &'static str, line: &'static str) -> impl Fn(&mut TunnelStatus) {
+fn ike_down(name: Failure, line: &'static str) -> impl Fn(&mut TunnelStatus) {
     move |t| {
         let i = t.ipsec.as_mut().expect("ipsec");
         i.ike = Some(IkeStatus {
-            state: "CONNECTING".into(),
+            state: IkeState::Connecting,
             up: false,
             remote: "198.18.1.1[500]".into(),
             ..IkeStatus::default()
         });
         i.child = None;
-        i.last_error = Some(failure(name, line));
+        i.last_error = Some(failure(&name, line));
     }
 }
 
 /// IKE up, no child SA, with `error` recorded.
-fn child_down(name: &'static str, line: &'static str) -> impl Fn(&mut TunnelStatus) {
+fn child_down(name: Failure, line: &'static str) -> impl Fn(&mut TunnelStatus) {
     move |t| {
         let i = t.ipsec.as_mut().expect("ipsec");
         i.child = None;
-        i.last_error = Some(failure(name, line));
+        i.last_error = Some(failure(&name, line));
     }
 }
 
@@ -258,7 +274,7 @@ fn bgp(t: &mut TunnelStatus) -> &mut BgpStatus {
 /// BGP not Established, no routes.
 fn bgp_down(t: &mut TunnelStatus) {
     let b = bgp(t);
-    b.state = "Active".into();
+    b.state = BgpState::Active;
     b.established = false;
     b.uptime_s = None;
     b.received = 0;
@@ -267,11 +283,22 @@ fn bgp_down(t: &mut TunnelStatus) {
     t.accepted_prefixes.clear();
 }
 
+/// The session's last error is a NOTIFICATION, as the speaker records it.
+fn notified(b: &mut BgpStatus, direction: Direction, code: u8, subcode: u8, data: &[u8]) {
+    let n = Notification::with_data(code, subcode, data.to_vec());
+    let way = match direction {
+        Direction::Sent => "sent",
+        Direction::Received => "received",
+    };
+    b.last_error = Some(format!("{way} NOTIFICATION {n}"));
+    b.last_notification = Some(NotificationInfo::new(direction, &n));
+}
+
 #[test]
 fn a_healthy_cpe_passes_every_step() {
     let d = Case::ipsec().run();
     assert!(d.ok(), "{d}");
-    let t = d.tunnel("a").expect("a");
+    let t = d.tunnel(TunnelId::A).expect("a");
     for s in &t.steps {
         assert_eq!(s.verdict, Verdict::Pass, "{d}");
         assert!(s.causes.is_empty());
@@ -292,7 +319,7 @@ fn a_healthy_cpe_passes_every_step() {
 fn external_ipsec_mode_leaves_the_ipsec_steps_to_another_box() {
     let d = Case::external().run();
     assert!(d.ok(), "{d}");
-    let t = d.tunnel("a").expect("a");
+    let t = d.tunnel(TunnelId::A).expect("a");
     assert_eq!(t.step(Step::IkeSa).verdict, Verdict::NotApplicable);
     assert_eq!(t.step(Step::ChildSa).verdict, Verdict::NotApplicable);
     for s in [Step::Keepalives, Step::Ping, Step::Bgp, Step::Routes] {
@@ -305,25 +332,25 @@ fn external_ipsec_mode_leaves_the_ipsec_steps_to_another_box() {
 fn ike_failures_are_step_1_with_their_cause() {
     let cases = [
         (
-            "NO_PROPOSAL_CHOSEN",
+            Failure::NoProposalChosen { ike: true },
             "received NO_PROPOSAL_CHOSEN notify error",
             Cause::IkeProposalMismatch,
             "ike_proposals",
         ),
         (
-            "AUTHENTICATION_FAILED",
+            Failure::AuthenticationFailed,
             "received AUTHENTICATION_FAILED notify error",
             Cause::PskOrIdentity,
             "ike_psk",
         ),
         (
-            "PEER_UNREACHABLE",
+            Failure::PeerUnreachable { port: None },
             "giving up after 5 retransmits",
             Cause::PeerUnreachable,
             "UDP 500/4500",
         ),
         (
-            "INTERNAL_ADDRESS_FAILURE",
+            Failure::Notify("INTERNAL_ADDRESS_FAILURE".into()),
             "received INTERNAL_ADDRESS_FAILURE notify error",
             Cause::DcNotify,
             "INTERNAL_ADDRESS_FAILURE",
@@ -331,7 +358,7 @@ fn ike_failures_are_step_1_with_their_cause() {
     ];
     for (name, line, cause, names) in cases {
         let d = fails_at(Case::ipsec().both(ike_down(name, line)), Step::IkeSa, cause);
-        let step = d.tunnel("a").expect("a").step(Step::IkeSa);
+        let step = d.tunnel(TunnelId::A).expect("a").step(Step::IkeSa);
         assert!(step.causes[0].text.contains(names), "{d}");
         assert!(
             step.causes[0].evidence[0].contains(line),
@@ -347,13 +374,15 @@ fn charon_down_and_no_answer_yet_are_named() {
         i.ike = None;
         i.child = None;
     });
-    case.charon = Some("DOWN: charon exited (status 1)".into());
+    case.charon = Some(CharonStatus::Down {
+        reason: "charon exited (status 1)".into(),
+    });
     fails_at(case, Step::IkeSa, Cause::CharonDown);
     let d = fails_at(
         Case::ipsec().both(|t| {
             let i = t.ipsec.as_mut().expect("ipsec");
             i.ike = Some(IkeStatus {
-                state: "CONNECTING".into(),
+                state: IkeState::Connecting,
                 ..IkeStatus::default()
             });
             i.child = None;
@@ -362,7 +391,7 @@ fn charon_down_and_no_answer_yet_are_named() {
         Cause::PeerUnreachable,
     );
     assert!(
-        d.tunnel("a")
+        d.tunnel(TunnelId::A)
             .expect("a")
             .causes()
             .contains(&Cause::NotYetUp)
@@ -373,7 +402,7 @@ fn charon_down_and_no_answer_yet_are_named() {
 fn child_sa_failures_are_step_2_with_their_cause() {
     fails_at(
         Case::ipsec().both(child_down(
-            "NO_PROPOSAL_CHOSEN",
+            Failure::NoProposalChosen { ike: false },
             "received NO_PROPOSAL_CHOSEN notify, no CHILD_SA built",
         )),
         Step::ChildSa,
@@ -381,7 +410,7 @@ fn child_sa_failures_are_step_2_with_their_cause() {
     );
     let d = fails_at(
         Case::ipsec().both(child_down(
-            "TS_UNACCEPTABLE",
+            Failure::TsUnacceptable,
             "received TS_UNACCEPTABLE notify, no CHILD_SA built",
         )),
         Step::ChildSa,
@@ -390,7 +419,7 @@ fn child_sa_failures_are_step_2_with_their_cause() {
     assert!(d.to_string().contains("cpe_gre_address"), "{d}");
     fails_at(
         Case::ipsec().both(child_down(
-            "KERNEL_REFUSED",
+            Failure::KernelRefused { policies: false },
             "unable to install inbound and outbound IPsec SA (SAD) in kernel",
         )),
         Step::ChildSa,
@@ -425,7 +454,7 @@ fn an_installed_child_sa_must_be_tunnel_mode_gre_only_with_vcs_reqid() {
         );
     }
     fails_at(
-        Case::ipsec().both(child(|c| c.mode = "TRANSPORT".into())),
+        Case::ipsec().both(child(|c| c.mode = ChildMode::Transport)),
         Step::ChildSa,
         Cause::WrongMode,
     );
@@ -499,13 +528,13 @@ fn esp_in_but_nothing_decapsulated_points_at_the_drop_counters() {
         Case::ipsec()
             .both(keepalives_unanswered)
             .during(|t| esp(t, 4, 4))
-            .drops("no_secpath", 10, 14)
-            .drops("wrong_sa", 2, 2)
+            .drops(DropReason::NoSecpath, 10, 14)
+            .drops(DropReason::WrongSa, 2, 2)
             .ping(Some(0)),
         Step::Keepalives,
         Cause::GreDropped,
     );
-    let t = d.tunnel("a").expect("a");
+    let t = d.tunnel(TunnelId::A).expect("a");
     let evidence = t.step(Step::Keepalives).causes[0].evidence.join("\n");
     assert!(
         evidence.contains("wan_rx no_secpath (GRE arrived without IPsec"),
@@ -532,7 +561,7 @@ fn nothing_back_at_all_is_the_path_or_the_dcs_gre() {
 #[test]
 fn right_after_start_keepalives_are_not_yet_judged() {
     let young = {
-        let mut s = status("external-ipsec", healthy_tunnel());
+        let mut s = status(Mode::ExternalIpsec, healthy_tunnel());
         s.uptime_s = 2;
         s.tunnels[0].ipsec = None;
         s.tunnels[0].keepalive.replies = 0;
@@ -544,7 +573,7 @@ fn right_after_start_keepalives_are_not_yet_judged() {
             pings: Vec::new(),
         })
     };
-    let t = young.tunnel("a").expect("a");
+    let t = young.tunnel(TunnelId::A).expect("a");
     assert_eq!(t.first_failure, Some(Step::Keepalives), "{young}");
     assert_eq!(t.causes()[0], Cause::NotYetUp, "{young}");
     assert_eq!(
@@ -564,7 +593,10 @@ fn keepalives_off_here_are_judged_by_the_dcs_or_not_at_all() {
     let d = Case::ipsec().both(off).run();
     assert!(d.ok(), "{d}");
     assert_eq!(
-        d.tunnel("a").expect("a").step(Step::Keepalives).verdict,
+        d.tunnel(TunnelId::A)
+            .expect("a")
+            .step(Step::Keepalives)
+            .verdict,
         Verdict::Pass
     );
     let d = Case::ipsec()
@@ -573,7 +605,10 @@ fn keepalives_off_here_are_judged_by_the_dcs_or_not_at_all() {
         .run();
     assert!(d.ok(), "{d}");
     assert_eq!(
-        d.tunnel("a").expect("a").step(Step::Keepalives).verdict,
+        d.tunnel(TunnelId::A)
+            .expect("a")
+            .step(Step::Keepalives)
+            .verdict,
         Verdict::NotApplicable
     );
 }
@@ -604,7 +639,7 @@ fn no_probe_is_skipped_not_failed() {
     let d = Case::ipsec().ping(None).run();
     assert!(d.ok(), "{d}");
     assert_eq!(
-        d.tunnel("a").expect("a").step(Step::Ping).verdict,
+        d.tunnel(TunnelId::A).expect("a").step(Step::Ping).verdict,
         Verdict::Skipped
     );
 }
@@ -615,10 +650,7 @@ fn bgp_failures_are_step_5_with_their_cause() {
     let d = fails_at(
         Case::ipsec().both(|t| {
             bgp_down(t);
-            let b = bgp(t);
-            b.last_error =
-                Some("sent NOTIFICATION 2/2 OPEN Message Error / Bad Peer AS data fde8".into());
-            b.last_notification = Some("2/2 OPEN Message Error / Bad Peer AS".into());
+            notified(bgp(t), Direction::Sent, 2, 2, &[0xfd, 0xe8]);
         }),
         Step::Bgp,
         Cause::WrongAsn,
@@ -632,10 +664,7 @@ fn bgp_failures_are_step_5_with_their_cause() {
     let d = fails_at(
         Case::ipsec().both(|t| {
             bgp_down(t);
-            let b = bgp(t);
-            b.last_error =
-                Some("received NOTIFICATION 2/2 OPEN Message Error / Bad Peer AS".into());
-            b.last_notification = Some("2/2 OPEN Message Error / Bad Peer AS".into());
+            notified(bgp(t), Direction::Received, 2, 2, &[]);
         }),
         Step::Bgp,
         Cause::WrongAsn,
@@ -647,16 +676,18 @@ fn bgp_failures_are_step_5_with_their_cause() {
         Case::ipsec().both(|t| {
             bgp_down(t);
             let b = bgp(t);
-            b.last_error =
-                Some("sent NOTIFICATION 2/2 OPEN Message Error / Bad Peer AS data fde8".into());
-            b.last_notification = Some("2/2 OPEN Message Error / Bad Peer AS".into());
+            notified(b, Direction::Sent, 2, 2, &[0xfd, 0xe8]);
             b.likely_password_mismatch = true;
             b.diagnosis = Some("likely TCP-MD5 password mismatch: 17 segment(s)".into());
         }),
         Step::Bgp,
         Cause::WrongAsn,
     );
-    assert_eq!(d.tunnel("a").expect("a").causes(), [Cause::WrongAsn], "{d}");
+    assert_eq!(
+        d.tunnel(TunnelId::A).expect("a").causes(),
+        [Cause::WrongAsn],
+        "{d}"
+    );
     assert!(d.to_string().contains("another session's"), "{d}");
     // TCP-MD5: the speaker's own diagnosis says so.
     let d = fails_at(
@@ -675,7 +706,7 @@ fn bgp_failures_are_step_5_with_their_cause() {
         Cause::BgpPasswordMismatch,
     );
     assert!(d.to_string().contains("TCPMD5Failure"), "{d}");
-    assert_eq!(d.tunnel("a").expect("a").causes().len(), 1, "{d}");
+    assert_eq!(d.tunnel(TunnelId::A).expect("a").causes().len(), 1, "{d}");
     // Ping works, TCP 179 does not: the neighbour address.
     fails_at(
         Case::ipsec().both(|t| {
@@ -689,9 +720,7 @@ fn bgp_failures_are_step_5_with_their_cause() {
     fails_at(
         Case::ipsec().both(|t| {
             bgp_down(t);
-            let b = bgp(t);
-            b.last_error = Some("received NOTIFICATION 6/3 Cease / Peer De-configured".into());
-            b.last_notification = Some("6/3 Cease / Peer De-configured".into());
+            notified(bgp(t), Direction::Received, 6, 3, &[]);
         }),
         Step::Bgp,
         Cause::WrongNeighbourIp,
@@ -700,9 +729,7 @@ fn bgp_failures_are_step_5_with_their_cause() {
     fails_at(
         Case::ipsec().both(|t| {
             bgp_down(t);
-            let b = bgp(t);
-            b.last_error = Some("received NOTIFICATION 4/0 Hold Timer Expired".into());
-            b.last_notification = Some("4/0 Hold Timer Expired".into());
+            notified(bgp(t), Direction::Received, 4, 0, &[]);
         }),
         Step::Bgp,
         Cause::BgpNotification,
@@ -714,7 +741,7 @@ fn route_faults_are_step_6() {
     // The DC sends only the /24: its /25 is missing.
     let d = fails_at(
         Case::ipsec().both(|t| {
-            t.accepted_prefixes = vec!["203.0.113.0/24".into()];
+            t.accepted_prefixes = vec![net("203.0.113.0/24")];
             bgp(t).received = 1;
             bgp(t).accepted = 1;
         }),
@@ -728,7 +755,7 @@ fn route_faults_are_step_6() {
     // It sends DC2's /25 instead (rejected on this tunnel).
     let d = fails_at(
         Case::ipsec().both(|t| {
-            t.accepted_prefixes = vec!["203.0.113.0/24".into()];
+            t.accepted_prefixes = vec![net("203.0.113.0/24")];
             bgp(t).received = 2;
             bgp(t).accepted = 1;
             bgp(t).rejected = 1;
@@ -737,7 +764,7 @@ fn route_faults_are_step_6() {
         Cause::WrongPrefixesFromCisco,
     );
     assert_eq!(
-        d.tunnel("a").expect("a").causes(),
+        d.tunnel(TunnelId::A).expect("a").causes(),
         [Cause::PrefixMissing, Cause::WrongPrefixesFromCisco]
     );
     fails_at(
@@ -754,7 +781,7 @@ fn route_faults_are_step_6() {
         .run();
     assert!(d.ok(), "{d}");
     assert_eq!(
-        d.tunnel("a").expect("a").step(Step::Routes).verdict,
+        d.tunnel(TunnelId::A).expect("a").step(Step::Routes).verdict,
         Verdict::Warn
     );
 }
@@ -769,7 +796,7 @@ fn flaps_warn_without_failing() {
         })
         .run();
     assert!(d.ok(), "{d}");
-    let t = d.tunnel("a").expect("a");
+    let t = d.tunnel(TunnelId::A).expect("a");
     assert_eq!(t.step(Step::IkeSa).verdict, Verdict::Warn);
     assert_eq!(t.step(Step::IkeSa).causes[0].cause, Cause::IkeUnstable);
     assert_eq!(t.step(Step::Bgp).verdict, Verdict::Warn);

@@ -48,7 +48,7 @@ impl fmt::Display for Diagnosis {
                 };
                 Some(format!(
                     "tunnel {} fails at step {} ({}){cause}",
-                    t.id.to_uppercase(),
+                    t.ends.id.key().to_uppercase(),
                     step.number,
                     step.title
                 ))
@@ -64,17 +64,7 @@ impl fmt::Display for Diagnosis {
 
 impl fmt::Display for TunnelDiagnosis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "Tunnel {} → DC{} ({}): GRE {} → {}, tunnel IP {} → {}",
-            self.id.to_uppercase(),
-            self.dc,
-            self.interface,
-            self.local_gre,
-            self.remote_gre,
-            self.local_tunnel_ip,
-            self.dc_tunnel_ip
-        )?;
+        writeln!(f, "Tunnel {}", self.ends.headline(None))?;
         for step in &self.steps {
             write!(f, "{step}")?;
         }

@@ -28,7 +28,7 @@ use crate::{
         charon::{CharonError, Supervised},
         conn, journal,
         policy::{self, PolicyError},
-        sa::{Change, SaTable},
+        sa::{Change, IkeState, SaTable},
         vici::{Client, Message, ViciError},
     },
 };
@@ -559,7 +559,10 @@ impl Controller {
         let now = tokio::time::Instant::now();
         for id in self.managed.clone() {
             let t = self.table.tunnel(id);
-            let connecting = t.ike.as_ref().is_some_and(|i| i.state == "CONNECTING");
+            let connecting = t
+                .ike
+                .as_ref()
+                .is_some_and(|i| i.state == IkeState::Connecting);
             let recent = self.last_try[id.index()].is_some_and(|at| now.duration_since(at) < RETRY);
             if !t.child_up() && !connecting && !recent {
                 tracing::info!(tunnel = %id, "no child SA: initiating again");

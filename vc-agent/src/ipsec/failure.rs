@@ -7,8 +7,12 @@
 //! `psk_authenticator.c`; the tests in `tests/ipsec_charon.rs` provoke each one.
 use std::fmt;
 
-/// Why a tunnel's IKE or child SA did not come up, from this CPE's point of view.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use serde::{Deserialize, Serialize};
+
+/// Why a tunnel's IKE or child SA did not come up, from this CPE's point of view. In JSON:
+/// its IKEv2 `name` and the details of that failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "FailureRecord", from = "FailureRecord")]
 pub enum Failure {
     /// No common proposal: the IKE SA (`ike`) or the child SA (ESP) proposals differ.
     NoProposalChosen { ike: bool },
@@ -36,6 +40,48 @@ impl Failure {
             Failure::PeerUnreachable { .. } => "PEER_UNREACHABLE",
             Failure::KernelRefused { .. } => "KERNEL_REFUSED",
             Failure::Notify(name) => name,
+        }
+    }
+}
+
+/// A [`Failure`] as JSON: the name, and what the variant carries.
+#[derive(Serialize, Deserialize)]
+struct FailureRecord {
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ike: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    policies: Option<bool>,
+}
+
+impl From<Failure> for FailureRecord {
+    fn from(f: Failure) -> Self {
+        let mut r = FailureRecord {
+            name: f.name().to_string(),
+            ike: None,
+            port: None,
+            policies: None,
+        };
+        match f {
+            Failure::NoProposalChosen { ike } => r.ike = Some(ike),
+            Failure::PeerUnreachable { port } => r.port = port,
+            Failure::KernelRefused { policies } => r.policies = Some(policies),
+            Failure::AuthenticationFailed | Failure::TsUnacceptable | Failure::Notify(_) => {}
+        }
+        r
+    }
+}
+
+impl From<FailureRecord> for Failure {
+    fn from(r: FailureRecord) -> Self {
+        match r.name.as_str() {
+            "PEER_UNREACHABLE" => Failure::PeerUnreachable { port: r.port },
+            "KERNEL_REFUSED" => Failure::KernelRefused {
+                policies: r.policies.unwrap_or_default(),
+            },
+            name => named(name, r.ike.unwrap_or(true)),
         }
     }
 }
@@ -266,5 +312,25 @@ mod tests {
             sent_to_port("received packet: from a[1] to b[2] (3 bytes)"),
             None
         );
+    }
+
+    #[test]
+    fn json_names_the_failure_and_round_trips() {
+        for f in [
+            F::NoProposalChosen { ike: false },
+            F::AuthenticationFailed,
+            F::TsUnacceptable,
+            F::PeerUnreachable { port: Some(4500) },
+            F::PeerUnreachable { port: None },
+            F::KernelRefused { policies: true },
+            F::Notify("INTERNAL_ADDRESS_FAILURE".into()),
+        ] {
+            let json = serde_json::to_string(&f).expect("json");
+            assert!(
+                json.contains(&format!("\"name\":\"{}\"", f.name())),
+                "{json}"
+            );
+            assert_eq!(serde_json::from_str::<F>(&json).expect("parse"), f);
+        }
     }
 }

@@ -96,7 +96,7 @@ pub fn describe(change: &Change, table: &SaTable) -> String {
                 let _ = write!(
                     s,
                     " {} mode, {} ⇄ {}, reqid {}, {}, SPIs in {} out {}{}",
-                    c.mode.to_lowercase(),
+                    c.mode.name().to_lowercase(),
                     c.local_ts.join(","),
                     c.remote_ts.join(","),
                     c.reqid,

@@ -15,6 +15,7 @@
 //! | `failure` | charon's log lines → NO_PROPOSAL_CHOSEN, AUTHENTICATION_FAILED, ... |
 //! | `sa` | events → per-tunnel SA state (pure) |
 //! | `control` | the controller task tying them together |
+//! | `status` | the IPsec piece of the agent's status, with its text |
 //! | `report`, `cli` | state as text; `vc-agent ipsec up/status/down` |
 pub mod charon;
 pub mod cli;
@@ -25,8 +26,9 @@ pub mod journal;
 pub mod policy;
 pub mod report;
 pub mod sa;
+pub mod status;
 pub mod vici;
 
 pub use control::{CharonState, Ipsec, IpsecError, Notice, Snapshot};
 pub use failure::Failure;
-pub use sa::{ChildSa, IkeSa, SaTable, TunnelSa};
+pub use sa::{ChildMode, ChildSa, ChildState, IkeSa, IkeState, SaTable, TunnelSa};

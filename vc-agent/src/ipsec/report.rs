@@ -5,8 +5,7 @@ use std::{fmt::Write as _, time::SystemTime};
 use crate::{
     config::TunnelId,
     duration::{self, since},
-    ipsec::{CharonState, Snapshot, TunnelSa},
-    status::IpsecStatus,
+    ipsec::{CharonState, Snapshot, TunnelSa, status::IpsecStatus},
 };
 
 fn ago(now: SystemTime, t: Option<SystemTime>) -> String {

@@ -3,6 +3,9 @@
 //! snapshots. Pure: [`SaTable::apply`] takes an event and the time it arrived.
 use std::time::{Duration, SystemTime};
 
+mod names;
+
+pub use self::names::{ChildMode, ChildState, IkeState};
 use crate::{
     config::TunnelId,
     ipsec::{
@@ -16,8 +19,7 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IkeSa {
     pub uniqueid: u32,
-    /// charon's state name: `CONNECTING`, `ESTABLISHED`, `REKEYING`, `DELETING`, ...
-    pub state: String,
+    pub state: IkeState,
     /// `address[port]` on each side (port 4500 once NAT-T or `IKE_AUTH` floated).
     pub local: String,
     pub remote: String,
@@ -37,10 +39,9 @@ pub struct IkeSa {
 pub struct ChildSa {
     pub uniqueid: u32,
     pub reqid: u32,
-    /// `INSTALLED`, `REKEYING`, `REKEYED`, `DELETING`, ...
-    pub state: String,
-    /// `TUNNEL` (vc only ever asks for tunnel mode).
-    pub mode: String,
+    pub state: ChildState,
+    /// Tunnel (vc only ever asks for tunnel mode).
+    pub mode: ChildMode,
     /// UDP-encapsulated ESP (NAT-T).
     pub encap: bool,
     pub spi_in: String,
@@ -86,9 +87,7 @@ impl TunnelSa {
     /// IKE SA established (R24 step 1).
     #[must_use]
     pub fn ike_up(&self) -> bool {
-        self.ike
-            .as_ref()
-            .is_some_and(|i| matches!(i.state.as_str(), "ESTABLISHED" | "REKEYING" | "REKEYED"))
+        self.ike.as_ref().is_some_and(|i| i.state.is_up())
     }
 
     /// Child SA installed (R24 step 2).
@@ -214,7 +213,7 @@ impl SaTable {
                 }
                 for (_, c) in sa.sub("child-sas").into_iter().flat_map(Message::sections) {
                     let c = ChildSa::parse(c, now);
-                    if c.state == "INSTALLED"
+                    if c.state == ChildState::Installed
                         && child[i].as_ref().is_none_or(|o| c.uniqueid > o.uniqueid)
                     {
                         child[i] = Some(c);
@@ -258,7 +257,7 @@ impl SaTable {
 /// Prefer an established IKE SA, then the newest.
 fn better_ike(new: &IkeSa, old: Option<&IkeSa>) -> bool {
     let Some(old) = old else { return true };
-    let rank = |i: &IkeSa| (i.state == "ESTABLISHED", i.uniqueid);
+    let rank = |i: &IkeSa| (i.state == IkeState::Established, i.uniqueid);
     rank(new) > rank(old)
 }
 
@@ -292,7 +291,7 @@ impl IkeSa {
         let s = |k: &str| m.str(k).unwrap_or_default().to_string();
         IkeSa {
             uniqueid: m.num("uniqueid").unwrap_or_default(),
-            state: s("state"),
+            state: IkeState::from(m.str("state").unwrap_or_default()),
             local: format!("{}[{}]", s("local-host"), s("local-port")),
             remote: format!("{}[{}]", s("remote-host"), s("remote-port")),
             initiator: m.yes("initiator"),
@@ -313,8 +312,8 @@ impl ChildSa {
         ChildSa {
             uniqueid: m.num("uniqueid").unwrap_or_default(),
             reqid: m.num("reqid").unwrap_or_default(),
-            state: s("state"),
-            mode: s("mode"),
+            state: ChildState::from(m.str("state").unwrap_or_default()),
+            mode: ChildMode::from(m.str("mode").unwrap_or_default()),
             encap: m.yes("encap"),
             spi_in: s("spi-in"),
             spi_out: s("spi-out"),

@@ -13,13 +13,15 @@ use tokio::{sync::watch, task::JoinHandle};
 use tracing::{info, warn};
 use vc_common::TunnelStats;
 
-use super::{KeepaliveSender, Liveness, LivenessConfig, TunnelLiveness, keepalive_frame};
+use super::{
+    KeepaliveSender, Liveness, LivenessConfig, TunnelLiveness, keepalive_frame,
+    status::KeepaliveStatus,
+};
 use crate::{
     config::TunnelId,
     datapath::{SharedMaps, TunnelSpec},
     ipsec::Snapshot,
     routes::RouteHandle,
-    status::KeepaliveStatus,
 };
 
 /// How often the SA state is looked at between keepalives: a child SA going down moves the

@@ -18,23 +18,12 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 use tracing::{info, warn};
-use vc_common::{DropReason, Hook};
 
 use self::http::{Request, Response};
-use crate::status::{AgentStatus, BgpStatus, TunnelStatus};
+use crate::status::{AgentStatus, BgpState, BgpStatus, DropReason, Hook, TunnelStatus};
 
 /// Where the collector gets the state from (the running agent's sources).
 pub type StatusFn = Arc<dyn Fn() -> AgentStatus + Send + Sync>;
-
-/// BGP's states, each a series of `vc_bgp_state` (1 for the current one).
-pub const BGP_STATES: [&str; 6] = [
-    "Idle",
-    "Connect",
-    "Active",
-    "OpenSent",
-    "OpenConfirm",
-    "Established",
-];
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -102,7 +91,10 @@ impl Families {
 }
 
 fn tunnel_labels(t: &TunnelStatus) -> Labels {
-    vec![("tunnel", t.id.clone()), ("dc", t.dc.to_string())]
+    vec![
+        ("tunnel", t.ends.id.key().to_string()),
+        ("dc", t.ends.dc.to_string()),
+    ]
 }
 
 fn with(mut labels: Labels, key: &'static str, value: &str) -> Labels {
@@ -149,7 +141,7 @@ fn families(s: &AgentStatus) -> Families {
             vec![
                 ("version", s.version.clone()),
                 ("region", s.region.clone()),
-                ("mode", s.mode.clone()),
+                ("mode", s.mode.name().to_string()),
             ],
             1,
         )],
@@ -164,9 +156,7 @@ fn families(s: &AgentStatus) -> Families {
         "vc_charon_up",
         "strongSwan's charon is running (IPsec mode).",
         None,
-        s.charon
-            .iter()
-            .map(|c| (Vec::new(), flag(c.starts_with("running")))),
+        s.charon.iter().map(|c| (Vec::new(), flag(c.is_running()))),
     );
     tunnel_families(&mut f, t);
     ipsec_families(&mut f, t);
@@ -184,12 +174,12 @@ fn tunnel_families(f: &mut Families, t: &[TunnelStatus]) {
         t.iter().map(|t| {
             let mut l = tunnel_labels(t);
             l.extend([
-                ("interface", t.interface.clone()),
-                ("local_gre", t.local_gre.clone()),
-                ("remote_gre", t.remote_gre.clone()),
-                ("remote_ipsec", t.remote_ipsec.clone()),
-                ("local_tunnel_ip", t.local_tunnel_ip.clone()),
-                ("dc_tunnel_ip", t.dc_tunnel_ip.clone()),
+                ("interface", t.ends.interface.clone()),
+                ("local_gre", t.ends.local_gre.to_string()),
+                ("remote_gre", t.ends.remote_gre.to_string()),
+                ("remote_ipsec", t.remote_ipsec.to_string()),
+                ("local_tunnel_ip", t.ends.local_tunnel_ip.to_string()),
+                ("dc_tunnel_ip", t.ends.dc_tunnel_ip.to_string()),
             ]);
             (l, 1)
         }),
@@ -256,14 +246,7 @@ fn tunnel_families(f: &mut Families, t: &[TunnelStatus]) {
         "vc_tunnel_prefixes_missing",
         "Expected prefixes (this DC's /25, the /24) not installed from this tunnel.",
         None,
-        each(t, |t| {
-            let missing = t
-                .expected_prefixes
-                .iter()
-                .filter(|p| !t.accepted_prefixes.contains(p))
-                .count();
-            Some(gauge_of(missing as u64))
-        }),
+        each(t, |t| Some(gauge_of(t.missing_prefixes().len() as u64))),
     );
 }
 
@@ -333,7 +316,7 @@ fn ipsec_families(f: &mut Families, t: &[TunnelStatus]) {
         None,
         t.iter().filter_map(|t| {
             let e = t.ipsec.as_ref()?.last_error.as_ref()?;
-            Some((with(tunnel_labels(t), "failure", &e.name), 1))
+            Some((with(tunnel_labels(t), "failure", e.failure.name()), 1))
         }),
     );
 }
@@ -372,11 +355,11 @@ fn bgp_families(f: &mut Families, t: &[TunnelStatus]) {
         "The BGP session's state (1 for the current one).",
         None,
         t.iter().flat_map(|t| {
-            BGP_STATES.iter().filter_map(move |state| {
+            BgpState::ALL.into_iter().filter_map(move |state| {
                 let b = t.bgp.as_ref()?;
                 Some((
-                    with(tunnel_labels(t), "state", state),
-                    flag(b.state == *state),
+                    with(tunnel_labels(t), "state", state.name()),
+                    flag(b.state == state),
                 ))
             })
         }),
@@ -389,7 +372,7 @@ fn bgp_families(f: &mut Families, t: &[TunnelStatus]) {
             let b = t.bgp.as_ref()?;
             let mut l = tunnel_labels(t);
             l.extend([
-                ("peer", b.peer.clone()),
+                ("peer", b.peer.to_string()),
                 ("local_asn", b.local_asn.to_string()),
                 ("remote_asn", b.remote_asn.to_string()),
             ]);
@@ -469,7 +452,7 @@ fn datapath_families(f: &mut Families, s: &AgentStatus) {
         s.datapath
             .verdicts
             .iter()
-            .find(|v| v.hook == hook.name() && v.reason == reason.name())
+            .find(|v| (v.hook, v.reason) == (hook, reason))
     };
     let labels = |hook: Hook, reason: DropReason| -> Labels {
         vec![

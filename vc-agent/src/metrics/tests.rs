@@ -3,11 +3,11 @@ use std::sync::Arc;
 
 use vc_testkit::metrics::{Exposition, parse};
 
-use super::http::Request;
-use super::{exposition, registry, route};
+use super::{exposition, http::Request, registry, route};
 use crate::status::{
-    AgentStatus, BgpStatus, ChildStatus, DatapathStatus, FailureStatus, IkeStatus, IpsecStatus,
-    KeepaliveStatus, RouteLine, TunnelCounters, TunnelStatus, VerdictLine,
+    AgentStatus, AttachMode, BgpState, BgpStatus, CharonStatus, ChildStatus, DatapathStatus,
+    DropReason, Failure, FailureStatus, Hook, IkeState, IkeStatus, IpsecStatus, KeepaliveStatus,
+    Mode, RouteLine, TunnelCounters, TunnelEnds, TunnelId, TunnelStatus, VerdictLine,
 };
 
 /// Every family the agent promises (R25), with its type.
@@ -55,20 +55,26 @@ pub const FAMILIES: [(&str, &str); 41] = [
     ("vc_datapath_fast_path", "gauge"),
 ];
 
-fn tunnel(id: &str, dc: u8) -> TunnelStatus {
+fn tunnel(id: TunnelId) -> TunnelStatus {
+    let dc = id.dc();
     TunnelStatus {
-        id: id.into(),
-        dc,
-        interface: format!("vc-dc{dc}"),
-        local_gre: "198.51.100.1".into(),
-        remote_gre: format!("198.18.{dc}.1"),
-        remote_ipsec: format!("198.18.{dc}.1"),
-        local_tunnel_ip: "100.64.0.1/30".into(),
-        dc_tunnel_ip: "100.64.0.2".into(),
-        expected_prefixes: vec!["203.0.113.0/25".into(), "203.0.113.0/24".into()],
+        ends: TunnelEnds {
+            id,
+            dc,
+            interface: format!("vc-dc{dc}"),
+            local_gre: [198, 51, 100, 1].into(),
+            remote_gre: [198, 18, dc, 1].into(),
+            local_tunnel_ip: "100.64.0.1/30".parse().expect("prefix"),
+            dc_tunnel_ip: [100, 64, 0, 2].into(),
+        },
+        remote_ipsec: [198, 18, dc, 1].into(),
+        expected_prefixes: vec![
+            "203.0.113.0/25".parse().expect("prefix"),
+            "203.0.113.0/24".parse().expect("prefix"),
+        ],
         ipsec: Some(IpsecStatus {
             ike: Some(IkeStatus {
-                state: "ESTABLISHED".into(),
+                state: IkeState::Established,
                 up: true,
                 ..IkeStatus::default()
             }),
@@ -109,12 +115,14 @@ fn tunnel(id: &str, dc: u8) -> TunnelStatus {
             mss_clamped: 7,
         },
         bgp: Some(BgpStatus {
-            state: "Established".into(),
+            state: BgpState::Established,
             established: true,
-            peer: "100.64.0.2".into(),
+            peer: [100, 64, 0, 2].into(),
             local_asn: 65010,
             remote_asn: 64601,
             uptime_s: Some(300),
+            last_error: None,
+            last_notification: None,
             received: 3,
             accepted: 2,
             rejected: 1,
@@ -122,53 +130,46 @@ fn tunnel(id: &str, dc: u8) -> TunnelStatus {
             flaps: 1,
             connect_attempts: 2,
             connect_timeouts: 1,
-            ..BgpStatus::default()
+            diagnosis: None,
+            likely_password_mismatch: false,
         }),
-        accepted_prefixes: vec!["203.0.113.0/24".into()],
+        accepted_prefixes: vec!["203.0.113.0/24".parse().expect("prefix")],
     }
 }
 
 fn status() -> AgentStatus {
-    let mut b = tunnel("b", 2);
+    let mut b = tunnel(TunnelId::B);
     b.keepalive.alive = false;
-    b.bgp.as_mut().expect("bgp").state = "Active".into();
+    b.bgp.as_mut().expect("bgp").state = BgpState::Active;
     b.bgp.as_mut().expect("bgp").established = false;
     b.bgp.as_mut().expect("bgp").uptime_s = None;
     let ipsec = b.ipsec.as_mut().expect("ipsec");
     ipsec.child = None;
-    ipsec.last_error = Some(FailureStatus {
-        name: "TS_UNACCEPTABLE".into(),
-        ..FailureStatus::default()
-    });
+    ipsec.last_error = Some(FailureStatus::new(
+        Failure::TsUnacceptable,
+        "traffic selectors 198.51.100.1/32[gre] === 198.18.2.1/32[gre] unacceptable",
+        4,
+    ));
     AgentStatus {
         version: "0.1.0".into(),
         region: "LAB".into(),
-        mode: "ipsec".into(),
+        mode: Mode::Ipsec,
         uptime_s: 600,
-        charon: Some("running, 5.9.8, pid 1".into()),
-        tunnels: vec![tunnel("a", 1), b],
+        charon: Some(CharonStatus::Running {
+            version: "5.9.8".into(),
+            pid: Some(1),
+        }),
+        tunnels: vec![tunnel(TunnelId::A), b],
         datapath: DatapathStatus {
-            attach_mode: "tcx".into(),
+            attach_mode: AttachMode::Tcx,
             fast_path: true,
             verdicts: vec![
-                VerdictLine {
-                    hook: "wan_rx".into(),
-                    reason: "no_secpath".into(),
-                    drop: true,
-                    packets: 5,
-                    bytes: 500,
-                },
-                VerdictLine {
-                    hook: "tunnel_tx".into(),
-                    reason: "forwarded".into(),
-                    drop: false,
-                    packets: 100,
-                    bytes: 10_000,
-                },
+                VerdictLine::new(Hook::WanRx, DropReason::NoSecpath, 5, 500),
+                VerdictLine::new(Hook::TunnelTx, DropReason::Forwarded, 100, 10_000),
             ],
             routes: vec![RouteLine {
-                prefix: "203.0.113.0/24".into(),
-                tunnels: vec!["a".into()],
+                prefix: "203.0.113.0/24".parse().expect("prefix"),
+                tunnels: vec![TunnelId::A],
             }],
         },
     }
@@ -368,7 +369,7 @@ fn datapath_values_are_the_status_zeros_included() {
 #[test]
 fn external_ipsec_mode_has_no_ipsec_families() {
     let mut s = status();
-    s.mode = "external-ipsec".into();
+    s.mode = Mode::ExternalIpsec;
     s.charon = None;
     for t in &mut s.tunnels {
         t.ipsec = None;

@@ -1,7 +1,7 @@
 //! The SA table folds charon's events as strongSwan 5.9.8 shapes them (vici `README.md`).
 use std::time::{Duration, SystemTime};
 
-use super::{Change, SaTable};
+use super::{Change, ChildMode, SaTable};
 use crate::{
     config::TunnelId,
     ipsec::{failure::Failure, vici::Message},
@@ -107,8 +107,8 @@ fn a_tunnel_comes_up_rekeys_and_goes_down() {
     let a = t.tunnel(TunnelId::A);
     let c = a.child.as_ref().expect("child");
     assert_eq!(
-        (c.reqid, c.spi_in.as_str(), c.mode.as_str()),
-        (1001, "c0000001", "TUNNEL")
+        (c.reqid, c.spi_in.as_str(), &c.mode),
+        (1001, "c0000001", &ChildMode::Tunnel)
     );
     assert_eq!(c.local_ts, ["203.0.113.10/32[gre]"]);
     assert_eq!(c.expires_at, Some(now + Duration::from_mins(1)));
@@ -285,8 +285,8 @@ fn replay_of_a_recorded_rekey_stream() {
     assert!(a.ike_up() && a.child_up());
     let c = a.child.as_ref().expect("child");
     assert_eq!(
-        (c.reqid, c.mode.as_str(), c.proposal.as_str()),
-        (1001, "TUNNEL", "AES_GCM_16_256")
+        (c.reqid, &c.mode, c.proposal.as_str()),
+        (1001, &ChildMode::Tunnel, "AES_GCM_16_256")
     );
     assert_eq!(c.local_ts, ["198.51.100.1/32[gre]"]);
     assert_eq!(c.remote_ts, ["198.51.100.2/32[gre]"]);

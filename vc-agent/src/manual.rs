@@ -1,10 +1,11 @@
-//! `vc-agent datapath up|down|show`: the datapath without the control plane, for bring-up
-//! and for sites that route the Cisco prefixes statically.
+//! `vc-agent datapath up|down|show`: the datapath by hand, without the control plane, for
+//! bring-up and for sites that route the Cisco prefixes statically (the route manager
+//! installs them as BGP would).
 use anyhow::Result;
 
-use super::{Datapath, DatapathSpec, spec::tunnel_index};
 use crate::{
     config::Config,
+    datapath::{Datapath, DatapathSpec, tunnel_index},
     routes::{RouteManager, RouteManagerConfig, TunnelNextHop},
 };
 
