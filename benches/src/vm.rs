@@ -6,10 +6,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use vc_testkit::vm::{self, VmRun};
 
-use crate::{
-    iperf::iperf3,
-    lab::{Cpe, DC_HOST, LAN_HOST, Lab},
-};
+use vc_fixtures::vm_lab::{Cpe, DC_HOST, LAN_HOST, Lab};
+
+use crate::iperf::iperf3;
 
 const ROUNDS: usize = 3;
 

@@ -1,19 +1,16 @@
 //! vc's eBGP speaker against BIRD 2 (R16–R22): real TCP over veth between namespaces, real
 //! TCP-MD5, the real LPM map, real kernel routes. BIRD runs in its own namespace per DC with
 //! its own control socket (`vc_testkit::bird`). Timers are short (hold 3–9 s).
-#[path = "bgp_bird/lab.rs"]
-mod lab;
-
 use std::{
     collections::BTreeSet,
     time::{Duration, Instant},
 };
 
-use lab::{
+use vc_agent::bgp::{Direction, NeighborState, Secret, State};
+use vc_fixtures::bgp_lab::{
     CISCO_24, DC_25, Vc, addrs, dc_peer, in_vc, init_logs, kernel_routes, lab, lab_raw, logs,
     neighbor, net, route_get, start_vc, wait_until,
 };
-use vc_agent::bgp::{Direction, NeighborState, Secret, State};
 use vc_testkit::privileged;
 
 const UP: Duration = Duration::from_secs(10);

@@ -2,11 +2,8 @@
 //! everything before that can be tested): the proposal grammar against charon, vc's own
 //! charon and its supervision, IKE negotiation with a DC responder, and each failure named.
 //! ESP, GRE and fail-closed traffic tests are in `ipsec_vm.rs`.
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{Lab, Options, PSK};
 use vc_agent::{
     config::{TunnelId, proposal},
     ipsec::{
@@ -16,6 +13,7 @@ use vc_agent::{
         vici::{Client, Message},
     },
 };
+use vc_fixtures::ike_lab::{self, Lab, Options, PSK};
 use vc_testkit::{NetNs, charon::Charon, privileged};
 
 fn ready(test: &str) -> bool {
@@ -237,7 +235,7 @@ fn ike_sa_comes_up_with_a_dc_responder() {
     ] {
         assert!(!log.contains(PSK), "the PSK appears in the {what} log");
         assert!(
-            !log.contains(support::BGP_PASSWORD),
+            !log.contains(ike_lab::BGP_PASSWORD),
             "the BGP password appears in the {what} log"
         );
     }

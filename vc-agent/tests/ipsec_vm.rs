@@ -4,15 +4,13 @@
 //! IKE). Egress captures on both ends of the WAN are the judge of what crossed it.
 //!
 //! Each test is one VM boot; related checks share a boot.
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{BGP_PASSWORD, Lab, Options, PSK};
 use vc_agent::{
     config::{Config, TunnelId},
     ipsec::{CharonState, ChildMode, Failure, Snapshot, conn},
 };
+use vc_fixtures::ike_lab::{self, BGP_PASSWORD, Lab, Options, PSK};
 use vc_testkit::{capture::Kind, traffic::Pinger, vm};
 
 const A: TunnelId = TunnelId::A;
@@ -208,7 +206,7 @@ fn gre_never_leaves_in_clear_when_the_sa_or_charon_goes() {
 }
 
 /// (a) the child SA is deleted under traffic; charon's trap brings a new one.
-fn child_sa_deleted(vc: &support::Vc, pinger: &Pinger, snap: &Snapshot) -> Snapshot {
+fn child_sa_deleted(vc: &ike_lab::Vc, pinger: &Pinger, snap: &Snapshot) -> Snapshot {
     let old_spi = spi_in(snap);
     let t = Instant::now();
     vc.call(async |i| i.terminate(A, false).await)
@@ -230,11 +228,11 @@ fn child_sa_deleted(vc: &support::Vc, pinger: &Pinger, snap: &Snapshot) -> Snaps
 /// later the next agent starts.
 fn charon_stopped(
     lab: &Lab,
-    vc: support::Vc,
+    vc: ike_lab::Vc,
     pinger: &Pinger,
     snap: &Snapshot,
     config: Config,
-) -> support::Vc {
+) -> ike_lab::Vc {
     let old_pid = charon_pid(snap).expect("pid");
     let t = Instant::now();
     drop(vc.stop(true));
@@ -275,7 +273,7 @@ fn charon_stopped(
 }
 
 /// (c) charon is killed with SIGKILL: it cannot clean up; the running agent notices and restarts it.
-fn charon_killed(lab: &Lab, vc: &support::Vc, pinger: &Pinger) {
+fn charon_killed(lab: &Lab, vc: &ike_lab::Vc, pinger: &Pinger) {
     let old_pid = charon_pid(&vc.snapshot()).expect("pid");
     let t = Instant::now();
     lab.cpe.sh(&format!("kill -KILL {old_pid}")).expect("kill");
@@ -306,7 +304,7 @@ fn rekey_under_traffic_loses_nothing_in_clear() {
     // Child rekeys at 18 s (minus up to 1 s), IKE at 27 s (minus up to 1.5 s).
     let vc = lab.start_vc(lab.config("esp_lifetime_s = 20\nike_lifetime_s = 30\n"));
     // charon's own event stream, kept as a replay fixture (vc-agent/src/ipsec/sa/testdata).
-    let recorder = support::Recorder::start(
+    let recorder = ike_lab::Recorder::start(
         lab.run_dir.join("charon.vici"),
         lab.dir.join("rekey-events.vici"),
     );

@@ -3,19 +3,15 @@
 //! speaker, vc datapaths standing in for the DCs' GRE routers. The activation form goes in;
 //! out come two tunnels with keepalives, two Established sessions, each /25 on its tunnel,
 //! failover and recovery, a clean stop, adoption on restart, and `vc-agent status`.
-mod cpe;
-#[path = "../datapath/topology.rs"]
-#[expect(
-    dead_code,
-    reason = "shared with the datapath tests, which use all of it"
-)]
-mod topology;
-
 use std::{net::Ipv4Addr, path::Path, time::Duration};
 
-use cpe::{DC1_AS, DC2_AS, agent_bin, bird, config, start_agent, status};
-use topology::{DC1_HOST, DC2_HOST, Topology};
+use vc_fixtures::{
+    agent_lab::{Agent, DC1_AS, DC2_AS, bird, config},
+    gre_lab::{DC1_HOST, DC2_HOST, Topology},
+};
 use vc_testkit::{Daemon, NetNs, bird::Bird, privileged, wait_for};
+
+const AGENT: Agent = Agent(env!("CARGO_BIN_EXE_vc-agent"));
 
 fn ping(ns: &NetNs, dst: Ipv4Addr) -> bool {
     ns.sh_output(&format!("ping -c1 -W2 {dst}"))
@@ -60,10 +56,10 @@ fn the_agent_brings_up_both_tunnels_and_fails_over() {
         &["203.0.113.128/25", "203.0.113.0/24"],
     );
     let log = dir.join("agent.log");
-    let mut agent = start_agent(&t.cpe, &cfg, &log);
+    let mut agent = AGENT.start(&t.cpe, &cfg, &log);
 
     let up = wait_for(Duration::from_secs(20), "both sessions Established", || {
-        let s = status(&t.cpe, &cfg)?;
+        let s = AGENT.status(&t.cpe, &cfg)?;
         s.tunnels
             .iter()
             .all(|t| {
@@ -103,7 +99,7 @@ fn the_agent_brings_up_both_tunnels_and_fails_over() {
     assert!(ping(&t.lan, DC1_HOST) && ping(&t.lan, DC2_HOST));
     let text = t
         .cpe
-        .command(agent_bin())
+        .command(AGENT.bin())
         .args(["status", "-c"])
         .arg(&cfg)
         .output()
@@ -142,7 +138,7 @@ fn bgp_failover(t: &Topology, bird2: &mut Bird) {
 fn keepalive_failover(t: &Topology, cfg: &Path) {
     t.wan.sh("ip link set d1 down").expect("cut DC1");
     let down = wait_for(Duration::from_secs(10), "tunnel A judged down", || {
-        let s = status(&t.cpe, cfg)?;
+        let s = AGENT.status(&t.cpe, cfg)?;
         (!s.tunnels[0].keepalive.alive).then_some(s)
     })
     .expect("liveness");
@@ -176,9 +172,9 @@ fn stop_and_adopt(t: &Topology, cfg: &Path, agent: &mut Daemon, dir: &Path) {
     );
 
     // Restarted, it adopts the running datapath and comes back.
-    let _agent = start_agent(&t.cpe, cfg, &dir.join("agent2.log"));
+    let _agent = AGENT.start(&t.cpe, cfg, &dir.join("agent2.log"));
     wait_for(Duration::from_secs(20), "Established again", || {
-        let s = status(&t.cpe, cfg)?;
+        let s = AGENT.status(&t.cpe, cfg)?;
         s.tunnels
             .iter()
             .all(|t| t.bgp.as_ref().is_some_and(|b| b.established))
@@ -208,7 +204,7 @@ fn datapath_up_show_down_by_hand() {
     let vc = |action: &str| {
         let out = t
             .cpe
-            .command(agent_bin())
+            .command(AGENT.bin())
             .args(["datapath", action, "-c"])
             .arg(&cfg)
             .output()

@@ -1,6 +1,6 @@
 //! The packet programs, run by the kernel on crafted packets (`BPF_PROG_TEST_RUN`): verdicts,
 //! output bytes and counters. Needs root; skips without it unless `VC_REQUIRE_PRIV=1`.
-mod fixture;
+use vc_fixtures::bpf_test_run as fixture;
 
 mod fast_path;
 mod golden;

@@ -1,10 +1,10 @@
 //! The datapath live on this host, GRE-only mode, vc at both ends (see `topology`): every
 //! packet path with real traffic, judged by ping, TCP, tcpdump and tshark.
-mod topology;
-
-use topology::{CPE_TUNNEL_A, DC1_HOST, DC1_TUNNEL, DC2_HOST, LAN_HOST, MSS, TUNNEL_MTU, Topology};
 use vc_agent::datapath::DatapathMaps;
 use vc_common::{DropReason, Hook};
+use vc_fixtures::gre_lab::{
+    CPE_TUNNEL_A, DC1_HOST, DC1_TUNNEL, DC2_HOST, LAN_HOST, MSS, TUNNEL_MTU, Topology,
+};
 use vc_testkit::{
     capture::{self, Capture, Direction, Kind},
     privileged,

@@ -3,17 +3,6 @@
 //! against a healthy CPE and against real faults, each found at Cisco's step with its cause;
 //! the metrics endpoint scraped over TCP. The IPsec steps need charon: a DC responder with
 //! another PSK fails IKE before any SA is installed, so that works without kernel ESP.
-#[path = "../agent/cpe.rs"]
-mod cpe;
-#[path = "../support/mod.rs"]
-mod support;
-#[path = "../datapath/topology.rs"]
-#[expect(
-    dead_code,
-    reason = "shared with the datapath tests, which use all of it"
-)]
-mod topology;
-
 use std::{
     io::{Read, Write},
     net::TcpStream,
@@ -21,12 +10,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cpe::{DC1_AS, DC2_AS, agent_bin, bird, config, start_agent, status};
 use ipnet::Ipv4Net;
-use topology::Topology;
 use vc_agent::{
     diagnose::{Cause, Diagnosis, Step, Verdict},
     status::{AgentStatus, Failure, TunnelId},
+};
+use vc_fixtures::{
+    agent_lab::{Agent, DC1_AS, DC2_AS, bird, config},
+    gre_lab::Topology,
+    ike_lab,
 };
 use vc_testkit::{
     NetNs,
@@ -34,12 +26,13 @@ use vc_testkit::{
     privileged, wait_for,
 };
 
+const AGENT: Agent = Agent(env!("CARGO_BIN_EXE_vc-agent"));
 const METRICS: &str = "127.0.0.1:9917";
 
 /// `vc-agent diagnose`: exit status and text.
 fn diagnose_text(ns: &NetNs, cfg: &Path) -> (bool, String) {
     let out = ns
-        .command(agent_bin())
+        .command(AGENT.bin())
         .args(["diagnose", "-c"])
         .arg(cfg)
         .output()
@@ -55,7 +48,7 @@ fn diagnose_text(ns: &NetNs, cfg: &Path) -> (bool, String) {
 fn diagnose(ns: &NetNs, cfg: &Path) -> (Diagnosis, Duration) {
     let t0 = Instant::now();
     let out = ns
-        .command(agent_bin())
+        .command(AGENT.bin())
         .args(["diagnose", "--json", "-c"])
         .arg(cfg)
         .output()
@@ -148,7 +141,7 @@ fn diagnose_finds_each_fault_at_its_step() {
         "lab-md5-b",
         &["203.0.113.128/25", both[0]],
     );
-    let _agent = start_agent(&t.cpe, &cfg, &dir.join("agent.log"));
+    let _agent = AGENT.start(&t.cpe, &cfg, &dir.join("agent.log"));
 
     healthy(&t, &cfg, &dir);
     eprintln!("MEASURE healthy phase done after {:?}", t0.elapsed());
@@ -201,7 +194,7 @@ fn diagnose_finds_each_fault_at_its_step() {
 /// Every step passes; the metrics say the same.
 fn healthy(t: &Topology, cfg: &Path, dir: &Path) {
     let up = wait_for(Duration::from_secs(20), "both tunnels healthy", || {
-        let s = status(&t.cpe, cfg)?;
+        let s = AGENT.status(&t.cpe, cfg)?;
         s.tunnels
             .iter()
             .all(|t| {
@@ -313,7 +306,7 @@ fn metrics_when_healthy(t: &Topology, status: &AgentStatus) {
 fn bgp_faults(t: &Topology, cfg: &Path, dir: &Path) {
     let started = Instant::now();
     wait_for(Duration::from_secs(40), "both BGP faults seen", || {
-        let s = status(&t.cpe, cfg)?;
+        let s = AGENT.status(&t.cpe, cfg)?;
         let a = s.tunnels[0].bgp.as_ref()?;
         let b = s.tunnels[1].bgp.as_ref()?;
         let notification = b.last_notification.as_ref()?;
@@ -324,7 +317,7 @@ fn bgp_faults(t: &Topology, cfg: &Path, dir: &Path) {
     eprintln!("MEASURE BGP faults visible after {:?}", started.elapsed());
     // The kernel's TCP-MD5 counters are per host: A's mismatch must not be blamed on B, whose
     // OPEN came through.
-    let now = status(&t.cpe, cfg).expect("status");
+    let now = AGENT.status(&t.cpe, cfg).expect("status");
     let session_b = now.tunnels[1].bgp.as_ref().expect("bgp");
     assert!(!session_b.likely_password_mismatch, "{}", now.tunnels[1]);
     let (diag, _) = diagnose(&t.cpe, cfg);
@@ -379,7 +372,7 @@ fn route_and_path_faults(t: &Topology, cfg: &Path, dir: &Path) {
         Duration::from_secs(40),
         "A up with the /24 only, B dead",
         || {
-            let s = status(&t.cpe, cfg)?;
+            let s = AGENT.status(&t.cpe, cfg)?;
             let (a, b) = (&s.tunnels[0], &s.tunnels[1]);
             (a.bgp.as_ref()?.established
                 && a.accepted_prefixes == ["203.0.113.0/24".parse::<Ipv4Net>().ok()?]
@@ -457,7 +450,7 @@ fn diagnose_names_a_wrong_psk_at_step_1() {
     }
     vc_testkit::charon::require().expect("charon");
     let t0 = Instant::now();
-    let lab = support::Lab::new("dpsk", support::Options::default());
+    let lab = ike_lab::Lab::new("dpsk", ike_lab::Options::default());
     // The CPE's LAN device (the lab has none; the datapath wants one; no dummy driver here).
     lab.cpe
         .sh("ip link add lan type veth peer name lanp && ip link set lan up && ip link set lanp up")
@@ -472,9 +465,9 @@ fn diagnose_names_a_wrong_psk_at_step_1() {
     let cfg = lab.dir.join("vc-agent.toml");
     std::fs::write(&cfg, text).expect("config");
     let dc = lab.start_dc(|c| c.psk = "not-the-form-psk".into());
-    let _agent = start_agent(&lab.cpe, &cfg, &lab.dir.join("agent.log"));
+    let _agent = AGENT.start(&lab.cpe, &cfg, &lab.dir.join("agent.log"));
     wait_for(Duration::from_secs(30), "AUTHENTICATION_FAILED", || {
-        let s = status(&lab.cpe, &cfg)?;
+        let s = AGENT.status(&lab.cpe, &cfg)?;
         let e = s.tunnels[0].ipsec.as_ref()?.last_error.as_ref()?;
         (e.failure == Failure::AuthenticationFailed).then_some(())
     })
@@ -507,7 +500,7 @@ fn diagnose_names_a_wrong_psk_at_step_1() {
     assert_eq!(metric(&e, "vc_charon_up", &[]), 1);
     // Neither secret in the agent's log (R10, R17).
     let log = log_of(&lab.dir);
-    assert!(!log.contains(support::PSK) && !log.contains(support::BGP_PASSWORD));
+    assert!(!log.contains(ike_lab::PSK) && !log.contains(ike_lab::BGP_PASSWORD));
     drop(dc);
     show_log(&lab.dir);
     eprintln!("MEASURE wrong PSK test {:?}", t0.elapsed());

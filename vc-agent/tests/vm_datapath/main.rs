@@ -1,19 +1,19 @@
 //! The datapath in IPsec mode, on Debian 12's kernel (6.1) in the test VM: this host's kernel
 //! has no ESP and no GRE. See `lab` for the topology.
-mod lab;
-
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
     time::Duration,
 };
 
-use lab::{CPE_GRE, Cpe, DC_GRE, DC_HOST, KEY_OTHER, LAN_HOST, Lab, OUTSIDE_POLICY, block_on};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use vc_agent::{
     datapath::Datapath,
     keepalive::{KeepaliveSender, keepalive_frame},
 };
 use vc_common::{DropReason, Hook};
+use vc_fixtures::vm_lab::{
+    CPE_GRE, Cpe, DC_GRE, DC_HOST, KEY_OTHER, LAN_HOST, Lab, OUTSIDE_POLICY, block_on,
+};
 use vc_testkit::{
     NetNs,
     capture::{Capture, Direction, Kind},

@@ -26,17 +26,20 @@ pub const DC_ASN: [u32; 2] = [65010, 65020];
 pub const CISCO_24: &str = "198.18.10.0/24";
 pub const DC_25: [&str; 2] = ["198.18.10.0/25", "198.18.10.128/25"];
 
+#[must_use]
 pub fn net(s: &str) -> Ipv4Net {
     s.parse().expect("prefix")
 }
 
 /// (vc's, the DC's) tunnel IP of tunnel `t`.
+#[must_use]
 pub fn addrs(t: u32) -> (Ipv4Addr, Ipv4Addr) {
     let t = u8::try_from(t).expect("small tunnel id");
     (Ipv4Addr::new(100, 64, t, 1), Ipv4Addr::new(100, 64, t, 2))
 }
 
 /// BIRD as DC `t`: its /25 (static `dc25`) and the /24 (static `dc24`) exported, hold 9 s.
+#[must_use]
 pub fn dc_peer(t: u32) -> BgpPeer {
     let (vc, dc) = addrs(t);
     BgpPeer::new("vc", dc, DC_ASN[t as usize], vc, VC_ASN)
@@ -46,6 +49,7 @@ pub fn dc_peer(t: u32) -> BgpPeer {
 }
 
 /// vc's neighbour for tunnel `t`, with test timers.
+#[must_use]
 pub fn neighbor(t: u32) -> NeighborConfig {
     let (vc, dc) = addrs(t);
     let mut cfg = NeighborConfig::new(
@@ -69,6 +73,7 @@ pub struct Dc {
 }
 
 /// Namespaces, veths and one BIRD per peer (`peers[t]` is DC `t`).
+#[must_use]
 pub fn lab(tag: &str, peers: &[BgpPeer]) -> (NetNs, Vec<Dc>) {
     let vc = NetNs::new(&format!("{tag}v")).expect("vc netns");
     let mut dcs = Vec::new();
@@ -89,6 +94,7 @@ pub fn lab(tag: &str, peers: &[BgpPeer]) -> (NetNs, Vec<Dc>) {
 
 /// vc's namespace and DC 0's, joined as tunnel 0, with no BGP speaker on the DC side: the
 /// test plays the peer itself over real TCP.
+#[must_use]
 pub fn lab_raw(tag: &str) -> (NetNs, NetNs) {
     let vc = NetNs::new(&format!("{tag}v")).expect("vc netns");
     let dc = NetNs::new(&format!("{tag}0")).expect("dc netns");
@@ -137,6 +143,7 @@ pub async fn start_vc(neighbors: Vec<NeighborConfig>) -> Vc {
 
 impl Vc {
     /// The LPM map, sorted: prefix → tunnel mask.
+    #[must_use]
     pub fn map(&self) -> Vec<(Ipv4Net, u32)> {
         let maps = self.maps.lock().expect("maps");
         let mut v: Vec<(Ipv4Net, u32)> = maps
@@ -150,6 +157,7 @@ impl Vc {
     }
 
     /// The kernel's LPM answer for `addr`: (prefix, tunnel mask).
+    #[must_use]
     pub fn lookup(&self, addr: &str) -> Option<(Ipv4Net, u32)> {
         let maps = self.maps.lock().expect("maps");
         maps.route_for(addr.parse().expect("addr"))
@@ -168,6 +176,7 @@ pub fn in_vc(vc: &NetNs, body: impl AsyncFnOnce(String) + Send + 'static) {
         .expect("test body");
 }
 
+#[must_use]
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -197,6 +206,7 @@ pub async fn wait_until<T>(
 }
 
 /// vc's kernel routes in namespace `ns`: "prefix via gw dev if" lines, sorted.
+#[must_use]
 pub fn kernel_routes(ns: &str) -> BTreeSet<String> {
     let out = std::process::Command::new("ip")
         .args(["-n", ns, "route", "show", "proto", "201"])
@@ -209,6 +219,7 @@ pub fn kernel_routes(ns: &str) -> BTreeSet<String> {
 }
 
 /// `ip route get <addr>` in `ns`: "via <gw> dev <if>".
+#[must_use]
 pub fn route_get(ns: &str, addr: &str) -> String {
     let out = std::process::Command::new("ip")
         .args(["-n", ns, "route", "get", addr])
@@ -264,6 +275,7 @@ pub fn logs() -> String {
         .unwrap_or_default()
 }
 
+#[must_use]
 pub fn logs_tail(lines: usize) -> String {
     let all = logs();
     let v: Vec<&str> = all.lines().collect();

@@ -1,4 +1,5 @@
-//! The IPsec lab inside the VM (shared with `vc-bench vm`): LAN host, CPE, DC.
+//! The IPsec lab inside the VM (for the VM datapath tests and `vc-bench vm`): LAN host, CPE,
+//! DC.
 //!
 //! ```text
 //!  lan ──eth0/lan0── cpe ──wan0/wan0── dc (ip_gre gre1, 203.0.113.10 on lo)
@@ -160,10 +161,12 @@ impl Lab {
             .expect("LPM route");
     }
 
+    #[must_use]
     pub fn maps(&self) -> DatapathMaps {
         DatapathMaps::from_pins(&self.spec.pin_dir.join("maps")).expect("maps")
     }
 
+    #[must_use]
     pub fn count(&self, hook: Hook, reason: DropReason) -> u64 {
         self.maps()
             .verdicts()

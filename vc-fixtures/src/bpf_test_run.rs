@@ -56,6 +56,7 @@ pub struct Fixture {
     ebpf: Ebpf,
 }
 
+#[must_use]
 pub fn prefix(addr: [u8; 4], len: u8) -> Ipv4Net {
     Ipv4Net::new(addr.into(), len).expect("prefix")
 }
@@ -63,11 +64,13 @@ pub fn prefix(addr: [u8; 4], len: u8) -> Ipv4Net {
 impl Fixture {
     /// A datapath with both tunnels up, routes for both /25s and the /24, in IPsec mode with
     /// the fast path on, and tunnel A's peer on loopback. `None`: skip (not root).
+    #[must_use]
     pub fn new(test: &str) -> Option<Self> {
         Self::with_peer_on_lo(test, TUNNEL_A)
     }
 
     /// As [`Fixture::new`], with `peer_tunnel`'s hidden peer on loopback.
+    #[must_use]
     pub fn with_peer_on_lo(test: &str, peer_tunnel: u32) -> Option<Self> {
         if !vc_testkit::privileged(test) {
             return None;
@@ -171,6 +174,7 @@ impl Fixture {
     }
 
     /// All non-zero verdict counters.
+    #[must_use]
     pub fn verdicts(&self) -> Vec<VerdictCount> {
         self.maps.verdicts().expect("verdicts")
     }
@@ -186,6 +190,7 @@ impl Fixture {
         assert_eq!(seen, vec![(hook, reason, packets)], "verdict counters");
     }
 
+    #[must_use]
     pub fn stats(&self, id: u32) -> TunnelStats {
         self.maps.tunnel_stats(id).expect("tunnel stats")
     }
@@ -218,26 +223,31 @@ fn tunnel(
 }
 
 /// A LAN frame carrying `packet`.
+#[must_use]
 pub fn lan_frame(packet: &[u8]) -> Vec<u8> {
     ether_ipv4(LAN_MAC, HOST_MAC, packet)
 }
 
 /// A frame routed into tunnel A's interface, as its hidden peer receives it.
+#[must_use]
 pub fn tunnel_frame(packet: &[u8]) -> Vec<u8> {
     ether_ipv4(A_PEER_MAC, A_TUNNEL_MAC, packet)
 }
 
 /// What the DC sends: `inner` in GRE from `dc_gre` to our GRE address, in a WAN frame.
+#[must_use]
 pub fn wan_gre_frame(dc_gre: [u8; 4], inner: &[u8]) -> Vec<u8> {
     let gre = packet::gre(0, 0x0800, &[], inner);
     wan_frame(&Ipv4::new(dc_gre, CPE_GRE, packet::IPPROTO_GRE).packet(&gre))
 }
 
+#[must_use]
 pub fn wan_frame(packet: &[u8]) -> Vec<u8> {
     ether_ipv4([2, 0, 0, 0, 0xee, 1], [2, 0, 0, 0, 0xee, 2], packet)
 }
 
 /// The outer IPv4 + GRE a tunnel transmit adds in front of `inner` for tunnel A.
+#[must_use]
 pub fn expected_encap(remote: [u8; 4], inner: &[u8]) -> Vec<u8> {
     let tos = inner[1];
     let id = u16::from_be_bytes([inner[4], inner[5]]);
@@ -251,6 +261,7 @@ pub fn expected_encap(remote: [u8; 4], inner: &[u8]) -> Vec<u8> {
 }
 
 /// The IPv4 packet after the Ethernet header of `frame`.
+#[must_use]
 pub fn l3(frame: &[u8]) -> &[u8] {
     &frame[14..]
 }

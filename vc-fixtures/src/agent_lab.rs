@@ -1,6 +1,5 @@
-//! The real `vc-agent` on the CPE of the host topology (`../datapath/topology.rs`), in
-//! external-IPsec mode, with BIRD as each DC's BGP speaker: the form, starting the agent,
-//! asking it. Shared by the agent's and the diagnose tests.
+//! The real `vc-agent` on the CPE of the GRE lab ([`crate::gre_lab`]), in external-IPsec
+//! mode, with BIRD as each DC's BGP speaker: the form, starting the agent, asking it.
 use std::{net::Ipv4Addr, path::Path, process::Stdio};
 
 use vc_agent::status::AgentStatus;
@@ -9,7 +8,7 @@ use vc_testkit::{
     bird::{BgpPeer, Bird},
 };
 
-use crate::topology::Topology;
+use crate::gre_lab::Topology;
 
 pub const CPE_AS: u32 = 65010;
 pub const DC1_AS: u32 = 64601;
@@ -17,6 +16,7 @@ pub const DC2_AS: u32 = 64602;
 
 /// The activation form for the topology: both tunnels, BGP passwords `lab-md5-a`/`-b`,
 /// keepalives every second, metrics on `metrics_listen` (empty: off).
+#[must_use]
 pub fn config(t: &Topology, metrics_listen: &str) -> String {
     let pins = t.cpe_spec.pin_dir.display();
     let state = t.cpe_spec.state_dir.display();
@@ -59,38 +59,49 @@ metrics_listen = "{metrics_listen}"
     )
 }
 
-pub fn agent_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_vc-agent")
-}
+/// The `vc-agent` binary under test: a test names it with `env!("CARGO_BIN_EXE_vc-agent")`,
+/// which only its own crate knows.
+#[derive(Clone, Copy, Debug)]
+pub struct Agent(pub &'static str);
 
-/// `vc-agent run` in `ns`, logging to `log`; killed when the guard drops.
-pub fn start_agent(ns: &NetNs, cfg: &Path, log: &Path) -> Daemon {
-    let log = std::fs::File::create(log).expect("agent log");
-    let child = ns
-        .command(agent_bin())
-        .args(["run", "-c"])
-        .arg(cfg)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("vc-agent run");
-    Daemon::new(child, "vc-agent")
-}
+impl Agent {
+    #[must_use]
+    pub fn bin(self) -> &'static str {
+        self.0
+    }
 
-/// `vc-agent status --json`, if the agent answers.
-pub fn status(ns: &NetNs, cfg: &Path) -> Option<AgentStatus> {
-    let out = ns
-        .command(agent_bin())
-        .args(["status", "--json", "-c"])
-        .arg(cfg)
-        .output()
-        .ok()?;
-    serde_json::from_slice(&out.stdout).ok()
+    /// `vc-agent run` in `ns`, logging to `log`; killed when the guard drops.
+    #[must_use]
+    pub fn start(self, ns: &NetNs, cfg: &Path, log: &Path) -> Daemon {
+        let log = std::fs::File::create(log).expect("agent log");
+        let child = ns
+            .command(self.bin())
+            .args(["run", "-c"])
+            .arg(cfg)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("vc-agent run");
+        Daemon::new(child, "vc-agent")
+    }
+
+    /// `vc-agent status --json`, if the agent answers.
+    #[must_use]
+    pub fn status(self, ns: &NetNs, cfg: &Path) -> Option<AgentStatus> {
+        let out = ns
+            .command(self.bin())
+            .args(["status", "--json", "-c"])
+            .arg(cfg)
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
 }
 
 /// A DC's BIRD at `local` (the DC's tunnel IP), peering with the CPE end of its /30.
+#[must_use]
 pub fn bird(ns: &NetNs, local: [u8; 4], local_as: u32, password: &str, exports: &[&str]) -> Bird {
     let peer = BgpPeer::new("cpe", local.into(), local_as, cpe_end(local), CPE_AS)
         .password(password)

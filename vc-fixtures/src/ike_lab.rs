@@ -1,6 +1,6 @@
 //! A "CPE" and a "DC" network namespace joined over a WAN veth (optionally through a NAT
 //! namespace), vc's config for tunnel A between them, and the DC's strongSwan connection to
-//! match. Shared by the host IKE tests and the VM ESP tests.
+//! match. For the host IKE tests and the VM ESP tests.
 //!
 //! ```text
 //!  cpe  [wan 198.51.100.1/24] ========================= [wan 198.51.100.2/24]  dc
@@ -8,8 +8,6 @@
 //!  GRE transport IPs: the IPsec addresses, or 192.0.2.1 (cpe lo) / 192.0.2.2 (dc lo)
 //!  tunnel IPs: 100.64.10.1/30 (dc) 100.64.10.2/30 (cpe), or 100.64.10.0/31 / .1/31
 //! ```
-#![expect(dead_code, reason = "each test binary uses a different part")]
-
 use std::{
     fmt::Write as _,
     net::Ipv4Addr,
@@ -187,6 +185,7 @@ impl Lab {
 
     /// vc's config: this CPE terminates tunnel A; fast retransmits; `extra` lines go into
     /// `[tunnel.a]`.
+    #[must_use]
     pub fn config_text(&self, extra: &str) -> String {
         let local = if self.opts.nat {
             format!("cpe_local_address = \"{}\"\n", self.cpe_wan)
@@ -239,6 +238,7 @@ dpd_interval_s = 2
     }
 
     /// The config, parsed and validated like `vc-agent` does.
+    #[must_use]
     pub fn config(&self, extra: &str) -> Config {
         let path = self.dir.join("vc.toml");
         std::fs::write(&path, self.config_text(extra)).expect("write vc.toml");
@@ -246,6 +246,7 @@ dpd_interval_s = 2
     }
 
     /// The DC side of tunnel A, as Cisco configures it (ids = addresses, GRE-only selectors).
+    #[must_use]
     pub fn dc_conn(&self) -> Conn {
         let mut c = Conn::gre_psk("dc1", &self.dc_wan.to_string(), "%any", PSK);
         c.remote_id = self.cpe_public.to_string();
@@ -256,6 +257,7 @@ dpd_interval_s = 2
 
     /// Starts vc's IPsec controller for `config` on a thread inside the CPE namespace (so
     /// charon and the XFRM socket live there), with tracing captured for later checks.
+    #[must_use]
     pub fn start_vc(&self, config: Config) -> Vc {
         let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
         let writer = logs.clone();
@@ -337,6 +339,7 @@ dpd_interval_s = 2
     }
 
     /// Counters and tables of both sides, for failure messages.
+    #[must_use]
     pub fn diagnose(&self) -> String {
         let script = "ip -s -d link show gre1; ip -s xfrm state; ip xfrm policy; ip route; \
                       nstat -az | grep -E 'Xfrm|InNoRoutes|InAddrErrors|InHdrErrors|InDiscards|OutNoRoutes' | grep -v ' 0 '; \
@@ -356,11 +359,13 @@ dpd_interval_s = 2
     }
 
     /// The DC's tunnel IP (the BGP neighbour), without the mask.
+    #[must_use]
     pub fn dc_tunnel_ip(&self) -> String {
         self.dc_tunnel.split('/').next().expect("ip").to_string()
     }
 
     /// `count` pings over the tunnel; the number of replies.
+    #[must_use]
     pub fn ping(&self, count: u32) -> u32 {
         let out = self
             .cpe
@@ -379,6 +384,7 @@ dpd_interval_s = 2
     }
 
     /// Egress captures on both ends of the WAN (on the NAT's outside when there is one).
+    #[must_use]
     pub fn capture(&self, name: &str) -> (Capture, Capture) {
         let near = match &self.nat {
             Some(nat) => Capture::egress(nat, "out", &self.dir.join(format!("{name}-nat.pcap"))),
@@ -391,6 +397,7 @@ dpd_interval_s = 2
     }
 
     /// A steady 20 pps ping over the tunnel.
+    #[must_use]
     pub fn pinger(&self, name: &str) -> Pinger {
         Pinger::start(
             &self.cpe,
@@ -402,6 +409,7 @@ dpd_interval_s = 2
     }
 
     /// vc's charon log.
+    #[must_use]
     pub fn vc_charon_log(&self) -> String {
         std::fs::read_to_string(self.run_dir.join("charon.log")).unwrap_or_default()
     }
@@ -435,6 +443,7 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    #[must_use]
     pub fn start(socket: PathBuf, out: PathBuf) -> Recorder {
         use vc_agent::ipsec::vici::{Client, Packet};
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
@@ -471,6 +480,7 @@ impl Recorder {
     }
 
     /// Stops recording; the number of events written.
+    #[must_use]
     pub fn stop(mut self) -> usize {
         self.finish()
     }

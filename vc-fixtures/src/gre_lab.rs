@@ -106,6 +106,7 @@ impl Topology {
     /// Builds the namespaces and brings up the three datapaths; the CPE with or without its
     /// LAN fast path. Routes: each /25 on its tunnel, the /24 on tunnel A (the lowest that is
     /// up), in the kernel and in the LPM map, as the route manager would write them.
+    #[must_use]
     pub fn new(fast_path: bool) -> Self {
         let topo = Self::dcs_only(fast_path);
         datapath_up(&topo.cpe, &topo.cpe_spec);
@@ -124,6 +125,7 @@ impl Topology {
     /// The namespaces with the two DC ends up and routing the LAN back over their tunnel;
     /// the CPE is left to whoever runs it (the agent, in the agent's tests). `cpe_spec` says
     /// where the CPE's datapath would pin and keep its state.
+    #[must_use]
     pub fn dcs_only(fast_path: bool) -> Self {
         let bpffs = TempBpfFs::new().expect("bpffs");
         let state = tempdir::Dir::new("state");
@@ -157,6 +159,7 @@ impl Topology {
 
     /// The same namespaces and addresses without vc: plain IPv4 forwarding over the same
     /// hops, the baseline of the throughput benchmarks.
+    #[must_use]
     pub fn plain() -> Self {
         let bpffs = TempBpfFs::new().expect("bpffs");
         let state = tempdir::Dir::new("state");
@@ -204,15 +207,18 @@ impl Topology {
     }
 
     /// The CPE's maps, opened from their pins.
+    #[must_use]
     pub fn cpe_maps(&self) -> DatapathMaps {
         DatapathMaps::from_pins(&self.cpe_spec.pin_dir.join("maps")).expect("CPE maps")
     }
 
+    #[must_use]
     pub fn dc_maps(&self, i: usize) -> DatapathMaps {
         let spec = &self.dc_specs.iter().find(|(n, _)| *n == i).expect("dc").1;
         DatapathMaps::from_pins(&spec.pin_dir.join("maps")).expect("DC maps")
     }
 
+    #[must_use]
     pub fn scratch(&self, name: &str) -> PathBuf {
         self.state.path().join(name)
     }

@@ -1,0 +1,19 @@
+//! What vc-agent's integration tests and the benchmarks (`vc-bench`) share: one module per
+//! lab or fixture. A dev-only crate (vc-agent dev-depends on it, as tokio does on
+//! tokio-test), so that tests and benches use it as a library instead of including each
+//! other's files.
+//!
+//! | module | job | used by |
+//! |---|---|---|
+//! | `bpf_test_run` | one loaded datapath, its programs run on crafted packets (`BPF_PROG_TEST_RUN`) | `bpf` tests, `vc-bench bpf` |
+//! | `gre_lab` | a Virtual Connect in namespaces, GRE only, vc datapaths at both ends | `datapath`, `agent`, `diagnose` tests, `vc-bench iperf` |
+//! | `agent_lab` | the real `vc-agent` on the GRE lab's CPE, BIRD as each DC's BGP speaker | `agent`, `diagnose` tests |
+//! | `ike_lab` | a CPE and a DC namespace with charon, vc's IPsec controller on the CPE | `ipsec_charon`, `ipsec_vm`, `diagnose` tests |
+//! | `bgp_lab` | vc's BGP speakers against BIRD DCs in namespaces | `bgp_bird` tests |
+//! | `vm_lab` | the IPsec lab inside the VM: LAN host, CPE (vc or kernel GRE), DC | `vm_datapath` tests, `vc-bench vm` |
+pub mod agent_lab;
+pub mod bgp_lab;
+pub mod bpf_test_run;
+pub mod gre_lab;
+pub mod ike_lab;
+pub mod vm_lab;
