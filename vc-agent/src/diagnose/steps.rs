@@ -573,11 +573,11 @@ fn bgp_causes(c: &Context, b: &BgpStatus) -> Vec<Likely> {
     let md5_ruled_out = notification.is_some();
     let evidence = bgp_evidence(b, md5_ruled_out);
     let sent = notification.is_some_and(|n| n.direction == Direction::Sent);
-    let is = |code: u8, subcodes: &[u8]| {
+    let notification_is = |code: u8, subcodes: &[u8]| {
         notification.is_some_and(|n| n.code == code && subcodes.contains(&n.subcode))
     };
     let mut causes = Vec::new();
-    if is(code::OPEN, &[open::BAD_PEER_AS]) {
+    if notification_is(code::OPEN, &[open::BAD_PEER_AS]) {
         causes.push(wrong_asn(c, b, sent, evidence.clone()));
     }
     if b.likely_password_mismatch && !md5_ruled_out {
@@ -591,7 +591,7 @@ fn bgp_causes(c: &Context, b: &BgpStatus) -> Vec<Likely> {
         ));
     }
     // Peer De-configured, Connection Rejected: the DC has no such neighbour.
-    if is(
+    if notification_is(
         code::CEASE,
         &[cease::PEER_DECONFIGURED, cease::CONNECTION_REJECTED],
     ) && !sent
