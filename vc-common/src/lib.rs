@@ -5,12 +5,16 @@
 //! network order (what a load of `iphdr.saddr` yields): build them with [`ipv4`].
 #![no_std]
 
+pub mod hook;
+#[doc(hidden)]
+pub mod labelled;
 pub mod reason;
 pub mod route;
 pub mod stats;
 pub mod tunnel;
 
-pub use reason::{DropReason, Hook};
+pub use hook::Hook;
+pub use reason::{Counted, DropReason, Outcome};
 pub use route::{PROTECTED_MAX, ProtectedPrefix, ROUTES_MAX, Route};
 pub use stats::{REASON_SLOTS, TunnelStats, VerdictCounter, verdict_slot};
 pub use tunnel::{

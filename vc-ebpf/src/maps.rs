@@ -37,7 +37,7 @@ pub static PROTECTED: LpmTrie<u32, ProtectedPrefix> = LpmTrie::with_max_entries(
 #[map]
 pub static LOCAL_ADDRS: HashMap<u32, u32> = HashMap::with_max_entries(LOCAL_ADDRS_MAX, 0);
 
-/// Packets and bytes by (hook, reason): see `vc_common::verdict_slot`.
+/// Packets and bytes by (hook, outcome or drop reason): see `vc_common::verdict_slot`.
 #[map]
 pub static VERDICTS: PerCpuArray<VerdictCounter> =
     PerCpuArray::with_max_entries(Hook::ALL.len() as u32 * REASON_SLOTS, 0);

@@ -14,7 +14,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 use tracing::{info, warn};
-use vc_common::{DropReason, Hook};
+use vc_common::{Counted, Hook};
 
 use super::{
     http::{self, Request, Response},
@@ -463,13 +463,13 @@ fn bgp_families(f: &mut Families, t: &[TunnelStatus]) {
 /// Every program × outcome, zero included: a series that appears only once it is non-zero
 /// breaks `rate()` and absence alerts.
 fn datapath_families(f: &mut Families, s: &AgentStatus) {
-    let verdict = |hook: Hook, reason: DropReason| {
+    let verdict = |hook: Hook, reason: Counted| {
         s.datapath
             .verdicts
             .iter()
             .find(|v| v.hook == hook.name() && v.reason == reason.name())
     };
-    let labels = |hook: Hook, reason: DropReason| -> Labels {
+    let labels = |hook: Hook, reason: Counted| -> Labels {
         vec![
             ("hook", hook.name().to_string()),
             ("reason", reason.name().to_string()),
@@ -479,7 +479,7 @@ fn datapath_families(f: &mut Families, s: &AgentStatus) {
     let all = || {
         Hook::ALL
             .into_iter()
-            .flat_map(|h| DropReason::ALL.into_iter().map(move |r| (h, r)))
+            .flat_map(|h| Counted::ALL.into_iter().map(move |r| (h, r)))
     };
     f.counter(
         "vc_datapath_packets",

@@ -9,7 +9,7 @@ use aya::{
 };
 use ipnet::Ipv4Net;
 use vc_common::{
-    DropReason, Hook, LAYOUT_VERSION, MAX_TUNNELS, ProtectedPrefix, Route, Settings, Tunnel,
+    Counted, Hook, LAYOUT_VERSION, MAX_TUNNELS, ProtectedPrefix, Route, Settings, Tunnel,
     TunnelStats, VerdictCounter, ipv4, verdict_slot,
 };
 
@@ -43,7 +43,8 @@ pub const MAP_NAMES: [&str; 9] = [
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VerdictCount {
     pub hook: Hook,
-    pub reason: DropReason,
+    /// Why the packets left the program as they did: an outcome, or a drop and its reason.
+    pub reason: Counted,
     pub packets: u64,
     pub bytes: u64,
 }
@@ -264,7 +265,7 @@ impl DatapathMaps {
     pub fn verdicts(&self) -> Result<Vec<VerdictCount>> {
         let mut counts = Vec::new();
         for hook in Hook::ALL {
-            for reason in DropReason::ALL {
+            for reason in Counted::ALL {
                 let per_cpu = self
                     .verdicts
                     .get(&verdict_slot(hook, reason), 0)

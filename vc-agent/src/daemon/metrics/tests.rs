@@ -354,7 +354,7 @@ fn datapath_values_are_the_status_zeros_included() {
     assert_eq!(val("vc_datapath_packets_total", &fwd), 100);
     assert_eq!(
         expo.find("vc_datapath_packets_total", &[]).count(),
-        vc_common::Hook::ALL.len() * vc_common::DropReason::ALL.len()
+        vc_common::Hook::ALL.len() * vc_common::Counted::ALL.len()
     );
     assert_eq!(
         val(
