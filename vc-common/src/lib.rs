@@ -8,6 +8,7 @@
 pub mod hook;
 #[doc(hidden)]
 pub mod labelled;
+pub mod maps;
 pub mod reason;
 pub mod route;
 pub mod stats;

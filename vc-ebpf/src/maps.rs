@@ -1,4 +1,6 @@
-//! The maps. Keys and values come from `vc-common`; the agent fills and reads them.
+//! The maps. Keys and values come from `vc-common`; the agent fills and reads them. Each
+//! static is named as in `vc_common::maps` (the name `#[map]` gives the map, by which the
+//! agent opens and pins it): the `bpf` tests check that the object holds exactly those maps.
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, PerCpuArray},
