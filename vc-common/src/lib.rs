@@ -5,6 +5,7 @@
 //! network order (what a load of `iphdr.saddr` yields): build them with [`ipv4`].
 #![no_std]
 
+pub mod csum;
 pub mod hook;
 #[doc(hidden)]
 pub mod labelled;

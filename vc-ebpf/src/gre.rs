@@ -6,12 +6,9 @@ use aya_ebpf::{
     },
     programs::TcContext,
 };
-use vc_common::{DropReason, Tunnel};
+use vc_common::{DropReason, Tunnel, csum};
 
-use crate::{
-    csum,
-    parse::{ETH_HLEN, GreHdr, IPPROTO_GRE, IPV4_HLEN, Ipv4, ptr_at},
-};
+use crate::parse::{ETH_HLEN, GreHdr, IPPROTO_GRE, IPV4_HLEN, Ipv4, ptr_at};
 
 pub const GRE_HLEN: usize = 4;
 /// What encapsulation adds: outer IPv4 without options and the base GRE header.
@@ -111,7 +108,7 @@ pub fn encap(ctx: &TcContext, ip: &Ipv4, tunnel: &Tunnel) -> Result<(), DropReas
         dst[2],
         dst[3],
     ];
-    let check = csum::ipv4_header(&outer);
+    let check = csum::ipv4_header(&outer).to_be_bytes();
     outer[10] = check[0];
     outer[11] = check[1];
 

@@ -5,9 +5,7 @@
 use core::mem::size_of;
 
 use aya_ebpf::programs::TcContext;
-use vc_common::DropReason;
-
-use crate::csum;
+use vc_common::{DropReason, csum};
 
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: [u8; 2] = 0x0800u16.to_be_bytes();
