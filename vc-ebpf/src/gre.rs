@@ -1,4 +1,9 @@
 //! GRE (RFC 2784) encapsulation and decapsulation of IPv4.
+#![expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    reason = "lengths and offsets are bounded by the skb (< 64 KiB); the helpers take u32/i32"
+)]
 use aya_ebpf::{
     bindings::{
         BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_GRE, BPF_F_ADJ_ROOM_FIXED_GSO,

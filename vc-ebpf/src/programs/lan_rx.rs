@@ -5,6 +5,10 @@
 //! Everything the kernel must handle (ICMP errors, fragmentation) is left to the tunnel
 //! interface untouched. Bypasses the FORWARD chain for tunnel traffic, like an nftables
 //! flowtable.
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "bpf_redirect returns a TC action (i64) that the program returns as i32"
+)]
 use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect, programs::TcContext};
 use vc_common::{DropReason, Outcome, Tunnel, settings_flags};
 

@@ -7,6 +7,11 @@
 //!
 //! Crossing the veth scrubs the skb's secpath, so after it the kernel enforces nothing: in
 //! IPsec mode the SA check here is the only IPsec enforcement point.
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "bpf_redirect returns a TC action (i64) that the program returns as i32, and the \
+              helper takes the size of its state (< 64 bytes) as u32"
+)]
 use core::mem::{size_of, zeroed};
 
 use aya_ebpf::{
