@@ -20,9 +20,8 @@ mod network;
 mod speaker;
 pub mod state;
 
-pub use vc_wire::bgp::{packet, rib};
-
 pub use config::{ConfigError, NeighborConfig, Secret};
 pub use fsm::State;
 pub use speaker::{SpawnError, Speaker};
 pub use state::{Direction, LastError, NeighborState, NotificationInfo, PrefixCounts};
+pub use vc_wire::bgp::{packet, rib};
