@@ -41,6 +41,7 @@ fn main() -> Result<()> {
             root_dir: &ebpf_dir,
             ..Package::default()
         }],
-        Toolchain::Custom("nightly"),
+        // The pinned nightly, as `cargo xtask build-ebpf` uses it.
+        Toolchain::Custom(include_str!("../bpf-toolchain").trim_ascii()),
     )
 }

@@ -11,12 +11,11 @@ use std::time::Instant;
 use anyhow::Result;
 use vc_agent::datapath::Program;
 use vc_common::settings_flags;
-use vc_testkit::packet::{self, IPPROTO_ESP, Ipv4, Tcp, udp_in_ipv4};
-
 use vc_fixtures::bpf_test_run::{
     CPE_GRE, CPE_TUNNEL_A, DC1_GRE, DC1_HOST, Fixture, INTERNET_HOST, LAN_HOST, lan_frame,
     tunnel_frame, wan_frame, wan_gre_frame,
 };
+use vc_testkit::packet::{self, IPPROTO_ESP, Ipv4, Tcp, udp_in_ipv4};
 
 const SAMPLES: u32 = 20_000;
 const ROUNDS: u32 = 3;

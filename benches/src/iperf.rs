@@ -3,9 +3,8 @@
 use std::{net::Ipv4Addr, process::Command, time::Duration};
 
 use anyhow::{Context, Result, bail};
-use vc_testkit::{NetNs, wait_for};
-
 use vc_fixtures::gre_lab::{DC1_HOST, Topology};
+use vc_testkit::{NetNs, wait_for};
 
 const SECONDS: &str = "4";
 const ROUNDS: usize = 3;

@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use vc_testkit::vm::{self, VmRun};
-
 use vc_fixtures::vm_lab::{Cpe, DC_HOST, LAN_HOST, Lab};
+use vc_testkit::vm::{self, VmRun};
 
 use crate::iperf::iperf3;
 

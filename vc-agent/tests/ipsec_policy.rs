@@ -10,7 +10,11 @@ use std::{
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use vc_agent::ipsec::policy::{self, BLOCK_PRIORITY, BlockPolicy, Direction};
-use vc_testkit::{NetNs, capture::Capture, capture::Kind, privileged, veth};
+use vc_testkit::{
+    NetNs,
+    capture::{Capture, Kind},
+    privileged, veth,
+};
 
 const CPE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const DC: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);

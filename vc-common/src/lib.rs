@@ -1,16 +1,24 @@
-//! The one definition of everything vc's BPF programs and its agent exchange through maps.
+//! The one definition of everything vc's BPF programs and its agent exchange through maps:
+//! the maps' names, keys and values, and what the verdict counters count. Also the one Internet
+//! checksum ([`csum`]), which both sides compute.
 //!
-//! Every type here is `#[repr(C)]`, padding-free and `bytemuck::Pod`, so the kernel side reads
+//! Every map type here is `#[repr(C)]`, padding-free and `bytemuck::Pod`, so the kernel side reads
 //! exactly the bytes the agent wrote. IPv4 addresses are `u32` holding the four octets in
 //! network order (what a load of `iphdr.saddr` yields): build them with [`ipv4`].
 #![no_std]
 
+pub mod csum;
+pub mod hook;
+#[doc(hidden)]
+pub mod labelled;
+pub mod maps;
 pub mod reason;
 pub mod route;
 pub mod stats;
 pub mod tunnel;
 
-pub use reason::{DropReason, Hook};
+pub use hook::Hook;
+pub use reason::{Counted, DropReason, Outcome};
 pub use route::{PROTECTED_MAX, ProtectedPrefix, ROUTES_MAX, Route};
 pub use stats::{REASON_SLOTS, TunnelStats, VerdictCounter, verdict_slot};
 pub use tunnel::{

@@ -1,15 +1,15 @@
 //! Counters the programs keep and the agent sums over CPUs.
 use bytemuck::{Pod, Zeroable};
 
-use crate::{DropReason, Hook};
+use crate::{Counted, Hook};
 
 /// Counter slots per hook in the `VERDICTS` per-CPU array.
 pub const REASON_SLOTS: u32 = 64;
 
-/// Index of (hook, reason) in the `VERDICTS` array.
+/// Index of (hook, outcome or drop reason) in the `VERDICTS` array.
 #[must_use]
-pub const fn verdict_slot(hook: Hook, reason: DropReason) -> u32 {
-    hook as u32 * REASON_SLOTS + reason as u32
+pub const fn verdict_slot(hook: Hook, counted: Counted) -> u32 {
+    hook as u32 * REASON_SLOTS + counted.slot()
 }
 
 /// Value of the `VERDICTS` per-CPU array.

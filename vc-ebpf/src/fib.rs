@@ -2,6 +2,11 @@
 //! paths that may skip a pass through the stack: GRE-only mode's LAN fast path (nothing to
 //! encrypt, so the outer packet can go straight to the WAN) and the fast path of decapsulated
 //! traffic toward the LAN.
+#![expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    reason = "the helper takes the size of its parameters (64 bytes) as i32"
+)]
 use core::mem::{size_of, zeroed};
 
 use aya_ebpf::{

@@ -1,4 +1,9 @@
 //! GRE (RFC 2784) encapsulation and decapsulation of IPv4.
+#![expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    reason = "lengths and offsets are bounded by the skb (< 64 KiB); the helpers take u32/i32"
+)]
 use aya_ebpf::{
     bindings::{
         BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_GRE, BPF_F_ADJ_ROOM_FIXED_GSO,
@@ -6,12 +11,9 @@ use aya_ebpf::{
     },
     programs::TcContext,
 };
-use vc_common::{DropReason, Tunnel};
+use vc_common::{DropReason, Tunnel, csum};
 
-use crate::{
-    csum,
-    parse::{ETH_HLEN, GreHdr, IPPROTO_GRE, IPV4_HLEN, Ipv4, ptr_at},
-};
+use crate::parse::{ETH_HLEN, GreHdr, IPPROTO_GRE, IPV4_HLEN, Ipv4, ptr_at};
 
 pub const GRE_HLEN: usize = 4;
 /// What encapsulation adds: outer IPv4 without options and the base GRE header.
@@ -111,7 +113,7 @@ pub fn encap(ctx: &TcContext, ip: &Ipv4, tunnel: &Tunnel) -> Result<(), DropReas
         dst[2],
         dst[3],
     ];
-    let check = csum::ipv4_header(&outer);
+    let check = csum::ipv4_header(&outer).to_be_bytes();
     outer[10] = check[0];
     outer[11] = check[1];
 

@@ -1,12 +1,19 @@
 //! vc's packet programs. Where each one sits and why: `../shared/notes/datapath.md` and the
 //! README's "Datapath" section.
 //!
-//! Every entry point is thin: it runs its `try_*` function, which returns the verdict and the
-//! reason, and leaves through [`stats::finish`], the one place that counts.
+//! Every entry point is thin: it runs its `try_*` function, which returns a verdict (the TC
+//! action and the outcome) or the reason to drop, and leaves through [`stats::finish`], the
+//! one place that counts.
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
+#![cfg_attr(
+    target_arch = "bpf",
+    expect(
+        clippy::inline_always,
+        reason = "one program per hook: everything is inlined, no BPF-to-BPF calls for the \
+                  verifier to track"
+    )
+)]
 
-#[cfg(target_arch = "bpf")]
-mod csum;
 #[cfg(target_arch = "bpf")]
 mod fib;
 #[cfg(target_arch = "bpf")]

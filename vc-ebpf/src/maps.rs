@@ -1,4 +1,6 @@
-//! The maps. Keys and values come from `vc-common`; the agent fills and reads them.
+//! The maps. Keys and values come from `vc-common`; the agent fills and reads them. Each
+//! static is named as in `vc_common::maps` (the name `#[map]` gives the map, by which the
+//! agent opens and pins it): the `bpf` tests check that the object holds exactly those maps.
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, PerCpuArray},
@@ -37,7 +39,8 @@ pub static PROTECTED: LpmTrie<u32, ProtectedPrefix> = LpmTrie::with_max_entries(
 #[map]
 pub static LOCAL_ADDRS: HashMap<u32, u32> = HashMap::with_max_entries(LOCAL_ADDRS_MAX, 0);
 
-/// Packets and bytes by (hook, reason): see `vc_common::verdict_slot`.
+/// Packets and bytes by (hook, outcome or drop reason): see `vc_common::verdict_slot`.
+#[expect(clippy::cast_possible_truncation, reason = "4 hooks")]
 #[map]
 pub static VERDICTS: PerCpuArray<VerdictCounter> =
     PerCpuArray::with_max_entries(Hook::ALL.len() as u32 * REASON_SLOTS, 0);

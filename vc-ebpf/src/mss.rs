@@ -1,4 +1,8 @@
 //! TCP MSS clamping of SYNs (R14): lower the MSS option to the tunnel's, never raise it.
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "lengths and offsets are bounded by the skb (< 64 KiB); the helpers take u32/i32"
+)]
 use aya_ebpf::{cty::c_void, helpers::bpf_skb_load_bytes, programs::TcContext};
 use vc_common::DropReason;
 

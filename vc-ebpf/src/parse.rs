@@ -2,12 +2,14 @@
 //!
 //! Fields are byte arrays: the headers sit at unaligned offsets in the packet, so the structs
 //! must have alignment 1 for their pointers to be valid.
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "lengths and offsets are bounded by the skb (< 64 KiB); the helpers take u32/i32"
+)]
 use core::mem::size_of;
 
 use aya_ebpf::programs::TcContext;
-use vc_common::DropReason;
-
-use crate::csum;
+use vc_common::{DropReason, csum};
 
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: [u8; 2] = 0x0800u16.to_be_bytes();

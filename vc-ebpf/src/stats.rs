@@ -1,39 +1,40 @@
 //! The single exit, where every verdict is counted by hook and reason, and the per-tunnel
 //! counters.
 use aya_ebpf::{bindings::TC_ACT_SHOT, helpers::bpf_ktime_get_ns};
-use vc_common::{DropReason, Hook, verdict_slot};
+use vc_common::{Counted, DropReason, Hook, Outcome, verdict_slot};
 
 use crate::maps::{VERDICTS, tunnel_stats};
 
-/// What a program decided: the TC action and why.
+/// What a program decided for a packet it did not drop: the TC action and the outcome.
 #[derive(Clone, Copy)]
 pub struct Verdict {
     pub action: i32,
-    pub reason: DropReason,
+    pub outcome: Outcome,
 }
 
 impl Verdict {
     #[inline(always)]
-    pub const fn new(action: i32, reason: DropReason) -> Self {
-        Verdict { action, reason }
+    pub const fn new(action: i32, outcome: Outcome) -> Self {
+        Verdict { action, outcome }
     }
 }
 
-/// Counts the outcome and returns the TC action. A `DropReason` error drops the packet.
+/// Counts the outcome or the drop and returns the TC action. A `DropReason` error drops the
+/// packet.
 #[inline(always)]
 pub fn finish(hook: Hook, len: u32, result: Result<Verdict, DropReason>) -> i32 {
-    let verdict = match result {
-        Ok(v) => v,
-        Err(reason) => Verdict::new(TC_ACT_SHOT, reason),
+    let (action, counted) = match result {
+        Ok(v) => (v.action, Counted::Outcome(v.outcome)),
+        Err(reason) => (TC_ACT_SHOT, Counted::Drop(reason)),
     };
-    if let Some(counter) = VERDICTS.get_ptr_mut(verdict_slot(hook, verdict.reason)) {
+    if let Some(counter) = VERDICTS.get_ptr_mut(verdict_slot(hook, counted)) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         unsafe {
             (*counter).packets += 1;
             (*counter).bytes += u64::from(len);
         }
     }
-    verdict.action
+    action
 }
 
 /// Counts one inner packet of `bytes` encapsulated toward the DC of tunnel `id`.

@@ -4,7 +4,7 @@ use aya::Ebpf;
 use ipnet::Ipv4Net;
 use vc_agent::datapath::{DatapathMaps, PROGRAMS, Program, load, maps::VerdictCount};
 use vc_common::{
-    DropReason, Hook, Tunnel, TunnelStats, ipv4, ipv4_mask, settings_flags, tunnel_flags,
+    Counted, Hook, Tunnel, TunnelStats, ipv4, ipv4_mask, settings_flags, tunnel_flags,
 };
 use vc_testkit::{
     packet::{self, Ipv4, ether_ipv4},
@@ -179,9 +179,11 @@ impl Fixture {
         self.maps.verdicts().expect("verdicts")
     }
 
-    /// Asserts that the only counted verdict is `packets` × (`hook`, `reason`).
+    /// Asserts that the only counted verdict is `packets` × (`hook`, `reason`): an outcome
+    /// or a drop reason.
     #[track_caller]
-    pub fn assert_verdicts(&self, hook: Hook, reason: DropReason, packets: u64) {
+    pub fn assert_verdicts(&self, hook: Hook, reason: impl Into<Counted>, packets: u64) {
+        let reason = reason.into();
         let seen: Vec<_> = self
             .verdicts()
             .into_iter()

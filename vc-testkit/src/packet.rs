@@ -1,21 +1,10 @@
 //! A small packet builder for datapath tests: well-formed packets by default, every field
-//! overridable so malformed ones are one call away. Checksums are computed here, independently
-//! of the datapath's incremental updates (and cross-checked against scapy in the tests).
+//! overridable so malformed ones are one call away. Checksums are computed whole, with
+//! `vc-common`'s RFC 1071 code, not by the datapath's incremental updates (and the builder is
+//! cross-checked against scapy in the tests).
 
 /// The Internet checksum (RFC 1071) of `bytes`.
-#[must_use]
-pub fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for chunk in bytes.chunks(2) {
-        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
-        sum += u32::from(word);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    // The loop leaves at most 16 bits.
-    !u16::try_from(sum).expect("folded")
-}
+pub use vc_common::csum::checksum;
 
 /// The TCP/UDP checksum of `segment` (checksum field included as it is) under `src`/`dst`:
 /// 0 when the segment's checksum is right.
@@ -316,16 +305,7 @@ pub fn mss_of(packet: &[u8]) -> Option<u16> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Ipv4, Tcp, checksum, ipv4_header_ok, mss_of, tcp_checksum_ok};
-
-    #[test]
-    fn rfc1071_example() {
-        // RFC 1071 §3: the sum of 0001 f203 f4f5 f6f7 is ddf2; its complement 220d.
-        assert_eq!(
-            checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
-            0x220d
-        );
-    }
+    use super::{Ipv4, Tcp, ipv4_header_ok, mss_of, tcp_checksum_ok};
 
     #[test]
     fn built_packets_verify() {

@@ -3,6 +3,7 @@ mod bench;
 mod ebpf;
 mod fuzz;
 mod lab;
+mod lint;
 mod setup;
 mod test;
 mod util;
@@ -20,13 +21,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what building and testing need (apt packages, rust-src, bpf-linker, the VM
-    /// kernel). Idempotent: quick when everything is there.
+    /// Install what building and testing need (apt packages, the pinned nightly, bpf-linker,
+    /// the VM kernel). Idempotent: quick when everything is there.
     Setup(setup::Options),
     /// Build the BPF object (release, BTF) into target/bpf.
     BuildEbpf,
-    /// Set up, build, and run every test: unit, BPF, namespace and VM tests.
+    /// Set up, check formatting and clippy (`lint`), build, and run every test: unit, BPF,
+    /// namespace and VM tests.
     Test(test::Options),
+    /// Fail on a formatting fault or a clippy warning: host crates, BPF programs (on their
+    /// target) and the fuzz workspace. The first step of `test`.
+    Lint,
+    /// Format every workspace with the pinned nightly's rustfmt (`rustfmt.toml`).
+    Fmt,
     /// Run the benchmarks (as root) and write BENCHMARKS.md.
     Bench,
     /// Provision the test VM (Debian's stock kernel, unpacked, and a busybox initramfs) in
@@ -49,6 +56,8 @@ fn main() -> Result<()> {
         Task::Setup(opts) => setup::run(&opts),
         Task::BuildEbpf => ebpf::build().map(|path| println!("{}", path.display())),
         Task::Test(opts) => test::run(&opts),
+        Task::Lint => lint::run(),
+        Task::Fmt => lint::format(),
         Task::Bench => bench::run(),
         Task::VmSetup(opts) => vm::setup(&opts),
         Task::VmShell(opts) => vm::shell(&opts),

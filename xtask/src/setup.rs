@@ -10,7 +10,7 @@ use crate::{
 
 /// Debian packages, with what needs them.
 const APT_PACKAGES: &[&str] = &[
-    // bpf-linker must link the LLVM that the nightly's rustc uses (22).
+    // bpf-linker must link the LLVM that the pinned nightly's rustc uses (22).
     "llvm-22-dev",
     // namespace tests: devices, captures, independent packet builder, traffic
     "iproute2",
@@ -59,7 +59,7 @@ pub fn build_and_vm(opts: &Options) -> Result<()> {
     if !opts.no_apt {
         apt_packages()?;
     }
-    rust_src()?;
+    bpf_toolchain()?;
     bpf_linker()?;
     crate::vm::setup(&crate::vm::SetupOptions::default())
 }
@@ -92,7 +92,32 @@ fn installed(pkg: &str) -> bool {
         .is_some_and(|status| status.ends_with(" installed"))
 }
 
-fn rust_src() -> Result<()> {
+/// What the pinned nightly must have: the core library's source (`-Z build-std=core` for the
+/// BPF target), and rustfmt and clippy for `cargo xtask lint`.
+const BPF_TOOLCHAIN_COMPONENTS: [&str; 3] = ["rust-src", "rustfmt", "clippy"];
+
+/// The pinned nightly with its components. Installed by its date when missing: never
+/// `rustup update`, which would move other toolchains.
+fn bpf_toolchain() -> Result<()> {
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))
+        .context("rustup cannot list the toolchains")?;
+    let installed = toolchains.lines().any(|line| {
+        line.split_whitespace()
+            .next()
+            .is_some_and(|name| is_named(name, BPF_TOOLCHAIN))
+    });
+    if !installed {
+        return sh(Command::new("rustup")
+            .args([
+                "toolchain",
+                "install",
+                BPF_TOOLCHAIN,
+                "--profile",
+                "minimal",
+            ])
+            .arg("--component")
+            .arg(BPF_TOOLCHAIN_COMPONENTS.join(",")));
+    }
     let components = output(Command::new("rustup").args([
         "component",
         "list",
@@ -100,11 +125,25 @@ fn rust_src() -> Result<()> {
         "--toolchain",
         BPF_TOOLCHAIN,
     ]))
-    .context("rustup cannot list the nightly's components (is the image's nightly there?)")?;
-    if components.lines().any(|c| c.starts_with("rust-src")) {
+    .with_context(|| format!("rustup cannot list the components of {BPF_TOOLCHAIN}"))?;
+    let missing: Vec<&str> = BPF_TOOLCHAIN_COMPONENTS
+        .into_iter()
+        .filter(|wanted| !components.lines().any(|c| is_named(c, wanted)))
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
-    sh(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", BPF_TOOLCHAIN]))
+    sh(Command::new("rustup")
+        .args(["component", "add", "--toolchain", BPF_TOOLCHAIN])
+        .args(&missing))
+}
+
+/// Whether rustup's `listed` (a toolchain or component, with or without its host triple)
+/// is `name`.
+fn is_named(listed: &str, name: &str) -> bool {
+    listed.strip_prefix(name).is_some_and(|rest| {
+        rest.is_empty() || rest.starts_with(&format!("-{}", std::env::consts::ARCH))
+    })
 }
 
 fn bpf_linker() -> Result<()> {
@@ -148,4 +187,26 @@ pub fn cargo_fuzz() -> Result<()> {
         "--version",
         CARGO_FUZZ_VERSION,
     ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_named;
+
+    #[test]
+    fn rustup_names_match_with_or_without_the_host() {
+        let host = format!(
+            "nightly-2026-05-20-{}-unknown-linux-gnu",
+            std::env::consts::ARCH
+        );
+        assert!(is_named(&host, "nightly-2026-05-20"));
+        assert!(is_named("rust-src", "rust-src"));
+        assert!(!is_named("rust-std-x86_64-unknown-linux-gnu", "rust-src"));
+        let undated = format!("nightly-{}-unknown-linux-gnu", std::env::consts::ARCH);
+        assert!(!is_named(&undated, "nightly-2026-05-20"));
+        assert!(
+            !is_named(&host, "nightly"),
+            "a dated nightly is not the moving one"
+        );
+    }
 }

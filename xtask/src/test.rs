@@ -1,10 +1,10 @@
-//! `cargo xtask test`: the README's test command. Sets up, builds, runs every test.
+//! `cargo xtask test`: the README's test command. Sets up, lints, builds, runs every test.
 use std::process::Command;
 
 use anyhow::Result;
 
 use crate::{
-    ebpf, fuzz, setup,
+    ebpf, fuzz, lint, setup,
     util::{is_root, sh, workspace_root},
 };
 
@@ -25,6 +25,7 @@ pub fn run(opts: &Options) -> Result<()> {
     if !opts.no_setup {
         setup::run(&setup::Options::default())?;
     }
+    lint::run()?;
     let object = ebpf::build()?;
     let mut cmd = Command::new("cargo");
     cmd.current_dir(workspace_root())

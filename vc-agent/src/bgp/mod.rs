@@ -22,9 +22,8 @@ mod speaker;
 pub mod state;
 pub mod status;
 
-pub use vc_wire::bgp::{packet, rib};
-
 pub use config::{ConfigError, NeighborConfig, Secret};
 pub use fsm::State;
 pub use speaker::{SpawnError, Speaker};
 pub use state::{Direction, LastError, NeighborState, NotificationInfo, PrefixCounts};
+pub use vc_wire::bgp::{packet, rib};

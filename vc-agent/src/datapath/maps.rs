@@ -9,41 +9,24 @@ use aya::{
 };
 use ipnet::Ipv4Net;
 use vc_common::{
-    DropReason, Hook, LAYOUT_VERSION, MAX_TUNNELS, ProtectedPrefix, Route, Settings, Tunnel,
-    TunnelStats, VerdictCounter, ipv4, verdict_slot,
+    Counted, Hook, LAYOUT_VERSION, MAX_TUNNELS, ProtectedPrefix, Route, Settings, Tunnel,
+    TunnelStats, VerdictCounter, ipv4,
+    maps::{
+        LOCAL_ADDRS, PROTECTED, ROUTES, SETTINGS, TUNNEL_BY_PEER, TUNNEL_BY_REMOTE, TUNNEL_STATS,
+        TUNNELS, VERDICTS,
+    },
+    verdict_slot,
 };
 
 /// An IPv4 prefix, always in canonical form (host bits zero).
 pub type Ipv4Prefix = Ipv4Net;
 
-const SETTINGS: &str = "SETTINGS";
-const TUNNELS: &str = "TUNNELS";
-const TUNNEL_BY_PEER: &str = "TUNNEL_BY_PEER";
-const TUNNEL_BY_REMOTE: &str = "TUNNEL_BY_REMOTE";
-const ROUTES: &str = "ROUTES";
-const PROTECTED: &str = "PROTECTED";
-const LOCAL_ADDRS: &str = "LOCAL_ADDRS";
-const VERDICTS: &str = "VERDICTS";
-const TUNNEL_STATS: &str = "TUNNEL_STATS";
-
-/// Every map of the object, by its name there (also its pin name).
-pub const MAP_NAMES: [&str; 9] = [
-    SETTINGS,
-    TUNNELS,
-    TUNNEL_BY_PEER,
-    TUNNEL_BY_REMOTE,
-    ROUTES,
-    PROTECTED,
-    LOCAL_ADDRS,
-    VERDICTS,
-    TUNNEL_STATS,
-];
-
 /// One verdict counter, summed over CPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VerdictCount {
     pub hook: Hook,
-    pub reason: DropReason,
+    /// Why the packets left the program as they did: an outcome, or a drop and its reason.
+    pub reason: Counted,
     pub packets: u64,
     pub bytes: u64,
 }
@@ -264,7 +247,7 @@ impl DatapathMaps {
     pub fn verdicts(&self) -> Result<Vec<VerdictCount>> {
         let mut counts = Vec::new();
         for hook in Hook::ALL {
-            for reason in DropReason::ALL {
+            for reason in Counted::ALL {
                 let per_cpu = self
                     .verdicts
                     .get(&verdict_slot(hook, reason), 0)

@@ -5,7 +5,7 @@ use std::fmt;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
-use vc_common::{DropReason, Hook, Tunnel, TunnelStats};
+use vc_common::{Counted, Hook, Tunnel, TunnelStats};
 
 use super::{AttachMode, maps::VerdictCount};
 use crate::config::TunnelId;
@@ -27,7 +27,7 @@ pub struct VerdictLine {
     #[serde(with = "by_name::hook")]
     pub hook: Hook,
     #[serde(with = "by_name::reason")]
-    pub reason: DropReason,
+    pub reason: Counted,
     /// The outcome is a drop.
     pub drop: bool,
     pub packets: u64,
@@ -36,7 +36,8 @@ pub struct VerdictLine {
 
 impl VerdictLine {
     #[must_use]
-    pub fn new(hook: Hook, reason: DropReason, packets: u64, bytes: u64) -> Self {
+    pub fn new(hook: Hook, reason: impl Into<Counted>, packets: u64, bytes: u64) -> Self {
+        let reason = reason.into();
         VerdictLine {
             hook,
             reason,
@@ -186,18 +187,18 @@ mod by_name {
 
     pub mod reason {
         use serde::{Deserializer, Serializer};
-        use vc_common::DropReason;
+        use vc_common::Counted;
 
         #[expect(
             clippy::trivially_copy_pass_by_ref,
             reason = "serde's `with` passes a reference"
         )]
-        pub fn serialize<S: Serializer>(r: &DropReason, s: S) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(r: &Counted, s: S) -> Result<S::Ok, S::Error> {
             s.serialize_str(r.name())
         }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DropReason, D::Error> {
-            super::find(d, &DropReason::ALL, DropReason::name)
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Counted, D::Error> {
+            super::find(d, &Counted::ALL, Counted::name)
         }
     }
 }

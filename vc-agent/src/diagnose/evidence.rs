@@ -158,7 +158,7 @@ impl<'a> Context<'a> {
         let find = |d: &DatapathStatus| {
             d.verdicts
                 .iter()
-                .find(|v| (v.hook, v.reason) == (hook, reason))
+                .find(|v| v.hook == hook && v.reason == reason)
                 .map_or(0, |v| v.packets)
         };
         Counter::new(find(&self.status.datapath), self.before_dp.map(find))

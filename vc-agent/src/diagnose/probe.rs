@@ -10,6 +10,7 @@ use std::{
 };
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use vc_common::csum::checksum;
 
 use super::Ping;
 use crate::status::{AgentStatus, TunnelId};
@@ -174,18 +175,6 @@ pub fn echo_reply(packet: &[u8], from: Ipv4Addr, id: u16) -> Option<u16> {
     let icmp = &packet[ihl..];
     (icmp[0] == ECHO_REPLY && icmp[4..6] == id.to_be_bytes())
         .then(|| u16::from_be_bytes([icmp[6], icmp[7]]))
-}
-
-/// RFC 1071.
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !u16::try_from(sum).expect("folded to 16 bits")
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@
 //! back, and WAN receive counts it as a reply. A Linux `ip_gre` peer does the same.
 use std::net::Ipv4Addr;
 
+use vc_common::csum;
+
 const TTL: u8 = 255;
 const IPPROTO_GRE: u8 = 47;
 
@@ -37,26 +39,17 @@ pub fn keepalive_frame(
     ip[9] = IPPROTO_GRE;
     ip[12..16].copy_from_slice(&remote_gre.octets());
     ip[16..20].copy_from_slice(&local_gre.octets());
-    let check = checksum(&ip);
+    let check = csum::ipv4_header(&ip);
     ip[10..12].copy_from_slice(&check.to_be_bytes());
     frame.extend_from_slice(&ip);
     frame.extend_from_slice(&[0, 0, 0, 0]);
     frame
 }
 
-fn checksum(header: &[u8; 20]) -> u16 {
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !u16::try_from(sum).expect("folded")
-}
-
 #[cfg(test)]
 mod tests {
+    use vc_common::csum;
+
     use super::keepalive_frame;
 
     #[test]
@@ -75,11 +68,6 @@ mod tests {
         assert_eq!(&ip[12..16], &[198, 18, 1, 1], "inner source: the DC");
         assert_eq!(&ip[16..20], &[198, 51, 100, 1], "inner destination: us");
         assert_eq!(&f[34..], &[0, 0, 0, 0], "GRE protocol type 0");
-        // The header checksum verifies.
-        let sum: u32 = ip
-            .chunks(2)
-            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-            .sum();
-        assert_eq!((sum & 0xffff) + (sum >> 16), 0xffff);
+        assert_eq!(csum::checksum(ip), 0, "the header checksum verifies");
     }
 }

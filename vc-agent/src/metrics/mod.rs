@@ -20,7 +20,7 @@ use prometheus_client::{
 use tracing::{info, warn};
 
 use self::http::{Request, Response};
-use crate::status::{AgentStatus, BgpState, BgpStatus, DropReason, Hook, TunnelStatus};
+use crate::status::{AgentStatus, BgpState, BgpStatus, Counted, Hook, TunnelStatus};
 
 /// Where the collector gets the state from (the running agent's sources).
 pub type StatusFn = Arc<dyn Fn() -> AgentStatus + Send + Sync>;
@@ -448,13 +448,13 @@ fn bgp_families(f: &mut Families, t: &[TunnelStatus]) {
 /// Every program × outcome, zero included: a series that appears only once it is non-zero
 /// breaks `rate()` and absence alerts.
 fn datapath_families(f: &mut Families, s: &AgentStatus) {
-    let verdict = |hook: Hook, reason: DropReason| {
+    let verdict = |hook: Hook, reason: Counted| {
         s.datapath
             .verdicts
             .iter()
             .find(|v| (v.hook, v.reason) == (hook, reason))
     };
-    let labels = |hook: Hook, reason: DropReason| -> Labels {
+    let labels = |hook: Hook, reason: Counted| -> Labels {
         vec![
             ("hook", hook.name().to_string()),
             ("reason", reason.name().to_string()),
@@ -464,7 +464,7 @@ fn datapath_families(f: &mut Families, s: &AgentStatus) {
     let all = || {
         Hook::ALL
             .into_iter()
-            .flat_map(|h| DropReason::ALL.into_iter().map(move |r| (h, r)))
+            .flat_map(|h| Counted::ALL.into_iter().map(move |r| (h, r)))
     };
     f.counter(
         "vc_datapath_packets",

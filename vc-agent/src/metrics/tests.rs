@@ -7,7 +7,7 @@ use super::{exposition, http::Request, registry, route};
 use crate::status::{
     AgentStatus, AttachMode, BgpState, BgpStatus, CharonStatus, ChildStatus, DatapathStatus,
     DropReason, Failure, FailureStatus, Hook, IkeState, IkeStatus, IpsecStatus, KeepaliveStatus,
-    Mode, RouteLine, TunnelCounters, TunnelEnds, TunnelId, TunnelStatus, VerdictLine,
+    Mode, Outcome, RouteLine, TunnelCounters, TunnelEnds, TunnelId, TunnelStatus, VerdictLine,
 };
 
 /// Every family the agent promises (R25), with its type.
@@ -165,7 +165,7 @@ fn status() -> AgentStatus {
             fast_path: true,
             verdicts: vec![
                 VerdictLine::new(Hook::WanRx, DropReason::NoSecpath, 5, 500),
-                VerdictLine::new(Hook::TunnelTx, DropReason::Forwarded, 100, 10_000),
+                VerdictLine::new(Hook::TunnelTx, Outcome::Forwarded, 100, 10_000),
             ],
             routes: vec![RouteLine {
                 prefix: "203.0.113.0/24".parse().expect("prefix"),
@@ -353,7 +353,7 @@ fn datapath_values_are_the_status_zeros_included() {
     assert_eq!(val("vc_datapath_packets_total", &fwd), 100);
     assert_eq!(
         expo.find("vc_datapath_packets_total", &[]).count(),
-        vc_common::Hook::ALL.len() * vc_common::DropReason::ALL.len()
+        vc_common::Hook::ALL.len() * vc_common::Counted::ALL.len()
     );
     assert_eq!(
         val(

@@ -13,6 +13,7 @@ mod tunnel;
 use std::{fmt, time::Duration};
 
 use serde::{Deserialize, Serialize};
+pub use vc_common::{Counted, DropReason, Hook, Outcome};
 
 pub use self::tunnel::{Headline, TunnelEnds, TunnelStatus, prefix_list};
 use crate::duration::format_duration;
@@ -29,7 +30,6 @@ pub use crate::{
     },
     keepalive::status::KeepaliveStatus,
 };
-pub use vc_common::{DropReason, Hook};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentStatus {

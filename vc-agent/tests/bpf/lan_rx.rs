@@ -1,6 +1,6 @@
 //! LAN receive fast path: DC prefix lookup, fallback, hand-over to the slow path, spoofing.
 use vc_agent::datapath::Program;
-use vc_common::{DropReason, Hook, settings_flags};
+use vc_common::{Counted, DropReason, Hook, Outcome, settings_flags};
 use vc_testkit::{
     packet::{
         self, ETH_P_ARP, Ipv4, Tcp, ether, ipv4_header_ok, mss_of, tcp_checksum_ok, udp_in_ipv4,
@@ -58,7 +58,7 @@ fn each_half_of_the_24_takes_its_own_tunnel() {
         let stats = f.stats(id);
         assert_eq!((stats.tx_packets, stats.fast_path_packets), (1, 1));
     }
-    f.assert_verdicts(Hook::LanRx, DropReason::Forwarded, 2);
+    f.assert_verdicts(Hook::LanRx, Outcome::Forwarded, 2);
 }
 
 #[test]
@@ -114,7 +114,7 @@ fn other_traffic_is_untouched() {
         assert_eq!(out.action, TC_ACT_OK);
         assert_eq!(out.data, frame);
     }
-    f.assert_verdicts(Hook::LanRx, DropReason::Passed, 2);
+    f.assert_verdicts(Hook::LanRx, Outcome::Passed, 2);
 }
 
 #[test]
@@ -127,25 +127,25 @@ fn what_the_kernel_must_handle_is_left_untouched() {
         (
             "DF over the MTU",
             lan_udp(DC1_HOST, mtu + 1, 0x4000, 64),
-            DropReason::HandoverTooBig,
+            Outcome::HandoverTooBig,
         ),
         (
             "TTL 1",
             lan_udp(DC1_HOST, 100, 0x4000, 1),
-            DropReason::HandoverTtl,
+            Outcome::HandoverTtl,
         ),
         (
             "TTL 0",
             lan_udp(DC1_HOST, 100, 0x4000, 0),
-            DropReason::HandoverTtl,
+            Outcome::HandoverTtl,
         ),
         (
             "no DF over the MTU",
             lan_udp(DC1_HOST, mtu + 100, 0, 64),
-            DropReason::HandoverFragmentation,
+            Outcome::HandoverFragmentation,
         ),
     ];
-    for (what, packet, reason) in &cases {
+    for (what, packet, outcome) in &cases {
         let frame = lan_frame(packet);
         let out = f.run(Program::LanRx, &frame);
         assert_eq!(out.action, TC_ACT_OK, "{what}");
@@ -153,8 +153,8 @@ fn what_the_kernel_must_handle_is_left_untouched() {
         assert!(
             f.verdicts()
                 .iter()
-                .any(|v| v.hook == Hook::LanRx && v.reason == *reason && v.packets >= 1),
-            "{what}: counted as {reason:?}"
+                .any(|v| v.hook == Hook::LanRx && v.reason == *outcome && v.packets >= 1),
+            "{what}: counted as {outcome:?}"
         );
     }
     // Exactly at the MTU takes the fast path.
@@ -197,7 +197,10 @@ fn gso_packets_take_the_fast_path_only_if_their_segments_fit() {
     let reasons: Vec<_> = f.verdicts().iter().map(|v| v.reason).collect();
     assert_eq!(
         reasons,
-        vec![DropReason::HandoverGso, DropReason::RewriteFailed]
+        vec![
+            Counted::Outcome(Outcome::HandoverGso),
+            Counted::Drop(DropReason::RewriteFailed)
+        ]
     );
 }
 
@@ -210,7 +213,7 @@ fn switched_off_the_fast_path_hands_everything_over() {
     let frame = lan_frame(&lan_udp(DC1_HOST, 100, 0x4000, 64));
     let out = f.run(Program::LanRx, &frame);
     assert_eq!((out.action, &out.data), (TC_ACT_OK, &frame));
-    f.assert_verdicts(Hook::LanRx, DropReason::HandoverDisabled, 1);
+    f.assert_verdicts(Hook::LanRx, Outcome::HandoverDisabled, 1);
     let _ = settings_flags::FAST_PATH;
 }
 

@@ -6,6 +6,7 @@ mod fast_path;
 mod golden;
 mod lan_rx;
 mod malformed;
+mod maps;
 mod mss;
 mod tunnel_tx;
 mod verifier;

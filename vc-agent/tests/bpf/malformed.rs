@@ -2,7 +2,7 @@
 //! reason. (`BPF_PROG_TEST_RUN` refuses frames shorter than an Ethernet header, so truncation
 //! starts at 14 bytes.)
 use vc_agent::datapath::Program;
-use vc_common::{DropReason, Hook, settings_flags};
+use vc_common::{Counted, DropReason, Hook, settings_flags};
 use vc_testkit::{
     packet::{self, Ipv4, Tcp, udp_in_ipv4},
     testrun::{TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT},
@@ -44,7 +44,10 @@ fn every_truncation_is_a_counted_drop(f: &mut Fixture, program: Program, hook: H
         .filter(|v| v.hook == hook)
         .map(|v| {
             assert!(
-                matches!(v.reason, DropReason::Truncated | DropReason::BadIpHeader),
+                matches!(
+                    v.reason,
+                    Counted::Drop(DropReason::Truncated | DropReason::BadIpHeader)
+                ),
                 "{program:?}: unexpected reason {:?}",
                 v.reason
             );
@@ -108,8 +111,11 @@ fn truncated_inner_packets_and_gre_headers() {
     assert_eq!(
         reasons,
         vec![
-            (DropReason::Truncated, 24),
-            (DropReason::BadIpHeader, gre.len() as u64 - 24)
+            (Counted::Drop(DropReason::Truncated), 24),
+            (
+                Counted::Drop(DropReason::BadIpHeader),
+                gre.len() as u64 - 24
+            )
         ]
     );
 }
@@ -163,7 +169,7 @@ fn broken_ipv4_headers_are_bad_ip_headers() {
     for v in f.verdicts() {
         assert_eq!(
             (v.reason, v.packets),
-            (DropReason::BadIpHeader, cases.len() as u64),
+            (Counted::Drop(DropReason::BadIpHeader), cases.len() as u64),
             "{:?}",
             v.hook
         );

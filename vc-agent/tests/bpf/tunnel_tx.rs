@@ -1,6 +1,6 @@
 //! Tunnel transmit: what the kernel routed into tunnel A leaves GRE-encapsulated toward DC1.
 use vc_agent::datapath::Program;
-use vc_common::{DropReason, Hook};
+use vc_common::{DropReason, Hook, Outcome};
 use vc_testkit::{
     packet::{self, ETH_P_ARP, ETH_P_IPV6, Ipv4, Tcp, ether, ipv4_header_ok, udp_in_ipv4},
     testrun::{SkbCtx, TC_ACT_OK, TC_ACT_SHOT},
@@ -40,7 +40,7 @@ fn encapsulates_toward_the_dc_with_valid_outer_header() {
     assert_eq!(&outer[20..24], &[0, 0, 0x08, 0x00], "GRE: no flags, IPv4");
     assert_eq!(outer[6] & 0x40, 0x40, "DF copied from the inner header");
 
-    f.assert_verdicts(Hook::TunnelTx, DropReason::Forwarded, 1);
+    f.assert_verdicts(Hook::TunnelTx, Outcome::Forwarded, 1);
     let stats = f.stats(TUNNEL_A);
     assert_eq!((stats.tx_packets, stats.tx_bytes), (1, inner.len() as u64));
     assert_eq!(stats.keepalive_tx, 0);
@@ -128,7 +128,7 @@ fn gre_already_built_for_this_tunnel_is_passed_untouched() {
     let out = f.run(Program::TunnelTx, &frame);
     assert_eq!(out.action, TC_ACT_OK);
     assert_eq!(out.data, frame);
-    f.assert_verdicts(Hook::TunnelTx, DropReason::AlreadyEncapsulated, 1);
+    f.assert_verdicts(Hook::TunnelTx, Outcome::AlreadyEncapsulated, 1);
     assert_eq!(
         f.stats(TUNNEL_A).tx_packets,
         0,

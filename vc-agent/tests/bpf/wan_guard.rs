@@ -1,6 +1,6 @@
 //! WAN transmit guard: in IPsec mode nothing vc carries leaves the WAN in clear.
 use vc_agent::datapath::Program;
-use vc_common::{DropReason, Hook, settings_flags};
+use vc_common::{Counted, DropReason, Hook, Outcome, settings_flags};
 use vc_testkit::{
     packet::{self, IPPROTO_ESP, Ipv4, udp_in_ipv4},
     testrun::{TC_ACT_OK, TC_ACT_SHOT},
@@ -40,8 +40,12 @@ fn clear_gre_and_clear_dc_traffic_never_leave_in_ipsec_mode() {
     assert_eq!(
         counts,
         vec![
-            (Hook::WanTxGuard, DropReason::ClearGre, 1),
-            (Hook::WanTxGuard, DropReason::ClearToProtected, 1)
+            (Hook::WanTxGuard, Counted::Drop(DropReason::ClearGre), 1),
+            (
+                Hook::WanTxGuard,
+                Counted::Drop(DropReason::ClearToProtected),
+                1
+            )
         ]
     );
 }
@@ -97,7 +101,7 @@ fn esp_ike_and_internet_traffic_pass() {
         let out = f.run(Program::WanGuard, &frame);
         assert_eq!((out.action, &out.data), (TC_ACT_OK, &frame));
     }
-    f.assert_verdicts(Hook::WanTxGuard, DropReason::Passed, 5);
+    f.assert_verdicts(Hook::WanTxGuard, Outcome::Passed, 5);
 }
 
 #[test]
@@ -107,5 +111,5 @@ fn external_ipsec_mode_lets_gre_out() {
     };
     f.settings(settings_flags::EXTERNAL_IPSEC);
     assert_eq!(f.run(Program::WanGuard, &clear_gre()).action, TC_ACT_OK);
-    f.assert_verdicts(Hook::WanTxGuard, DropReason::Passed, 1);
+    f.assert_verdicts(Hook::WanTxGuard, Outcome::Passed, 1);
 }

@@ -2,7 +2,7 @@
 //! (`BPF_PROG_TEST_RUN` packets carry no secpath, so the accepting side of the SA check is
 //! proven in the VM tests; here: external-IPsec mode, and the IPsec-mode drops.)
 use vc_agent::datapath::Program;
-use vc_common::{DropReason, Hook, settings_flags};
+use vc_common::{Counted, DropReason, Hook, Outcome, settings_flags};
 use vc_testkit::{
     packet::{
         self, IPPROTO_ESP, Ipv4, Tcp, ether_ipv4, ipv4_header_ok, mss_of, tcp_checksum_ok,
@@ -51,7 +51,7 @@ fn gre_from_each_dc_is_decapsulated_into_its_tunnel() {
         assert_eq!((stats.rx_packets, stats.rx_bytes), (1, inner.len() as u64));
         assert_ne!(stats.last_rx_ns, 0);
     }
-    f.assert_verdicts(Hook::WanRx, DropReason::Forwarded, 2);
+    f.assert_verdicts(Hook::WanRx, Outcome::Forwarded, 2);
 }
 
 #[test]
@@ -152,8 +152,8 @@ fn only_the_dc_may_speak_through_its_tunnel() {
     assert_eq!(
         counts,
         vec![
-            (DropReason::Forwarded, 3),
-            (DropReason::InnerSourceNotAllowed, 2)
+            (Counted::Outcome(Outcome::Forwarded), 3),
+            (Counted::Drop(DropReason::InnerSourceNotAllowed), 2)
         ]
     );
 }
@@ -191,7 +191,7 @@ fn replies_to_our_keepalives_are_counted_and_consumed() {
     );
     let out = f.run(Program::WanRx, &reply);
     assert_eq!(out.action, TC_ACT_SHOT, "consumed");
-    f.assert_verdicts(Hook::WanRx, DropReason::KeepaliveReply, 1);
+    f.assert_verdicts(Hook::WanRx, Outcome::KeepaliveReply, 1);
     let stats = f.stats(TUNNEL_A);
     assert_eq!(stats.keepalive_rx, 1);
     assert_ne!(stats.last_keepalive_rx_ns, 0);
@@ -217,7 +217,10 @@ fn nested_gre_and_non_ipv4_payloads_are_dropped() {
     let counts: Vec<_> = f.verdicts().iter().map(|v| (v.reason, v.packets)).collect();
     assert_eq!(
         counts,
-        vec![(DropReason::InnerNotIpv4, 1), (DropReason::NestedGre, 1)]
+        vec![
+            (Counted::Drop(DropReason::InnerNotIpv4), 1),
+            (Counted::Drop(DropReason::NestedGre), 1)
+        ]
     );
 }
 
@@ -255,7 +258,7 @@ fn everything_else_on_the_wan_is_untouched() {
         let out = f.run(Program::WanRx, &frame);
         assert_eq!((out.action, &out.data), (TC_ACT_OK, &frame));
     }
-    f.assert_verdicts(Hook::WanRx, DropReason::Passed, 4);
+    f.assert_verdicts(Hook::WanRx, Outcome::Passed, 4);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The datapath live on this host, GRE-only mode, vc at both ends (see `topology`): every
 //! packet path with real traffic, judged by ping, TCP, tcpdump and tshark.
 use vc_agent::datapath::DatapathMaps;
-use vc_common::{DropReason, Hook};
+use vc_common::{DropReason, Hook, Outcome};
 use vc_fixtures::gre_lab::{
     CPE_TUNNEL_A, DC1_HOST, DC1_TUNNEL, DC2_HOST, LAN_HOST, MSS, TUNNEL_MTU, Topology,
 };
@@ -76,7 +76,7 @@ fn ping_and_tcp_cross_each_tunnel_both_ways() {
                 .verdicts()
                 .expect("verdicts")
                 .iter()
-                .filter(|v| v.hook == Hook::TunnelTx && v.reason == DropReason::AlreadyEncapsulated)
+                .filter(|v| v.hook == Hook::TunnelTx && v.reason == Outcome::AlreadyEncapsulated)
                 .map(|v| v.packets)
                 .sum();
             assert!(
@@ -267,7 +267,7 @@ fn too_big_df_packets_get_frag_needed_with_the_tunnel_mtu() {
                 .verdicts()
                 .expect("verdicts")
                 .into_iter()
-                .any(|v| v.hook == Hook::LanRx && v.reason == DropReason::HandoverTooBig);
+                .any(|v| v.hook == Hook::LanRx && v.reason == Outcome::HandoverTooBig);
             assert!(
                 handed_over,
                 "the fast path left the too-big packet to the kernel"

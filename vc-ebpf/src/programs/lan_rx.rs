@@ -5,8 +5,12 @@
 //! Everything the kernel must handle (ICMP errors, fragmentation) is left to the tunnel
 //! interface untouched. Bypasses the FORWARD chain for tunnel traffic, like an nftables
 //! flowtable.
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "bpf_redirect returns a TC action (i64) that the program returns as i32"
+)]
 use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect, programs::TcContext};
-use vc_common::{DropReason, Tunnel, settings_flags};
+use vc_common::{DropReason, Outcome, Tunnel, settings_flags};
 
 use crate::{
     fib, gre,
@@ -23,12 +27,12 @@ use crate::{
 #[inline(always)]
 pub fn try_lan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     if eth_proto(ctx)? != ETH_P_IP {
-        return Ok(pass(DropReason::Passed));
+        return Ok(pass(Outcome::Passed));
     }
     pull(ctx, ETH_HLEN + IPV4_HLEN);
     let ip = Ipv4::parse(ctx, ETH_HLEN)?;
     let Some(id) = select_tunnel(ip.daddr)? else {
-        return Ok(pass(DropReason::Passed));
+        return Ok(pass(Outcome::Passed));
     };
     let tunnel = tunnel(id).ok_or(DropReason::NoUsableTunnel)?;
     // SAFETY: only presence is tested.
@@ -37,11 +41,11 @@ pub fn try_lan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     }
     let settings = settings();
     if settings.flags & settings_flags::FAST_PATH == 0 {
-        return Ok(pass(DropReason::HandoverDisabled));
+        return Ok(pass(Outcome::HandoverDisabled));
     }
     pull(ctx, ip.l4_offset() + TCP_HLEN);
-    if let Some(reason) = slow_path_reason(ctx, &ip, tunnel) {
-        return Ok(pass(reason));
+    if let Some(outcome) = slow_path_outcome(ctx, &ip, tunnel) {
+        return Ok(pass(outcome));
     }
 
     ip.decrement_ttl(ctx)?;
@@ -64,7 +68,7 @@ pub fn try_lan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
         set_eth(ctx, next.smac, next.dmac)?;
         // SAFETY: no preconditions.
         let action = unsafe { bpf_redirect(next.ifindex, 0) };
-        return Ok(Verdict::new(action as i32, DropReason::Forwarded));
+        return Ok(Verdict::new(action as i32, Outcome::Forwarded));
     }
     set_eth_dst(ctx, tunnel.peer_mac)?;
     // Sent out of the tunnel interface, the packet re-enters the stack on its peer, with our
@@ -73,19 +77,19 @@ pub fn try_lan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     // where an ingress redirect would queue each packet to the backlog.
     // SAFETY: no preconditions.
     let action = unsafe { bpf_redirect(tunnel.tunnel_ifindex, 0) };
-    Ok(Verdict::new(action as i32, DropReason::Forwarded))
+    Ok(Verdict::new(action as i32, Outcome::Forwarded))
 }
 
 #[inline(always)]
-const fn pass(reason: DropReason) -> Verdict {
-    Verdict::new(TC_ACT_OK, reason)
+const fn pass(outcome: Outcome) -> Verdict {
+    Verdict::new(TC_ACT_OK, outcome)
 }
 
 /// Why the kernel must see this packet on the tunnel interface, if it must.
 #[inline(always)]
-fn slow_path_reason(ctx: &TcContext, ip: &Ipv4, tunnel: &Tunnel) -> Option<DropReason> {
+fn slow_path_outcome(ctx: &TcContext, ip: &Ipv4, tunnel: &Tunnel) -> Option<Outcome> {
     if ip.ttl <= 1 {
-        return Some(DropReason::HandoverTtl);
+        return Some(Outcome::HandoverTtl);
     }
     let mtu = usize::from(tunnel.mtu);
     // SAFETY: the context is the kernel's `__sk_buff`.
@@ -94,14 +98,14 @@ fn slow_path_reason(ctx: &TcContext, ip: &Ipv4, tunnel: &Tunnel) -> Option<DropR
         // Each segment is the headers plus gso_size bytes of payload.
         return match segment_headers(ctx, ip) {
             Some(headers) if headers + gso_size <= mtu => None,
-            _ => Some(DropReason::HandoverGso),
+            _ => Some(Outcome::HandoverGso),
         };
     }
     if ip.tot_len > mtu {
         return Some(if ip.dont_fragment() {
-            DropReason::HandoverTooBig
+            Outcome::HandoverTooBig
         } else {
-            DropReason::HandoverFragmentation
+            Outcome::HandoverFragmentation
         });
     }
     None

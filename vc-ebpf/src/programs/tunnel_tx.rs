@@ -5,7 +5,7 @@
 //! and handed back to the stack, which routes it to the DC's GRE address, where XFRM's
 //! GRE-only policy encrypts it.
 use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
-use vc_common::{DropReason, Tunnel};
+use vc_common::{DropReason, Outcome, Tunnel};
 
 use crate::{
     gre::{self, GRE_HLEN, GRE_PROTO_KEEPALIVE},
@@ -33,14 +33,14 @@ pub fn try_tunnel_tx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     pull(ctx, ETH_HLEN + IPV4_HLEN);
     let ip = Ipv4::parse(ctx, ETH_HLEN)?;
     if ip.protocol == IPPROTO_GRE && ip.saddr == tunnel.local_gre && ip.daddr == tunnel.remote_gre {
-        return Ok(Verdict::new(TC_ACT_OK, DropReason::AlreadyEncapsulated));
+        return Ok(Verdict::new(TC_ACT_OK, Outcome::AlreadyEncapsulated));
     }
     pull(ctx, ip.l4_offset() + TCP_HLEN);
     let keepalive = is_keepalive(ctx, &ip, tunnel);
     let clamped = mss::clamp(ctx, &ip, tunnel.mss)?;
     gre::encap(ctx, &ip, tunnel)?;
     count_tx(id, ip.tot_len, false, keepalive, clamped);
-    Ok(Verdict::new(TC_ACT_OK, DropReason::Forwarded))
+    Ok(Verdict::new(TC_ACT_OK, Outcome::Forwarded))
 }
 
 /// One of our own keepalives: the packet the DC will decapsulate and send straight back, GRE

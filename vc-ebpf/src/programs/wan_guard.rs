@@ -4,7 +4,7 @@
 //! replaced, or charon gone) and not a packet to a protected prefix (BGP down, so the kernel
 //! routed DC traffic to the default route). Fail closed, whatever the control plane does.
 use aya_ebpf::{bindings::TC_ACT_OK, maps::lpm_trie::Key, programs::TcContext};
-use vc_common::{DropReason, settings_flags};
+use vc_common::{DropReason, Outcome, settings_flags};
 
 use crate::{
     maps::{PROTECTED, settings},
@@ -14,7 +14,7 @@ use crate::{
 
 #[inline(always)]
 pub fn try_wan_guard(ctx: &TcContext) -> Result<Verdict, DropReason> {
-    let passed = Verdict::new(TC_ACT_OK, DropReason::Passed);
+    let passed = Verdict::new(TC_ACT_OK, Outcome::Passed);
     if settings().flags & settings_flags::EXTERNAL_IPSEC != 0 || eth_proto(ctx)? != ETH_P_IP {
         return Ok(passed);
     }

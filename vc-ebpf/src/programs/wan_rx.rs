@@ -7,6 +7,11 @@
 //!
 //! Crossing the veth scrubs the skb's secpath, so after it the kernel enforces nothing: in
 //! IPsec mode the SA check here is the only IPsec enforcement point.
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "bpf_redirect returns a TC action (i64) that the program returns as i32, and the \
+              helper takes the size of its state (< 64 bytes) as u32"
+)]
 use core::mem::{size_of, zeroed};
 
 use aya_ebpf::{
@@ -14,7 +19,7 @@ use aya_ebpf::{
     helpers::{bpf_redirect, bpf_skb_get_xfrm_state},
     programs::TcContext,
 };
-use vc_common::{DropReason, Tunnel, settings_flags};
+use vc_common::{DropReason, Outcome, Tunnel, settings_flags};
 
 use crate::{
     fib,
@@ -63,7 +68,7 @@ pub fn try_wan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     let gre = gre::parse(ctx, outer.l4_offset(), outer.l4_len())?;
     if gre.proto == GRE_PROTO_KEEPALIVE {
         count_keepalive_reply(id);
-        return Ok(Verdict::new(TC_ACT_SHOT, DropReason::KeepaliveReply));
+        return Ok(Verdict::new(TC_ACT_SHOT, Outcome::KeepaliveReply));
     }
     if gre.proto != GRE_PROTO_IPV4 {
         return Err(DropReason::InnerNotIpv4);
@@ -82,7 +87,7 @@ pub fn try_wan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     let clamped = !keepalive && mss::clamp(ctx, &inner, tunnel.mss)?;
     if let Some(action) = fast_path(ctx, &inner, tunnel, keepalive)? {
         count_rx(id, inner.tot_len, keepalive, clamped, true);
-        return Ok(Verdict::new(action, DropReason::Forwarded));
+        return Ok(Verdict::new(action, Outcome::Forwarded));
     }
     set_eth_dst(ctx, tunnel.tunnel_mac)?;
     count_rx(id, inner.tot_len, keepalive, clamped, false);
@@ -91,7 +96,7 @@ pub fn try_wan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     // would queue each packet to the backlog, and the receiver would ACK every segment).
     // SAFETY: no preconditions.
     let action = unsafe { bpf_redirect(tunnel.peer_ifindex, 0) };
-    Ok(Verdict::new(action as i32, DropReason::Forwarded))
+    Ok(Verdict::new(action as i32, Outcome::Forwarded))
 }
 
 /// With the fast path on, a decapsulated packet for another host (the LAN) goes straight to
@@ -130,7 +135,7 @@ fn fast_path(
 
 #[inline(always)]
 const fn pass() -> Verdict {
-    Verdict::new(TC_ACT_OK, DropReason::Passed)
+    Verdict::new(TC_ACT_OK, Outcome::Passed)
 }
 
 /// IPsec mode: the GRE must have been decrypted by this tunnel's child SA, from this DC.

@@ -9,10 +9,12 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use vc_testkit::capture::{Capture, Kind};
-use vc_testkit::region::{
-    Checklist, Region,
-    plan::{DC1, DC2, DCS, DRAWING, LAN_HOST},
+use vc_testkit::{
+    capture::{Capture, Kind},
+    region::{
+        Checklist, Region,
+        plan::{DC1, DC2, DCS, DRAWING, LAN_HOST},
+    },
 };
 
 #[derive(clap::Args)]
