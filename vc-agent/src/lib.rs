@@ -11,9 +11,12 @@
 //! - `metrics` → `status`; `diagnose` → `status`, `socket`, `config`, and the domain
 //!   vocabulary it judges by (BGP NOTIFICATION codes, vc's reqids and selectors).
 //! - `manual` → `config`, `datapath`, `routes`: `vc-agent datapath`, by hand.
+//! - `purge` → `config`, `ipsec`, `datapath`, `routes`, `socket`: the full teardown.
+//! - `service` (systemd: the journal, readiness notifications) imports no room.
 //! - `agent` → everything above: the run loop that starts the rooms and assembles the status.
 //!
-//! No domain room imports `status`, `socket`, `metrics`, `diagnose`, `manual` or `agent`.
+//! No domain room imports `status`, `socket`, `metrics`, `diagnose`, `manual`, `purge`,
+//! `service` or `agent`.
 pub mod agent;
 pub mod bgp;
 pub mod config;
@@ -24,6 +27,8 @@ pub mod ipsec;
 pub mod keepalive;
 pub mod manual;
 pub mod metrics;
+pub mod purge;
 pub mod routes;
+pub mod service;
 pub mod socket;
 pub mod status;

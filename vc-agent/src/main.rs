@@ -1,15 +1,31 @@
 //! `vc-agent`: a thin dispatcher into the library's modules.
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+//!
+//! Exit statuses: 0 success; 1 a check failed (a config fault, a diagnose step, a tunnel
+//! that did not come up); 2 the running agent could not be asked (`status`, `diagnose`)
+//! or, for them, the config could not be read.
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
-use vc_agent::{agent, config, diagnose, ipsec, manual, socket};
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use vc_agent::{agent, config, diagnose, ipsec, manual, purge, service, socket};
+
+/// Exit status 2: no answer from the agent (or no config to find it with).
+const NO_AGENT: u8 = 2;
 
 #[derive(Parser)]
 #[command(
     name = "vc-agent",
-    version,
-    about = "A Linux CPE for Webex Calling Dedicated Instance Virtual Connect"
+    version = env!("VC_LONG_VERSION"),
+    about = "A Linux CPE for Webex Calling Dedicated Instance Virtual Connect",
+    after_help = "Exit status: 0 success; 1 a check failed (config fault, diagnose step, \
+                  tunnel not up); 2 status or diagnose could not ask the agent.\n\
+                  Logging: [agent] log_level in the config (default info); RUST_LOG \
+                  (e.g. RUST_LOG=debug or info,vc_agent::bgp=debug) overrides it."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -19,26 +35,34 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the agent: IPsec, the datapath, BGP, keepalives, until SIGTERM. The datapath and
-    /// charon keep running after it (a restarted agent adopts them).
+    /// charon keep running after it (a restarted agent adopts them). Under systemd
+    /// (Type=notify) it reports READY=1 once everything is up, and logs to the journal.
     Run {
         #[arg(short, long, default_value = "/etc/vc/vc.toml")]
         config: PathBuf,
     },
     /// Ask the running agent for the state of every tunnel: SAs, keepalives, BGP, routes,
-    /// counters.
+    /// counters. Exit status 2 if no agent answers. Reads no secret.
     Status {
         #[arg(short, long, default_value = "/etc/vc/vc.toml")]
         config: PathBuf,
+        /// Only this tunnel.
+        #[arg(short, long)]
+        tunnel: Option<Tunnel>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Walk Cisco's troubleshooting tree for each tunnel (IKE SA, child SA, keepalives, ping,
     /// BGP, routes) on the running agent: the first failing step and its likely causes.
-    /// Pings the DCs' tunnel IPs (run as root). Exit status 1 if a step fails.
+    /// Pings the DCs' tunnel IPs (run as root). Exit status 1 if a step fails, 2 if no agent
+    /// answers. Reads no secret.
     Diagnose {
         #[arg(short, long, default_value = "/etc/vc/vc.toml")]
         config: PathBuf,
+        /// Only this tunnel (and only its steps decide the exit status).
+        #[arg(short, long)]
+        tunnel: Option<Tunnel>,
         /// Print JSON instead of the checklist.
         #[arg(long)]
         json: bool,
@@ -51,15 +75,22 @@ enum Command {
         #[arg(short, long, default_value = "/etc/vc/vc.toml", global = true)]
         config: PathBuf,
     },
-    /// Validate the config: one line per fault, exit status 1 if there is any.
+    /// Validate the config, secrets included: one line per fault, exit status 1 if there is
+    /// any.
     CheckConfig {
         #[arg(short, long, default_value = "/etc/vc/vc.toml")]
         config: PathBuf,
+        /// Print JSON (the faults as a list) instead of text.
+        #[arg(long)]
+        json: bool,
     },
-    /// Print the config without the IKE PSK and the BGP password.
+    /// Print the config without the IKE PSK and the BGP password (it reads neither).
     ExportConfig {
         #[arg(short, long, default_value = "/etc/vc/vc.toml")]
         config: PathBuf,
+        /// Print JSON instead of TOML.
+        #[arg(long)]
+        json: bool,
     },
     /// IPsec by hand (bring-up, troubleshooting).
     Ipsec {
@@ -68,9 +99,22 @@ enum Command {
         #[arg(short, long, default_value = "/etc/vc/vc.toml", global = true)]
         config: PathBuf,
     },
+    /// Tear everything down (stop the agent first): vc's charon, the XFRM block policies,
+    /// vc's routes, the datapath (programs, pins, tunnel interfaces; host settings restored)
+    /// and the state directory. What uninstalling runs. Exit status 1 if a step failed.
+    Purge {
+        #[arg(short, long, default_value = "/etc/vc/vc.toml")]
+        config: PathBuf,
+    },
+    /// Print a shell completion script (what the package installs).
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page, roff (what the package installs).
+    #[command(hide = true)]
+    Man,
 }
 
-#[derive(Subcommand)]
+#[derive(Clone, Copy, Subcommand)]
 enum DatapathAction {
     /// Create the tunnel interfaces, attach the programs, pin them, and route each DC's /25
     /// over its tunnel and the /24 over both. It all keeps running after this command.
@@ -78,10 +122,14 @@ enum DatapathAction {
     /// Remove everything `up` made and restore the host settings it changed.
     Down,
     /// The tunnels, routes and counters of the running datapath.
-    Show,
+    Show {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-#[derive(Subcommand)]
+#[derive(Clone, Copy, Subcommand)]
 enum IpsecAction {
     /// Block clear GRE, start vc's charon (or attach), load and initiate the tunnels, wait for
     /// their child SAs and print their state. charon keeps running.
@@ -91,9 +139,31 @@ enum IpsecAction {
         wait: u64,
     },
     /// Print the state of the tunnels' SAs (and the last failure of those that are down).
-    Status,
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete the tunnels' SAs and stop vc's charon; GRE stays blocked.
     Down,
+}
+
+/// A tunnel on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+enum Tunnel {
+    /// Tunnel A, to DC1.
+    A,
+    /// Tunnel B, to DC2.
+    B,
+}
+
+impl From<Tunnel> for config::TunnelId {
+    fn from(t: Tunnel) -> Self {
+        match t {
+            Tunnel::A => config::TunnelId::A,
+            Tunnel::B => config::TunnelId::B,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -115,89 +185,179 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
 }
 
+/// Loads the config, resolving its secrets, and starts logging at its level.
+fn load_and_log(path: &Path) -> Result<config::Config> {
+    let config = config::load(path)?;
+    service::init_logging(&config.agent.log_level);
+    Ok(config)
+}
+
+/// Prints `value` as JSON, or as its text.
+fn print(value: &(impl Serialize + std::fmt::Display), json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{value}");
+    }
+    Ok(())
+}
+
+/// A read-only command that asks the agent: its error is exit status 2.
+fn ask_agent<T>(what: Result<T>) -> Result<T, ExitCode> {
+    what.map_err(|e| {
+        eprintln!("vc-agent: {e:#}");
+        ExitCode::from(NO_AGENT)
+    })
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run { config } => {
-            init_logging();
-            let config = config::load(&config)?;
+            let config = load_and_log(&config)?;
             runtime()?.block_on(agent::run(config))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { config, json } => {
-            let config = config::load(&config)?;
-            let status = runtime()?.block_on(socket::query(&config))?;
+        Command::Status {
+            config,
+            tunnel,
+            json,
+        } => status_command(&config, tunnel, json),
+        Command::Diagnose {
+            config,
+            tunnel,
+            json,
+        } => diagnose_command(&config, tunnel, json),
+        Command::Datapath { action, config } => datapath_command(action, &config),
+        Command::CheckConfig { config, json } => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
+                let report = config::cli::check_report(&config);
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                Ok(if report.ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
             } else {
-                print!("{status}");
+                Ok(report(config::cli::check(&config)))
             }
-            Ok(ExitCode::SUCCESS)
         }
-        Command::Diagnose { config, json } => {
-            let config = config::load(&config)?;
-            let diagnosis = runtime()?.block_on(diagnose::run(&config))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&diagnosis)?);
-            } else {
-                print!("{diagnosis}");
-            }
-            Ok(if diagnosis.ok() {
+        Command::ExportConfig { config, json } => Ok(report(if json {
+            config::cli::export_json(&config)
+        } else {
+            config::cli::export(&config)
+        })),
+        Command::Ipsec { action, config } => ipsec_command(action, &config),
+        Command::Purge { config } => {
+            let config = config::load_without_secrets(&config)?;
+            service::init_logging(&config.agent.log_level);
+            let done = runtime()?.block_on(purge::purge(&config))?;
+            print!("{done}");
+            Ok(if done.ok() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             })
         }
-        Command::Datapath { action, config } => {
-            init_logging();
-            let config = config::load(&config)?;
-            runtime()?.block_on(async {
-                match action {
-                    DatapathAction::Up => manual::up(&config).await,
-                    DatapathAction::Down => manual::down(&config).await,
-                    DatapathAction::Show => manual::show(&config).await,
-                }
-            })?;
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "vc-agent",
+                &mut std::io::stdout(),
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckConfig { config } => Ok(report(config::cli::check(&config))),
-        Command::ExportConfig { config } => Ok(report(config::cli::export(&config))),
-        Command::Ipsec { action, config } => {
-            init_logging();
-            let config = config::load(&config)?;
-            runtime()?.block_on(async {
-                match action {
-                    IpsecAction::Up { wait } => {
-                        let up = ipsec::cli::up(config, Duration::from_secs(wait)).await?;
-                        Ok(if up {
-                            ExitCode::SUCCESS
-                        } else {
-                            ExitCode::FAILURE
-                        })
-                    }
-                    IpsecAction::Status => ipsec::cli::status(&config)
-                        .await
-                        .map(|()| ExitCode::SUCCESS),
-                    IpsecAction::Down => {
-                        ipsec::cli::down(&config).await.map(|()| ExitCode::SUCCESS)
-                    }
-                }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn status_command(path: &Path, tunnel: Option<Tunnel>, json: bool) -> Result<ExitCode> {
+    let asked = config::load_without_secrets(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|c| runtime()?.block_on(socket::query(&c)));
+    let mut status = match ask_agent(asked) {
+        Ok(status) => status,
+        Err(code) => return Ok(code),
+    };
+    if let Some(t) = tunnel {
+        let id = config::TunnelId::from(t);
+        status.tunnels.retain(|s| s.ends.id == id);
+    }
+    print(&status, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn diagnose_command(path: &Path, tunnel: Option<Tunnel>, json: bool) -> Result<ExitCode> {
+    let asked = config::load_without_secrets(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|c| runtime()?.block_on(diagnose::run(&c)));
+    let mut diagnosis = match ask_agent(asked) {
+        Ok(d) => d,
+        Err(code) => return Ok(code),
+    };
+    if let Some(t) = tunnel {
+        let id = config::TunnelId::from(t);
+        diagnosis.tunnels.retain(|d| d.ends.id == id);
+    }
+    print(&diagnosis, json)?;
+    Ok(if diagnosis.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn datapath_command(action: DatapathAction, path: &Path) -> Result<ExitCode> {
+    let runtime = runtime()?;
+    match action {
+        DatapathAction::Show { json } => {
+            let config = config::load_without_secrets(path)?;
+            runtime.block_on(manual::show(&config, json))?;
+        }
+        DatapathAction::Up => {
+            let config = load_and_log(path)?;
+            runtime.block_on(manual::up(&config))?;
+        }
+        DatapathAction::Down => {
+            let config = config::load_without_secrets(path)?;
+            service::init_logging(&config.agent.log_level);
+            runtime.block_on(manual::down(&config))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ipsec_command(action: IpsecAction, path: &Path) -> Result<ExitCode> {
+    let runtime = runtime()?;
+    match action {
+        IpsecAction::Up { wait } => {
+            let config = load_and_log(path)?;
+            let up = runtime.block_on(ipsec::cli::up(config, Duration::from_secs(wait)))?;
+            Ok(if up {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             })
+        }
+        IpsecAction::Status { json } => {
+            let config = config::load_without_secrets(path)?;
+            runtime.block_on(ipsec::cli::status(&config, json))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        IpsecAction::Down => {
+            let config = config::load_without_secrets(path)?;
+            service::init_logging(&config.agent.log_level);
+            runtime.block_on(ipsec::cli::down(&config))?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -2,10 +2,15 @@
 //! bring-up and for sites that route the Cisco prefixes statically (the route manager
 //! installs them as BGP would).
 use anyhow::Result;
+use serde::Serialize;
 
 use crate::{
-    config::Config,
-    datapath::{Datapath, DatapathSpec, tunnel_index},
+    config::{Config, TunnelId},
+    datapath::{
+        AttachMode, Datapath, DatapathSpec,
+        status::{RouteLine, TunnelCounters, VerdictLine},
+        tunnel_index,
+    },
     routes::{RouteManager, RouteManagerConfig, TunnelNextHop},
 };
 
@@ -39,8 +44,68 @@ pub async fn down(config: &Config) -> Result<()> {
     Ok(())
 }
 
-pub async fn show(config: &Config) -> Result<()> {
+/// `datapath show`: the report as text, or as [`Shown`] in JSON.
+pub async fn show(config: &Config, json: bool) -> Result<()> {
     let datapath = Datapath::open(DatapathSpec::from_config(config)).await?;
-    print!("{}", datapath.report()?);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&shown(config, &datapath)?)?
+        );
+    } else {
+        print!("{}", datapath.report()?);
+    }
     Ok(())
+}
+
+/// What `datapath show --json` prints: the datapath's maps in the status's own types.
+#[derive(Debug, Serialize)]
+pub struct Shown {
+    pub attach_mode: AttachMode,
+    pub fast_path: bool,
+    pub tunnels: Vec<ShownTunnel>,
+    pub routes: Vec<RouteLine>,
+    pub verdicts: Vec<VerdictLine>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ShownTunnel {
+    pub tunnel: TunnelId,
+    pub interface: String,
+    #[serde(flatten)]
+    pub counters: TunnelCounters,
+}
+
+fn shown(config: &Config, datapath: &Datapath) -> Result<Shown> {
+    let maps = datapath.lock();
+    let mut tunnels = Vec::new();
+    for (id, _) in config.terminated() {
+        let index = tunnel_index(id);
+        let Some(spec) = datapath.spec().tunnels.iter().find(|t| t.id == index) else {
+            continue;
+        };
+        tunnels.push(ShownTunnel {
+            tunnel: id,
+            interface: spec.name.clone(),
+            counters: TunnelCounters::new(&maps.tunnel(index)?, &maps.tunnel_stats(index)?),
+        });
+    }
+    let routes = maps
+        .routes()?
+        .into_iter()
+        .map(|(prefix, route)| RouteLine {
+            prefix,
+            tunnels: TunnelId::ALL
+                .into_iter()
+                .filter(|id| route.tunnels & (1 << tunnel_index(*id)) != 0)
+                .collect(),
+        })
+        .collect();
+    Ok(Shown {
+        attach_mode: datapath.attach_mode(),
+        fast_path: datapath.spec().fast_path,
+        tunnels,
+        routes,
+        verdicts: maps.verdicts()?.iter().map(VerdictLine::from).collect(),
+    })
 }

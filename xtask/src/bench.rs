@@ -9,7 +9,8 @@ use crate::{ebpf, util::workspace_root};
 const SECTIONS: &[&str] = &["bpf", "iperf", "vm"];
 
 pub fn run() -> Result<()> {
-    let object = ebpf::build()?;
+    // vc-agent's build.rs embeds this very build (same definition, same target/bpf).
+    ebpf::build()?;
     let root = workspace_root();
     let mut doc = String::from(
         "# Benchmarks\n\nWritten by `cargo xtask bench` (as root). Figures are ratios to a \
@@ -30,7 +31,6 @@ pub fn run() -> Result<()> {
                 "--",
             ])
             .arg(section)
-            .env("VC_EBPF_OBJECT", &object)
             .output()
             .context("running vc-bench")?;
         if !out.status.success() {

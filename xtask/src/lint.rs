@@ -23,8 +23,7 @@ pub fn run() -> Result<()> {
         .current_dir(workspace_root())
         .args(["clippy", "--workspace", "--all-targets"])
         .args(["--", "-D", "warnings"])
-        .env("AYA_BUILD_SKIP", "1")
-        .env_remove("VC_EBPF_OBJECT"))?;
+        .env("AYA_BUILD_SKIP", "1"))?;
     sh(ebpf::nightly_cargo()
         .args(["clippy", "--manifest-path", FUZZ, "--all-targets"])
         .args(["--", "-D", "warnings"]))?;

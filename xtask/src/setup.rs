@@ -36,7 +36,7 @@ const APT_PACKAGES: &[&str] = &[
     "cpio",
 ];
 
-const BPF_LINKER_VERSION: &str = "0.13.0";
+use vc_ebpf_build::BPF_LINKER_VERSION;
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 #[derive(clap::Args, Default)]

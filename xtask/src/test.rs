@@ -26,12 +26,12 @@ pub fn run(opts: &Options) -> Result<()> {
         setup::run(&setup::Options::default())?;
     }
     lint::run()?;
-    let object = ebpf::build()?;
+    // vc-agent's build.rs embeds this very build (same definition, same target/bpf).
+    ebpf::build()?;
     let mut cmd = Command::new("cargo");
     cmd.current_dir(workspace_root())
         .args(["test", "--workspace", "--exclude", "vc-ebpf"])
-        .args(&opts.cargo_args)
-        .env("VC_EBPF_OBJECT", &object);
+        .args(&opts.cargo_args);
     if is_root() {
         // Privileged tests (BPF, namespaces) fail instead of skipping: CI must run them.
         cmd.env("VC_REQUIRE_PRIV", "1");

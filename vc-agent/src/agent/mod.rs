@@ -26,6 +26,7 @@ use crate::{
     keepalive::{KeepaliveTask, KeepaliveTunnel},
     metrics,
     routes::{self, RouteManager, RouteManagerConfig},
+    service::{self, Notice},
     socket,
     status::AgentStatus,
 };
@@ -151,6 +152,7 @@ impl Agent {
     /// Closes the BGP sessions (their routes go), stops the tasks, leaves charon and the
     /// datapath running.
     pub async fn stop(self) {
+        service::notify(&Notice::Stopping);
         for task in &self.tasks {
             task.abort();
         }
@@ -201,7 +203,20 @@ impl Agent {
     }
 }
 
-/// `vc-agent run`.
+/// `vc-agent run`: tells systemd it is ready once everything is up (`Type=notify`).
 pub async fn run(config: Config) -> Result<()> {
-    Agent::start(config).await?.run_until_signal().await
+    let agent = Agent::start(config).await?;
+    service::notify(&Notice::Ready(ready_line(&agent.status())));
+    agent.run_until_signal().await
+}
+
+/// The `STATUS=` line of `READY=1`: what came up.
+fn ready_line(s: &AgentStatus) -> String {
+    let tunnels: Vec<String> = s.tunnels.iter().map(|t| t.ends.id.to_string()).collect();
+    format!(
+        "up: region {}, {} mode, tunnels {}",
+        s.region,
+        s.mode,
+        tunnels.join(" and ")
+    )
 }

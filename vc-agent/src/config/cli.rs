@@ -1,23 +1,61 @@
 //! `vc-agent check-config` and `vc-agent export-config`.
 use std::path::Path;
 
-use super::{LoadError, export_toml, load};
+use serde::Serialize;
+
+use super::{LoadError, Mode, TunnelId, export_toml, load, load_without_secrets};
+
+/// What `check-config` found: its text, or its JSON (`--json`).
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub path: String,
+    pub ok: bool,
+    /// With a valid config: its region, mode and the tunnels this CPE terminates.
+    pub region: Option<String>,
+    pub mode: Option<Mode>,
+    pub tunnels: Vec<TunnelId>,
+    /// One line per fault (a parse error is one, multi-line, message).
+    pub faults: Vec<String>,
+}
+
+/// Validates `path`, secrets included (they must resolve).
+#[must_use]
+pub fn check_report(path: &Path) -> CheckReport {
+    let shown = path.display().to_string();
+    match load(path) {
+        Ok(c) => CheckReport {
+            path: shown,
+            ok: true,
+            region: Some(c.region.clone()),
+            mode: Some(c.mode),
+            tunnels: c.terminated().map(|(id, _)| id).collect(),
+            faults: Vec::new(),
+        },
+        Err(e) => CheckReport {
+            path: shown,
+            ok: false,
+            region: None,
+            mode: None,
+            tunnels: Vec::new(),
+            faults: lines(e),
+        },
+    }
+}
 
 /// Validates `path`: `Ok(summary)` when it is good, else one line per fault (exit status 1).
 pub fn check(path: &Path) -> Result<String, Vec<String>> {
-    match load(path) {
-        Ok(c) => {
-            let tunnels: Vec<String> = c.terminated().map(|(id, _)| id.to_string()).collect();
-            Ok(format!(
-                "{}: OK (region {}, mode {}, this CPE terminates {})",
-                path.display(),
-                c.region,
-                if c.ipsec() { "ipsec" } else { "external-ipsec" },
-                tunnels.join(" and ")
-            ))
-        }
-        Err(e) => Err(lines(e)),
+    let report = check_report(path);
+    if !report.ok {
+        return Err(report.faults);
     }
+    let tunnels: Vec<String> = report.tunnels.iter().map(ToString::to_string).collect();
+    Ok(format!(
+        "{}: OK (region {}, mode {}, this CPE terminates {})",
+        report.path,
+        report.region.unwrap_or_default(),
+        report.mode.unwrap_or_default(),
+        tunnels.join(" and ")
+    ))
 }
 
 /// One line per fault (a parse error is one, multi-line, message).
@@ -30,8 +68,14 @@ fn lines(e: LoadError) -> Vec<String> {
     }
 }
 
-/// The config of `path` without secrets (it must be valid).
+/// The config of `path` without secrets (it must be valid; the secrets are not read).
 pub fn export(path: &Path) -> Result<String, Vec<String>> {
-    let config = load(path).map_err(lines)?;
+    let config = load_without_secrets(path).map_err(lines)?;
     export_toml(&config).map_err(|e| vec![format!("cannot serialize: {e}")])
+}
+
+/// [`export`] as JSON: the same fields, secrets left out by the same `skip_serializing`.
+pub fn export_json(path: &Path) -> Result<String, Vec<String>> {
+    let config = load_without_secrets(path).map_err(lines)?;
+    serde_json::to_string_pretty(&config).map_err(|e| vec![format!("cannot serialize: {e}")])
 }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use self::{
     export::export_toml,
     secret::{Secret, SecretError, SecretValue},
-    validate::{Fault, FaultKind, Faults, validate},
+    validate::{Fault, FaultKind, Faults, Secrets, validate, validate_with},
 };
 
 /// The whole configuration. Field names are those of `vc.toml`.
@@ -73,6 +73,10 @@ pub struct AgentSettings {
     /// Where Prometheus metrics are served (`http://ADDR/metrics`); empty: not served.
     #[serde(default = "defaults::metrics_listen")]
     pub metrics_listen: String,
+    /// What the agent logs: a level (`error` … `trace`) or per-module filters
+    /// (`info,vc_agent::bgp=debug`). `RUST_LOG`, when set, overrides it.
+    #[serde(default = "defaults::log_level")]
+    pub log_level: String,
 }
 
 impl Default for AgentSettings {
@@ -82,6 +86,7 @@ impl Default for AgentSettings {
             pin_dir: defaults::pin_dir(),
             state_dir: defaults::state_dir(),
             metrics_listen: defaults::metrics_listen(),
+            log_level: defaults::log_level(),
         }
     }
 }
@@ -404,6 +409,10 @@ pub mod defaults {
         "127.0.0.1:9917".into()
     }
     #[must_use]
+    pub fn log_level() -> String {
+        "info".into()
+    }
+    #[must_use]
     pub fn socket() -> String {
         "/run/charon.vici".into()
     }
@@ -443,9 +452,20 @@ pub fn parse(text: &str) -> Result<Config, Box<toml::de::Error>> {
     toml::from_str(text).map_err(Box::new)
 }
 
-/// Reads, parses and validates `path`. Secrets are not read (see [`Secret::resolve`]), but a
-/// secret that cannot be resolved is a fault.
+/// Reads, parses and validates `path`. Secrets are not kept (see [`Secret::resolve`]), but a
+/// secret that cannot be resolved is a fault: for the commands that use them.
 pub fn load(path: &Path) -> Result<Config, LoadError> {
+    load_with(path, Secrets::Resolve)
+}
+
+/// Like [`load`], for the read-only commands (`status`, `diagnose`, `export-config`, `ipsec
+/// status`, `datapath show`): secrets are not read at all, so an admin's shell without the
+/// service's environment or credentials can run them.
+pub fn load_without_secrets(path: &Path) -> Result<Config, LoadError> {
+    load_with(path, Secrets::Unread)
+}
+
+fn load_with(path: &Path, secrets: Secrets) -> Result<Config, LoadError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
         path: shown.clone(),
@@ -455,7 +475,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         path: shown.clone(),
         source,
     })?;
-    validate(&config).map_err(|faults| LoadError::Invalid {
+    validate_with(&config, secrets).map_err(|faults| LoadError::Invalid {
         path: shown,
         faults,
     })?;

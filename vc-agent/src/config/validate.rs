@@ -92,6 +92,8 @@ pub enum FaultKind {
     InterfaceName(String),
     #[error("wan and lan are both {0:?}")]
     InterfaceSame(String),
+    #[error("{0:?} is not a log filter (e.g. \"info\" or \"info,vc_agent::bgp=debug\")")]
+    LogLevel(String),
 }
 
 impl fmt::Display for Fault {
@@ -117,10 +119,29 @@ impl fmt::Display for Faults {
 
 impl std::error::Error for Faults {}
 
+/// Whether validation reads the secrets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Secrets {
+    /// Resolve each secret (to prove it can be) and drop it at once: `run`, `ipsec up`,
+    /// `check-config`.
+    Resolve,
+    /// Only check that the required ones are configured: the read-only commands, which an
+    /// admin runs without the service's environment.
+    Unread,
+}
+
 /// Checks everything the file cannot express by its types. Secrets are resolved (to prove they
 /// can be) and dropped at once.
 pub fn validate(config: &Config) -> Result<(), Faults> {
-    let mut v = Checker::default();
+    validate_with(config, Secrets::Resolve)
+}
+
+/// [`validate`], reading the secrets or not.
+pub fn validate_with(config: &Config, secrets: Secrets) -> Result<(), Faults> {
+    let mut v = Checker {
+        secrets,
+        faults: Vec::new(),
+    };
     v.top(config);
     let tunnels = v.deployment(config);
     for (id, t) in &tunnels {
@@ -137,8 +158,8 @@ pub fn validate(config: &Config) -> Result<(), Faults> {
     }
 }
 
-#[derive(Default)]
 struct Checker {
+    secrets: Secrets,
     faults: Vec<Fault>,
 }
 
@@ -405,6 +426,9 @@ impl Checker {
     }
 
     fn secret(&mut self, field: String, s: &Secret) -> Option<super::SecretValue> {
+        if self.secrets == Secrets::Unread {
+            return None;
+        }
         match s.resolve() {
             Ok(v) => Some(v),
             Err(error) => {
@@ -506,6 +530,12 @@ impl Checker {
             if !v.starts_with('/') {
                 self.fault(f, FaultKind::Missing("an absolute path"));
             }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&c.agent.log_level).is_err() {
+            self.fault(
+                "agent.log_level",
+                FaultKind::LogLevel(c.agent.log_level.clone()),
+            );
         }
         let listen = &c.agent.metrics_listen;
         if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {

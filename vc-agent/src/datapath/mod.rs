@@ -7,6 +7,7 @@ pub mod devices;
 pub mod maps;
 pub mod mtu;
 pub mod object;
+pub mod purge;
 pub mod show;
 pub mod spec;
 pub mod state;

@@ -6,6 +6,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
+use serde::Serialize;
 
 use crate::{
     config::{CharonMode, Config, TunnelId},
@@ -14,6 +15,7 @@ use crate::{
         failure::classify,
         report,
         sa::LastError,
+        status::{CharonStatus, FailureStatus, IpsecStatus},
         vici::{Client, Message},
     },
 };
@@ -41,9 +43,43 @@ pub async fn up(config: Config, wait: Duration) -> Result<bool> {
     Ok(ok)
 }
 
-/// Prints the state of the running charon's vc tunnels without starting anything. The last
-/// failure of a tunnel without a child SA comes from vc's charon log.
-pub async fn status(config: &Config) -> Result<()> {
+/// Prints the state of the running charon's vc tunnels without starting anything, as text or
+/// as [`IpsecReport`] in JSON. The last failure of a tunnel without a child SA comes from
+/// vc's charon log.
+pub async fn status(config: &Config, json: bool) -> Result<()> {
+    let seen = observe(config).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&seen.report())?);
+    } else {
+        print!("{}", seen.text());
+    }
+    Ok(())
+}
+
+/// What `ipsec status --json` prints.
+#[derive(Debug, Serialize)]
+pub struct IpsecReport {
+    pub charon: CharonStatus,
+    pub tunnels: Vec<TunnelIpsec>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TunnelIpsec {
+    pub tunnel: TunnelId,
+    #[serde(flatten)]
+    pub sa: IpsecStatus,
+    /// For a tunnel without a child SA: the last failure vc's charon logged for it.
+    pub last_failure_in_log: Option<FailureStatus>,
+}
+
+/// The running charon's SAs and vc's charon log, at one moment.
+struct Seen {
+    snap: Snapshot,
+    log: String,
+    now: SystemTime,
+}
+
+async fn observe(config: &Config) -> Result<Seen> {
     let socket = socket(config);
     let mut vici = Client::connect(&socket).await?;
     let version = vici.version().await?;
@@ -72,21 +108,50 @@ pub async fn status(config: &Config) -> Result<()> {
     snap.sas.snapshot(&listed, now);
     let log = std::fs::read_to_string(Path::new(&config.charon.run_dir).join("charon.log"))
         .unwrap_or_default();
-    let mut text = report::render(&snap, now);
-    for id in &snap.managed {
-        let t = snap.sas.tunnel(*id);
-        if !t.child_up()
-            && let Some(e) = last_failure(&log, *id, t.ike_up())
-        {
-            let _ = writeln!(
-                text,
-                "tunnel {id}: last failure in charon's log: {} ({})",
-                e.failure, e.line
-            );
+    Ok(Seen { snap, log, now })
+}
+
+impl Seen {
+    /// The last failure in the log of a managed tunnel that has no child SA.
+    fn last_failure(&self, id: TunnelId) -> Option<LastError> {
+        let t = self.snap.sas.tunnel(id);
+        if t.child_up() {
+            return None;
+        }
+        last_failure(&self.log, id, t.ike_up())
+    }
+
+    fn text(&self) -> String {
+        let mut text = report::render(&self.snap, self.now);
+        for id in &self.snap.managed {
+            if let Some(e) = self.last_failure(*id) {
+                let _ = writeln!(
+                    text,
+                    "tunnel {id}: last failure in charon's log: {} ({})",
+                    e.failure, e.line
+                );
+            }
+        }
+        text
+    }
+
+    fn report(&self) -> IpsecReport {
+        IpsecReport {
+            charon: CharonStatus::from(&self.snap.charon),
+            tunnels: self
+                .snap
+                .managed
+                .iter()
+                .map(|id| TunnelIpsec {
+                    tunnel: *id,
+                    sa: IpsecStatus::at(self.snap.sas.tunnel(*id), self.now),
+                    last_failure_in_log: self
+                        .last_failure(*id)
+                        .map(|e| FailureStatus::new(e.failure, e.line, 0)),
+                })
+                .collect(),
         }
     }
-    print!("{text}");
-    Ok(())
 }
 
 /// Deletes vc's SAs and, for vc's own charon, stops it. The block policies stay: GRE is
@@ -121,7 +186,8 @@ pub async fn down(config: &Config) -> Result<()> {
 }
 
 /// vc's charon's pid (supervise mode), if it runs.
-fn pid(config: &Config) -> Option<u32> {
+#[must_use]
+pub fn pid(config: &Config) -> Option<u32> {
     if config.charon.mode != CharonMode::Supervise {
         return None;
     }

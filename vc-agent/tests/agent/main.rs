@@ -5,6 +5,7 @@
 //! failover and recovery, a clean stop, adoption on restart, and `vc-agent status`.
 use std::{net::Ipv4Addr, path::Path, time::Duration};
 
+use vc_agent::status::{AgentStatus, TunnelId};
 use vc_fixtures::{
     agent_lab::{Agent, DC1_AS, DC2_AS, bird, config},
     gre_lab::{DC1_HOST, DC2_HOST, Topology},
@@ -110,10 +111,27 @@ fn the_agent_brings_up_both_tunnels_and_fails_over() {
         "{text}"
     );
 
+    one_tunnel_as_json(&t, &cfg);
+
     bgp_failover(&t, &mut bird2);
     keepalive_failover(&t, &cfg);
 
     stop_and_adopt(&t, &cfg, &mut agent, &dir);
+}
+
+/// `status --tunnel a --json`: the typed status of tunnel A alone.
+fn one_tunnel_as_json(t: &Topology, cfg: &Path) {
+    let out = t
+        .cpe
+        .command(AGENT.bin())
+        .args(["status", "--tunnel", "a", "--json", "-c"])
+        .arg(cfg)
+        .output()
+        .expect("status");
+    assert_eq!(out.status.code(), Some(0));
+    let s: AgentStatus = serde_json::from_slice(&out.stdout).expect("status JSON");
+    let ids: Vec<TunnelId> = s.tunnels.iter().map(|t| t.ends.id).collect();
+    assert_eq!(ids, [TunnelId::A]);
 }
 
 /// R21, BGP: DC2's session dies; its /25 follows the /24 over tunnel A, then returns.
@@ -201,22 +219,23 @@ fn datapath_up_show_down_by_hand() {
     std::fs::create_dir_all(&dir).expect("dir");
     let cfg = dir.join("vc.toml");
     std::fs::write(&cfg, config(&t, "")).expect("config");
-    let vc = |action: &str| {
+    let vc = |args: &[&str]| {
         let out = t
             .cpe
             .command(AGENT.bin())
-            .args(["datapath", action, "-c"])
+            .args(args)
+            .arg("-c")
             .arg(&cfg)
             .output()
-            .expect("vc-agent datapath");
+            .expect("vc-agent");
         assert!(
             out.status.success(),
-            "datapath {action}: {}",
+            "{args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let shown = vc("up");
+    let shown = vc(&["datapath", "up"]);
     // The config's prefixes as static routes: each /25 on its tunnel, the /24 on both.
     assert!(
         shown.contains("203.0.113.0/25") && shown.contains("→ 0"),
@@ -228,14 +247,47 @@ fn datapath_up_show_down_by_hand() {
         ping(&t.lan, DC1_HOST) && ping(&t.lan, DC2_HOST),
         "traffic without BGP"
     );
-    let shown = vc("show");
+    let shown = vc(&["datapath", "show"]);
     assert!(shown.contains("vc-dc1 (tunnel 0) up"), "{shown}");
     assert!(shown.contains("tunnel_tx"), "counters shown: {shown}");
-    vc("down");
+    shown_as_json(&vc(&["datapath", "show", "--json"]));
+    vc(&["datapath", "down"]);
+    assert_torn_down(&t);
+
+    // `purge` takes down what `up` made, and the state directory with it.
+    vc(&["datapath", "up"]);
+    let purged = vc(&["purge"]);
+    assert!(!purged.contains("FAILED"), "{purged}");
+    assert!(purged.contains("remove the datapath: done"), "{purged}");
+    assert_torn_down(&t);
+    assert!(!t.cpe_spec.state_dir.exists(), "state directory removed");
+}
+
+fn assert_torn_down(t: &Topology) {
     assert!(!t.cpe.sh("ip -o link").expect("links").contains("vc-dc"));
     assert_eq!(
         t.cpe.sh("ip route show proto 201").expect("routes").trim(),
         ""
     );
     assert!(!t.cpe_spec.pin_dir.exists(), "pins removed");
+}
+
+/// `datapath show --json`: both tunnels up with their interface, the static routes.
+fn shown_as_json(text: &str) {
+    let v: serde_json::Value = serde_json::from_str(text).expect("datapath show --json");
+    let tunnels = v["tunnels"].as_array().expect("tunnels");
+    let names: Vec<&str> = tunnels
+        .iter()
+        .filter_map(|t| t["interface"].as_str())
+        .collect();
+    assert_eq!(names, ["vc-dc1", "vc-dc2"], "{v}");
+    assert!(tunnels.iter().all(|t| t["up"] == true), "{v}");
+    let routes = v["routes"].as_array().expect("routes");
+    assert!(
+        routes
+            .iter()
+            .any(|r| r["prefix"] == "203.0.113.0/24"
+                && r["tunnels"] == serde_json::json!(["a", "b"])),
+        "{v}"
+    );
 }

@@ -61,7 +61,9 @@ fn diagnose(ns: &NetNs, cfg: &Path) -> (Diagnosis, Duration) {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    assert_eq!(out.status.success(), d.ok(), "exit status vs verdict\n{d}");
+    // 0 when every step passes, 1 when one fails.
+    let code = i32::from(!d.ok());
+    assert_eq!(out.status.code(), Some(code), "exit status vs verdict\n{d}");
     (d, took)
 }
 
@@ -240,7 +242,23 @@ fn healthy(t: &Topology, cfg: &Path, dir: &Path) {
             assert_eq!(s.verdict, want, "{d}");
         }
     }
+    one_tunnel(t, cfg);
     metrics_when_healthy(t, &up);
+}
+
+/// `--tunnel b`: only that tunnel's tree, in the text and in the JSON.
+fn one_tunnel(t: &Topology, cfg: &Path) {
+    let out = t
+        .cpe
+        .command(AGENT.bin())
+        .args(["diagnose", "--tunnel", "b", "--json", "-c"])
+        .arg(cfg)
+        .output()
+        .expect("vc-agent diagnose --tunnel b");
+    assert_eq!(out.status.code(), Some(0));
+    let d: Diagnosis = serde_json::from_slice(&out.stdout).expect("JSON");
+    let ids: Vec<TunnelId> = d.tunnels.iter().map(|t| t.ends.id).collect();
+    assert_eq!(ids, [TunnelId::B], "{d}");
 }
 
 /// The endpoint: valid exposition with the state `status` shows; bad requests refused.

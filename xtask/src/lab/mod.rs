@@ -137,12 +137,12 @@ fn target_dir() -> PathBuf {
 
 /// Builds `vc-agent` (debug, as the tests do: one build serves both) with the BPF object.
 fn build_agent() -> Result<PathBuf> {
-    let object = ebpf::build()?;
+    // vc-agent's build.rs embeds this very build (same definition, same target/bpf).
+    ebpf::build()?;
     let root = workspace_root();
     sh(Command::new("cargo")
         .current_dir(&root)
-        .args(["build", "--quiet", "-p", "vc-agent", "--bin", "vc-agent"])
-        .env("VC_EBPF_OBJECT", &object))?;
+        .args(["build", "--quiet", "-p", "vc-agent", "--bin", "vc-agent"]))?;
     let agent = target_dir().join("debug/vc-agent");
     if !agent.is_file() {
         bail!("cargo built no {}", agent.display());
