@@ -211,10 +211,10 @@ fn man_page_and_completions() {
 fn embedded_object_is_the_one_xtask_builds() {
     let out = vc_agent(&["--version"]);
     let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let named = version
+    let (_, named) = version
         .split_once("BPF object ")
-        .map(|(_, rest)| rest.trim_end_matches(')'))
         .unwrap_or_else(|| panic!("{version}"));
+    let named = named.trim_end_matches(')');
     if named == "none" {
         assert!(
             std::env::var_os("VC_REQUIRE_PRIV").is_none(),
