@@ -1,5 +1,6 @@
 //! Developer and CI tasks: `cargo xtask <task>`. See `cargo xtask --help`.
 mod bench;
+mod dist;
 mod ebpf;
 mod fuzz;
 mod lab;
@@ -26,6 +27,9 @@ enum Task {
     Setup(setup::Options),
     /// Build the BPF object (release, BTF) into target/bpf.
     BuildEbpf,
+    /// Build the Debian package (target/dist/vc-agent_*.deb): the release vc-agent with its
+    /// BPF object, the systemd unit, the config template, man page and completions.
+    Dist,
     /// Set up, check formatting and clippy (`lint`), build, and run every test: unit, BPF,
     /// namespace and VM tests.
     Test(test::Options),
@@ -55,6 +59,7 @@ fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Setup(opts) => setup::run(&opts),
         Task::BuildEbpf => ebpf::build().map(|path| println!("{}", path.display())),
+        Task::Dist => dist::build().map(|deb| println!("{}", deb.display())),
         Task::Test(opts) => test::run(&opts),
         Task::Lint => lint::run(),
         Task::Fmt => lint::format(),

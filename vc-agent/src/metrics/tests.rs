@@ -424,3 +424,100 @@ fn the_endpoint_answers_metrics_and_refuses_the_rest() {
     assert_eq!((post.status, post.allow), (405, Some("GET, HEAD")));
     assert_eq!(route(&r, &req("GET", "/status")).status, 404);
 }
+
+/// The dashboard and the alert rules shipped in `docs/monitoring` (and in the package).
+const MONITORING: [(&str, &str); 2] = [
+    (
+        "vc-dashboard.json",
+        include_str!("../../../docs/monitoring/vc-dashboard.json"),
+    ),
+    (
+        "vc-alerts.yml",
+        include_str!("../../../docs/monitoring/vc-alerts.yml"),
+    ),
+];
+
+/// Each `vc_...` metric in `text` with the literal `label="value"` matchers of its selector
+/// (regex matchers and `$variables` are left out: they are not literal values).
+fn selectors(text: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("vc_") {
+        let before = rest[..at].chars().next_back();
+        rest = &rest[at..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let name = &rest[..end];
+        rest = &rest[end..];
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let mut labels = Vec::new();
+        if let Some(body) = rest.strip_prefix('{').and_then(|r| r.split_once('}')) {
+            for matcher in body.0.split(',') {
+                if let Some((k, v)) = matcher.split_once('=')
+                    && !k.ends_with(['!', '=', '~'])
+                    && !v.starts_with('~')
+                {
+                    let v = v
+                        .trim()
+                        .trim_matches('"')
+                        .trim_matches('\\')
+                        .trim_matches('"');
+                    if !v.starts_with('$') {
+                        labels.push((k.trim().to_string(), v.to_string()));
+                    }
+                }
+            }
+        }
+        found.push((name.to_string(), labels));
+    }
+    found
+}
+
+/// Every metric the dashboard and the alert rules use is one the agent exports, and each
+/// literal label value they select on exists in a full exposition.
+#[test]
+fn monitoring_uses_only_exported_metrics() {
+    let (_, _, e) = scrape(status(), None);
+    for (file, text) in MONITORING {
+        let used = selectors(text);
+        assert!(used.len() >= 8, "{file}: too few metrics found: {used:?}");
+        for (name, labels) in used {
+            assert!(
+                e.types.contains_key(&name),
+                "{file}: {name} is not a metric vc-agent exports"
+            );
+            let labels: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            assert!(
+                e.find(&name, &labels).next().is_some(),
+                "{file}: no sample {name}{labels:?}"
+            );
+        }
+    }
+}
+
+/// Each alert rule has what Alertmanager routes and shows: a name, an expression, a
+/// severity and a summary.
+#[test]
+fn alert_rules_are_complete() {
+    let rules = MONITORING[1].1;
+    let alerts = rules.matches("- alert: ").count();
+    assert!(alerts >= 8, "{alerts} alerts");
+    for field in ["expr: ", "severity: ", "summary: "] {
+        assert_eq!(rules.matches(field).count(), alerts, "{field}");
+    }
+    for name in [
+        "VcTunnelDown",
+        "VcBgpNotEstablished",
+        "VcExpectedPrefixesMissing",
+        "VcDatapathDrops",
+        "VcCharonDown",
+    ] {
+        assert!(rules.contains(&format!("- alert: {name}\n")), "{name}");
+    }
+}
