@@ -276,3 +276,33 @@ fn hung_guest_is_killed_at_the_timeout() {
         }
     }
 }
+
+/// Under systemd: PID 1 is systemd, the test body runs as its unit, and journald takes what
+/// a service logs, with its priority.
+#[test]
+fn systemd_runs_the_body_as_a_unit_beside_journald() {
+    if !vm::inside_or_boot_under_systemd("systemd_runs_the_body_as_a_unit_beside_journald") {
+        return;
+    }
+    let comm = fs::read_to_string("/proc/1/comm").expect("/proc/1/comm");
+    assert_eq!(comm.trim(), "systemd");
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh")
+            .args(["-c", script])
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "{script}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let state = sh("systemctl show -P ActiveState vc-vm-run.service");
+    assert_eq!(state.trim(), "activating", "the body is the unit's start");
+    // No D-Bus in the guest: systemctl talks to PID 1 over its private socket.
+    fs::write(
+        "/run/systemd/system/vc-vm-probe.service",
+        "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo vc-probe-line >&2'\n",
+    )
+    .expect("unit");
+    sh("systemctl daemon-reload && systemctl start vc-vm-probe.service");
+    let logged = sh("journalctl -u vc-vm-probe -o cat --no-pager");
+    assert!(logged.contains("vc-probe-line"), "{logged}");
+}

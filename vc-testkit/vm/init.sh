@@ -14,6 +14,12 @@
 #
 # Kernel command line: vcrun=/abs/run.sh vcresults=/abs/results/dir (absolute paths without
 # spaces). Without vcrun= the guest starts a root shell on the serial console instead.
+# With vcinit=systemd, stage 2 hands PID 1 to systemd, which runs the script as the unit
+# vc-vm-run.service (journald beside it, nothing else started) and powers off after it: for
+# tests of vc as a systemd service.
+#
+# `sh /run/vm-init record` (stage 2's helper, also the unit's command): runs vcrun= with its
+# output in <results>/output.log, writes rc and timing next to it.
 
 cmdline_arg() { # the value of key=value on the kernel command line; dotted keys would
   # not reach init's environment, so read /proc/cmdline rather than the environment
@@ -22,7 +28,7 @@ cmdline_arg() { # the value of key=value on the kernel command line; dotted keys
   done
 }
 
-if [ "${1:-}" != stage2 ]; then
+if [ "${1:-}" != stage2 ] && [ "${1:-}" != record ]; then
   export PATH=/bin
   /bin/busybox --install -s /bin
   mount -t proc proc /proc
@@ -60,6 +66,23 @@ fi
 
 # ---- stage 2: the root is the overlay; the host's userland from here on ----
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+
+if [ "${1:-}" = record ]; then
+  RUN=$(cmdline_arg vcrun)
+  RESULTS=$(cmdline_arg vcresults)
+  cd "$RESULTS"
+  T0=$(cut -d' ' -f1 /proc/uptime)
+  echo "init: running $RUN at uptime ${T0}s"
+  # The output goes to a file, never through a pipe: a daemon the test leaves running would
+  # hold a pipe open and the guest would never power off.
+  sh "$RUN" > output.log 2>&1 < /dev/null
+  echo $? > rc
+  T1=$(cut -d' ' -f1 /proc/uptime)
+  echo "$T0 $T1" | awk '{ printf "boot_s=%s test_s=%.2f\n", $1, $2 - $1 }' > timing
+  echo "init: rc=$(cat rc) $(cat timing)"
+  sync
+  exit 0
+fi
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
@@ -71,21 +94,31 @@ ip link set lo up
 
 RUN=$(cmdline_arg vcrun)
 RESULTS=$(cmdline_arg vcresults)
+if [ -n "$RUN" ] && [ "$(cmdline_arg vcinit)" = systemd ]; then
+  mkdir -p /run/systemd/system
+  cat > /run/systemd/system/vc-vm-run.service <<UNIT
+[Unit]
+Description=vc test VM: $RUN
+DefaultDependencies=no
+Requires=systemd-journald.socket
+After=systemd-journald.socket
+SuccessAction=poweroff-immediate
+FailureAction=poweroff-immediate
+
+[Service]
+Type=oneshot
+Environment=HOME=/root
+ExecStart=/bin/sh /run/vm-init record
+StandardOutput=journal+console
+UNIT
+  exec /lib/systemd/systemd --unit=vc-vm-run.service
+fi
 if [ -z "$RUN" ]; then
   echo "init: no vcrun= given: root shell on the console (exit it to power off)"
   [ -z "$RESULTS" ] || cd "$RESULTS"
   setsid sh -c 'exec sh </dev/ttyS0 >/dev/ttyS0 2>&1'
 else
-  cd "$RESULTS"
-  T0=$(cut -d' ' -f1 /proc/uptime)
-  echo "init: running $RUN at uptime ${T0}s"
-  # The output goes to a file, never through a pipe: a daemon the test leaves running would
-  # hold a pipe open and the guest would never power off.
-  sh "$RUN" > output.log 2>&1 < /dev/null
-  echo $? > rc
-  T1=$(cut -d' ' -f1 /proc/uptime)
-  echo "$T0 $T1" | awk '{ printf "boot_s=%s test_s=%.2f\n", $1, $2 - $1 }' > timing
-  echo "init: rc=$(cat rc) $(cat timing)"
+  sh /run/vm-init record
   # stop what the test left behind (daemons, captures); PID 1 is spared
   kill -TERM -1 2>/dev/null
 fi

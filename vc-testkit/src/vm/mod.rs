@@ -109,11 +109,34 @@ pub fn inside_or_boot(test: &str) -> bool {
     false
 }
 
+/// [`inside_or_boot`], with systemd as the guest's PID 1 and the test body as one of its
+/// units: for tests of vc as a systemd service (`systemctl`, the journal).
+#[must_use]
+pub fn inside_or_boot_under_systemd(test: &str) -> bool {
+    if inside() {
+        return true;
+    }
+    let full = full_name(test);
+    if can_boot(&full) {
+        boot_test_with(&full, qemu::GuestInit::Systemd);
+    }
+    false
+}
+
 /// Boots a VM running the test `test` (its full path) of this test binary, and panics with
 /// the guest's output and console unless it passed there. The failed run's results stay.
 pub fn boot_test(test: &str) {
+    boot_test_with(test, qemu::GuestInit::Script);
+}
+
+fn boot_test_with(test: &str, init: qemu::GuestInit) {
     let binary = std::env::current_exe().expect("the test binary's path");
-    let mut outcome = run_in_vm(&binary, test, default_timeout())
+    let mut run = VmRun::test(&binary, test).timeout(default_timeout());
+    if init == qemu::GuestInit::Systemd {
+        run = run.under_systemd();
+    }
+    let mut outcome = run
+        .run()
         .unwrap_or_else(|e| panic!("{test}: cannot run the test VM: {e:#}"));
     eprintln!("{}", outcome.summary());
     if let Err(e) = run::check_test_ran(&outcome, test) {

@@ -32,10 +32,31 @@ fn env_or(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
+/// Who runs the guest's command.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GuestInit {
+    /// vc's init script itself (quick, nothing else running).
+    #[default]
+    Script,
+    /// systemd as PID 1, the command as a unit beside journald: for vc as a service.
+    Systemd,
+}
+
 /// QEMU booting the guest. With `run` the guest's init runs that script with its results in
 /// `results`; without, it starts a shell on the console. Stdio is left to the caller.
 #[must_use]
 pub fn command(dir: &VmDir, run: Option<&Path>, results: Option<&Path>) -> Command {
+    command_with(dir, run, results, GuestInit::Script)
+}
+
+/// [`command`], with `init` running the guest's command.
+#[must_use]
+pub fn command_with(
+    dir: &VmDir,
+    run: Option<&Path>,
+    results: Option<&Path>,
+    init: GuestInit,
+) -> Command {
     let mut append = String::from(
         // panic=-1 with -no-reboot: a guest panic ends QEMU instead of hanging it.
         // cryptomgr.notests: the crypto self-tests are slow under TCG.
@@ -47,6 +68,9 @@ pub fn command(dir: &VmDir, run: Option<&Path>, results: Option<&Path>) -> Comma
     }
     if let Some(results) = results {
         let _ = write!(append, " vcresults={}", results.display());
+    }
+    if init == GuestInit::Systemd {
+        append.push_str(" vcinit=systemd");
     }
     let mut cmd = Command::new(QEMU);
     cmd.args(["-accel", "tcg,thread=multi", "-cpu", "max"])

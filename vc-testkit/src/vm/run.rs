@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 
 use super::{
     dir::{VmDir, check_path},
-    qemu::{self, Qemu},
+    qemu::{self, GuestInit, Qemu},
     slots,
 };
 
@@ -45,6 +45,7 @@ pub struct VmRun {
     timeout: Duration,
     echo: bool,
     interactive: bool,
+    init: GuestInit,
 }
 
 impl VmRun {
@@ -64,6 +65,7 @@ impl VmRun {
             timeout: super::default_timeout(),
             echo: false,
             interactive: false,
+            init: GuestInit::Script,
         }
     }
 
@@ -90,6 +92,13 @@ impl VmRun {
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Runs the command under systemd as PID 1 (see [`GuestInit::Systemd`]).
+    #[must_use]
+    pub fn under_systemd(mut self) -> Self {
+        self.init = GuestInit::Systemd;
         self
     }
 
@@ -127,7 +136,7 @@ impl VmRun {
         fs::write(&script, self.script(results.path()))
             .with_context(|| format!("{}", script.display()))?;
         let _slot = slots::acquire(SLOT_PATIENCE)?;
-        let mut cmd = qemu::command(&dir, Some(&script), Some(results.path()));
+        let mut cmd = qemu::command_with(&dir, Some(&script), Some(results.path()), self.init);
         if self.interactive {
             cmd.stdin(Stdio::inherit())
                 .stdout(Stdio::inherit())
