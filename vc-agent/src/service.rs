@@ -10,6 +10,7 @@ use std::os::fd::AsRawFd as _;
 
 use sd_notify::NotifyState;
 use tracing::warn;
+use tracing_journald::{Priority, PriorityMappings};
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt as _, util::SubscriberInitExt as _};
 
 /// Where the log goes.
@@ -49,6 +50,18 @@ fn filter(log_level: &str) -> EnvFilter {
         .unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
+/// tracing's levels as syslog priorities: INFO is journald's `info` (6), not tracing-journald's
+/// default `notice` (5), so that `journalctl -p notice` shows warnings and errors only.
+fn priorities() -> PriorityMappings {
+    PriorityMappings {
+        error: Priority::Error,
+        warn: Priority::Warning,
+        info: Priority::Informational,
+        debug: Priority::Debug,
+        trace: Priority::Debug,
+    }
+}
+
 /// Starts logging at `log_level` (see [`filter`]); where to is [`LogTarget`]'s choice.
 pub fn init_logging(log_level: &str) -> LogTarget {
     let journald = stderr_is_journal()
@@ -57,7 +70,11 @@ pub fn init_logging(log_level: &str) -> LogTarget {
     let registry = tracing_subscriber::registry().with(filter(log_level));
     if let Some(layer) = journald {
         registry
-            .with(layer.with_syslog_identifier("vc-agent".into()))
+            .with(
+                layer
+                    .with_syslog_identifier("vc-agent".into())
+                    .with_priority_mappings(priorities()),
+            )
             .init();
         return LogTarget::Journald;
     }

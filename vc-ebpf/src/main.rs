@@ -1,5 +1,4 @@
-//! vc's packet programs. Where each one sits and why: `../shared/notes/datapath.md` and the
-//! README's "Datapath" section.
+//! vc's packet programs. Where each one sits and why: `docs/datapath.md`.
 //!
 //! Every entry point is thin: it runs its `try_*` function, which returns a verdict (the TC
 //! action and the outcome) or the reason to drop, and leaves through [`stats::finish`], the

@@ -4,7 +4,7 @@
 //!
 //! Capture **egress only** (`-Q out`) to check "nothing leaves in clear": tunnel-mode ESP
 //! re-injects decrypted packets on the receiving device, so an ingress capture there shows
-//! clear inner GRE that never crossed the wire (`shared/notes/vm-harness.md`, gotchas).
+//! clear inner GRE that never crossed the wire.
 use std::{
     collections::BTreeSet,
     fmt,

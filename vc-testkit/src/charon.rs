@@ -9,7 +9,7 @@
 //! println!("{}", charon.swanctl(&["--list-sas"]).unwrap());
 //! ```
 //!
-//! How (see `shared/notes/vm-harness.md`): `ip netns exec NS sh -c 'mount -t tmpfs tmpfs /run
+//! How: `ip netns exec NS sh -c 'mount -t tmpfs tmpfs /run
 //! && exec charon'` gives charon its own mount namespace with a private `/run`, so its fixed
 //! pid file and VICI socket do not collide with any other charon; `ip`, `sh` and charon all
 //! exec, so the spawned pid is charon's. `swanctl` reaches it with `nsenter -t PID -m -n`.

@@ -15,8 +15,9 @@
 # Kernel command line: vcrun=/abs/run.sh vcresults=/abs/results/dir (absolute paths without
 # spaces). Without vcrun= the guest starts a root shell on the serial console instead.
 # With vcinit=systemd, stage 2 hands PID 1 to systemd, which runs the script as the unit
-# vc-vm-run.service (journald beside it, nothing else started) and powers off after it: for
-# tests of vc as a systemd service.
+# vc-vm-run.service once basic.target is reached (the system's early units: journald,
+# tmpfiles, which empties /tmp, ...; no multi-user.target) and powers off after it: for tests
+# of vc as a systemd service.
 #
 # `sh /run/vm-init record` (stage 2's helper, also the unit's command): runs vcrun= with its
 # output in <results>/output.log, writes rc and timing next to it.
@@ -99,9 +100,8 @@ if [ -n "$RUN" ] && [ "$(cmdline_arg vcinit)" = systemd ]; then
   cat > /run/systemd/system/vc-vm-run.service <<UNIT
 [Unit]
 Description=vc test VM: $RUN
-DefaultDependencies=no
-Requires=systemd-journald.socket
-After=systemd-journald.socket
+# default dependencies: after basic.target, so no unit the test starts triggers the early
+# boot (tmpfiles would empty /tmp under the test's feet)
 SuccessAction=poweroff-immediate
 FailureAction=poweroff-immediate
 

@@ -4,7 +4,7 @@ use std::process::Command;
 use anyhow::Result;
 
 use crate::{
-    ebpf, fuzz, lint, setup,
+    dist, ebpf, fuzz, lint, setup,
     util::{is_root, sh, workspace_root},
 };
 
@@ -32,6 +32,10 @@ pub fn run(opts: &Options) -> Result<()> {
     cmd.current_dir(workspace_root())
         .args(["test", "--workspace", "--exclude", "vc-ebpf"])
         .args(&opts.cargo_args);
+    if needs_package(&opts.cargo_args) {
+        // The package test installs it in the VM (vc-agent/tests/vm_package.rs).
+        cmd.env("VC_DEB", dist::build()?);
+    }
     if is_root() {
         // Privileged tests (BPF, namespaces) fail instead of skipping: CI must run them.
         cmd.env("VC_REQUIRE_PRIV", "1");
@@ -44,4 +48,10 @@ pub fn run(opts: &Options) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// Whether the selected tests include the package's: all of them, or a selection that names
+/// it. (A release build costs minutes: a run of other tests alone skips it.)
+fn needs_package(cargo_args: &[String]) -> bool {
+    cargo_args.is_empty() || cargo_args.iter().any(|a| a.contains("vm_package"))
 }

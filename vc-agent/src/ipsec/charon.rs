@@ -28,7 +28,7 @@ use crate::config::CharonSettings;
 
 /// Inside charon's mount namespace the run directory is `/run`.
 const IN_NS_RUN: &str = "/run";
-/// charon's plugins, each needed (see `shared/notes/vm-harness.md`): nonce and openssl
+/// charon's plugins, each shown to be needed on strongSwan 5.9.8: nonce and openssl
 /// (crypto, RNG), kdf (5.9.8's openssl lacks `KDF_PRF`), kernel-netlink (XFRM), socket-default
 /// (UDP 500/4500), vici (the agent's control socket).
 pub const PLUGINS: &str = "nonce openssl kdf kernel-netlink socket-default vici";

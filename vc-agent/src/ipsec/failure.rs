@@ -189,7 +189,7 @@ pub fn sent_to_port(msg: &str) -> Option<u16> {
 mod tests {
     use super::{Failure as F, classify, sent_to_port};
 
-    /// strongSwan 5.9.8's lines, as `shared/notes/crates.md` recorded them live.
+    /// strongSwan 5.9.8's lines, as recorded from a live charon.
     #[test]
     fn each_charon_line_has_its_name() {
         let cases = [
