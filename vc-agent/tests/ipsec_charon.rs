@@ -225,6 +225,7 @@ fn ike_sa_comes_up_with_a_dc_responder() {
         xfrm.contains("src 198.51.100.1/32 dst 198.51.100.2/32 proto gre"),
         "{xfrm}"
     );
+    ipsec_status_as_json(&lab);
 
     // On this kernel the DC cannot install ESP: the child fails, named (no panic, no hang).
     let agent_log = vc.stop(true);
@@ -243,6 +244,33 @@ fn ike_sa_comes_up_with_a_dc_responder() {
         lab.vc_charon_log().contains("IKE_SA vc-a[1] established"),
         "{}",
         lab.vc_charon_log()
+    );
+}
+
+/// `vc-agent ipsec status --json` on the running charon: tunnel A's IKE SA up, as data.
+fn ipsec_status_as_json(lab: &Lab) {
+    let cfg = lab.dir.join("ipsec-status.toml");
+    std::fs::write(&cfg, lab.config_text("")).expect("config");
+    let out = lab
+        .cpe
+        .command(env!("CARGO_BIN_EXE_vc-agent"))
+        .args(["ipsec", "status", "--json", "-c"])
+        .arg(&cfg)
+        .output()
+        .expect("vc-agent ipsec status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["charon"]["state"], "running", "{v}");
+    let a = &v["tunnels"][0];
+    assert_eq!(a["tunnel"], "a", "{v}");
+    assert_eq!(a["ike"]["up"], true, "{v}");
+    assert_eq!(
+        a["ike"]["proposal"], "AES_GCM_16_256/PRF_HMAC_SHA2_384/ECP_384",
+        "{v}"
     );
 }
 
