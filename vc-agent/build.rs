@@ -8,7 +8,8 @@
 //! `AYA_BUILD_SKIP=1` asks for the placeholder explicitly, in any profile.
 use std::{env, fs, path::PathBuf, process::Command};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use vc_ebpf_build::Embed;
 
 fn main() -> Result<()> {
     println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
@@ -30,20 +31,21 @@ fn object() -> Result<Vec<u8>> {
         println!("cargo:rerun-if-changed={}", input.display());
     }
     let skip = env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let release = env::var("PROFILE").is_ok_and(|p| p == "release");
+    // Only looked for when it matters: a skipped build needs no tools.
     let missing = if skip {
-        Some("AYA_BUILD_SKIP is set".to_string())
+        None
     } else {
-        vc_ebpf_build::missing_tool().map(|m| m.to_string())
+        vc_ebpf_build::missing_tool()
     };
-    if let Some(why) = missing {
-        if !skip && env::var("PROFILE").is_ok_and(|p| p == "release") {
-            bail!(
-                "a release build of vc-agent needs its BPF object, and {why}: run `cargo \
-                 xtask setup` (or set AYA_BUILD_SKIP=1 for a build without the datapath)"
+    match vc_ebpf_build::embed(release, skip, missing).map_err(anyhow::Error::msg)? {
+        Embed::Object => {}
+        Embed::Placeholder(why) => {
+            println!(
+                "cargo:warning=vc-agent embeds no BPF object ({why}); run `cargo xtask setup`"
             );
+            return Ok(Vec::new());
         }
-        println!("cargo:warning=vc-agent embeds no BPF object ({why}); run `cargo xtask setup`");
-        return Ok(Vec::new());
     }
     let path = vc_ebpf_build::build().context("building the BPF object")?;
     fs::read(&path).with_context(|| format!("reading {}", path.display()))

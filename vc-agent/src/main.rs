@@ -274,7 +274,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            // Section 8: a system administration command, installed as vc-agent.8.
+            clap_mangen::Man::new(Cli::command())
+                .section("8")
+                .manual("System Manager's Manual")
+                .render(&mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -139,6 +139,33 @@ pub fn missing_tool() -> Option<Missing> {
     None
 }
 
+/// What a build embeds.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Embed {
+    /// The real object, built by [`build`].
+    Object,
+    /// The empty placeholder, and why.
+    Placeholder(String),
+}
+
+/// What a build of vc-agent embeds: the object when the tools are there; otherwise the
+/// placeholder for a debug build (check, clippy, unit tests work anywhere), and an error for a
+/// release build (a package must never carry the placeholder) unless `AYA_BUILD_SKIP` asks
+/// for it explicitly.
+pub fn embed(release: bool, skip: bool, missing: Option<Missing>) -> Result<Embed, String> {
+    if skip {
+        return Ok(Embed::Placeholder("AYA_BUILD_SKIP is set".into()));
+    }
+    match missing {
+        None => Ok(Embed::Object),
+        Some(why) if release => Err(format!(
+            "a release build of vc-agent needs its BPF object, and {why}: run `cargo xtask \
+             setup` (or set AYA_BUILD_SKIP=1 for a build without the datapath)"
+        )),
+        Some(why) => Ok(Embed::Placeholder(why.to_string())),
+    }
+}
+
 /// Builds the object and returns its path. cargo's messages go to `stderr`'s inheritor (a
 /// build script's stderr is kept in its output).
 pub fn build() -> io::Result<PathBuf> {
@@ -192,7 +219,23 @@ pub fn describe(object: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::sha256_hex;
+    use super::{Embed, Missing, embed, sha256_hex};
+
+    #[test]
+    fn a_release_build_never_embeds_the_placeholder_unasked() {
+        assert_eq!(embed(true, false, None), Ok(Embed::Object));
+        let refused = embed(true, false, Some(Missing::BpfLinker)).expect_err("release");
+        assert!(refused.contains("bpf-linker is not installed"), "{refused}");
+        assert!(embed(true, false, Some(Missing::Toolchain)).is_err());
+        assert_eq!(
+            embed(true, true, Some(Missing::BpfLinker)),
+            Ok(Embed::Placeholder("AYA_BUILD_SKIP is set".into()))
+        );
+        assert_eq!(
+            embed(false, false, Some(Missing::BpfLinker)),
+            Ok(Embed::Placeholder("bpf-linker is not installed".into()))
+        );
+    }
 
     #[test]
     fn sha256_is_lowercase_hex() {

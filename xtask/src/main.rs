@@ -30,8 +30,8 @@ enum Task {
     /// Build the Debian package (target/dist/vc-agent_*.deb): the release vc-agent with its
     /// BPF object, the systemd unit, the config template, man page and completions.
     Dist,
-    /// Set up, check formatting and clippy (`lint`), build, and run every test: unit, BPF,
-    /// namespace and VM tests.
+    /// Set up, check formatting and clippy (`lint`), build (the package too, for its VM
+    /// test), and run every test: unit, BPF, namespace and VM tests.
     Test(test::Options),
     /// Fail on a formatting fault or a clippy warning: host crates, BPF programs (on their
     /// target) and the fuzz workspace. The first step of `test`.
