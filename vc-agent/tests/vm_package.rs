@@ -93,6 +93,14 @@ fn the_package_runs_the_lab_cpe_under_systemd() {
     let (up, list) = region.wait_up(Duration::from_mins(1), |_, _, _| {});
     assert!(up, "not up:\n{list}\n{}\n{}", region.logs(40), journal());
 
+    // The status line follows: what `systemctl status vc-agent` shows.
+    wait_for(Duration::from_secs(15), "the status line", || {
+        let line = unit_property("StatusText");
+        (line.contains("tunnel A (DC1) up, BGP Established, 2/2 prefixes")
+            && line.contains("tunnel B (DC2) up, BGP Established, 2/2 prefixes"))
+        .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}: {}", unit_property("StatusText")));
     journal_has_priorities();
     restart_keeps_charon(&region);
 

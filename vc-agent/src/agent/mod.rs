@@ -203,20 +203,54 @@ impl Agent {
     }
 }
 
-/// `vc-agent run`: tells systemd it is ready once everything is up (`Type=notify`).
+/// `vc-agent run`: tells systemd it is ready once everything is up (`Type=notify`), and
+/// keeps its status line current.
 pub async fn run(config: Config) -> Result<()> {
-    let agent = Agent::start(config).await?;
-    service::notify(&Notice::Ready(ready_line(&agent.status())));
+    let mut agent = Agent::start(config).await?;
+    service::notify(&Notice::Ready(status_line(&agent.status())));
+    agent.tasks.push(status_lines(agent.sources()));
     agent.run_until_signal().await
 }
 
-/// The `STATUS=` line of `READY=1`: what came up.
-fn ready_line(s: &AgentStatus) -> String {
-    let tunnels: Vec<String> = s.tunnels.iter().map(|t| t.ends.id.to_string()).collect();
+/// How often the service manager's status line is brought up to date.
+const STATUS_LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sends `STATUS=` whenever the line changes (what `systemctl status vc-agent` shows).
+fn status_lines(sources: Sources) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = String::new();
+        loop {
+            tokio::time::sleep(STATUS_LINE_EVERY).await;
+            let line = status_line(&sources.status());
+            if line != last {
+                service::notify(&Notice::Status(line.clone()));
+                last = line;
+            }
+        }
+    })
+}
+
+/// One line for the service manager: per tunnel whether it carries traffic, its BGP state
+/// and how many of its expected prefixes it has.
+fn status_line(s: &AgentStatus) -> String {
+    let tunnels: Vec<String> = s
+        .tunnels
+        .iter()
+        .map(|t| {
+            let bgp = t.bgp.as_ref().map_or("-", |b| b.state.name());
+            format!(
+                "tunnel {} {}, BGP {bgp}, {}/{} prefixes",
+                t.ends.id,
+                if t.keepalive.alive { "up" } else { "DOWN" },
+                t.accepted_prefixes.len(),
+                t.expected_prefixes.len()
+            )
+        })
+        .collect();
     format!(
-        "up: region {}, {} mode, tunnels {}",
+        "up: region {}, {} mode; {}",
         s.region,
         s.mode,
-        tunnels.join(" and ")
+        tunnels.join("; ")
     )
 }
