@@ -50,8 +50,44 @@ pub fn run(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// Whether the selected tests include the package's: all of them, or a selection that names
-/// it. (A release build costs minutes: a run of other tests alone skips it.)
+/// Whether the selected tests may include the package's (`vc-agent --test vm_package`): a
+/// release build costs minutes, so a selection that leaves it out skips the build.
 fn needs_package(cargo_args: &[String]) -> bool {
-    cargo_args.is_empty() || cargo_args.iter().any(|a| a.contains("vm_package"))
+    let values = |flags: &[&str]| -> Vec<&str> {
+        cargo_args
+            .windows(2)
+            .filter(|w| flags.contains(&w[0].as_str()))
+            .map(|w| w[1].as_str())
+            .collect()
+    };
+    let packages = values(&["-p", "--package"]);
+    if !packages.is_empty() && !packages.contains(&"vc-agent") {
+        return false;
+    }
+    let tests = values(&["--test"]);
+    if !tests.is_empty() {
+        return tests.contains(&"vm_package");
+    }
+    !cargo_args.iter().any(|a| a == "--lib" || a == "--doc")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_package;
+
+    fn needs(args: &str) -> bool {
+        let args: Vec<String> = args.split_whitespace().map(String::from).collect();
+        needs_package(&args)
+    }
+
+    #[test]
+    fn the_package_is_built_when_its_test_may_run() {
+        assert!(needs(""));
+        assert!(needs("-p vc-agent"));
+        assert!(needs("-p vc-agent --test vm_package"));
+        assert!(needs("some_filter"));
+        assert!(!needs("-p vc-agent --test bpf"));
+        assert!(!needs("-p vc-testkit --test vm"));
+        assert!(!needs("-p vc-agent --lib"));
+    }
 }
