@@ -66,7 +66,7 @@ pub fn inputs() -> Vec<PathBuf> {
 /// Variables a child cargo keeps from its caller's environment: where the tools are. All
 /// others go, so that a build script's environment (`CARGO_ENCODED_RUSTFLAGS`, `RUSTC`,
 /// `RUSTUP_TOOLCHAIN`, `TARGET`, ...) cannot make its build differ from xtask's.
-const KEPT_ENV: [&str; 6] = [
+const KEPT_ENV: [&str; 8] = [
     "PATH",
     "HOME",
     "CARGO_HOME",
@@ -74,6 +74,9 @@ const KEPT_ENV: [&str; 6] = [
     "TMPDIR",
     // the jobserver of an outer cargo: shares its job slots, changes nothing built
     "CARGO_MAKEFLAGS",
+    // how messages look
+    "TERM",
+    "CARGO_TERM_COLOR",
 ];
 
 /// `cargo +TOOLCHAIN` in the workspace root, in a clean environment.
