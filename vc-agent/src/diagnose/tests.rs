@@ -94,6 +94,7 @@ fn healthy_tunnel() -> TunnelStatus {
             connect_timeouts: 0,
             diagnosis: None,
             likely_password_mismatch: false,
+            refused_connections: 0,
         }),
         accepted_prefixes: vec![net("203.0.113.0/25"), net("203.0.113.0/24")],
     }

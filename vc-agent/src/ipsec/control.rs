@@ -31,6 +31,7 @@ use crate::{
         sa::{Change, IkeState, SaTable},
         vici::{Client, Message, ViciError},
     },
+    task::Task,
 };
 
 /// The events the controller follows.
@@ -132,8 +133,11 @@ pub struct Ipsec {
     requests: mpsc::Sender<Request>,
     snapshot: watch::Receiver<Snapshot>,
     notices: broadcast::Sender<Notice>,
-    task: JoinHandle<()>,
+    task: Task,
 }
+
+/// The controller task's name.
+const TASK: &str = "ipsec";
 
 impl Ipsec {
     /// Installs the block policies, starts or attaches to charon, loads and initiates the
@@ -152,7 +156,7 @@ impl Ipsec {
         let (requests, rx) = mpsc::channel(16);
         if !config.ipsec() {
             snap_tx.send_modify(|s| s.charon = CharonState::NotUsed);
-            let task = tokio::spawn(idle(rx, snap_tx));
+            let task = Task::spawn(TASK, idle(rx, snap_tx));
             return Ok(Ipsec {
                 requests,
                 snapshot,
@@ -171,7 +175,7 @@ impl Ipsec {
             last_try: [None, None],
         };
         ctl.bring_up().await?;
-        let task = tokio::spawn(ctl.run(rx));
+        let task = Task::spawn(TASK, ctl.run(rx));
         Ok(Ipsec {
             requests,
             snapshot,
@@ -273,7 +277,13 @@ impl Ipsec {
                 reply,
             })
             .await;
-        let _ = self.task.await;
+        self.task.ended().await;
+    }
+
+    /// The controller's task, for the agent to watch.
+    #[must_use]
+    pub fn task(&self) -> &Task {
+        &self.task
     }
 }
 
