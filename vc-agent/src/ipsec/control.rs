@@ -7,7 +7,10 @@
 //! [`Ipsec`] handles, and a periodic tick that refreshes the table from `list-sas` and retries
 //! tunnels that are down. When charon dies it is restarted (own charon) or re-attached
 //! (system charon) with back-off, and the tunnels are loaded and initiated again; meanwhile
-//! the block policies keep GRE from leaving in clear.
+//! the block policies keep GRE from leaving in clear. Every VICI exchange has a time limit
+//! ([`crate::ipsec::vici::client::TIMEOUT`]): a charon that stops answering (stopped, stuck)
+//! is reported unresponsive and reconnected to with the same back-off, its last SA table kept
+//! (its SAs stay in the kernel), and the controller never waits on it for ever.
 //!
 //! Threads and namespaces: charon and the XFRM socket are created in the network namespace
 //! of the thread that runs the controller's tasks. The agent runs in one namespace; tests
@@ -88,6 +91,11 @@ pub enum CharonState {
         since: SystemTime,
         reason: String,
     },
+    /// It runs (as far as anyone can tell) but does not answer VICI calls in time.
+    Unresponsive {
+        since: SystemTime,
+        reason: String,
+    },
 }
 
 /// Everything the controller knows, as one value (cheap to clone, published on each change).
@@ -105,6 +113,26 @@ pub enum Notice {
     Sa(Change),
     CharonUp { pid: Option<u32> },
     CharonDown { reason: String },
+    CharonUnresponsive { reason: String },
+}
+
+/// How the controller lost charon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lost {
+    /// It exited, or its connection failed.
+    Down(String),
+    /// It did not answer in time.
+    Unresponsive(String),
+}
+
+impl Lost {
+    /// `what` failed with `e`: charon is down or does not answer.
+    fn after(what: &str, e: &IpsecError) -> Lost {
+        match e {
+            IpsecError::Vici(v) if v.is_unanswered() => Lost::Unresponsive(format!("{what}: {e}")),
+            _ => Lost::Down(format!("{what}: {e}")),
+        }
+    }
 }
 
 enum Request {
@@ -583,21 +611,12 @@ impl Controller {
         }
     }
 
-    /// charon went away: forget the session, tell everyone, bring it back with back-off.
-    /// Requests meanwhile get [`IpsecError::CharonDown`]; a stop ends it. Returns false when
-    /// the controller must stop.
-    async fn recover(&mut self, reason: String, requests: &mut mpsc::Receiver<Request>) -> bool {
-        tracing::warn!("charon down: {reason}");
+    /// charon went away or stopped answering: forget the session, tell everyone, bring it
+    /// back with back-off. Requests meanwhile get [`IpsecError::CharonDown`]; a stop ends it.
+    /// Returns false when the controller must stop.
+    async fn recover(&mut self, lost: Lost, requests: &mut mpsc::Receiver<Request>) -> bool {
         self.session = None;
-        self.table.snapshot(&[], SystemTime::now());
-        self.publish();
-        self.snap.send_modify(|s| {
-            s.charon = CharonState::Down {
-                since: SystemTime::now(),
-                reason: reason.clone(),
-            };
-        });
-        self.notify(Notice::CharonDown { reason });
+        self.lost(lost);
         let mut delay = Duration::from_millis(500);
         loop {
             let sleep = tokio::time::sleep(delay);
@@ -621,8 +640,48 @@ impl Controller {
                 Err(e) => {
                     tracing::warn!("charon restart: {e}");
                     self.session = None;
+                    self.lost(Lost::after("bringing charon back", &e));
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
+            }
+        }
+    }
+
+    /// Publishes how charon was lost, once per change of kind: a charon that exited forgets
+    /// its SAs (the table is emptied), one that does not answer keeps them in the kernel (the
+    /// table is left as last seen).
+    fn lost(&mut self, lost: Lost) {
+        let already = matches!(
+            (&self.snap.borrow().charon, &lost),
+            (CharonState::Down { .. }, Lost::Down(_))
+                | (CharonState::Unresponsive { .. }, Lost::Unresponsive(_))
+        );
+        if already {
+            return;
+        }
+        let since = SystemTime::now();
+        match lost {
+            Lost::Down(reason) => {
+                tracing::warn!("charon down: {reason}");
+                self.table.snapshot(&[], since);
+                self.publish();
+                self.snap.send_modify(|s| {
+                    s.charon = CharonState::Down {
+                        since,
+                        reason: reason.clone(),
+                    };
+                });
+                self.notify(Notice::CharonDown { reason });
+            }
+            Lost::Unresponsive(reason) => {
+                tracing::warn!("charon does not answer: {reason}");
+                self.snap.send_modify(|s| {
+                    s.charon = CharonState::Unresponsive {
+                        since,
+                        reason: reason.clone(),
+                    };
+                });
+                self.notify(Notice::CharonUnresponsive { reason });
             }
         }
     }
@@ -637,12 +696,12 @@ impl Controller {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let down = tokio::select! {
+            let lost = tokio::select! {
                 ev = next_event(self.session.as_mut()) => match ev {
                     Ok((name, msg)) => { self.event(&name, &msg); None }
-                    Err(e) => Some(format!("VICI connection lost: {e}")),
+                    Err(e) => Some(Lost::Down(format!("VICI connection lost: {e}"))),
                 },
-                () = charon_exit(self.charon.as_mut()) => Some("charon exited".to_string()),
+                () = charon_exit(self.charon.as_mut()) => Some(Lost::Down("charon exited".into())),
                 req = requests.recv() => match req {
                     None => return,
                     Some(Request::Stop { charon, reply }) => {
@@ -652,22 +711,26 @@ impl Controller {
                     }
                     Some(req) => self.handle(req).await,
                 },
-                _ = tick.tick() => {
-                    match self.refresh().await {
-                        Ok(()) => { self.retry().await; None }
-                        Err(e) => Some(format!("list-sas: {e}")),
-                    }
-                }
+                _ = tick.tick() => self.on_tick().await,
             };
-            if let Some(reason) = down
-                && !self.recover(reason, &mut requests).await
+            if let Some(lost) = lost
+                && !self.recover(lost, &mut requests).await
             {
                 return;
             }
         }
     }
 
-    async fn handle(&mut self, req: Request) -> Option<String> {
+    /// The periodic refresh: the SA table, then the tunnels that need initiating again.
+    async fn on_tick(&mut self) -> Option<Lost> {
+        if let Err(e) = self.refresh().await {
+            return Some(Lost::after("list-sas", &e));
+        }
+        self.retry().await;
+        None
+    }
+
+    async fn handle(&mut self, req: Request) -> Option<Lost> {
         let (result, reply) = match req {
             Request::Initiate(id, reply) => (self.initiate(id).await, reply),
             Request::Terminate { id, ike, reply } => (self.terminate(id, ike).await, reply),
@@ -677,7 +740,10 @@ impl Controller {
             Request::Stop { .. } => return None,
         };
         let lost = match &result {
-            Err(IpsecError::Vici(ViciError::Io(e))) => Some(format!("VICI connection lost: {e}")),
+            Err(IpsecError::Vici(ViciError::Io(e))) => {
+                Some(Lost::Down(format!("VICI connection lost: {e}")))
+            }
+            Err(e @ IpsecError::Vici(v)) if v.is_unanswered() => Some(Lost::after("a request", e)),
             _ => None,
         };
         let _ = reply.send(result);

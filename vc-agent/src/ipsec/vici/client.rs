@@ -3,7 +3,12 @@
 //! Commands run one at a time per connection (the protocol has no sequence numbers). Use one
 //! connection for commands and another, after [`Client::register`], for the events the agent
 //! follows: [`Client::next_event`] then only reads.
-use std::path::Path;
+//!
+//! Every exchange (connecting, a command and its streamed events, a registration) has a time
+//! limit, [`TIMEOUT`] unless set: a charon that is stopped or stuck never answers, and the
+//! agent must not wait for it for ever. After a timeout the connection is out of step (a late
+//! answer would be taken for the next command's), so it refuses further commands.
+use std::{path::Path, time::Duration};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -15,9 +20,16 @@ use super::{
     packet::{MAX_SEGMENT, Packet, PacketError},
 };
 
+/// How long charon may take for one exchange by default.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What can go wrong talking to charon.
 #[derive(Debug, thiserror::Error)]
 pub enum ViciError {
+    #[error("{what}: charon did not answer within {after:?}")]
+    Timeout { what: String, after: Duration },
+    #[error("an earlier exchange timed out: this VICI connection is out of step")]
+    OutOfStep,
     #[error("VICI socket {path}: {source}")]
     Connect {
         path: String,
@@ -37,21 +49,65 @@ pub enum ViciError {
     Unexpected(&'static str),
 }
 
+impl ViciError {
+    /// charon runs but does not answer (as opposed to a connection that failed).
+    #[must_use]
+    pub fn is_unanswered(&self) -> bool {
+        matches!(self, ViciError::Timeout { .. } | ViciError::OutOfStep)
+    }
+}
+
 /// One VICI connection.
 pub struct Client {
     stream: UnixStream,
+    timeout: Duration,
+    out_of_step: bool,
 }
 
 impl Client {
-    /// Connects to the socket at `path` (e.g. `/run/charon.vici`).
+    /// Connects to the socket at `path` (e.g. `/run/charon.vici`), with the [`TIMEOUT`].
     pub async fn connect(path: &Path) -> Result<Client, ViciError> {
-        let stream = UnixStream::connect(path)
+        Client::connect_with(path, TIMEOUT).await
+    }
+
+    /// Connects, every exchange then limited to `timeout`.
+    pub async fn connect_with(path: &Path, timeout: Duration) -> Result<Client, ViciError> {
+        let connecting = tokio::time::timeout(timeout, UnixStream::connect(path));
+        let stream = connecting
             .await
+            .map_err(|_| ViciError::Timeout {
+                what: format!("connecting to {}", path.display()),
+                after: timeout,
+            })?
             .map_err(|source| ViciError::Connect {
                 path: path.display().to_string(),
                 source,
             })?;
-        Ok(Client { stream })
+        Ok(Client {
+            stream,
+            timeout,
+            out_of_step: false,
+        })
+    }
+
+    /// Runs one exchange within the time limit; a timeout leaves the connection out of step.
+    async fn limited<T>(
+        &mut self,
+        what: impl FnOnce() -> String,
+        exchange: impl AsyncFnOnce(&mut Self) -> Result<T, ViciError>,
+    ) -> Result<T, ViciError> {
+        if self.out_of_step {
+            return Err(ViciError::OutOfStep);
+        }
+        let after = self.timeout;
+        let Ok(result) = tokio::time::timeout(after, exchange(self)).await else {
+            self.out_of_step = true;
+            return Err(ViciError::Timeout {
+                what: what(),
+                after,
+            });
+        };
+        result
     }
 
     async fn send(&mut self, packet: &Packet) -> Result<(), ViciError> {
@@ -90,10 +146,25 @@ impl Client {
         command: &str,
         event: Option<&str>,
         message: Message,
+        on_event: impl FnMut(Message),
+    ) -> Result<Message, ViciError> {
+        self.limited(
+            || command.to_string(),
+            async |c: &mut Self| c.exchange(command, event, message, on_event).await,
+        )
+        .await
+    }
+
+    async fn exchange(
+        &mut self,
+        command: &str,
+        event: Option<&str>,
+        message: Message,
         mut on_event: impl FnMut(Message),
     ) -> Result<Message, ViciError> {
         if let Some(event) = event {
-            self.register(event).await?;
+            self.subscribe(Packet::EventRegister(event.into()), event)
+                .await?;
         }
         self.send(&Packet::CmdRequest {
             command: command.into(),
@@ -112,20 +183,39 @@ impl Client {
             }
         };
         if let Some(event) = event {
-            self.unregister(event).await?;
+            self.subscribe(Packet::EventUnregister(event.into()), event)
+                .await?;
         }
         response
     }
 
     /// Registers for an event (e.g. `ike-updown`).
     pub async fn register(&mut self, event: &str) -> Result<(), ViciError> {
-        self.send(&Packet::EventRegister(event.into())).await?;
-        self.confirm(event).await
+        self.limited(
+            || format!("registering for {event}"),
+            async |c: &mut Self| {
+                c.subscribe(Packet::EventRegister(event.into()), event)
+                    .await
+            },
+        )
+        .await
     }
 
     /// Unregisters from an event.
     pub async fn unregister(&mut self, event: &str) -> Result<(), ViciError> {
-        self.send(&Packet::EventUnregister(event.into())).await?;
+        self.limited(
+            || format!("unregistering from {event}"),
+            async |c: &mut Self| {
+                c.subscribe(Packet::EventUnregister(event.into()), event)
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// Sends a (un)registration and waits for its confirmation.
+    async fn subscribe(&mut self, packet: Packet, event: &str) -> Result<(), ViciError> {
+        self.send(&packet).await?;
         self.confirm(event).await
     }
 
@@ -141,7 +231,8 @@ impl Client {
         }
     }
 
-    /// The next event on a connection that only listens.
+    /// The next event on a connection that only listens (no time limit: events come when
+    /// they come).
     pub async fn next_event(&mut self) -> Result<(String, Message), ViciError> {
         match self.receive().await? {
             Packet::Event { event, message } => Ok((event, message)),
@@ -163,5 +254,57 @@ pub fn check(command: &str, response: Message) -> Result<Message, ViciError> {
             errmsg: response.str("errmsg").unwrap_or("failed").into(),
         }),
         _ => Ok(response),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::net::UnixListener;
+
+    use super::{Client, ViciError};
+    use crate::ipsec::vici::Message;
+
+    /// A charon that accepts connections and then never answers (stopped, say).
+    #[test]
+    fn a_charon_that_never_answers_times_out_and_the_connection_is_then_out_of_step() {
+        let dir = std::env::temp_dir().join(format!("vc-vici-mute-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("charon.vici");
+        let _ = std::fs::remove_file(&path);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let listener = UnixListener::bind(&path).expect("bind");
+            let _mute = tokio::spawn(async move {
+                let mut held = Vec::new();
+                while let Ok((stream, _)) = listener.accept().await {
+                    held.push(stream);
+                }
+            });
+            let limit = Duration::from_millis(100);
+            let mut client = Client::connect_with(&path, limit).await.expect("connect");
+            let started = std::time::Instant::now();
+            let e = client
+                .call("list-sas", Message::new())
+                .await
+                .expect_err("no answer");
+            assert!(started.elapsed() < limit * 10, "{:?}", started.elapsed());
+            assert!(
+                matches!(&e, ViciError::Timeout { what, after } if what == "list-sas" && *after == limit),
+                "{e}"
+            );
+            assert!(e.is_unanswered());
+            assert_eq!(
+                e.to_string(),
+                "list-sas: charon did not answer within 100ms"
+            );
+            let again = client.register("log").await.expect_err("out of step");
+            assert!(matches!(again, ViciError::OutOfStep), "{again}");
+        });
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
