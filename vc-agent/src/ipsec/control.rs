@@ -452,38 +452,85 @@ impl Controller {
 
     /// Loads every managed tunnel's secret and connection; unloads vc's stale ones.
     async fn load(&mut self) -> Result<(), IpsecError> {
-        let tunnels: Vec<_> = self
-            .config
-            .terminated()
-            .map(|(id, t)| (id, t.clone()))
-            .collect();
-        let cmd = self.cmd()?;
-        for (id, t) in &tunnels {
-            let psk = t
-                .ike_psk
-                .as_ref()
-                .ok_or(SecretError::Empty)
-                .and_then(crate::config::Secret::resolve)
-                .map_err(|source| IpsecError::Secret {
-                    tunnel: *id,
-                    source,
-                })?;
-            cmd.call("load-shared", conn::load_shared(*id, t, &psk))
-                .await?;
-            cmd.call("load-conn", conn::load_conn(*id, t)).await?;
+        for id in self.managed.clone() {
+            self.load_tunnel(id).await?;
         }
+        let cmd = self.cmd()?;
         let loaded = cmd.call("get-conns", Message::new()).await?;
         for name in loaded.strs("conns") {
             if name.starts_with(conn::PREFIX)
-                && !tunnels.iter().any(|(id, _)| conn::conn_name(*id) == name)
+                && !self.managed.iter().any(|id| conn::conn_name(*id) == name)
             {
                 let m = Message::new().kv("name", name);
                 let name = name.to_string();
+                let cmd = self.cmd()?;
                 cmd.call("unload-conn", m).await?;
                 let _ = cmd
                     .call("unload-shared", Message::new().kv("id", &name))
                     .await;
                 tracing::info!(conn = %name, "unloaded a connection no longer configured");
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads one tunnel's secret, then its connection.
+    async fn load_tunnel(&mut self, id: TunnelId) -> Result<(), IpsecError> {
+        let t = self
+            .config
+            .tunnel(id)
+            .cloned()
+            .ok_or(IpsecError::NotManaged(id))?;
+        let psk = t
+            .ike_psk
+            .as_ref()
+            .ok_or(SecretError::Empty)
+            .and_then(crate::config::Secret::resolve)
+            .map_err(|source| IpsecError::Secret { tunnel: id, source })?;
+        let cmd = self.cmd()?;
+        cmd.call("load-shared", conn::load_shared(id, &t, &psk))
+            .await?;
+        cmd.call("load-conn", conn::load_conn(id, &t)).await?;
+        Ok(())
+    }
+
+    /// The managed tunnels whose connection or secret charon no longer has: an operator's
+    /// `swanctl --load-all` (with a config without vc's) or `--unload-conn` took them.
+    async fn lost_tunnels(&mut self) -> Result<Vec<TunnelId>, IpsecError> {
+        let cmd = self.cmd()?;
+        let conns = cmd.call("get-conns", Message::new()).await?;
+        let shared = match cmd.call("get-shared", Message::new()).await {
+            Ok(m) => Some(m),
+            // A charon before 5.7 cannot tell: its connections have to do.
+            Err(ViciError::UnknownCommand(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let conns = conns.strs("conns");
+        let keys = shared.as_ref().map(|m| m.strs("keys"));
+        Ok(self
+            .managed
+            .iter()
+            .copied()
+            .filter(|id| {
+                let name = conn::conn_name(*id);
+                !conns.contains(&name.as_str())
+                    || keys.as_ref().is_some_and(|k| !k.contains(&name.as_str()))
+            })
+            .collect())
+    }
+
+    /// Loads again, and initiates, the tunnels charon lost behind vc's back.
+    async fn reload_lost(&mut self) -> Result<(), IpsecError> {
+        for id in self.lost_tunnels().await? {
+            tracing::warn!(
+                tunnel = %id,
+                conn = %conn::conn_name(id),
+                "charon no longer has vc's connection or secret (unloaded behind vc's back): \
+                 loading it again"
+            );
+            self.load_tunnel(id).await?;
+            if !self.table.tunnel(id).child_up() {
+                self.initiate(id).await?;
             }
         }
         Ok(())
@@ -721,10 +768,23 @@ impl Controller {
         }
     }
 
-    /// The periodic refresh: the SA table, then the tunnels that need initiating again.
+    /// The periodic refresh: the SA table, the connections charon lost, then the tunnels
+    /// that need initiating again.
     async fn on_tick(&mut self) -> Option<Lost> {
         if let Err(e) = self.refresh().await {
             return Some(Lost::after("list-sas", &e));
+        }
+        if let Err(e) = self.reload_lost().await {
+            match &e {
+                IpsecError::Vici(ViciError::Io(_)) => {
+                    return Some(Lost::after("reloading vc's connections", &e));
+                }
+                IpsecError::Vici(v) if v.is_unanswered() => {
+                    return Some(Lost::after("reloading vc's connections", &e));
+                }
+                // A refused connection or an unreadable secret: said, tried again next tick.
+                _ => tracing::warn!("reloading vc's connections: {e}"),
+            }
         }
         self.retry().await;
         None
