@@ -133,9 +133,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run { config } => {
+        Command::Run { config: path } => {
             init_logging();
-            let config = config::load(&config)?;
+            let config = config::load(&path)?;
+            for exposed in config::permissions::exposed(&path, &config) {
+                tracing::warn!("{exposed}");
+            }
             runtime()?.block_on(agent::run(config))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -1,20 +1,25 @@
 //! `vc-agent check-config` and `vc-agent export-config`.
-use std::path::Path;
+use std::{fmt::Write as _, path::Path};
 
-use super::{LoadError, export_toml, load};
+use super::{LoadError, export_toml, load, permissions};
 
-/// Validates `path`: `Ok(summary)` when it is good, else one line per fault (exit status 1).
+/// Validates `path`: `Ok(summary)` when it is good (with a warning line per file that holds a
+/// secret and is readable by others), else one line per fault (exit status 1).
 pub fn check(path: &Path) -> Result<String, Vec<String>> {
     match load(path) {
         Ok(c) => {
             let tunnels: Vec<String> = c.terminated().map(|(id, _)| id.to_string()).collect();
-            Ok(format!(
+            let mut text = format!(
                 "{}: OK (region {}, mode {}, this CPE terminates {})",
                 path.display(),
                 c.region,
                 if c.ipsec() { "ipsec" } else { "external-ipsec" },
                 tunnels.join(" and ")
-            ))
+            );
+            for exposed in permissions::exposed(path, &c) {
+                let _ = write!(text, "\n{}: warning: {exposed}", path.display());
+            }
+            Ok(text)
         }
         Err(e) => Err(lines(e)),
     }

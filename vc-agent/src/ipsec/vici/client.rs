@@ -14,9 +14,10 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::UnixStream,
 };
+use zeroize::{Zeroize, Zeroizing};
 
 use super::{
-    message::Message,
+    message::{Element, Message},
     packet::{MAX_SEGMENT, Packet, PacketError},
 };
 
@@ -111,7 +112,8 @@ impl Client {
     }
 
     async fn send(&mut self, packet: &Packet) -> Result<(), ViciError> {
-        let bytes = packet.encode()?;
+        // A request may carry a secret (`load-shared`): its encoding is wiped once sent.
+        let bytes = Zeroizing::new(packet.encode()?);
         self.stream.write_all(&bytes).await?;
         Ok(())
     }
@@ -166,11 +168,15 @@ impl Client {
             self.subscribe(Packet::EventRegister(event.into()), event)
                 .await?;
         }
-        self.send(&Packet::CmdRequest {
+        let mut request = Packet::CmdRequest {
             command: command.into(),
             message,
-        })
-        .await?;
+        };
+        let sent = self.send(&request).await;
+        if let Packet::CmdRequest { message, .. } = &mut request {
+            wipe(message);
+        }
+        sent?;
         let response = loop {
             match self.receive().await? {
                 Packet::CmdResponse(m) => break Ok(m),
@@ -246,6 +252,17 @@ impl Client {
     }
 }
 
+/// Overwrites every value of `message` (a request may carry a secret).
+fn wipe(message: &mut Message) {
+    for (_, element) in &mut message.0 {
+        match element {
+            Element::Value(value) => value.zeroize(),
+            Element::List(items) => items.iter_mut().for_each(Zeroize::zeroize),
+            Element::Section(section) => wipe(section),
+        }
+    }
+}
+
 /// Turns `success = no` into [`ViciError::Failed`].
 pub fn check(command: &str, response: Message) -> Result<Message, ViciError> {
     match response.str("success") {
@@ -263,8 +280,20 @@ mod tests {
 
     use tokio::net::UnixListener;
 
-    use super::{Client, ViciError};
+    use super::{Client, ViciError, wipe};
     use crate::ipsec::vici::Message;
+
+    #[test]
+    fn a_request_is_wiped_through_and_through() {
+        let mut m = Message::new()
+            .kv("data", "s3cret-psk")
+            .list("owners", ["s3cret-in-a-list"])
+            .section("sub", Message::new().kv("deep", "s3cret-deeper"));
+        wipe(&mut m);
+        assert_eq!(m.str("data"), Some(""));
+        assert_eq!(m.strs("owners"), [""]);
+        assert_eq!(m.sub("sub").and_then(|s| s.str("deep")), Some(""));
+    }
 
     /// A charon that accepts connections and then never answers (stopped, say).
     #[test]
