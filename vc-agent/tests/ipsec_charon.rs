@@ -577,17 +577,6 @@ fn connections_unloaded_behind_vcs_back_are_loaded_again() {
     assert!(!logs.contains(PSK), "the PSK in the agent's log");
 }
 
-/// Sends SIGCONT to a stopped process when dropped: resumed even if an assertion fails.
-struct Resume(u32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-CONT", &self.0.to_string()])
-            .status();
-    }
-}
-
 /// charon stopped (SIGSTOP) answers nothing: the controller says it is unresponsive within
 /// a refresh and a VICI time limit, keeps the SA table it last saw, and once charon answers
 /// again (SIGCONT) it is up again.
@@ -607,10 +596,7 @@ fn a_wedged_charon_is_reported_unresponsive_and_recovers() {
         panic!("{:?}", snap.charon)
     };
     let t = Instant::now();
-    lab.cpe
-        .sh(&format!("kill -STOP {pid}"))
-        .expect("stop charon");
-    let resume = Resume(pid);
+    let stopped = ike_lab::Stopped::new(pid);
     let wedged = vc.wait(Duration::from_secs(30), "charon unresponsive", |s| {
         matches!(s.charon, CharonState::Unresponsive { .. })
     });
@@ -627,7 +613,7 @@ fn a_wedged_charon_is_reported_unresponsive_and_recovers() {
         status.to_string().starts_with("NOT ANSWERING for "),
         "{status}"
     );
-    drop(resume);
+    drop(stopped);
     let t = Instant::now();
     vc.wait(
         Duration::from_mins(1),

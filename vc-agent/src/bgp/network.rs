@@ -106,7 +106,7 @@ impl Endpoints {
         socket.bind(SocketAddr::V4(SocketAddrV4::new(self.local, self.port)))?;
         let ifindex = self.interface.as_deref().map(ifindex).transpose()?;
         Ok(Listener {
-            socket: socket.listen(4)?,
+            socket: socket.listen(16)?,
             ifindex,
         })
     }

@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use futures::FutureExt as _;
 use ipnet::Ipv4Net;
 use tokio::{
     net::TcpStream,
@@ -40,6 +41,8 @@ use crate::{
 /// How often the listener's interface is looked up again: if the tunnel interface was
 /// created anew, the listener is bound to the new one.
 const INTERFACE_CHECK: Duration = Duration::from_secs(5);
+/// Connections accepted at most in one go (see `Session::accept_ready`).
+const ACCEPT_BURST: usize = 64;
 
 /// Why a speaker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -234,6 +237,7 @@ impl Session {
                 },
                 accepted = self.listener.socket.accept(), if paused.is_none() => {
                     self.on_accept(accepted);
+                    self.accept_ready();
                 }
                 () = sleep_until(paused.unwrap_or_else(tokio::time::Instant::now)),
                     if paused.is_some() => self.accept_paused = None,
@@ -320,7 +324,6 @@ impl Session {
             if let Some(suppressed) = self.stray_log.allow(Instant::now()) {
                 Debug::StrayConnection { from, suppressed }.log();
             }
-            self.publish();
             return;
         }
         if let Err(e) = network::accepted(&stream) {
@@ -329,6 +332,21 @@ impl Session {
         }
         self.candidate = Some(stream);
         self.feed(Event::TcpAccepted);
+    }
+
+    /// Accepts what else is queued on the listener already, up to [`ACCEPT_BURST`], then
+    /// publishes once: under a flood the queue drains faster than one wake-up per connection.
+    fn accept_ready(&mut self) {
+        for _ in 0..ACCEPT_BURST {
+            if self.accept_paused.is_some() {
+                break;
+            }
+            match self.listener.socket.accept().now_or_never() {
+                Some(accepted) => self.on_accept(accepted),
+                None => break,
+            }
+        }
+        self.publish();
     }
 
     /// Binds the listener to the tunnel interface again if that was created anew (a new

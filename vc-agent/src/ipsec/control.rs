@@ -772,7 +772,7 @@ impl Controller {
     /// that need initiating again.
     async fn on_tick(&mut self) -> Option<Lost> {
         if let Err(e) = self.refresh().await {
-            return Some(Lost::after("list-sas", &e));
+            return Some(Lost::after("refreshing the SA table", &e));
         }
         if let Err(e) = self.reload_lost().await {
             match &e {
