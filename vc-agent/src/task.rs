@@ -3,7 +3,7 @@
 //! owner that waits for it on shutdown.
 //!
 //! Built with the `testing` feature (test builds only), `VC_TEST_PANIC_TASK=<name>` makes the
-//! task of that name panic [`testing::PANIC_AFTER`] after it starts: the supervision tests'
+//! task of that name panic `testing::PANIC_AFTER` after it starts: the supervision tests'
 //! injected fault. Without the feature nothing reads that variable.
 use std::{fmt, future::Future};
 
