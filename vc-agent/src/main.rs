@@ -218,8 +218,11 @@ fn ask_agent<T>(what: Result<T>) -> Result<T, ExitCode> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run { config } => {
-            let config = load_and_log(&config)?;
+        Command::Run { config: path } => {
+            let config = load_and_log(&path)?;
+            for exposed in config::permissions::exposed(&path, &config) {
+                tracing::warn!("{exposed}");
+            }
             runtime()?.block_on(agent::run(config))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -5,16 +5,24 @@ use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     sync::Arc,
+    time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
+    sync::Semaphore,
 };
 use tracing::warn;
 
-use crate::{config::Config, status::AgentStatus};
+use crate::{config::Config, limit::AcceptBackoff, status::AgentStatus, task::Task};
+
+/// How long a client may take to ask and to read the answer.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// Clients served at once; more are closed unanswered (a client that never asks must not
+/// hold a descriptor for ever, nor may many of them).
+const MAX_CLIENTS: usize = 16;
 
 /// The request for the agent's status.
 pub const STATUS: &str = "status";
@@ -35,8 +43,8 @@ pub async fn query(config: &Config) -> Result<AgentStatus> {
 pub type Answer = Arc<dyn Fn(&str) -> Result<String> + Send + Sync>;
 
 /// Serves `answer` on a Unix socket at `path` (replacing a stale one) until the task is
-/// dropped. Root only: the status names addresses and counters of the whole network.
-pub fn serve(path: &Path, answer: Answer) -> Result<tokio::task::JoinHandle<()>> {
+/// aborted. Root only: the status names addresses and counters of the whole network.
+pub fn serve(path: &Path, answer: Answer) -> Result<Task> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -45,16 +53,31 @@ pub fn serve(path: &Path, answer: Answer) -> Result<tokio::task::JoinHandle<()>>
         UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("restricting {}", path.display()))?;
-    Ok(tokio::spawn(async move {
+    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    Ok(Task::spawn("status-socket", async move {
+        let mut backoff = AcceptBackoff::new("status socket");
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => {
+                    backoff.accepted();
+                    stream
+                }
+                Err(e) => {
+                    backoff.wait(&e).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
                 continue;
             };
             let answer = Arc::clone(&answer);
             tokio::spawn(async move {
-                if let Err(e) = reply(stream, &answer).await {
-                    warn!("control socket: {e:#}");
+                match tokio::time::timeout(TIMEOUT, reply(stream, &answer)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => warn!("status socket: {e:#}"),
+                    Err(_) => warn!("status socket: a client took over {TIMEOUT:?}"),
                 }
+                drop(permit);
             });
         }
     }))

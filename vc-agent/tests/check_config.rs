@@ -172,7 +172,7 @@ fn missing_address() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("line 62") && stderr.contains("[tunnel.b]"),
+        stderr.contains("line 62") && stderr.contains("(key tunnel.b)"),
         "names the table and its place: {stderr}"
     );
 }
@@ -246,4 +246,79 @@ fn export_has_no_secret() {
         "{stdout}"
     );
     assert!(stdout.contains("cisco_asn = 64600"), "{stdout}");
+}
+
+/// A PSK written without quotes is a TOML error: the line, the column and the key are named,
+/// the PSK is not, by any command that reads the config (`run` fails before doing anything).
+#[test]
+fn a_toml_error_on_the_psk_line_never_prints_the_psk() {
+    let psk = "Unquoted-Psk-Kw8x2Yv";
+    let text = example_with(
+        "ike_psk = { env = \"VC_PSK_A\" }",
+        &format!("ike_psk = {psk}"),
+    );
+    let line = text
+        .lines()
+        .position(|l| l.contains(psk))
+        .expect("the PSK line")
+        + 1;
+    for subcommand in ["check-config", "export-config", "run"] {
+        let out = run(subcommand, &text);
+        let shown = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{subcommand}: {shown}");
+        assert!(
+            !shown.contains(psk) && !shown.contains("Kw8x2"),
+            "{subcommand} printed the PSK: {shown}"
+        );
+        assert!(
+            shown.contains(&format!(
+                "TOML error at line {line}, column 11 (key tunnel.a.ike_psk)"
+            )),
+            "{subcommand}: {shown}"
+        );
+    }
+}
+
+/// A secret file that group or others may read is named by `check-config` (which still
+/// passes), and no longer once it is the owner's alone.
+#[test]
+fn a_secret_file_readable_by_others_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = std::env::temp_dir().join(format!("vc-check-perm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let psk = dir.join("psk-a");
+    std::fs::write(&psk, "psk-from-a-file-Tq3\n").expect("psk");
+    let chmod = |mode| {
+        std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    chmod(0o644);
+    let text = example_with(
+        "ike_psk = { env = \"VC_PSK_A\" }",
+        &format!("ike_psk = {{ file = \"{}\" }}", psk.display()),
+    );
+    let out = run("check-config", &text);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "warning: {} holds tunnel.a.ike_psk and is readable by group or others (mode 0644): \
+             chmod 600 it",
+            psk.display()
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Tq3"), "{stdout}");
+    chmod(0o600);
+    let out = run("check-config", &text);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !stdout.contains("warning"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).expect("cleanup");
 }

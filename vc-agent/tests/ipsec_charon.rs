@@ -520,3 +520,138 @@ fn a_killed_charon_is_restarted_and_the_tunnel_reloaded() {
     assert!(snap.sas.tunnel(TunnelId::A).ike_ups >= 1);
     drop(vc.stop(true));
 }
+
+/// `swanctl ARGS` against vc's own charon, through its VICI socket in the run dir, as an
+/// operator would run it.
+fn swanctl_on_vcs_charon(lab: &Lab, args: &[&str]) -> String {
+    let uri = format!("unix://{}", lab.run_dir.join("charon.vici").display());
+    let out = std::process::Command::new("swanctl")
+        .args(args)
+        .args(["--uri", &uri])
+        .env("STRONGSWAN_CONF", lab.run_dir.join("strongswan.conf"))
+        .output()
+        .expect("swanctl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "swanctl {args:?}: {text}");
+    text
+}
+
+/// An operator's `swanctl --load-all` with a config that lacks vc's connection unloads it
+/// (and its PSK) from vc's charon. That leaves the IKE SA up, but nothing to bring it back
+/// once it ends: here it is ended at once. At its next refresh the controller loads the
+/// connection and the PSK again and initiates, and a new IKE SA comes up.
+#[test]
+fn connections_unloaded_behind_vcs_back_are_loaded_again() {
+    if !ready("connections_unloaded_behind_vcs_back_are_loaded_again") {
+        return;
+    }
+    let lab = Lab::new("unl", Options::default());
+    let dc = Charon::start(&lab.dc, "dc").expect("dc charon");
+    dc.load(&[lab.dc_conn()]).expect("dc conn");
+    let vc = lab.start_vc(lab.config(""));
+    let before = vc.wait(Duration::from_secs(20), "IKE SA up", |s| {
+        s.sas.tunnel(TunnelId::A).ike_up()
+    });
+    let ups = before.sas.tunnel(TunnelId::A).ike_ups;
+    let empty = lab.dir.join("empty-swanctl.conf");
+    std::fs::write(&empty, "connections {\n}\nsecrets {\n}\n").expect("empty config");
+    let t = Instant::now();
+    let said = swanctl_on_vcs_charon(
+        &lab,
+        &["--load-all", "--file", &empty.display().to_string()],
+    );
+    swanctl_on_vcs_charon(&lab, &["--terminate", "--ike", "vc-a", "--timeout", "5"]);
+    let conns = swanctl_on_vcs_charon(&lab, &["--list-conns"]);
+    assert!(!conns.contains("vc-a:"), "not unloaded: {said}\n{conns}");
+    let reloaded = ike_lab::wait(Duration::from_secs(20), "vc-a loaded again", || {
+        swanctl_on_vcs_charon(&lab, &["--list-conns"])
+            .contains("vc-a:")
+            .then(|| t.elapsed())
+    });
+    let snap = vc.wait(Duration::from_secs(30), "a new IKE SA", |s| {
+        let a = s.sas.tunnel(TunnelId::A);
+        a.ike_up() && a.ike_ups > ups
+    });
+    let up = t.elapsed();
+    eprintln!(
+        "MEASURE host: vc's connection unloaded behind its back (and its IKE SA ended): \
+         loaded again after {reloaded:?}, a new IKE SA up after {up:?}"
+    );
+    let keys = vc.rt.block_on(async {
+        let mut vici = Client::connect(&lab.run_dir.join("charon.vici"))
+            .await
+            .expect("vici");
+        let shared = vici
+            .call("get-shared", Message::new())
+            .await
+            .expect("get-shared");
+        shared
+            .strs("keys")
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    });
+    assert!(
+        keys.contains(&"vc-a".to_string()),
+        "the PSK is back too: {keys:?}"
+    );
+    assert!(snap.sas.tunnel(TunnelId::A).ike_up());
+    let logs = vc.stop(true);
+    assert!(logs.contains("unloaded behind vc's back"), "{logs}");
+    assert!(!logs.contains(PSK), "the PSK in the agent's log");
+}
+
+/// charon stopped (SIGSTOP) answers nothing: the controller says it is unresponsive within
+/// a refresh and a VICI time limit, keeps the SA table it last saw, and once charon answers
+/// again (SIGCONT) it is up again.
+#[test]
+fn a_wedged_charon_is_reported_unresponsive_and_recovers() {
+    if !ready("a_wedged_charon_is_reported_unresponsive_and_recovers") {
+        return;
+    }
+    let lab = Lab::new("wdg", Options::default());
+    let dc = Charon::start(&lab.dc, "dc").expect("dc charon");
+    dc.load(&[lab.dc_conn()]).expect("dc conn");
+    let vc = lab.start_vc(lab.config(""));
+    let snap = vc.wait(Duration::from_secs(20), "IKE SA up", |s| {
+        s.sas.tunnel(TunnelId::A).ike_up()
+    });
+    let CharonState::Up { pid: Some(pid), .. } = snap.charon else {
+        panic!("{:?}", snap.charon)
+    };
+    let t = Instant::now();
+    let stopped = ike_lab::Stopped::new(pid);
+    let wedged = vc.wait(Duration::from_secs(30), "charon unresponsive", |s| {
+        matches!(s.charon, CharonState::Unresponsive { .. })
+    });
+    eprintln!(
+        "MEASURE host: charon SIGSTOPped, reported unresponsive after {:?}",
+        t.elapsed()
+    );
+    assert!(
+        wedged.sas.tunnel(TunnelId::A).ike_up(),
+        "the last SA table is kept: {wedged:#?}"
+    );
+    let status = vc_agent::status::CharonStatus::from(&wedged.charon);
+    assert!(
+        status.to_string().starts_with("NOT ANSWERING for "),
+        "{status}"
+    );
+    drop(stopped);
+    let t = Instant::now();
+    vc.wait(
+        Duration::from_mins(1),
+        "charon up again",
+        |s| matches!(s.charon, CharonState::Up { pid: Some(p), .. } if p == pid),
+    );
+    eprintln!(
+        "MEASURE host: charon resumed, up again after {:?}",
+        t.elapsed()
+    );
+    let logs = vc.stop(true);
+    assert!(logs.contains("charon does not answer"), "{logs}");
+}

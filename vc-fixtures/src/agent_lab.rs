@@ -73,12 +73,19 @@ impl Agent {
     /// `vc-agent run` in `ns`, logging to `log`; killed when the guard drops.
     #[must_use]
     pub fn start(self, ns: &NetNs, cfg: &Path, log: &Path) -> Daemon {
+        self.start_with(ns, cfg, log, &[])
+    }
+
+    /// [`Agent::start`] with these environment variables set too.
+    #[must_use]
+    pub fn start_with(self, ns: &NetNs, cfg: &Path, log: &Path, env: &[(&str, &str)]) -> Daemon {
         let log = std::fs::File::create(log).expect("agent log");
         let child = ns
             .command(self.bin())
             .args(["run", "-c"])
             .arg(cfg)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -90,10 +97,17 @@ impl Agent {
     /// `vc-agent status --json`, if the agent answers.
     #[must_use]
     pub fn status(self, ns: &NetNs, cfg: &Path) -> Option<AgentStatus> {
+        self.status_with(ns, cfg, &[])
+    }
+
+    /// [`Agent::status`] with these environment variables set (secrets the config names).
+    #[must_use]
+    pub fn status_with(self, ns: &NetNs, cfg: &Path, env: &[(&str, &str)]) -> Option<AgentStatus> {
         let out = ns
             .command(self.bin())
             .args(["status", "--json", "-c"])
             .arg(cfg)
+            .envs(env.iter().copied())
             .output()
             .ok()?;
         serde_json::from_slice(&out.stdout).ok()

@@ -64,6 +64,7 @@ pub fn neighbor(t: u32) -> NeighborConfig {
     cfg.connect_retry = Duration::from_secs(2);
     cfg.idle_hold = Duration::from_secs(1);
     cfg.idle_hold_max = Duration::from_secs(4);
+    cfg.interface = Some(format!("vc{t}"));
     cfg
 }
 

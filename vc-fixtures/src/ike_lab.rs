@@ -578,6 +578,31 @@ impl std::io::Write for SharedWriter {
     }
 }
 
+/// A process stopped (SIGSTOP) until this is dropped (SIGCONT): a wedged charon, resumed even
+/// if the test fails first.
+pub struct Stopped(u32);
+
+impl Stopped {
+    #[must_use]
+    pub fn new(pid: u32) -> Stopped {
+        signal(pid, libc::SIGSTOP);
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal(self.0, libc::SIGCONT);
+    }
+}
+
+fn signal(pid: u32, signal: i32) {
+    let pid = libc::pid_t::try_from(pid).expect("a pid");
+    // SAFETY: kill has no memory preconditions.
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(rc, 0, "kill -{signal} {pid}");
+}
+
 /// Waits (polling) for `what`, up to `limit`.
 pub fn wait<T>(limit: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
     vc_testkit::wait_for(limit, what, check).unwrap_or_else(|e| panic!("{e}"))

@@ -6,15 +6,23 @@
 //! keepalives and liveness, path-MTU following, and the status socket. On SIGTERM or SIGINT
 //! the BGP sessions are closed (Cease) and their routes withdrawn; the datapath and charon
 //! stay, so GRE stays blocked in clear and a restarted agent adopts both.
+//!
+//! Every long-lived task is watched: if one dies (a panic, or a loop that returned), the agent
+//! stops the same way and exits with an error naming the task, for the service manager to
+//! restart it; the datapath fails closed meanwhile. Stopping takes [`STOP_WITHIN`] at most,
+//! whatever charon or the peers do.
 mod path_mtu;
 pub mod plan;
 mod sources;
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use anyhow::{Context, Result};
-use tokio::signal::unix::SignalKind;
-use tracing::{info, warn};
+use anyhow::{Context, Result, bail};
+use tokio::{signal::unix::SignalKind, time::timeout};
+use tracing::{error, info, warn};
 
 pub use self::plan::{Plan, TunnelPlan, plan};
 use self::sources::Sources;
@@ -29,7 +37,19 @@ use crate::{
     service::{self, Notice},
     socket,
     status::AgentStatus,
+    task::{self, Task},
 };
+
+/// The BGP sessions' Cease and linger, all at once (each lingers 2 s at most).
+const SESSIONS_CLOSE: Duration = Duration::from_millis(2_500);
+/// The route manager's withdrawal of the sessions' routes.
+const ROUTES_SETTLE: Duration = Duration::from_millis(500);
+/// The IPsec controller's stop: a controller waiting for a wedged charon is left behind.
+const IPSEC_STOP: Duration = Duration::from_secs(1);
+/// The longest a stop takes.
+pub const STOP_WITHIN: Duration = SESSIONS_CLOSE
+    .saturating_add(ROUTES_SETTLE)
+    .saturating_add(IPSEC_STOP);
 
 /// The running agent.
 pub struct Agent {
@@ -41,7 +61,8 @@ pub struct Agent {
     routes: RouteManager,
     speakers: Vec<(TunnelId, Speaker)>,
     keepalives: Vec<KeepaliveTask>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The agent's own tasks: path MTU, status socket, metrics.
+    tasks: Vec<Task>,
 }
 
 impl Agent {
@@ -138,19 +159,51 @@ impl Agent {
         Ok(agent)
     }
 
-    /// Runs until SIGTERM or SIGINT, then stops (see the module's doc).
+    /// Runs until SIGTERM or SIGINT, or until a task dies, then stops (see the module's doc).
+    /// A task's death is an error naming the task and how it ended.
     pub async fn run_until_signal(self) -> Result<()> {
         let mut term = tokio::signal::unix::signal(SignalKind::terminate())?;
-        tokio::select! {
-            _ = term.recv() => info!("SIGTERM"),
-            _ = tokio::signal::ctrl_c() => info!("SIGINT"),
+        let watched = self.watched();
+        let died = tokio::select! {
+            _ = term.recv() => {
+                info!("SIGTERM");
+                None
+            }
+            _ = tokio::signal::ctrl_c() => {
+                info!("SIGINT");
+                None
+            }
+            died = task::first_to_end(&watched) => Some(died),
+        };
+        drop(watched);
+        if let Some((name, end)) = &died {
+            error!(
+                task = %name,
+                "the agent's task {name} {end}: stopping the agent (the datapath stays, \
+                 failing closed)"
+            );
         }
+        let stopping = Instant::now();
         self.stop().await;
-        Ok(())
+        info!(took = ?stopping.elapsed(), "agent stopped");
+        match died {
+            Some((name, end)) => bail!("the agent's task {name} {end}"),
+            None => Ok(()),
+        }
+    }
+
+    /// Every long-lived task of the agent.
+    fn watched(&self) -> Vec<&Task> {
+        let mut watched: Vec<&Task> = self.tasks.iter().collect();
+        watched.extend(self.speakers.iter().map(|(_, s)| s.task()));
+        watched.extend(self.keepalives.iter().map(KeepaliveTask::task));
+        watched.push(self.routes.task());
+        watched.extend(self.ipsec.as_ref().map(Ipsec::task));
+        watched
     }
 
     /// Closes the BGP sessions (their routes go), stops the tasks, leaves charon and the
-    /// datapath running.
+    /// datapath running. Takes [`STOP_WITHIN`] at most.
     pub async fn stop(self) {
         service::notify(&Notice::Stopping);
         for task in &self.tasks {
@@ -159,16 +212,28 @@ impl Agent {
         for k in &self.keepalives {
             k.abort();
         }
-        for (_, speaker) in self.speakers {
-            speaker.shutdown().await;
+        let closing =
+            futures::future::join_all(self.speakers.into_iter().map(|(_, s)| s.shutdown()));
+        if timeout(SESSIONS_CLOSE, closing).await.is_err() {
+            warn!("the BGP sessions did not close within {SESSIONS_CLOSE:?}");
         }
-        self.routes.handle().settled().await;
+        if timeout(ROUTES_SETTLE, self.routes.handle().settled())
+            .await
+            .is_err()
+        {
+            warn!("the routes were not withdrawn within {ROUTES_SETTLE:?}");
+        }
         self.routes.abort();
-        if let Some(ipsec) = self.ipsec {
-            ipsec.shutdown(false).await;
+        if let Some(ipsec) = self.ipsec
+            && timeout(IPSEC_STOP, ipsec.shutdown(false)).await.is_err()
+        {
+            warn!(
+                "the IPsec controller did not stop within {IPSEC_STOP:?} (charon not \
+                 answering?): left behind"
+            );
         }
         let _ = std::fs::remove_file(&self.plan.status_socket);
-        info!("agent stopped; the datapath and charon keep running");
+        info!("the datapath and charon keep running");
     }
 
     /// The current state, as `vc-agent status` shows it.
@@ -216,8 +281,8 @@ pub async fn run(config: Config) -> Result<()> {
 const STATUS_LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Sends `STATUS=` whenever the line changes (what `systemctl status vc-agent` shows).
-fn status_lines(sources: Sources) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+fn status_lines(sources: Sources) -> Task {
+    Task::spawn("status-line", async move {
         let mut last = String::new();
         loop {
             tokio::time::sleep(STATUS_LINE_EVERY).await;

@@ -2,13 +2,14 @@
 //! configured proposal, NAT-T from the IKE SA.
 use std::{sync::Arc, time::Duration};
 
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::sync::watch;
 use tracing::warn;
 
 use crate::{
     config::TunnelId,
     datapath::{Datapath, mtu::EspOverhead},
     ipsec::Snapshot,
+    task::Task,
 };
 
 /// How often the tunnel MTU is checked against the path.
@@ -19,8 +20,8 @@ pub fn follow(
     datapath: Arc<Datapath>,
     esp: Option<EspOverhead>,
     ipsec: Option<watch::Receiver<Snapshot>>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
+) -> Task {
+    Task::spawn("path-mtu", async move {
         let mut tick = tokio::time::interval(INTERVAL);
         loop {
             tick.tick().await;

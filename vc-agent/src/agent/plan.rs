@@ -48,6 +48,8 @@ pub fn plan(config: &Config) -> Result<Plan> {
             // R19: this DC's /25 and the shared /24, nothing else.
             vec![config.dc_prefix(id), config.cisco_prefix()],
         );
+        // Only what comes in over the tunnel reaches the listener, not the LAN.
+        neighbor.interface = Some(tunnel_interface(id));
         if let Some(password) = &t.bgp_password {
             neighbor.md5_password = Some(
                 password
@@ -101,6 +103,7 @@ mod tests {
         let a = &p.tunnels[0];
         assert_eq!(a.id, TunnelId::A);
         assert_eq!(a.interface, "vc-dc1");
+        assert_eq!(a.neighbor.interface.as_deref(), Some("vc-dc1"));
         assert_eq!(tunnel_interface(TunnelId::B), "vc-dc2");
         assert_eq!(
             a.neighbor.accepted_prefixes,

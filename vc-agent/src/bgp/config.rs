@@ -22,6 +22,10 @@ pub struct NeighborConfig {
     pub local_addr: Ipv4Addr,
     /// The DC's tunnel IP.
     pub peer_addr: Ipv4Addr,
+    /// The tunnel interface: the session's sockets are bound to it (`SO_BINDTODEVICE`), so
+    /// that only segments that came in on it reach the listener (the tunnel IP is routable
+    /// from the LAN too). `None`: any interface.
+    pub interface: Option<String>,
     /// TCP port, both to listen on and to connect to (179).
     pub port: u16,
     pub local_asn: u32,
@@ -60,6 +64,7 @@ impl NeighborConfig {
             tunnel,
             local_addr,
             peer_addr,
+            interface: None,
             port: 179,
             local_asn,
             remote_asn,
@@ -114,6 +119,11 @@ impl NeighborConfig {
             return err(format!(
                 "the BGP password must be 1 to {MD5_MAX_KEY_LEN} octets"
             ));
+        }
+        if let Some(name) = &self.interface
+            && (name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', '\0']))
+        {
+            return err(format!("{name:?} is not an interface name"));
         }
         if let Some(p) = self.accepted_prefixes.iter().find(|p| p.trunc() != **p) {
             return err(format!("accepted prefix {p} has host bits set"));
@@ -204,6 +214,10 @@ mod tests {
             },
             NeighborConfig {
                 accepted_prefixes: vec!["198.18.10.1/25".parse().expect("net")],
+                ..cfg()
+            },
+            NeighborConfig {
+                interface: Some("a-name-too-long-for-linux".into()),
                 ..cfg()
             },
         ];

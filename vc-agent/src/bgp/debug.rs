@@ -36,8 +36,17 @@ pub(crate) enum Debug<'a> {
     ConnectFailed(&'a io::Error),
     ConnectTimedOut(u32),
     Diagnosis(&'a str),
-    StrayConnection(SocketAddr),
+    StrayConnection {
+        from: SocketAddr,
+        /// Refused since the last line, without one.
+        suppressed: u64,
+    },
     AcceptFailed(&'a io::Error),
+    Relistened {
+        old: Option<u32>,
+        new: u32,
+    },
+    RelistenFailed(&'a io::Error),
     MaxPrefix {
         limit: u32,
         received: usize,
@@ -73,10 +82,22 @@ impl Debug<'_> {
             Debug::ConnectFailed(e) => debug!("connect failed: {e}"),
             Debug::ConnectTimedOut(n) => info!("connect attempt {n} timed out"),
             Debug::Diagnosis(text) => warn!("not established: {text}"),
-            Debug::StrayConnection(from) => {
-                warn!("refused a connection from {from}: not this neighbour");
+            Debug::StrayConnection { from, suppressed } => {
+                warn!(
+                    suppressed,
+                    "refused a connection from {from}: not this neighbour (a line per {}s at \
+                     most; the status counts them all)",
+                    crate::limit::LOG_EVERY.as_secs()
+                );
             }
             Debug::AcceptFailed(e) => warn!("accept failed: {e}"),
+            Debug::Relistened { old, new } => info!(
+                ?old,
+                new, "the tunnel interface was created anew: listening on it again"
+            ),
+            Debug::RelistenFailed(e) => {
+                warn!("cannot listen on the tunnel interface created anew: {e}");
+            }
             Debug::MaxPrefix { limit, received } => warn!(
                 "{received} prefixes received, over the limit of {limit}: sending Cease 6/1 \
                  (Maximum Number of Prefixes Reached)"

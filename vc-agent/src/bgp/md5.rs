@@ -68,7 +68,7 @@ pub fn set_key(socket: &impl AsRawFd, peer: Ipv4Addr, password: Option<&Secret>)
         )
     };
     // The stack copy held the key: wipe it.
-    sig.key.fill(0);
+    zeroize::Zeroize::zeroize(&mut sig.key);
     if rc == 0 {
         Ok(())
     } else {

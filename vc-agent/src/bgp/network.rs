@@ -2,8 +2,10 @@
 //! decoding needs what the session negotiated) and a writer that sends what it is given and,
 //! on close, lets the last NOTIFICATION drain before the socket goes.
 use std::{
+    ffi::CString,
     io,
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    sync::Arc,
     time::Duration,
 };
 
@@ -11,7 +13,7 @@ use socket2::SockRef;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpSocket, TcpStream, tcp::OwnedReadHalf},
-    sync::mpsc,
+    sync::{Semaphore, mpsc},
     task::JoinHandle,
 };
 
@@ -29,6 +31,10 @@ const EBGP_TTL: u32 = 1;
 /// How long a closed connection keeps reading so the peer gets our NOTIFICATION (a socket
 /// closed with unread data sends RST, which can discard what is still queued).
 pub(crate) const LINGER: Duration = Duration::from_secs(2);
+
+/// Refused connections lingering at once (each for up to [`LINGER`]); past that a refused
+/// connection is closed at once, its NOTIFICATION unsent.
+pub(crate) const MAX_LINGERING: usize = 4;
 
 /// Network events for the session task. `serial` tells a live connection from a closed one.
 #[derive(Debug)]
@@ -66,28 +72,49 @@ pub(crate) struct Endpoints {
     pub peer: Ipv4Addr,
     pub port: u16,
     pub md5: Option<Secret>,
+    /// The tunnel interface the sockets are bound to.
+    pub interface: Option<String>,
+}
+
+/// A listening socket, and the interface index it is bound to.
+pub(crate) struct Listener {
+    pub socket: TcpListener,
+    pub ifindex: Option<u32>,
 }
 
 impl Endpoints {
     fn socket(&self) -> io::Result<TcpSocket> {
         let socket = TcpSocket::new_v4()?;
         let sock = SockRef::from(&socket);
-        // The tunnel interface (and our address on it) may appear after the agent starts.
+        // Our address on the tunnel interface may appear after the agent starts.
         sock.set_freebind_v4(true)?;
         sock.set_ttl_v4(EBGP_TTL)?;
+        if let Some(name) = &self.interface {
+            sock.bind_device(Some(name.as_bytes()))?;
+        }
         if let Some(password) = &self.md5 {
             md5::set_key(&socket, self.peer, Some(password))?;
         }
         Ok(socket)
     }
 
-    /// Listens on our address for the peer (passive open). The MD5 key on the listener
-    /// covers the connections it accepts.
-    pub(crate) fn listen(&self) -> io::Result<TcpListener> {
+    /// Listens on our address for the peer (passive open), on the tunnel interface only. The
+    /// MD5 key on the listener covers the connections it accepts.
+    pub(crate) fn listen(&self) -> io::Result<Listener> {
         let socket = self.socket()?;
         socket.set_reuseaddr(true)?;
         socket.bind(SocketAddr::V4(SocketAddrV4::new(self.local, self.port)))?;
-        socket.listen(4)
+        let ifindex = self.interface.as_deref().map(ifindex).transpose()?;
+        Ok(Listener {
+            socket: socket.listen(16)?,
+            ifindex,
+        })
+    }
+
+    /// The current index of the tunnel interface, if it has one (it may have been created
+    /// anew since the listener was bound to the old one).
+    pub(crate) fn interface_index(&self) -> Option<u32> {
+        self.interface.as_deref().and_then(|n| ifindex(n).ok())
     }
 
     /// Starts an outgoing connect (active open) on a task; the result comes as
@@ -107,6 +134,16 @@ impl Endpoints {
             .await;
             let _ = events.send(NetEvent::Connected { serial, result });
         })
+    }
+}
+
+/// The index of the interface `name`.
+fn ifindex(name: &str) -> io::Result<u32> {
+    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid C string for the duration of the call.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => Err(io::Error::last_os_error()),
+        index => Ok(index),
     }
 }
 
@@ -226,14 +263,20 @@ fn closed(conn: Conn, serial: u64, e: io::Error) -> NetEvent {
     }
 }
 
-/// Refuses a socket the session does not want: sends `bytes` (a NOTIFICATION) if any, then
-/// closes gently.
-pub(crate) fn refuse(stream: TcpStream, bytes: Option<Vec<u8>>) {
+/// Refuses a socket the session does not want. With `bytes` (a NOTIFICATION), sends them and
+/// closes gently, lingering so they arrive, if one of `lingering`'s slots is free; otherwise
+/// (nothing to say, or too many refusals at once) closes at once.
+pub(crate) fn refuse(stream: TcpStream, bytes: Option<Vec<u8>>, lingering: &Arc<Semaphore>) {
+    let Some(bytes) = bytes else {
+        return;
+    };
+    let Ok(slot) = Arc::clone(lingering).try_acquire_owned() else {
+        return;
+    };
     tokio::spawn(async move {
+        let _slot = slot;
         let (mut rd, mut wr) = stream.into_split();
-        if let Some(bytes) = bytes {
-            let _ = wr.write_all(&bytes).await;
-        }
+        let _ = wr.write_all(&bytes).await;
         let _ = wr.shutdown().await;
         let mut sink = [0u8; 4096];
         let _ = tokio::time::timeout(LINGER, async {

@@ -6,13 +6,15 @@ use std::{
     collections::{BTreeSet, HashMap, VecDeque},
     io,
     net::Ipv4Addr,
-    time::{Instant, SystemTime},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
 };
 
+use futures::FutureExt as _;
 use ipnet::Ipv4Net;
 use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::{mpsc, watch},
+    net::TcpStream,
+    sync::{Semaphore, mpsc, watch},
     task::JoinHandle,
     time::sleep_until,
 };
@@ -24,12 +26,23 @@ use super::{
     debug::Debug,
     diag::{Diagnosis, Evidence, Md5Counters},
     fsm::{Action, Conn, Event, Failure, Fsm, State, Timer},
-    network::{self, Connection, Endpoints, NetEvent},
+    network::{self, Connection, Endpoints, Listener, NetEvent},
     packet::{Cxt, Message, Update},
     rib::AdjRibIn,
     state::{Direction, LastError, NeighborState, NotificationInfo, SessionInfo},
 };
-use crate::routes::RouteHandle;
+use crate::{
+    config::TunnelId,
+    limit::{AcceptBackoff, LOG_EVERY, LogLimit},
+    routes::RouteHandle,
+    task::Task,
+};
+
+/// How often the listener's interface is looked up again: if the tunnel interface was
+/// created anew, the listener is bound to the new one.
+const INTERFACE_CHECK: Duration = Duration::from_secs(5);
+/// Connections accepted at most in one go (see `Session::accept_ready`).
+const ACCEPT_BURST: usize = 64;
 
 /// Why a speaker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +68,7 @@ enum Command {
 pub struct Speaker {
     state: watch::Receiver<NeighborState>,
     commands: mpsc::UnboundedSender<Command>,
-    task: Option<JoinHandle<()>>,
+    task: Task,
 }
 
 impl Speaker {
@@ -71,6 +84,7 @@ impl Speaker {
             peer: cfg.peer_addr,
             port: cfg.port,
             md5: cfg.md5_password.clone(),
+            interface: cfg.interface.clone(),
         };
         let listener = endpoints.listen().map_err(|source| SpawnError::Listen {
             addr: cfg.local_addr,
@@ -88,6 +102,10 @@ impl Speaker {
             cfg,
             endpoints,
             listener,
+            accept_paused: None,
+            accept_backoff: AcceptBackoff::new("BGP listener"),
+            stray_log: LogLimit::new(LOG_EVERY),
+            lingering: Arc::new(Semaphore::new(network::MAX_LINGERING)),
             rib: AdjRibIn::default(),
             timers: HashMap::new(),
             conns: HashMap::new(),
@@ -106,11 +124,15 @@ impl Speaker {
             queue: VecDeque::new(),
             closing: Vec::new(),
         };
-        let task = tokio::spawn(session.run().instrument(span));
+        let name = match TunnelId::from_index(session.cfg.tunnel as usize) {
+            Some(id) => format!("bgp-{}", id.key()),
+            None => format!("bgp-{}", session.cfg.tunnel),
+        };
+        let task = Task::spawn(name, session.run().instrument(span));
         Ok(Speaker {
             state,
             commands,
-            task: Some(task),
+            task,
         })
     }
 
@@ -139,11 +161,15 @@ impl Speaker {
 
     /// Stops the session (Cease 6/2 to the peer, routes withdrawn) and waits for the task to
     /// end, the NOTIFICATION out (at most 2 s).
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
         let _ = self.commands.send(Command::Shutdown);
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+        self.task.ended().await;
+    }
+
+    /// The session's task, for the agent to watch.
+    #[must_use]
+    pub fn task(&self) -> &Task {
+        &self.task
     }
 }
 
@@ -157,7 +183,14 @@ struct Session {
     cfg: NeighborConfig,
     policy: super::rib::ImportPolicy,
     endpoints: Endpoints,
-    listener: TcpListener,
+    listener: Listener,
+    /// After a failed accept, no accept until then.
+    accept_paused: Option<tokio::time::Instant>,
+    accept_backoff: AcceptBackoff,
+    /// Refused connections from others than the neighbour: a line per [`LOG_EVERY`].
+    stray_log: LogLimit,
+    /// Slots for refused connections that linger (see [`network::refuse`]).
+    lingering: Arc<Semaphore>,
     fsm: Fsm,
     rib: AdjRibIn,
     timers: HashMap<Timer, tokio::time::Instant>,
@@ -189,8 +222,10 @@ impl Session {
     async fn run(mut self) {
         self.md5_base = Self::md5_counters();
         self.feed(Event::Start);
+        let mut interface_check = tokio::time::interval(INTERFACE_CHECK);
         loop {
             let deadline = self.timers.values().min().copied();
+            let paused = self.accept_paused;
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(Command::Start) => self.feed(Event::Start),
@@ -200,10 +235,18 @@ impl Session {
                         break;
                     }
                 },
-                accepted = self.listener.accept() => self.on_accept(accepted),
+                accepted = self.listener.socket.accept(), if paused.is_none() => {
+                    self.on_accept(accepted);
+                    self.accept_ready();
+                }
+                () = sleep_until(paused.unwrap_or_else(tokio::time::Instant::now)),
+                    if paused.is_some() => self.accept_paused = None,
                 Some(event) = self.net_rx.recv() => self.on_net(event),
                 () = sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
                     if deadline.is_some() => self.on_timers(),
+                _ = interface_check.tick(), if self.listener.ifindex.is_some() => {
+                    self.follow_interface();
+                }
             }
         }
         self.publish();
@@ -230,7 +273,7 @@ impl Session {
             }
             // A socket the FSM neither adopted nor refused is not wanted.
             if let Some(stream) = self.candidate.take() {
-                network::refuse(stream, None);
+                network::refuse(stream, None, &self.lingering);
             }
         }
         self.publish();
@@ -262,20 +305,71 @@ impl Session {
     }
 
     fn on_accept(&mut self, accepted: io::Result<(TcpStream, std::net::SocketAddr)>) {
-        match accepted {
-            Ok((stream, from)) if from.ip() == self.cfg.peer_addr => {
-                if let Err(e) = network::accepted(&stream) {
-                    Debug::AcceptFailed(&e).log();
-                    return;
+        let (stream, from) = match accepted {
+            Ok(accepted) => {
+                self.accept_backoff.accepted();
+                accepted
+            }
+            Err(e) => {
+                // Out of descriptors, say: the next accept would fail at once too.
+                let wait = self.accept_backoff.failed(&e);
+                self.accept_paused = Some(tokio::time::Instant::now() + wait);
+                return;
+            }
+        };
+        if from.ip() != self.cfg.peer_addr {
+            // Closed at once: nothing to tell a stranger, and nothing of ours to drain.
+            drop(stream);
+            self.snapshot.refused_connections += 1;
+            if let Some(suppressed) = self.stray_log.allow(Instant::now()) {
+                Debug::StrayConnection { from, suppressed }.log();
+            }
+            return;
+        }
+        if let Err(e) = network::accepted(&stream) {
+            Debug::AcceptFailed(&e).log();
+            return;
+        }
+        self.candidate = Some(stream);
+        self.feed(Event::TcpAccepted);
+    }
+
+    /// Accepts what else is queued on the listener already, up to [`ACCEPT_BURST`], then
+    /// publishes once: under a flood the queue drains faster than one wake-up per connection.
+    fn accept_ready(&mut self) {
+        for _ in 0..ACCEPT_BURST {
+            if self.accept_paused.is_some() {
+                break;
+            }
+            match self.listener.socket.accept().now_or_never() {
+                Some(accepted) => self.on_accept(accepted),
+                None => break,
+            }
+        }
+        self.publish();
+    }
+
+    /// Binds the listener to the tunnel interface again if that was created anew (a new
+    /// index): a socket bound to the old one would never hear the peer.
+    fn follow_interface(&mut self) {
+        let Some(now) = self.endpoints.interface_index() else {
+            return;
+        };
+        if Some(now) == self.listener.ifindex {
+            return;
+        }
+        // Both may be bound at once: to two different devices, the address is not shared.
+        match self.endpoints.listen() {
+            Ok(listener) => {
+                let old = std::mem::replace(&mut self.listener, listener);
+                Debug::Relistened {
+                    old: old.ifindex,
+                    new: now,
                 }
-                self.candidate = Some(stream);
-                self.feed(Event::TcpAccepted);
+                .log();
             }
-            Ok((stream, from)) => {
-                Debug::StrayConnection(from).log();
-                network::refuse(stream, None);
-            }
-            Err(e) => Debug::AcceptFailed(&e).log(),
+            // Tried again at the next check.
+            Err(e) => Debug::RelistenFailed(&e).log(),
         }
     }
 
@@ -413,7 +507,7 @@ impl Session {
                         Debug::Tx(Conn::Incoming, &m).log();
                         m.encode(Cxt::default())
                     });
-                    network::refuse(stream, bytes);
+                    network::refuse(stream, bytes, &self.lingering);
                 }
             }
             Action::Send(conn, message) => self.send(conn, &message),

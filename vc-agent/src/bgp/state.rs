@@ -123,6 +123,8 @@ pub struct NeighborState {
     pub likely_password_mismatch: bool,
     pub messages_received: u64,
     pub messages_sent: u64,
+    /// Connections to our BGP port from others than the neighbour, closed at once.
+    pub refused_connections: u64,
 }
 
 impl NeighborState {
@@ -148,6 +150,7 @@ impl NeighborState {
             likely_password_mismatch: false,
             messages_received: 0,
             messages_sent: 0,
+            refused_connections: 0,
         }
     }
 

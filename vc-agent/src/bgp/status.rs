@@ -29,6 +29,9 @@ pub struct BgpStatus {
     /// The speaker's likely cause while the session does not come up.
     pub diagnosis: Option<String>,
     pub likely_password_mismatch: bool,
+    /// Connections to our BGP port from others than the neighbour, closed at once.
+    #[serde(default)]
+    pub refused_connections: u64,
 }
 
 impl From<&NeighborState> for BgpStatus {
@@ -54,6 +57,7 @@ impl From<&NeighborState> for BgpStatus {
             connect_timeouts: n.connect_timeouts,
             diagnosis: n.diagnosis.clone(),
             likely_password_mismatch: n.likely_password_mismatch,
+            refused_connections: n.refused_connections,
         }
     }
 }
@@ -79,6 +83,13 @@ impl fmt::Display for BgpStatus {
         }
         if let Some(d) = &self.diagnosis {
             writeln!(f, "  BGP diagnosis: {d}")?;
+        }
+        if self.refused_connections > 0 {
+            writeln!(
+                f,
+                "  BGP port  {} connections from others than the neighbour refused",
+                self.refused_connections
+            )?;
         }
         Ok(())
     }

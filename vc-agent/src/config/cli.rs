@@ -1,9 +1,9 @@
 //! `vc-agent check-config` and `vc-agent export-config`.
-use std::path::Path;
+use std::{fmt::Write as _, path::Path};
 
 use serde::Serialize;
 
-use super::{LoadError, Mode, TunnelId, export_toml, load, load_without_secrets};
+use super::{LoadError, Mode, TunnelId, export_toml, load, load_without_secrets, permissions};
 
 /// What `check-config` found: its text, or its JSON (`--json`).
 #[derive(Debug, Serialize)]
@@ -16,6 +16,8 @@ pub struct CheckReport {
     pub tunnels: Vec<TunnelId>,
     /// One line per fault (a parse error is one, multi-line, message).
     pub faults: Vec<String>,
+    /// Files that hold a secret and are readable by group or others.
+    pub warnings: Vec<String>,
 }
 
 /// Validates `path`, secrets included (they must resolve).
@@ -30,6 +32,10 @@ pub fn check_report(path: &Path) -> CheckReport {
             mode: Some(c.mode),
             tunnels: c.terminated().map(|(id, _)| id).collect(),
             faults: Vec::new(),
+            warnings: permissions::exposed(path, &c)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         },
         Err(e) => CheckReport {
             path: shown,
@@ -38,24 +44,30 @@ pub fn check_report(path: &Path) -> CheckReport {
             mode: None,
             tunnels: Vec::new(),
             faults: lines(e),
+            warnings: Vec::new(),
         },
     }
 }
 
-/// Validates `path`: `Ok(summary)` when it is good, else one line per fault (exit status 1).
+/// Validates `path`: `Ok(summary)` when it is good (with a warning line per file that holds a
+/// secret and is readable by others), else one line per fault (exit status 1).
 pub fn check(path: &Path) -> Result<String, Vec<String>> {
     let report = check_report(path);
     if !report.ok {
         return Err(report.faults);
     }
     let tunnels: Vec<String> = report.tunnels.iter().map(ToString::to_string).collect();
-    Ok(format!(
+    let mut text = format!(
         "{}: OK (region {}, mode {}, this CPE terminates {})",
         report.path,
         report.region.unwrap_or_default(),
         report.mode.unwrap_or_default(),
         tunnels.join(" and ")
-    ))
+    );
+    for exposed in &report.warnings {
+        let _ = write!(text, "\n{}: warning: {exposed}", report.path);
+    }
+    Ok(text)
 }
 
 /// One line per fault (a parse error is one, multi-line, message).

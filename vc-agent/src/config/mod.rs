@@ -14,6 +14,8 @@
 //! `validate` (the faults `check-config` reports), `export` (the config without secrets).
 pub mod cli;
 mod export;
+mod parse_error;
+pub mod permissions;
 pub mod proposal;
 mod secret;
 mod validate;
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::{
     export::export_toml,
+    parse_error::ParseError,
     secret::{Secret, SecretError, SecretValue},
     validate::{Fault, FaultKind, Faults, Secrets, validate, validate_with},
 };
@@ -439,17 +442,15 @@ pub enum LoadError {
         source: std::io::Error,
     },
     #[error("{path}: {source}")]
-    Parse {
-        path: String,
-        source: Box<toml::de::Error>,
-    },
+    Parse { path: String, source: ParseError },
     #[error("{path}: {faults}")]
     Invalid { path: String, faults: Faults },
 }
 
-/// Parses TOML without semantic checks (unknown keys and wrong types are errors here).
-pub fn parse(text: &str) -> Result<Config, Box<toml::de::Error>> {
-    toml::from_str(text).map_err(Box::new)
+/// Parses TOML without semantic checks (unknown keys and wrong types are errors here). The
+/// error never shows a value of the file (see [`ParseError`]).
+pub fn parse(text: &str) -> Result<Config, ParseError> {
+    toml::from_str(text).map_err(|e| ParseError::new(&e, text))
 }
 
 /// Reads, parses and validates `path`. Secrets are not kept (see [`Secret::resolve`]), but a
@@ -467,10 +468,13 @@ pub fn load_without_secrets(path: &Path) -> Result<Config, LoadError> {
 
 fn load_with(path: &Path, secrets: Secrets) -> Result<Config, LoadError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: shown.clone(),
-        source,
-    })?;
+    // The text holds the inline secrets: wiped once parsed.
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+        LoadError::Read {
+            path: shown.clone(),
+            source,
+        }
+    })?);
     let config = parse(&text).map_err(|source| LoadError::Parse {
         path: shown.clone(),
         source,

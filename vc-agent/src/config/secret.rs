@@ -8,13 +8,18 @@
 //! ```
 //!
 //! Neither [`Secret`] nor [`SecretValue`] implements `Serialize`, and both print `<redacted>`,
-//! so a secret cannot reach an exported config or a log line by accident.
-use std::{fmt, path::PathBuf};
+//! so a secret cannot reach an exported config or a log line by accident. Both wipe their
+//! bytes when dropped.
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
 
 use serde::{
     Deserialize, Deserializer,
     de::{self, MapAccess, Visitor},
 };
+use zeroize::Zeroize;
 
 /// Where a secret comes from. Resolved only when needed ([`Secret::resolve`]).
 #[derive(Clone, PartialEq, Eq)]
@@ -30,6 +35,20 @@ enum Source {
 /// A resolved secret. Its bytes are reachable only through [`SecretValue::expose`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretValue(String);
+
+impl Drop for SecretValue {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        if let Source::Inline(value) = &mut self.0 {
+            value.zeroize();
+        }
+    }
+}
 
 /// Why a secret could not be resolved. Never contains the secret.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +112,21 @@ impl Secret {
             return Err(SecretError::Empty);
         }
         Ok(SecretValue(value))
+    }
+
+    /// The file the secret is read from, if it is kept in one.
+    #[must_use]
+    pub fn file_path(&self) -> Option<&Path> {
+        match &self.0 {
+            Source::File(path) => Some(path),
+            Source::Inline(_) | Source::Env(_) => None,
+        }
+    }
+
+    /// Whether the secret is written in the config file itself.
+    #[must_use]
+    pub fn is_inline(&self) -> bool {
+        matches!(self.0, Source::Inline(_))
     }
 
     /// Where the secret lives, for messages: `inline`, `file /path` or `env NAME` (never the

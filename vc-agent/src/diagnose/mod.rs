@@ -95,6 +95,8 @@ impl Verdict {
 pub enum Cause {
     /// charon is not running: no IKE at all.
     CharonDown,
+    /// charon runs but does not answer the agent: nothing rekeys or re-establishes.
+    CharonUnresponsive,
     /// The DC accepts none of the IKE proposals.
     IkeProposalMismatch,
     /// The DC accepts none of the ESP proposals (or PFS group).
@@ -151,6 +153,7 @@ impl Cause {
     pub const fn label(self) -> &'static str {
         match self {
             Cause::CharonDown => "charon not running",
+            Cause::CharonUnresponsive => "charon not answering",
             Cause::IkeProposalMismatch => "IKE proposal mismatch",
             Cause::EspProposalMismatch => "ESP proposal mismatch",
             Cause::PskOrIdentity => "wrong PSK or IKE identity",

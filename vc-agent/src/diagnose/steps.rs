@@ -5,8 +5,8 @@ use crate::{
     bgp::packet::notification::{cease, code, open},
     duration::secs,
     status::{
-        BgpStatus, ChildMode, Direction, DropReason, Failure, FailureStatus, Hook, IpsecStatus,
-        NotificationInfo, prefix_list,
+        BgpStatus, CharonStatus, ChildMode, Direction, DropReason, Failure, FailureStatus, Hook,
+        IpsecStatus, NotificationInfo, prefix_list,
     },
 };
 
@@ -64,14 +64,23 @@ fn ipsec<'a>(c: &'a Context) -> Result<&'a IpsecStatus, Judged> {
 
 fn charon_down(c: &Context) -> Option<Likely> {
     let charon = c.status.charon.as_ref()?;
-    (!charon.is_running()).then(|| {
-        likely(
+    let evidence = vec![format!("charon: {charon}")];
+    match charon {
+        CharonStatus::Unresponsive { .. } => Some(likely(
+            Cause::CharonUnresponsive,
+            "charon (strongSwan) runs but does not answer the agent (stopped, or stuck): the \
+             SAs it installed last until they expire, but nothing rekeys or re-establishes \
+             them; see charon's log in charon.run_dir, and restart charon if it stays so",
+            evidence,
+        )),
+        _ if !charon.is_running() => Some(likely(
             Cause::CharonDown,
             "charon (strongSwan) is not running, so nothing negotiates IKE: see the agent's \
              log and charon's own log in charon.run_dir",
-            vec![format!("charon: {charon}")],
-        )
-    })
+            evidence,
+        )),
+        _ => None,
+    }
 }
 
 /// The last IPsec failure as an evidence line.

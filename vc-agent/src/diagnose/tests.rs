@@ -94,6 +94,7 @@ fn healthy_tunnel() -> TunnelStatus {
             connect_timeouts: 0,
             diagnosis: None,
             likely_password_mismatch: false,
+            refused_connections: 0,
         }),
         accepted_prefixes: vec![net("203.0.113.0/25"), net("203.0.113.0/24")],
     }
@@ -134,6 +135,7 @@ fn ping(received: u32) -> Ping {
 
 /// A status before and after a probe: `during` edits the tunnel as it was after; counters
 /// the test leaves alone did not move.
+#[derive(Clone)]
 struct Case {
     mode: Mode,
     before: TunnelStatus,
@@ -374,10 +376,16 @@ fn charon_down_and_no_answer_yet_are_named() {
         i.ike = None;
         i.child = None;
     });
+    let mut wedged = case.clone();
     case.charon = Some(CharonStatus::Down {
         reason: "charon exited (status 1)".into(),
     });
     fails_at(case, Step::IkeSa, Cause::CharonDown);
+    wedged.charon = Some(CharonStatus::Unresponsive {
+        for_s: 30,
+        reason: "list-sas: charon did not answer within 10s".into(),
+    });
+    fails_at(wedged, Step::IkeSa, Cause::CharonUnresponsive);
     let d = fails_at(
         Case::ipsec().both(|t| {
             let i = t.ipsec.as_mut().expect("ipsec");

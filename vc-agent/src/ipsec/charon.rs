@@ -297,13 +297,20 @@ fn reap(pid: u32) {
     }
 }
 
-/// Starts `binary` in its own session and mount namespace, with `run_dir` over `/run`.
+/// The search path charon (and an updown script) gets: the agent's environment is not passed
+/// on, since it may hold secrets (`VC_PSK_*`) that charon has no use for.
+const CHARON_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Starts `binary` in its own session and mount namespace, with `run_dir` over `/run`, and
+/// nothing of the agent's environment but what it needs.
 fn spawn(binary: &str, run_dir: &Path) -> io::Result<Child> {
     let source = CString::new(run_dir.as_os_str().as_encoded_bytes())?;
     let target = CString::new(IN_NS_RUN)?;
     let root = CString::new("/")?;
     let mut cmd = Command::new(binary);
-    cmd.env("STRONGSWAN_CONF", format!("{IN_NS_RUN}/strongswan.conf"))
+    cmd.env_clear()
+        .env("PATH", CHARON_PATH)
+        .env("STRONGSWAN_CONF", format!("{IN_NS_RUN}/strongswan.conf"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

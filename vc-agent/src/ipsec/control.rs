@@ -7,7 +7,10 @@
 //! [`Ipsec`] handles, and a periodic tick that refreshes the table from `list-sas` and retries
 //! tunnels that are down. When charon dies it is restarted (own charon) or re-attached
 //! (system charon) with back-off, and the tunnels are loaded and initiated again; meanwhile
-//! the block policies keep GRE from leaving in clear.
+//! the block policies keep GRE from leaving in clear. Every VICI exchange has a time limit
+//! ([`crate::ipsec::vici::client::TIMEOUT`]): a charon that stops answering (stopped, stuck)
+//! is reported unresponsive and reconnected to with the same back-off, its last SA table kept
+//! (its SAs stay in the kernel), and the controller never waits on it for ever.
 //!
 //! Threads and namespaces: charon and the XFRM socket are created in the network namespace
 //! of the thread that runs the controller's tasks. The agent runs in one namespace; tests
@@ -31,6 +34,7 @@ use crate::{
         sa::{Change, IkeState, SaTable},
         vici::{Client, Message, ViciError},
     },
+    task::Task,
 };
 
 /// The events the controller follows.
@@ -87,6 +91,11 @@ pub enum CharonState {
         since: SystemTime,
         reason: String,
     },
+    /// It runs (as far as anyone can tell) but does not answer VICI calls in time.
+    Unresponsive {
+        since: SystemTime,
+        reason: String,
+    },
 }
 
 /// Everything the controller knows, as one value (cheap to clone, published on each change).
@@ -104,6 +113,26 @@ pub enum Notice {
     Sa(Change),
     CharonUp { pid: Option<u32> },
     CharonDown { reason: String },
+    CharonUnresponsive { reason: String },
+}
+
+/// How the controller lost charon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lost {
+    /// It exited, or its connection failed.
+    Down(String),
+    /// It did not answer in time.
+    Unresponsive(String),
+}
+
+impl Lost {
+    /// `what` failed with `e`: charon is down or does not answer.
+    fn after(what: &str, e: &IpsecError) -> Lost {
+        match e {
+            IpsecError::Vici(v) if v.is_unanswered() => Lost::Unresponsive(format!("{what}: {e}")),
+            _ => Lost::Down(format!("{what}: {e}")),
+        }
+    }
 }
 
 enum Request {
@@ -132,8 +161,11 @@ pub struct Ipsec {
     requests: mpsc::Sender<Request>,
     snapshot: watch::Receiver<Snapshot>,
     notices: broadcast::Sender<Notice>,
-    task: JoinHandle<()>,
+    task: Task,
 }
+
+/// The controller task's name.
+const TASK: &str = "ipsec";
 
 impl Ipsec {
     /// Installs the block policies, starts or attaches to charon, loads and initiates the
@@ -152,7 +184,7 @@ impl Ipsec {
         let (requests, rx) = mpsc::channel(16);
         if !config.ipsec() {
             snap_tx.send_modify(|s| s.charon = CharonState::NotUsed);
-            let task = tokio::spawn(idle(rx, snap_tx));
+            let task = Task::spawn(TASK, idle(rx, snap_tx));
             return Ok(Ipsec {
                 requests,
                 snapshot,
@@ -171,7 +203,7 @@ impl Ipsec {
             last_try: [None, None],
         };
         ctl.bring_up().await?;
-        let task = tokio::spawn(ctl.run(rx));
+        let task = Task::spawn(TASK, ctl.run(rx));
         Ok(Ipsec {
             requests,
             snapshot,
@@ -273,7 +305,13 @@ impl Ipsec {
                 reply,
             })
             .await;
-        let _ = self.task.await;
+        self.task.ended().await;
+    }
+
+    /// The controller's task, for the agent to watch.
+    #[must_use]
+    pub fn task(&self) -> &Task {
+        &self.task
     }
 }
 
@@ -414,38 +452,85 @@ impl Controller {
 
     /// Loads every managed tunnel's secret and connection; unloads vc's stale ones.
     async fn load(&mut self) -> Result<(), IpsecError> {
-        let tunnels: Vec<_> = self
-            .config
-            .terminated()
-            .map(|(id, t)| (id, t.clone()))
-            .collect();
-        let cmd = self.cmd()?;
-        for (id, t) in &tunnels {
-            let psk = t
-                .ike_psk
-                .as_ref()
-                .ok_or(SecretError::Empty)
-                .and_then(crate::config::Secret::resolve)
-                .map_err(|source| IpsecError::Secret {
-                    tunnel: *id,
-                    source,
-                })?;
-            cmd.call("load-shared", conn::load_shared(*id, t, &psk))
-                .await?;
-            cmd.call("load-conn", conn::load_conn(*id, t)).await?;
+        for id in self.managed.clone() {
+            self.load_tunnel(id).await?;
         }
+        let cmd = self.cmd()?;
         let loaded = cmd.call("get-conns", Message::new()).await?;
         for name in loaded.strs("conns") {
             if name.starts_with(conn::PREFIX)
-                && !tunnels.iter().any(|(id, _)| conn::conn_name(*id) == name)
+                && !self.managed.iter().any(|id| conn::conn_name(*id) == name)
             {
                 let m = Message::new().kv("name", name);
                 let name = name.to_string();
+                let cmd = self.cmd()?;
                 cmd.call("unload-conn", m).await?;
                 let _ = cmd
                     .call("unload-shared", Message::new().kv("id", &name))
                     .await;
                 tracing::info!(conn = %name, "unloaded a connection no longer configured");
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads one tunnel's secret, then its connection.
+    async fn load_tunnel(&mut self, id: TunnelId) -> Result<(), IpsecError> {
+        let t = self
+            .config
+            .tunnel(id)
+            .cloned()
+            .ok_or(IpsecError::NotManaged(id))?;
+        let psk = t
+            .ike_psk
+            .as_ref()
+            .ok_or(SecretError::Empty)
+            .and_then(crate::config::Secret::resolve)
+            .map_err(|source| IpsecError::Secret { tunnel: id, source })?;
+        let cmd = self.cmd()?;
+        cmd.call("load-shared", conn::load_shared(id, &t, &psk))
+            .await?;
+        cmd.call("load-conn", conn::load_conn(id, &t)).await?;
+        Ok(())
+    }
+
+    /// The managed tunnels whose connection or secret charon no longer has: an operator's
+    /// `swanctl --load-all` (with a config without vc's) or `--unload-conn` took them.
+    async fn lost_tunnels(&mut self) -> Result<Vec<TunnelId>, IpsecError> {
+        let cmd = self.cmd()?;
+        let conns = cmd.call("get-conns", Message::new()).await?;
+        let shared = match cmd.call("get-shared", Message::new()).await {
+            Ok(m) => Some(m),
+            // A charon before 5.7 cannot tell: its connections have to do.
+            Err(ViciError::UnknownCommand(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let conns = conns.strs("conns");
+        let keys = shared.as_ref().map(|m| m.strs("keys"));
+        Ok(self
+            .managed
+            .iter()
+            .copied()
+            .filter(|id| {
+                let name = conn::conn_name(*id);
+                !conns.contains(&name.as_str())
+                    || keys.as_ref().is_some_and(|k| !k.contains(&name.as_str()))
+            })
+            .collect())
+    }
+
+    /// Loads again, and initiates, the tunnels charon lost behind vc's back.
+    async fn reload_lost(&mut self) -> Result<(), IpsecError> {
+        for id in self.lost_tunnels().await? {
+            tracing::warn!(
+                tunnel = %id,
+                conn = %conn::conn_name(id),
+                "charon no longer has vc's connection or secret (unloaded behind vc's back): \
+                 loading it again"
+            );
+            self.load_tunnel(id).await?;
+            if !self.table.tunnel(id).child_up() {
+                self.initiate(id).await?;
             }
         }
         Ok(())
@@ -573,21 +658,12 @@ impl Controller {
         }
     }
 
-    /// charon went away: forget the session, tell everyone, bring it back with back-off.
-    /// Requests meanwhile get [`IpsecError::CharonDown`]; a stop ends it. Returns false when
-    /// the controller must stop.
-    async fn recover(&mut self, reason: String, requests: &mut mpsc::Receiver<Request>) -> bool {
-        tracing::warn!("charon down: {reason}");
+    /// charon went away or stopped answering: forget the session, tell everyone, bring it
+    /// back with back-off. Requests meanwhile get [`IpsecError::CharonDown`]; a stop ends it.
+    /// Returns false when the controller must stop.
+    async fn recover(&mut self, lost: Lost, requests: &mut mpsc::Receiver<Request>) -> bool {
         self.session = None;
-        self.table.snapshot(&[], SystemTime::now());
-        self.publish();
-        self.snap.send_modify(|s| {
-            s.charon = CharonState::Down {
-                since: SystemTime::now(),
-                reason: reason.clone(),
-            };
-        });
-        self.notify(Notice::CharonDown { reason });
+        self.lost(lost);
         let mut delay = Duration::from_millis(500);
         loop {
             let sleep = tokio::time::sleep(delay);
@@ -611,8 +687,48 @@ impl Controller {
                 Err(e) => {
                     tracing::warn!("charon restart: {e}");
                     self.session = None;
+                    self.lost(Lost::after("bringing charon back", &e));
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
+            }
+        }
+    }
+
+    /// Publishes how charon was lost, once per change of kind: a charon that exited forgets
+    /// its SAs (the table is emptied), one that does not answer keeps them in the kernel (the
+    /// table is left as last seen).
+    fn lost(&mut self, lost: Lost) {
+        let already = matches!(
+            (&self.snap.borrow().charon, &lost),
+            (CharonState::Down { .. }, Lost::Down(_))
+                | (CharonState::Unresponsive { .. }, Lost::Unresponsive(_))
+        );
+        if already {
+            return;
+        }
+        let since = SystemTime::now();
+        match lost {
+            Lost::Down(reason) => {
+                tracing::warn!("charon down: {reason}");
+                self.table.snapshot(&[], since);
+                self.publish();
+                self.snap.send_modify(|s| {
+                    s.charon = CharonState::Down {
+                        since,
+                        reason: reason.clone(),
+                    };
+                });
+                self.notify(Notice::CharonDown { reason });
+            }
+            Lost::Unresponsive(reason) => {
+                tracing::warn!("charon does not answer: {reason}");
+                self.snap.send_modify(|s| {
+                    s.charon = CharonState::Unresponsive {
+                        since,
+                        reason: reason.clone(),
+                    };
+                });
+                self.notify(Notice::CharonUnresponsive { reason });
             }
         }
     }
@@ -627,12 +743,12 @@ impl Controller {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let down = tokio::select! {
+            let lost = tokio::select! {
                 ev = next_event(self.session.as_mut()) => match ev {
                     Ok((name, msg)) => { self.event(&name, &msg); None }
-                    Err(e) => Some(format!("VICI connection lost: {e}")),
+                    Err(e) => Some(Lost::Down(format!("VICI connection lost: {e}"))),
                 },
-                () = charon_exit(self.charon.as_mut()) => Some("charon exited".to_string()),
+                () = charon_exit(self.charon.as_mut()) => Some(Lost::Down("charon exited".into())),
                 req = requests.recv() => match req {
                     None => return,
                     Some(Request::Stop { charon, reply }) => {
@@ -642,22 +758,39 @@ impl Controller {
                     }
                     Some(req) => self.handle(req).await,
                 },
-                _ = tick.tick() => {
-                    match self.refresh().await {
-                        Ok(()) => { self.retry().await; None }
-                        Err(e) => Some(format!("list-sas: {e}")),
-                    }
-                }
+                _ = tick.tick() => self.on_tick().await,
             };
-            if let Some(reason) = down
-                && !self.recover(reason, &mut requests).await
+            if let Some(lost) = lost
+                && !self.recover(lost, &mut requests).await
             {
                 return;
             }
         }
     }
 
-    async fn handle(&mut self, req: Request) -> Option<String> {
+    /// The periodic refresh: the SA table, the connections charon lost, then the tunnels
+    /// that need initiating again.
+    async fn on_tick(&mut self) -> Option<Lost> {
+        if let Err(e) = self.refresh().await {
+            return Some(Lost::after("refreshing the SA table", &e));
+        }
+        if let Err(e) = self.reload_lost().await {
+            match &e {
+                IpsecError::Vici(ViciError::Io(_)) => {
+                    return Some(Lost::after("reloading vc's connections", &e));
+                }
+                IpsecError::Vici(v) if v.is_unanswered() => {
+                    return Some(Lost::after("reloading vc's connections", &e));
+                }
+                // A refused connection or an unreadable secret: said, tried again next tick.
+                _ => tracing::warn!("reloading vc's connections: {e}"),
+            }
+        }
+        self.retry().await;
+        None
+    }
+
+    async fn handle(&mut self, req: Request) -> Option<Lost> {
         let (result, reply) = match req {
             Request::Initiate(id, reply) => (self.initiate(id).await, reply),
             Request::Terminate { id, ike, reply } => (self.terminate(id, ike).await, reply),
@@ -667,7 +800,10 @@ impl Controller {
             Request::Stop { .. } => return None,
         };
         let lost = match &result {
-            Err(IpsecError::Vici(ViciError::Io(e))) => Some(format!("VICI connection lost: {e}")),
+            Err(IpsecError::Vici(ViciError::Io(e))) => {
+                Some(Lost::Down(format!("VICI connection lost: {e}")))
+            }
+            Err(e @ IpsecError::Vici(v)) if v.is_unanswered() => Some(Lost::after("a request", e)),
             _ => None,
         };
         let _ = reply.send(result);

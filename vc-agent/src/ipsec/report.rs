@@ -36,6 +36,11 @@ pub fn render(snap: &Snapshot, now: SystemTime) -> String {
                 ago(now, Some(*since))
             )
         }
+        CharonState::Unresponsive { since, reason } => writeln!(
+            out,
+            "charon: NOT ANSWERING since {} ({reason})",
+            ago(now, Some(*since))
+        ),
     };
     for id in &snap.managed {
         tunnel(&mut out, *id, snap.sas.tunnel(*id), now);

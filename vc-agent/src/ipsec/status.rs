@@ -1,13 +1,16 @@
 //! The IPsec piece of the agent's status (R25): charon, and per tunnel the IKE and child SA,
 //! the last failure and the SA history, as plain data with their text for people.
-use std::{fmt, time::SystemTime};
+use std::{
+    fmt,
+    time::{Duration, SystemTime},
+};
 
 use serde::{Deserialize, Serialize};
 
 use super::{
     CharonState, ChildMode, ChildState, Failure, IkeState, TunnelSa, sa::LastError as SaError,
 };
-use crate::duration::{ago, since, until, within};
+use crate::duration::{ago, format_duration, since, until, within};
 
 /// charon as the agent sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +27,14 @@ pub enum CharonStatus {
     Down {
         reason: String,
     },
+    /// It runs but does not answer vc's VICI calls in time (stopped, or stuck): its SAs stay
+    /// in the kernel, but nothing rekeys them or brings a tunnel back.
+    Unresponsive {
+        /// Seconds since it stopped answering.
+        for_s: u64,
+        /// What got no answer.
+        reason: String,
+    },
 }
 
 impl CharonStatus {
@@ -33,8 +44,10 @@ impl CharonStatus {
     }
 }
 
-impl From<&CharonState> for CharonStatus {
-    fn from(state: &CharonState) -> Self {
+impl CharonStatus {
+    /// charon as seen at `now`.
+    #[must_use]
+    pub fn at(state: &CharonState, now: SystemTime) -> Self {
         match state {
             CharonState::Starting => CharonStatus::Starting,
             CharonState::NotUsed => CharonStatus::NotUsed,
@@ -45,7 +58,17 @@ impl From<&CharonState> for CharonStatus {
             CharonState::Down { reason, .. } => CharonStatus::Down {
                 reason: reason.clone(),
             },
+            CharonState::Unresponsive { since: at, reason } => CharonStatus::Unresponsive {
+                for_s: since(now, Some(*at)).unwrap_or(0),
+                reason: reason.clone(),
+            },
         }
+    }
+}
+
+impl From<&CharonState> for CharonStatus {
+    fn from(state: &CharonState) -> Self {
+        CharonStatus::at(state, SystemTime::now())
     }
 }
 
@@ -62,6 +85,11 @@ impl fmt::Display for CharonStatus {
                 write!(f, "running (attached), {version}")
             }
             CharonStatus::Down { reason } => write!(f, "DOWN: {reason}"),
+            CharonStatus::Unresponsive { for_s, reason } => write!(
+                f,
+                "NOT ANSWERING for {}: {reason}",
+                format_duration(Duration::from_secs(*for_s))
+            ),
         }
     }
 }
@@ -268,6 +296,28 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<CharonStatus>(&json).expect("parse"),
             running
+        );
+        let since = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        let wedged = CharonStatus::at(
+            &crate::ipsec::CharonState::Unresponsive {
+                since,
+                reason: "list-sas: charon did not answer within 10s".into(),
+            },
+            since + std::time::Duration::from_secs(75),
+        );
+        assert!(!wedged.is_running());
+        assert_eq!(
+            wedged.to_string(),
+            "NOT ANSWERING for 1m15s: list-sas: charon did not answer within 10s"
+        );
+        let json = serde_json::to_string(&wedged).expect("json");
+        assert_eq!(
+            json,
+            r#"{"state":"unresponsive","for_s":75,"reason":"list-sas: charon did not answer within 10s"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<CharonStatus>(&json).expect("parse"),
+            wedged
         );
         let e = FailureStatus::new(Failure::TsUnacceptable, "traffic selectors unacceptable", 4);
         let json = serde_json::to_string(&e).expect("json");

@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::Result;
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::sync::watch;
 use tracing::{info, warn};
 use vc_common::TunnelStats;
 
@@ -22,6 +22,7 @@ use crate::{
     datapath::{SharedMaps, TunnelSpec},
     ipsec::Snapshot,
     routes::RouteHandle,
+    task::Task as Supervised,
 };
 
 /// How often the SA state is looked at between keepalives: a child SA going down moves the
@@ -69,7 +70,7 @@ pub struct KeepaliveTunnel<'a> {
 pub struct KeepaliveTask {
     id: TunnelId,
     view: Arc<Mutex<KeepaliveView>>,
-    task: JoinHandle<()>,
+    task: Supervised,
 }
 
 impl KeepaliveTask {
@@ -95,17 +96,21 @@ impl KeepaliveTask {
             alive: true,
             ..KeepaliveView::default()
         }));
-        let task = tokio::spawn(run(Task {
-            id: tunnel.id,
-            index: spec.id,
-            config: tunnel.config,
-            sender,
-            frame,
-            maps,
-            ipsec,
-            routes,
-            view: Arc::clone(&view),
-        }));
+        let name = format!("keepalive-{}", tunnel.id.key());
+        let task = Supervised::spawn(
+            name,
+            run(Task {
+                id: tunnel.id,
+                index: spec.id,
+                config: tunnel.config,
+                sender,
+                frame,
+                maps,
+                ipsec,
+                routes,
+                view: Arc::clone(&view),
+            }),
+        );
         Ok(KeepaliveTask {
             id: tunnel.id,
             view,
@@ -125,6 +130,12 @@ impl KeepaliveTask {
 
     pub fn abort(&self) {
         self.task.abort();
+    }
+
+    /// The task, for the agent to watch.
+    #[must_use]
+    pub fn task(&self) -> &Supervised {
+        &self.task
     }
 }
 

@@ -8,9 +8,10 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     sync::Semaphore,
-    task::JoinHandle,
 };
 use tracing::debug;
+
+use crate::{limit::AcceptBackoff, task::Task};
 
 /// The longest request head read (a scraper's is a few hundred bytes).
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -133,16 +134,19 @@ pub type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
 
 /// Serves `handler` on `listener` until the task is aborted.
 #[must_use]
-pub fn serve(listener: TcpListener, handler: Handler) -> JoinHandle<()> {
+pub fn serve(listener: TcpListener, handler: Handler) -> Task {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    tokio::spawn(async move {
+    Task::spawn("metrics", async move {
+        let mut backoff = AcceptBackoff::new("metrics");
         loop {
             let (stream, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    backoff.accepted();
+                    accepted
+                }
                 Err(e) => {
                     // Out of file descriptors, say: wait rather than spin.
-                    debug!("metrics accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    backoff.wait(&e).await;
                     continue;
                 }
             };

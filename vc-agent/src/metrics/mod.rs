@@ -435,6 +435,12 @@ fn bgp_families(f: &mut Families, t: &[TunnelStatus]) {
         None,
         each(t, |t| t.bgp.as_ref().map(|b| u64::from(b.connect_timeouts))),
     );
+    f.counter(
+        "vc_bgp_refused_connections",
+        "Connections to the BGP port from others than the neighbour, closed at once.",
+        None,
+        each(t, |t| t.bgp.as_ref().map(|b| b.refused_connections)),
+    );
     f.gauge(
         "vc_bgp_likely_password_mismatch",
         "The kernel's TCP-MD5 counters point at a BGP password mismatch.",
@@ -575,7 +581,7 @@ pub fn route(registry: &Registry, req: &Request) -> Response {
 
 /// Serves the metrics on `listen` (`[agent] metrics_listen`; empty: not served). A port
 /// that cannot be bound is logged, not fatal: the CPE routes without its metrics.
-pub async fn serve(listen: &str, status: StatusFn) -> Option<tokio::task::JoinHandle<()>> {
+pub async fn serve(listen: &str, status: StatusFn) -> Option<crate::task::Task> {
     if listen.is_empty() {
         return None;
     }

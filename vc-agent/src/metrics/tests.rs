@@ -11,7 +11,7 @@ use crate::status::{
 };
 
 /// Every family the agent promises (R25), with its type.
-pub const FAMILIES: [(&str, &str); 41] = [
+pub const FAMILIES: [(&str, &str); 42] = [
     ("vc_agent_info", "gauge"),
     ("vc_agent_uptime_seconds", "gauge"),
     ("vc_charon_up", "gauge"),
@@ -48,6 +48,7 @@ pub const FAMILIES: [(&str, &str); 41] = [
     ("vc_bgp_flaps_total", "counter"),
     ("vc_bgp_connect_attempts_total", "counter"),
     ("vc_bgp_connect_timeouts_total", "counter"),
+    ("vc_bgp_refused_connections_total", "counter"),
     ("vc_bgp_likely_password_mismatch", "gauge"),
     ("vc_datapath_packets_total", "counter"),
     ("vc_datapath_bytes_total", "counter"),
@@ -132,6 +133,7 @@ fn tunnel(id: TunnelId) -> TunnelStatus {
             connect_timeouts: 1,
             diagnosis: None,
             likely_password_mismatch: false,
+            refused_connections: 3,
         }),
         accepted_prefixes: vec!["203.0.113.0/24".parse().expect("prefix")],
     }
@@ -324,6 +326,7 @@ fn bgp_values_are_the_status() {
     assert_eq!(val("vc_bgp_prefixes_rejected", &A), 1);
     assert_eq!(val("vc_bgp_prefixes_advertised", &A), 1);
     assert_eq!(val("vc_bgp_flaps_total", &A), 1);
+    assert_eq!(val("vc_bgp_refused_connections_total", &A), 3);
     assert_eq!(val("vc_bgp_connect_timeouts_total", &A), 1);
     assert_eq!(
         val(

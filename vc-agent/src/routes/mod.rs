@@ -32,16 +32,14 @@ use std::{
 use anyhow::{Context, Result};
 use ipnet::Ipv4Net;
 use serde::Serialize;
-use tokio::{
-    sync::{mpsc, oneshot, watch},
-    task::JoinHandle,
-};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use self::{
     kernel::{KernelRoutes, NextHop},
     table::{RouteTable, first_tunnel},
 };
+use crate::task::Task;
 
 /// vc's route protocol number (`rtm_protocol`). Free in iproute2's and FRR's lists
 /// (FRR uses 186–198, BIRD 12, Babel 42, keepalived 18).
@@ -204,7 +202,7 @@ pub struct RouteStatus {
 pub struct RouteManager {
     handle: RouteHandle,
     status: watch::Receiver<RouteStatus>,
-    task: JoinHandle<()>,
+    task: Task,
 }
 
 impl RouteManager {
@@ -242,7 +240,7 @@ impl RouteManager {
             info!("removed {stale} route(s) left by a previous run");
         }
         manager.publish();
-        let task = tokio::spawn(manager.run(rx));
+        let task = Task::spawn("routes", manager.run(rx));
         Ok(RouteManager {
             handle,
             status,
@@ -273,6 +271,12 @@ impl RouteManager {
     /// Stops the manager, leaving the routes in place (the next start reconciles them).
     pub fn abort(&self) {
         self.task.abort();
+    }
+
+    /// The manager's task, for the agent to watch.
+    #[must_use]
+    pub fn task(&self) -> &Task {
+        &self.task
     }
 }
 

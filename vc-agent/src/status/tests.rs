@@ -65,6 +65,7 @@ fn status() -> AgentStatus {
                 connect_timeouts: 0,
                 diagnosis: None,
                 likely_password_mismatch: false,
+                refused_connections: 0,
             }),
             accepted_prefixes: vec![prefix("203.0.113.0/24")],
         }],

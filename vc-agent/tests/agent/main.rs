@@ -12,6 +12,10 @@ use vc_fixtures::{
 };
 use vc_testkit::{Daemon, NetNs, bird::Bird, privileged, wait_for};
 
+mod flood;
+mod ipsec_mode;
+mod supervision;
+
 const AGENT: Agent = Agent(env!("CARGO_BIN_EXE_vc-agent"));
 
 fn ping(ns: &NetNs, dst: Ipv4Addr) -> bool {
