@@ -1,4 +1,4 @@
-//! Fuzzes the open decoder: see vc-agent/src/bgp/packet/fuzz.rs for the invariants.
+//! Fuzzes the open decoder: see vc-wire/src/bgp/packet/fuzz.rs for the invariants.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| vc_wire::bgp::packet::fuzz::open(data));

@@ -1,5 +1,5 @@
 //! Fuzzes the VICI packet decoder and segment splitter: see
-//! vc-agent/src/ipsec/vici/fuzz.rs for the invariants.
+//! vc-wire/src/vici/fuzz.rs for the invariants.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| vc_wire::vici::fuzz::packet(data));

@@ -1,5 +1,6 @@
 //! The repository explains itself: every requirement number cited anywhere (R1...) is defined
-//! in docs/requirements.md, and nothing points outside the repository (`shared/`).
+//! in docs/requirements.md, nothing points outside the repository (`shared/`), and the source
+//! files the docs name exist.
 use std::{collections::BTreeSet, path::Path, process::Command};
 
 fn root() -> &'static Path {
@@ -85,4 +86,39 @@ fn nothing_points_outside_the_repository() {
 fn requirement_ids_are_found_as_words() {
     let ids = requirement_ids("R1, (R24) and R7: not AR3, R2x or R_5");
     assert_eq!(ids, BTreeSet::from([1, 7, 24]));
+}
+
+/// Source paths the docs name in backticks (`vc-agent/src/bgp/md5.rs`, `programs/lan_rx.rs`,
+/// `config/`), relative to the repository, to one of the crates' `src/` or to the document.
+fn named_source_paths(text: &str) -> Vec<&str> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|t| t.contains('/') && !t.contains([' ', '<', '*']) && !t.starts_with(['/', '.']))
+        .filter(|t| !t.starts_with("target/"))
+        .filter(|t| t.ends_with(".rs") || t.ends_with('/'))
+        .collect()
+}
+
+#[test]
+fn source_paths_named_in_docs_exist() {
+    let bases = ["", "vc-agent/src/", "vc-ebpf/src/", "vc-wire/src/", "vc-common/src/"];
+    for (path, text) in tracked() {
+        if !(path.starts_with("docs/") || path == "README.md") || !path.ends_with(".md") {
+            continue;
+        }
+        for named in named_source_paths(&text) {
+            assert!(
+                bases.iter().any(|base| root().join(base).join(named).exists())
+                    || root().join(&path).with_file_name(named).exists(),
+                "{path} names `{named}`, which is not in the repository"
+            );
+        }
+    }
+}
+
+#[test]
+fn named_source_paths_are_found() {
+    let found = named_source_paths("see `bgp/md5.rs`, `config/` and `cargo xtask test`, `/etc/vc/`");
+    assert_eq!(found, ["bgp/md5.rs", "config/"]);
 }
