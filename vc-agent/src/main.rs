@@ -1,8 +1,9 @@
 //! `vc-agent`: a thin dispatcher into the library's modules.
 //!
 //! Exit statuses: 0 success; 1 a check failed (a config fault, a diagnose step, a tunnel
-//! that did not come up); 2 the running agent could not be asked (`status`, `diagnose`)
-//! or, for them, the config could not be read.
+//! that did not come up, a reload refused, a stop that did not finish); 2 the running agent
+//! could not be asked (`status`, `diagnose`, `stop`, `reload`) or, for them, the config could
+//! not be read.
 use std::{
     path::{Path, PathBuf},
     process::ExitCode,
@@ -23,7 +24,8 @@ const NO_AGENT: u8 = 2;
     version = env!("VC_LONG_VERSION"),
     about = "A Linux CPE for Webex Calling Dedicated Instance Virtual Connect",
     after_help = "Exit status: 0 success; 1 a check failed (config fault, diagnose step, \
-                  tunnel not up); 2 status or diagnose could not ask the agent.\n\
+                  tunnel not up, reload refused); 2 status, diagnose, stop or reload could not \
+                  ask the agent.\n\
                   Logging: [agent] log_level in the config (default info); RUST_LOG \
                   (e.g. RUST_LOG=debug or info,vc_agent::bgp=debug) overrides it."
 )]
@@ -34,10 +36,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the agent: IPsec, the datapath, BGP, keepalives, until SIGTERM. The datapath and
-    /// charon keep running after it (a restarted agent adopts them). Under systemd
-    /// (Type=notify) it reports READY=1 once everything is up, and logs to the journal.
+    /// Run the agent: IPsec, the datapath, BGP, keepalives, until SIGTERM. SIGTERM is a
+    /// restart (BGP graceful restart): sessions close without a NOTIFICATION, and the
+    /// datapath, vc's routes and charon keep running for the next run to adopt. SIGHUP
+    /// reloads the config. Under systemd (Type=notify) it reports READY=1 once everything is
+    /// up, and logs to the journal.
     Run {
+        #[arg(short, long, default_value = "/etc/vc/vc.toml")]
+        config: PathBuf,
+    },
+    /// Stop the running agent for good: Cease to each DC, vc's routes withdrawn, then it
+    /// exits (the datapath and charon stay; `purge` removes them). Exit status 1 if it did not
+    /// finish in time, 2 if no agent answers.
+    Stop {
+        #[arg(short, long, default_value = "/etc/vc/vc.toml")]
+        config: PathBuf,
+    },
+    /// Make the running agent read its config again and apply the change: a tunnel's BGP
+    /// password or ASNs reset that session only, its IKE/ESP settings or PSK reload its IKE
+    /// connection; untouched tunnels carry on. An invalid config, or a change only a restart
+    /// applies (interfaces, addresses, ...), is refused and the running one kept: exit status
+    /// 1, with the reason. Exit status 2 if no agent answers.
+    Reload {
         #[arg(short, long, default_value = "/etc/vc/vc.toml")]
         config: PathBuf,
     },
@@ -223,9 +243,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             for exposed in config::permissions::exposed(&path, &config) {
                 tracing::warn!("{exposed}");
             }
-            runtime()?.block_on(agent::run(config))?;
+            runtime()?.block_on(agent::run(config, path))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Stop { config } => control_command(&config, Control::Stop),
+        Command::Reload { config } => control_command(&config, Control::Reload),
         Command::Status {
             config,
             tunnel,
@@ -301,6 +323,48 @@ fn status_command(path: &Path, tunnel: Option<Tunnel>, json: bool) -> Result<Exi
     }
     print(&status, json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Clone, Copy)]
+enum Control {
+    Stop,
+    Reload,
+}
+
+/// `stop` and `reload`: 0 done, 1 the agent refused (or did not finish), 2 no agent.
+fn control_command(path: &Path, what: Control) -> Result<ExitCode> {
+    let config = match config::load_without_secrets(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vc-agent: {e}");
+            return Ok(ExitCode::from(NO_AGENT));
+        }
+    };
+    let socket_path = socket::path(&config);
+    if !socket_path.exists() {
+        eprintln!(
+            "vc-agent: no agent answers on {} (is `vc-agent run` running, with this config?)",
+            socket_path.display()
+        );
+        return Ok(ExitCode::from(NO_AGENT));
+    }
+    let runtime = runtime()?;
+    let done = match what {
+        Control::Stop => runtime
+            .block_on(socket::stop(&config, agent::STOP_WITHIN * 2))
+            .map(|()| "stopped: Cease sent, vc's routes withdrawn\n".to_string()),
+        Control::Reload => runtime.block_on(socket::reload(&config)),
+    };
+    match done {
+        Ok(text) => {
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("vc-agent: {e:#}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn diagnose_command(path: &Path, tunnel: Option<Tunnel>, json: bool) -> Result<ExitCode> {

@@ -1,6 +1,7 @@
-//! The agent's status socket: `vc-agent status` (and `diagnose`) ask the running agent over
-//! a Unix socket in its state directory, one request line, one answer, then close. The
-//! answer to `status` is the typed [`AgentStatus`] as JSON.
+//! The agent's control socket: `vc-agent status` (and `diagnose`), `stop` and `reload` ask the
+//! running agent over a Unix socket in its state directory, one request line, one answer,
+//! then close. The answer to `status` is the typed [`AgentStatus`] as JSON; a refusal starts
+//! with `error: `.
 use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
@@ -9,6 +10,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use futures::future::BoxFuture;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
@@ -18,14 +20,20 @@ use tracing::warn;
 
 use crate::{config::Config, limit::AcceptBackoff, status::AgentStatus, task::Task};
 
-/// How long a client may take to ask and to read the answer.
+/// How long a client may take to ask, and to read the answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the agent may take to answer (a reload talks to charon and closes sessions).
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 /// Clients served at once; more are closed unanswered (a client that never asks must not
 /// hold a descriptor for ever, nor may many of them).
 const MAX_CLIENTS: usize = 16;
 
 /// The request for the agent's status.
 pub const STATUS: &str = "status";
+/// The request to stop for good: Cease to the DCs, vc's routes withdrawn, then exit.
+pub const STOP: &str = "stop";
+/// The request to read the config file again and apply what changed.
+pub const RELOAD: &str = "reload";
 
 /// Where the agent of `config` answers.
 #[must_use]
@@ -39,8 +47,31 @@ pub async fn query(config: &Config) -> Result<AgentStatus> {
     serde_json::from_str(&text).context("the agent's answer")
 }
 
-/// What the socket answers: a request word in, text out.
-pub type Answer = Arc<dyn Fn(&str) -> Result<String> + Send + Sync>;
+/// `vc-agent reload`: the agent of `config` reads its file again and applies the change, or
+/// refuses it (an error naming why). Returns what it changed.
+pub async fn reload(config: &Config) -> Result<String> {
+    ask(&path(config), RELOAD).await
+}
+
+/// `vc-agent stop`: the agent of `config` tells the DCs it stops (Cease), withdraws vc's
+/// routes and exits; returns once its socket is gone (its last step), or fails after
+/// `within`.
+pub async fn stop(config: &Config, within: Duration) -> Result<()> {
+    let path = path(config);
+    ask(&path, STOP).await?;
+    let deadline = tokio::time::Instant::now() + within;
+    while path.exists() {
+        if tokio::time::Instant::now() > deadline {
+            bail!("the agent did not stop within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// What the socket answers: a request word in, text out (in its own time, at most
+/// [`ANSWER_WITHIN`]).
+pub type Answer = Arc<dyn Fn(&str) -> BoxFuture<'static, Result<String>> + Send + Sync>;
 
 /// Serves `answer` on a Unix socket at `path` (replacing a stale one) until the task is
 /// aborted. Root only: the status names addresses and counters of the whole network.
@@ -72,10 +103,8 @@ pub fn serve(path: &Path, answer: Answer) -> Result<Task> {
             };
             let answer = Arc::clone(&answer);
             tokio::spawn(async move {
-                match tokio::time::timeout(TIMEOUT, reply(stream, &answer)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => warn!("status socket: {e:#}"),
-                    Err(_) => warn!("status socket: a client took over {TIMEOUT:?}"),
+                if let Err(e) = reply(stream, &answer).await {
+                    warn!("status socket: {e:#}");
                 }
                 drop(permit);
             });
@@ -83,16 +112,28 @@ pub fn serve(path: &Path, answer: Answer) -> Result<Task> {
     }))
 }
 
+/// One client: its request within [`TIMEOUT`], our answer within [`ANSWER_WITHIN`], its
+/// reading within [`TIMEOUT`] again.
 async fn reply(stream: UnixStream, answer: &Answer) -> Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    BufReader::new(read.take(256)).read_line(&mut line).await?;
-    let text = match answer(line.trim()) {
-        Ok(text) => text,
-        Err(e) => format!("error: {e:#}\n"),
+    tokio::time::timeout(
+        TIMEOUT,
+        BufReader::new(read.take(256)).read_line(&mut line),
+    )
+    .await
+    .with_context(|| format!("a client did not ask within {TIMEOUT:?}"))??;
+    let text = match tokio::time::timeout(ANSWER_WITHIN, answer(line.trim())).await {
+        Ok(Ok(text)) => text,
+        Ok(Err(e)) => format!("error: {e:#}\n"),
+        Err(_) => format!("error: no answer within {ANSWER_WITHIN:?}\n"),
     };
-    write.write_all(text.as_bytes()).await?;
-    write.shutdown().await?;
+    tokio::time::timeout(TIMEOUT, async {
+        write.write_all(text.as_bytes()).await?;
+        write.shutdown().await
+    })
+    .await
+    .with_context(|| format!("a client did not read within {TIMEOUT:?}"))??;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use std::{
 };
 
 use vc_agent::bgp::{
-    fsm::{Fsm, FsmConfig},
+    fsm::{Fsm, FsmConfig, GracefulRestart},
     packet::{
         AsPath, Attrs, Cxt, Message, MpReach, Notification, Origin, RouteRefresh, Update,
         notification::{cease, code},
@@ -103,6 +103,10 @@ fn tshark_reads_what_vc_sends() {
         idle_hold: Duration::from_secs(5),
         idle_hold_max: Duration::from_mins(1),
         passive: false,
+        graceful_restart: GracefulRestart {
+            restart_time: 120,
+            restarted: true,
+        },
     });
     let nh = Ipv4Addr::new(100, 64, 0, 1);
     let messages = [
@@ -139,19 +143,25 @@ fn tshark_reads_what_vc_sends() {
             "bgp.notify.minor_error_cease",
             "bgp.route_refresh.afi",
             "bgp.route_refresh.safi",
+            "bgp.cap.gr.timers.restart_flag",
+            "bgp.cap.gr.timers.restart_time",
+            "bgp.cap.gr.afi",
+            "bgp.cap.gr.safi",
+            "bgp.cap.gr.flag.pfs",
         ],
     );
     assert_eq!(
         lines,
         vec![
-            // OPEN: AS 65001, hold 90, id, capabilities MP, RR, GR, 4-octet AS 65001.
-            "1|65001|90|100.64.0.1|1,2,64,65|65001|||||||||",
-            "4||||||||||||||",
+            // OPEN: AS 65001, hold 90, id, capabilities MP, RR, GR, 4-octet AS 65001; graceful
+            // restart (RFC 4724): restarted, 120 s, IPv4 unicast with forwarding preserved.
+            "1|65001|90|100.64.0.1|1,2,64,65|65001|||||||||1|120|1|1|1",
+            "4|||||||||||||||||||",
             // The default route: IGP, path 65001, next hop our tunnel IP, 0.0.0.0/0.
-            "2||||||0|65001|100.64.0.1|0.0.0.0|0||||",
-            "2||||||||||||||",
-            "3|||||||||||6|1||",
-            "5|||||||||||||1|1",
+            "2||||||0|65001|100.64.0.1|0.0.0.0|0|||||||||",
+            "2|||||||||||||||||||",
+            "3|||||||||||6|1|||||||",
+            "5|||||||||||||1|1|||||",
         ],
     );
 }

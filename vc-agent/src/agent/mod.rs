@@ -3,32 +3,48 @@
 //!
 //! Start order is the fail-closed order: IPsec first (XFRM block policies before anything can
 //! send GRE, then charon), then the datapath, the route manager, one BGP speaker per tunnel,
-//! keepalives and liveness, path-MTU following, and the status socket. On SIGTERM or SIGINT
-//! the BGP sessions are closed (Cease) and their routes withdrawn; the datapath and charon
-//! stay, so GRE stays blocked in clear and a restarted agent adopts both.
+//! keepalives and liveness, path-MTU following, and the control socket.
+//!
+//! Two ways to stop ([`StopMode`]):
+//! - a *restart* (SIGTERM, what systemd sends on stop, restart and package upgrade; SIGINT; a
+//!   task's death): BGP graceful restart (RFC 4724) as the restarting speaker. The sessions'
+//!   TCP connections close without a NOTIFICATION, vc's routes and the datapath stay, charon
+//!   stays. A GR-aware DC keeps vc's default route for the restart time; the next run adopts
+//!   the datapath and vc's kernel routes (as stale until each DC's End-of-RIB) and announces
+//!   the restart in its OPENs. Traffic flows throughout.
+//! - a *withdrawal* (`vc-agent stop`, or any stop with graceful restart off): Cease to each
+//!   DC, vc's routes removed; the datapath and charon stay, so GRE stays blocked in clear.
+//!
+//! A reload (SIGHUP, `vc-agent reload`) reads the config file again and applies what changed
+//! tunnel by tunnel, or refuses it and keeps running as before ([`reload`]).
 //!
 //! Every long-lived task is watched: if one dies (a panic, or a loop that returned), the agent
-//! stops the same way and exits with an error naming the task, for the service manager to
-//! restart it; the datapath fails closed meanwhile. Stopping takes [`STOP_WITHIN`] at most,
-//! whatever charon or the peers do.
+//! stops (a restart) and exits with an error naming the task, for the service manager to
+//! restart it. Stopping takes [`STOP_WITHIN`] at most, whatever charon or the peers do.
 mod path_mtu;
 pub mod plan;
+pub mod reload;
 mod sources;
 
 use std::{
+    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
-use tokio::{signal::unix::SignalKind, time::timeout};
+use anyhow::{Context, Result, anyhow, bail};
+use tokio::{
+    signal::unix::SignalKind,
+    sync::{mpsc, oneshot, watch},
+    time::timeout,
+};
 use tracing::{error, info, warn};
 
 pub use self::plan::{Plan, TunnelPlan, plan};
-use self::sources::Sources;
+use self::sources::{Running, Sources};
 use crate::{
-    bgp::Speaker,
-    config::{Config, TunnelId},
+    bgp::{NeighborConfig, NeighborState, Speaker},
+    config::{self, Config, TunnelId},
     datapath::{Datapath, tunnel_index},
     ipsec::Ipsec,
     keepalive::{KeepaliveTask, KeepaliveTunnel},
@@ -50,24 +66,50 @@ const IPSEC_STOP: Duration = Duration::from_secs(1);
 pub const STOP_WITHIN: Duration = SESSIONS_CLOSE
     .saturating_add(ROUTES_SETTLE)
     .saturating_add(IPSEC_STOP);
+/// charon's reload of the connections during a reload.
+const IPSEC_RELOAD: Duration = Duration::from_secs(10);
+
+/// How the agent stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopMode {
+    /// To be started again: no NOTIFICATION, routes and datapath kept (graceful restart).
+    Restart,
+    /// For good: Cease to each DC, vc's routes withdrawn.
+    Withdraw,
+}
+
+/// What the control socket asks of the run loop.
+enum Control {
+    Stop,
+    Reload(oneshot::Sender<Result<String>>),
+}
 
 /// The running agent.
 pub struct Agent {
     config: Config,
     plan: Plan,
+    /// Where the config came from: a reload reads it again. `None`: no reload.
+    path: Option<PathBuf>,
     started: Instant,
     datapath: Arc<Datapath>,
     ipsec: Option<Ipsec>,
     routes: RouteManager,
     speakers: Vec<(TunnelId, Speaker)>,
+    /// Each tunnel's BGP snapshots: a session a reload starts anew publishes here too.
+    speaker_states: Vec<(TunnelId, watch::Sender<NeighborState>)>,
     keepalives: Vec<KeepaliveTask>,
-    /// The agent's own tasks: path MTU, status socket, metrics.
+    /// The agent's own tasks: path MTU, control socket, metrics.
     tasks: Vec<Task>,
+    /// The config and plan the status shows.
+    running: watch::Sender<Arc<Running>>,
+    control_tx: mpsc::Sender<Control>,
+    control: Option<mpsc::Receiver<Control>>,
 }
 
 impl Agent {
-    /// Brings everything up (see the module's doc for the order).
-    pub async fn start(config: Config) -> Result<Agent> {
+    /// Brings everything up (see the module's doc for the order). `path` is where `config`
+    /// was read from, for reloads.
+    pub async fn start(config: Config, path: Option<PathBuf>) -> Result<Agent> {
         let plan = plan::plan(&config)?;
         // In external-IPsec mode this only removes block policies an IPsec-mode run left.
         let ipsec = Ipsec::start(config.clone())
@@ -84,6 +126,8 @@ impl Agent {
                 .await
                 .context("bringing the datapath up")?,
         );
+        // A previous run left the datapath: this run is its restart.
+        let restarted = datapath.adopted();
         match routes::install_rt_protos_entry(
             std::path::Path::new(routes::RT_PROTOS_PATH),
             routes::VC_RT_PROTO,
@@ -94,17 +138,23 @@ impl Agent {
                 routes::RT_PROTOS_PATH
             ),
         }
-        let routes = RouteManager::spawn(
-            RouteManagerConfig::new(plan.tunnels.iter().map(|t| t.next_hop.clone()).collect()),
-            datapath.shared_maps(),
-        )
-        .await
-        .context("starting the route manager")?;
+        let mut route_config =
+            RouteManagerConfig::new(plan.tunnels.iter().map(|t| t.next_hop.clone()).collect());
+        route_config.stale_for =
+            Duration::from_secs(u64::from(config.bgp.graceful_restart_time_s));
+        let routes = RouteManager::spawn(route_config, datapath.shared_maps())
+            .await
+            .context("starting the route manager")?;
         let mut speakers = Vec::new();
+        let mut speaker_states = Vec::new();
         for t in &plan.tunnels {
-            let speaker = Speaker::spawn(t.neighbor.clone(), routes.handle())
+            let mut neighbor = t.neighbor.clone();
+            neighbor.graceful_restart.restarted = restarted;
+            let (state, _) = watch::channel(NeighborState::new(&neighbor));
+            let speaker = Speaker::spawn_publishing(neighbor, routes.handle(), state.clone())
                 .with_context(|| format!("starting the BGP session of tunnel {}", t.id))?;
             speakers.push((t.id, speaker));
+            speaker_states.push((t.id, state));
         }
         let mut keepalives = Vec::new();
         for t in &plan.tunnels {
@@ -124,16 +174,26 @@ impl Agent {
                 routes.handle(),
             )?);
         }
+        let (running, _) = watch::channel(Arc::new(Running {
+            config: config.clone(),
+            plan: plan.clone(),
+        }));
+        let (control_tx, control) = mpsc::channel(4);
         let mut agent = Agent {
             config,
             plan,
+            path,
             started: Instant::now(),
             datapath,
             ipsec,
             routes,
             speakers,
+            speaker_states,
             keepalives,
             tasks: Vec::new(),
+            running,
+            control_tx,
+            control: Some(control),
         };
         agent.tasks.push(path_mtu::follow(
             Arc::clone(&agent.datapath),
@@ -154,38 +214,70 @@ impl Agent {
         info!(
             tunnels = agent.plan.tunnels.len(),
             socket = %agent.plan.status_socket.display(),
+            restarted,
             "agent up"
         );
         Ok(agent)
     }
 
-    /// Runs until SIGTERM or SIGINT, or until a task dies, then stops (see the module's doc).
-    /// A task's death is an error naming the task and how it ended.
-    pub async fn run_until_signal(self) -> Result<()> {
+    /// Runs until SIGTERM or SIGINT (a restart), `vc-agent stop` (a withdrawal), or a task's
+    /// death (a restart, and an error naming the task and how it ended); then stops. Applies
+    /// reloads (SIGHUP, `vc-agent reload`) meanwhile.
+    pub async fn run_until_signal(mut self) -> Result<()> {
         let mut term = tokio::signal::unix::signal(SignalKind::terminate())?;
-        let watched = self.watched();
-        let died = tokio::select! {
-            _ = term.recv() => {
-                info!("SIGTERM");
-                None
+        let mut hup = tokio::signal::unix::signal(SignalKind::hangup())?;
+        let mut control = self.control.take().context("the agent runs once")?;
+        let (mode, died) = loop {
+            let reload = {
+                let watched = self.watched();
+                tokio::select! {
+                    _ = term.recv() => {
+                        info!("SIGTERM: stopping for a restart (graceful restart)");
+                        break (StopMode::Restart, None);
+                    }
+                    _ = tokio::signal::ctrl_c() => {
+                        info!("SIGINT: stopping for a restart (graceful restart)");
+                        break (StopMode::Restart, None);
+                    }
+                    _ = hup.recv() => {
+                        info!("SIGHUP: reloading the config");
+                        None
+                    }
+                    Some(request) = control.recv() => match request {
+                        Control::Stop => {
+                            info!("stop requested: Cease to the DCs, withdrawing vc's routes");
+                            break (StopMode::Withdraw, None);
+                        }
+                        Control::Reload(reply) => Some(reply),
+                    },
+                    died = task::first_to_end(&watched) => break (StopMode::Restart, Some(died)),
+                }
+            };
+            let result = self.reload().await;
+            match &result {
+                Ok(done) => info!("reload: {}", done.trim_end()),
+                Err(e) => warn!("reload refused: {e:#}"),
             }
-            _ = tokio::signal::ctrl_c() => {
-                info!("SIGINT");
-                None
+            if let Some(reply) = reload {
+                let _ = reply.send(result);
             }
-            died = task::first_to_end(&watched) => Some(died),
         };
-        drop(watched);
         if let Some((name, end)) = &died {
             error!(
                 task = %name,
-                "the agent's task {name} {end}: stopping the agent (the datapath stays, \
-                 failing closed)"
+                "the agent's task {name} {end}: stopping the agent (the datapath and the \
+                 routes stay)"
             );
         }
+        // Without graceful restart the DCs drop vc's routes at once anyway: tell them why.
+        let mode = if self.config.bgp.graceful_restart_time_s == 0 {
+            StopMode::Withdraw
+        } else {
+            mode
+        };
         let stopping = Instant::now();
-        self.stop().await;
-        info!(took = ?stopping.elapsed(), "agent stopped");
+        self.stop(mode).await;
+        info!(took = ?stopping.elapsed(), ?mode, "agent stopped");
         match died {
             Some((name, end)) => bail!("the agent's task {name} {end}"),
             None => Ok(()),
@@ -202,9 +294,9 @@ impl Agent {
         watched
     }
 
-    /// Closes the BGP sessions (their routes go), stops the tasks, leaves charon and the
-    /// datapath running. Takes [`STOP_WITHIN`] at most.
-    pub async fn stop(self) {
+    /// Stops the tasks and the BGP sessions as `mode` says (see [`StopMode`]); leaves charon
+    /// and the datapath running. Takes [`STOP_WITHIN`] at most.
+    pub async fn stop(self, mode: StopMode) {
         service::notify(&Notice::Stopping);
         for task in &self.tasks {
             task.abort();
@@ -212,16 +304,33 @@ impl Agent {
         for k in &self.keepalives {
             k.abort();
         }
-        let closing =
-            futures::future::join_all(self.speakers.into_iter().map(|(_, s)| s.shutdown()));
-        if timeout(SESSIONS_CLOSE, closing).await.is_err() {
+        let speakers = self.speakers.into_iter().map(|(_, s)| s);
+        let closing = match mode {
+            StopMode::Restart => timeout(
+                SESSIONS_CLOSE,
+                futures::future::join_all(speakers.map(Speaker::detach)),
+            )
+            .await
+            .is_err(),
+            StopMode::Withdraw => timeout(
+                SESSIONS_CLOSE,
+                futures::future::join_all(speakers.map(Speaker::shutdown)),
+            )
+            .await
+            .is_err(),
+        };
+        if closing {
             warn!("the BGP sessions did not close within {SESSIONS_CLOSE:?}");
         }
-        if timeout(ROUTES_SETTLE, self.routes.handle().settled())
-            .await
-            .is_err()
-        {
-            warn!("the routes were not withdrawn within {ROUTES_SETTLE:?}");
+        if mode == StopMode::Withdraw {
+            // Routes adopted from a previous run have no session to withdraw them.
+            self.routes.handle().withdraw_all();
+            if timeout(ROUTES_SETTLE, self.routes.handle().settled())
+                .await
+                .is_err()
+            {
+                warn!("the routes were not withdrawn within {ROUTES_SETTLE:?}");
+            }
         }
         self.routes.abort();
         if let Some(ipsec) = self.ipsec
@@ -233,7 +342,93 @@ impl Agent {
             );
         }
         let _ = std::fs::remove_file(&self.plan.status_socket);
-        info!("the datapath and charon keep running");
+        match mode {
+            StopMode::Restart => info!("the datapath, vc's routes and charon keep running"),
+            StopMode::Withdraw => info!("vc's routes withdrawn; the datapath and charon keep running"),
+        }
+    }
+
+    /// Reads the config file again and applies what changed, or refuses (nothing changed):
+    /// an invalid file (its faults, as `check-config` names them), or a change only a restart
+    /// applies. Returns what was done.
+    async fn reload(&mut self) -> Result<String> {
+        let path = self
+            .path
+            .clone()
+            .context("this agent was started without a config file")?;
+        let new = config::load(&path).map_err(|e| {
+            anyhow!(
+                "the new config is refused, the running one kept:\n{}",
+                config::cli::fault_lines(e).join("\n")
+            )
+        })?;
+        let new_plan = plan::plan(&new).context("the new config is refused")?;
+        let changes = reload::changes(&self.config, &self.plan, &new, &new_plan)
+            .context("the new config is refused")?;
+        if !changes.need_restart.is_empty() {
+            bail!(
+                "the new config is refused, the running one kept: {} cannot change without a \
+                 restart (systemctl restart vc-agent)",
+                changes.need_restart.join(", ")
+            );
+        }
+        if changes.is_empty() {
+            return Ok("no change\n".into());
+        }
+        let mut done = Vec::new();
+        if !changes.ike.is_empty() {
+            if let Some(ipsec) = &self.ipsec {
+                timeout(IPSEC_RELOAD, ipsec.reload(new.clone()))
+                    .await
+                    .map_err(|_| anyhow!("charon did not reload within {IPSEC_RELOAD:?}"))?
+                    .context("reloading the IKE connections")?;
+            }
+            for id in &changes.ike {
+                done.push(format!("tunnel {id}: IKE connection reloaded"));
+            }
+        }
+        // From here on the new config is the running one, whatever a session does.
+        self.config = new;
+        self.plan = new_plan;
+        self.running.send_replace(Arc::new(Running {
+            config: self.config.clone(),
+            plan: self.plan.clone(),
+        }));
+        for id in changes.bgp {
+            let neighbor = self
+                .plan
+                .tunnels
+                .iter()
+                .find(|t| t.id == id)
+                .map(|t| t.neighbor.clone())
+                .context("a changed tunnel is planned")?;
+            self.reset_session(id, neighbor).await?;
+            done.push(format!("tunnel {id}: BGP session reset"));
+        }
+        Ok(format!("{}\n", done.join("\n")))
+    }
+
+    /// Replaces tunnel `id`'s BGP session with one of `neighbor` (Cease to the DC first).
+    async fn reset_session(&mut self, id: TunnelId, neighbor: NeighborConfig) -> Result<()> {
+        let at = self
+            .speakers
+            .iter()
+            .position(|(t, _)| *t == id)
+            .context("the tunnel has a session")?;
+        let (_, old) = self.speakers.remove(at);
+        if timeout(SESSIONS_CLOSE, old.shutdown()).await.is_err() {
+            warn!(tunnel = %id, "the old BGP session did not close within {SESSIONS_CLOSE:?}");
+        }
+        let state = self
+            .speaker_states
+            .iter()
+            .find(|(t, _)| *t == id)
+            .map(|(_, s)| s.clone())
+            .context("the tunnel has a state channel")?;
+        let speaker = Speaker::spawn_publishing(neighbor, self.routes.handle(), state)
+            .with_context(|| format!("starting the BGP session of tunnel {id} again"))?;
+        self.speakers.insert(at, (id, speaker));
+        Ok(())
     }
 
     /// The current state, as `vc-agent status` shows it.
@@ -244,14 +439,13 @@ impl Agent {
 
     fn sources(&self) -> Sources {
         Sources {
-            config: Arc::new(self.config.clone()),
-            plan: Arc::new(self.plan.clone()),
+            running: self.running.subscribe(),
             started: self.started,
             datapath: Arc::clone(&self.datapath),
             ipsec: self.ipsec.as_ref().map(Ipsec::watch),
             routes: self.routes.subscribe(),
             speakers: self
-                .speakers
+                .speaker_states
                 .iter()
                 .map(|(id, s)| (*id, s.subscribe()))
                 .collect(),
@@ -261,17 +455,45 @@ impl Agent {
 
     fn answer(&self) -> socket::Answer {
         let sources = self.sources();
-        Arc::new(move |request: &str| match request {
-            socket::STATUS => Ok(serde_json::to_string(&sources.status())?),
-            other => anyhow::bail!("unknown request {other:?} (ask: {})", socket::STATUS),
+        let control = self.control_tx.clone();
+        Arc::new(move |request: &str| {
+            let request = request.to_string();
+            let sources = sources.clone();
+            let control = control.clone();
+            Box::pin(async move {
+                match request.as_str() {
+                    socket::STATUS => Ok(serde_json::to_string(&sources.status())?),
+                    socket::STOP => {
+                        control
+                            .send(Control::Stop)
+                            .await
+                            .map_err(|_| anyhow!("the agent is stopping already"))?;
+                        Ok("stopping\n".into())
+                    }
+                    socket::RELOAD => {
+                        let (reply, answer) = oneshot::channel();
+                        control
+                            .send(Control::Reload(reply))
+                            .await
+                            .map_err(|_| anyhow!("the agent is stopping"))?;
+                        answer.await.map_err(|_| anyhow!("the agent is stopping"))?
+                    }
+                    other => bail!(
+                        "unknown request {other:?} (ask: {}, {}, {})",
+                        socket::STATUS,
+                        socket::STOP,
+                        socket::RELOAD
+                    ),
+                }
+            })
         })
     }
 }
 
 /// `vc-agent run`: tells systemd it is ready once everything is up (`Type=notify`), and
 /// keeps its status line current.
-pub async fn run(config: Config) -> Result<()> {
-    let mut agent = Agent::start(config).await?;
+pub async fn run(config: Config, path: PathBuf) -> Result<()> {
+    let mut agent = Agent::start(config, Some(path)).await?;
     service::notify(&Notice::Ready(status_line(&agent.status())));
     agent.tasks.push(status_lines(agent.sources()));
     agent.run_until_signal().await

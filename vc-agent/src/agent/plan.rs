@@ -50,6 +50,7 @@ pub fn plan(config: &Config) -> Result<Plan> {
         );
         // Only what comes in over the tunnel reaches the listener, not the LAN.
         neighbor.interface = Some(tunnel_interface(id));
+        neighbor.graceful_restart.restart_time = config.bgp.graceful_restart_time_s;
         if let Some(password) = &t.bgp_password {
             neighbor.md5_password = Some(
                 password

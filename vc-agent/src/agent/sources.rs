@@ -22,11 +22,17 @@ use crate::{
     },
 };
 
+/// The config the agent runs with and its plan: replaced together by a reload.
+#[derive(Debug)]
+pub struct Running {
+    pub config: Config,
+    pub plan: Plan,
+}
+
 /// What the status socket and the metrics read: cheap clones of everything's published state.
 #[derive(Clone)]
 pub struct Sources {
-    pub config: Arc<Config>,
-    pub plan: Arc<Plan>,
+    pub running: watch::Receiver<Arc<Running>>,
     pub started: Instant,
     pub datapath: Arc<Datapath>,
     pub ipsec: Option<watch::Receiver<Snapshot>>,
@@ -38,14 +44,14 @@ pub struct Sources {
 impl Sources {
     fn tunnel_status(
         &self,
+        config: &Config,
         t: &TunnelPlan,
         maps: &DatapathMaps,
         routes: &RouteStatus,
         sas: Option<&Snapshot>,
     ) -> TunnelStatus {
         let index = tunnel_index(t.id);
-        let form = self
-            .config
+        let form = config
             .tunnel(t.id)
             .expect("planned tunnels are in the config");
         let entry = maps.tunnel(index).unwrap_or_default();
@@ -85,14 +91,15 @@ impl Sources {
     }
 
     pub fn status(&self) -> AgentStatus {
+        let running = Arc::clone(&self.running.borrow());
+        let Running { config, plan } = &*running;
         let maps = self.datapath.lock();
         let routes = self.routes.borrow().clone();
         let sas = self.ipsec.as_ref().map(|w| w.borrow().clone());
-        let tunnels = self
-            .plan
+        let tunnels = plan
             .tunnels
             .iter()
-            .map(|t| self.tunnel_status(t, &maps, &routes, sas.as_ref()))
+            .map(|t| self.tunnel_status(config, t, &maps, &routes, sas.as_ref()))
             .collect();
         let tunnels_of = |mask: u32| {
             TunnelId::ALL
@@ -102,14 +109,14 @@ impl Sources {
         };
         AgentStatus {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            region: self.config.region.clone(),
-            mode: self.config.mode,
+            region: config.region.clone(),
+            mode: config.mode,
             uptime_s: self.started.elapsed().as_secs(),
             charon: sas.as_ref().map(|s| CharonStatus::from(&s.charon)),
             tunnels,
             datapath: DatapathStatus {
                 attach_mode: self.datapath.attach_mode(),
-                fast_path: self.plan.datapath.fast_path,
+                fast_path: plan.datapath.fast_path,
                 verdicts: maps
                     .verdicts()
                     .unwrap_or_default()

@@ -4,7 +4,8 @@ use std::{net::Ipv4Addr, time::Duration};
 
 use ipnet::Ipv4Net;
 
-use super::{fsm::FsmConfig, packet::AS_TRANS, rib::ImportPolicy};
+use super::{
+    fsm::{FsmConfig, GracefulRestart}, packet::AS_TRANS, rib::ImportPolicy};
 
 /// The longest TCP-MD5 key Linux takes (`TCP_MD5SIG_MAXKEYLEN`).
 pub const MD5_MAX_KEY_LEN: usize = 80;
@@ -46,11 +47,14 @@ pub struct NeighborConfig {
     pub accepted_prefixes: Vec<Ipv4Net>,
     /// Never connect; wait for the peer.
     pub passive: bool,
+    /// Graceful restart as the restarting speaker (RFC 4724).
+    pub graceful_restart: GracefulRestart,
 }
 
 impl NeighborConfig {
     /// A neighbour with the defaults: port 179, hold 90 s (RFC 4271 §10), connect retry 10 s,
-    /// idle hold 5 s doubling to 120 s, at most 10 prefixes, active and passive open.
+    /// idle hold 5 s doubling to 120 s, at most 10 prefixes, active and passive open, graceful
+    /// restart time 120 s (not restarted).
     #[must_use]
     pub fn new(
         tunnel: u32,
@@ -77,6 +81,10 @@ impl NeighborConfig {
             max_prefixes: 10,
             accepted_prefixes,
             passive: false,
+            graceful_restart: GracefulRestart {
+                restart_time: 120,
+                restarted: false,
+            },
         }
     }
 
@@ -128,6 +136,12 @@ impl NeighborConfig {
         if let Some(p) = self.accepted_prefixes.iter().find(|p| p.trunc() != **p) {
             return err(format!("accepted prefix {p} has host bits set"));
         }
+        if self.graceful_restart.restart_time > 0x0fff {
+            return err(format!(
+                "graceful restart time {} s: at most 4095 (12 bits, RFC 4724 §3)",
+                self.graceful_restart.restart_time
+            ));
+        }
         if self.connect_retry.is_zero() || self.idle_hold.is_zero() {
             return err("connect retry and idle hold times must not be zero".into());
         }
@@ -149,6 +163,7 @@ impl NeighborConfig {
             idle_hold: self.idle_hold,
             idle_hold_max: self.idle_hold_max.max(self.idle_hold),
             passive: self.passive,
+            graceful_restart: self.graceful_restart,
         }
     }
 

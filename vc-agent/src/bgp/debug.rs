@@ -52,6 +52,8 @@ pub(crate) enum Debug<'a> {
         received: usize,
     },
     Md5CountersUnreadable(&'a io::Error),
+    /// Closing for a restart of the agent: no NOTIFICATION, routes kept.
+    Detached,
 }
 
 impl Debug<'_> {
@@ -103,6 +105,10 @@ impl Debug<'_> {
                  (Maximum Number of Prefixes Reached)"
             ),
             Debug::Md5CountersUnreadable(e) => debug!("cannot read TCP-MD5 counters: {e}"),
+            Debug::Detached => info!(
+                "closing for the agent's restart: no NOTIFICATION, routes kept (graceful \
+                 restart)"
+            ),
         }
     }
 }

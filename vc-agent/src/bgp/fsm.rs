@@ -19,8 +19,8 @@
 use std::{net::Ipv4Addr, time::Duration};
 
 use super::packet::{
-    AFI_IPV4, AS_TRANS, Capability, Cxt, Message, Notification, Open, RouteRefresh, SAFI_UNICAST,
-    Update,
+    AFI_IPV4, AS_TRANS, Capability, Cxt, GrFamily, Message, Notification, Open, RouteRefresh,
+    SAFI_UNICAST, Update,
     notification::{cease, code, fsm as fsm_err, open as open_err},
 };
 
@@ -105,6 +105,19 @@ pub struct FsmConfig {
     pub idle_hold_max: Duration,
     /// Only wait for the peer to connect.
     pub passive: bool,
+    pub graceful_restart: GracefulRestart,
+}
+
+/// vc as the restarting speaker of RFC 4724: what its OPENs announce.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GracefulRestart {
+    /// Seconds the peer should keep our routes after our session went away without a
+    /// NOTIFICATION (12 bits). 0: vc only does the receiving speaker's part, and announces no
+    /// family.
+    pub restart_time: u16,
+    /// This run of the agent is a restart: the R bit, in every OPEN until a session has been
+    /// Established (RFC 4724 §4.1: the peer then knows our earlier session is gone).
+    pub restarted: bool,
 }
 
 /// What both OPENs agreed on.
@@ -208,19 +221,22 @@ pub struct Fsm {
     started: bool,
     /// Consecutive failures, for the idle-hold back-off.
     failures: u32,
+    /// The R bit of our OPEN: set from the config, cleared once a session is Established.
+    restarting: bool,
 }
 
 impl Fsm {
     #[must_use]
     pub fn new(cfg: FsmConfig) -> Self {
         Fsm {
-            cfg,
             state: State::Idle,
             primary: None,
             pending: None,
             negotiated: None,
             started: false,
             failures: 0,
+            restarting: cfg.graceful_restart.restarted,
+            cfg,
         }
     }
 
@@ -349,6 +365,8 @@ impl Fsm {
                             out.push(Action::StartTimer(Timer::Stable, self.cfg.idle_hold_max));
                             out.push(Action::Established(negotiated));
                             self.state = S::Established;
+                            // The restart is over for this peer: later OPENs are plain ones.
+                            self.restarting = false;
                         }
                         S::Established => self.restart_hold(conn, &mut out),
                         _ => self.unexpected(conn, &mut out),
@@ -486,8 +504,7 @@ impl Fsm {
         out.push(Action::StartTimer(Timer::Hold(conn), LARGE_HOLD));
     }
 
-    /// The OPEN vc sends: IPv4 unicast, route refresh, graceful restart as a receiving
-    /// speaker only, 4-octet AS.
+    /// The OPEN vc sends: IPv4 unicast, route refresh, graceful restart, 4-octet AS.
     #[must_use]
     pub fn our_open(&self) -> Open {
         Open {
@@ -500,17 +517,32 @@ impl Fsm {
                     safi: SAFI_UNICAST,
                 },
                 Capability::RouteRefresh,
-                // No families: vc keeps no forwarding state across its own restart, so the
-                // peer must not hold our default route for us (RFC 4724 §3). Restart time 0
-                // for the same reason.
-                Capability::GracefulRestart {
-                    restarted: false,
-                    notification: false,
-                    restart_time: 0,
-                    families: vec![],
-                },
+                self.graceful_restart_capability(),
                 Capability::FourOctetAs(self.cfg.local_asn),
             ],
+        }
+    }
+
+    /// RFC 4724 §3. With a restart time, IPv4 unicast with the Forwarding State bit: the
+    /// datapath and vc's kernel routes outlive the agent, so traffic keeps flowing across its
+    /// restart and the peer may keep forwarding to us. Without one, no family: the peer must
+    /// not hold our default route for us.
+    fn graceful_restart_capability(&self) -> Capability {
+        let restart_time = self.cfg.graceful_restart.restart_time.min(0x0fff);
+        let families = if restart_time == 0 {
+            vec![]
+        } else {
+            vec![GrFamily {
+                afi: AFI_IPV4,
+                safi: SAFI_UNICAST,
+                forwarding_preserved: true,
+            }]
+        };
+        Capability::GracefulRestart {
+            restarted: self.restarting && restart_time > 0,
+            notification: false,
+            restart_time,
+            families,
         }
     }
 

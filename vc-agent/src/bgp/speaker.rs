@@ -61,6 +61,7 @@ enum Command {
     Start,
     Stop,
     Shutdown,
+    Detach,
 }
 
 /// The handle of a running speaker. Dropping it shuts the session down (Cease, routes
@@ -78,6 +79,17 @@ impl Speaker {
     /// live in the namespace of the tunnel interfaces. Accepted prefixes go to `routes` as the
     /// whole set for `cfg.tunnel`, on every change.
     pub fn spawn(cfg: NeighborConfig, routes: RouteHandle) -> Result<Self, SpawnError> {
+        let (state_tx, _) = watch::channel(NeighborState::new(&cfg));
+        Self::spawn_publishing(cfg, routes, state_tx)
+    }
+
+    /// [`Speaker::spawn`], publishing its snapshots on `state`: a session started anew (a
+    /// reload that changed the neighbour) reaches those who watch the one it replaces.
+    pub fn spawn_publishing(
+        cfg: NeighborConfig,
+        routes: RouteHandle,
+        state_tx: watch::Sender<NeighborState>,
+    ) -> Result<Self, SpawnError> {
         cfg.validate()?;
         let endpoints = Endpoints {
             local: cfg.local_addr,
@@ -91,7 +103,8 @@ impl Speaker {
             port: cfg.port,
             source,
         })?;
-        let (state_tx, state) = watch::channel(NeighborState::new(&cfg));
+        state_tx.send_replace(NeighborState::new(&cfg));
+        let state = state_tx.subscribe();
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (net_tx, net_rx) = mpsc::unbounded_channel();
         let span = tracing::info_span!("bgp", tunnel = cfg.tunnel, peer = %cfg.peer_addr);
@@ -166,6 +179,15 @@ impl Speaker {
         self.task.ended().await;
     }
 
+    /// For a restart of the agent (graceful restart, RFC 4724): closes the TCP connection
+    /// without a NOTIFICATION, so a GR-aware peer keeps our routes for the restart time, and
+    /// keeps the routes learned from the peer installed (the next run adopts them). Waits for
+    /// the task to end (at most 2 s).
+    pub async fn detach(self) {
+        let _ = self.commands.send(Command::Detach);
+        self.task.ended().await;
+    }
+
     /// The session's task, for the agent to watch.
     #[must_use]
     pub fn task(&self) -> &Task {
@@ -234,6 +256,10 @@ impl Session {
                         self.feed(Event::Stop);
                         break;
                     }
+                    Some(Command::Detach) => {
+                        self.detach();
+                        break;
+                    }
                 },
                 accepted = self.listener.socket.accept(), if paused.is_none() => {
                     self.on_accept(accepted);
@@ -277,6 +303,20 @@ impl Session {
             }
         }
         self.publish();
+    }
+
+    /// Lets the connections go with a FIN and nothing else, past the FSM: no Stop (its Cease
+    /// would end the peer's graceful restart) and no Down (its withdrawal would remove the
+    /// routes that keep forwarding while the agent restarts).
+    fn detach(&mut self) {
+        Debug::Detached.log();
+        if let Some((_, task)) = self.connecting.take() {
+            task.abort();
+        }
+        self.candidate = None;
+        for (_, c) in self.conns.drain() {
+            self.closing.push(c.close());
+        }
     }
 
     fn on_timers(&mut self) {
@@ -597,6 +637,11 @@ impl Session {
     }
 
     fn routes(&mut self, update: &Update) {
+        if update.is_end_of_rib() {
+            // The peer has sent everything: what we kept from before our restart and it did
+            // not send again can go (RFC 4724 §4.1).
+            self.routes.end_of_rib(self.cfg.tunnel);
+        }
         let applied = self.rib.apply(update, self.cxt(), &self.policy);
         for (prefix, why) in &applied.rejected {
             Debug::Rejected(*prefix, *why).log();

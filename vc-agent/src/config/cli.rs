@@ -43,7 +43,7 @@ pub fn check_report(path: &Path) -> CheckReport {
             region: None,
             mode: None,
             tunnels: Vec::new(),
-            faults: lines(e),
+            faults: fault_lines(e),
             warnings: Vec::new(),
         },
     }
@@ -70,8 +70,10 @@ pub fn check(path: &Path) -> Result<String, Vec<String>> {
     Ok(text)
 }
 
-/// One line per fault (a parse error is one, multi-line, message).
-fn lines(e: LoadError) -> Vec<String> {
+/// One line per fault (a parse error is one, multi-line, message): what `check-config`
+/// prints, and what a refused reload answers.
+#[must_use]
+pub fn fault_lines(e: LoadError) -> Vec<String> {
     match e {
         LoadError::Invalid { path, faults } => {
             faults.0.iter().map(|f| format!("{path}: {f}")).collect()
@@ -82,12 +84,12 @@ fn lines(e: LoadError) -> Vec<String> {
 
 /// The config of `path` without secrets (it must be valid; the secrets are not read).
 pub fn export(path: &Path) -> Result<String, Vec<String>> {
-    let config = load_without_secrets(path).map_err(lines)?;
+    let config = load_without_secrets(path).map_err(fault_lines)?;
     export_toml(&config).map_err(|e| vec![format!("cannot serialize: {e}")])
 }
 
 /// [`export`] as JSON: the same fields, secrets left out by the same `skip_serializing`.
 pub fn export_json(path: &Path) -> Result<String, Vec<String>> {
-    let config = load_without_secrets(path).map_err(lines)?;
+    let config = load_without_secrets(path).map_err(fault_lines)?;
     serde_json::to_string_pretty(&config).map_err(|e| vec![format!("cannot serialize: {e}")])
 }

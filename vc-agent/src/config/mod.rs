@@ -50,6 +50,9 @@ pub struct Config {
     /// The two tunnels of the form: `[tunnel.a]` (DC1) and `[tunnel.b]` (DC2).
     #[serde(default)]
     pub tunnel: Tunnels,
+    /// vc's BGP speaker beyond the form: graceful restart. Not part of the form.
+    #[serde(default)]
+    pub bgp: BgpSettings,
     /// How the agent reaches strongSwan's charon. Not part of the form.
     #[serde(default)]
     pub charon: CharonSettings,
@@ -90,6 +93,26 @@ impl Default for AgentSettings {
             state_dir: defaults::state_dir(),
             metrics_listen: defaults::metrics_listen(),
             log_level: defaults::log_level(),
+        }
+    }
+}
+
+/// `[bgp]`: what the form leaves to the CPE's BGP speaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BgpSettings {
+    /// Seconds a DC keeps vc's routes after vc's session went away without a NOTIFICATION
+    /// (an agent restart or upgrade), and the longest vc keeps the routes it adopted from its
+    /// previous run waiting for the DC's End-of-RIB (RFC 4724). 0: no graceful restart as the
+    /// restarting speaker (a restart withdraws, as an outage would). At most 4095.
+    #[serde(default = "defaults::graceful_restart_time")]
+    pub graceful_restart_time_s: u16,
+}
+
+impl Default for BgpSettings {
+    fn default() -> Self {
+        BgpSettings {
+            graceful_restart_time_s: defaults::graceful_restart_time(),
         }
     }
 }
@@ -389,6 +412,12 @@ pub mod defaults {
     #[must_use]
     pub fn mtu() -> u16 {
         1_400
+    }
+    /// RFC 4724's example value, and BIRD's and FRR's default: long enough for a package
+    /// upgrade, short enough that a CPE that never comes back is routed around.
+    #[must_use]
+    pub fn graceful_restart_time() -> u16 {
+        120
     }
     #[must_use]
     pub fn run_dir() -> String {

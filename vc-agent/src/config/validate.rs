@@ -20,6 +20,8 @@ pub const SHARED_SPACE: Ipv4Net = match Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0
 pub const MTU_RANGE: RangeInclusive<u16> = 576..=1_476;
 /// TCP MSS: IPv4 default minimum up to what a tunnel MTU can carry (checked against it too).
 pub const MSS_RANGE: RangeInclusive<u16> = 536..=1_436;
+/// The Graceful Restart capability's restart time is 12 bits (RFC 4724 §3).
+pub const GRACEFUL_RESTART_TIME_MAX: u64 = 4_095;
 /// TCP-MD5 keys are at most 80 bytes (`TCP_MD5SIG_MAXKEYLEN`).
 pub const BGP_PASSWORD_MAX: usize = 80;
 
@@ -151,6 +153,7 @@ pub fn validate_with(config: &Config, secrets: Secrets) -> Result<(), Faults> {
     v.cisco(config);
     v.charon(config);
     v.agent(config);
+    v.bgp(config);
     if v.faults.is_empty() {
         Ok(())
     } else {
@@ -520,6 +523,15 @@ impl Checker {
                 FaultKind::HalvesSame(c.cisco.dc2_prefix),
             );
         }
+    }
+
+    fn bgp(&mut self, c: &Config) {
+        // The capability's restart time has 12 bits (RFC 4724 §3).
+        self.range(
+            "bgp.graceful_restart_time_s".into(),
+            u64::from(c.bgp.graceful_restart_time_s),
+            0..=GRACEFUL_RESTART_TIME_MAX,
+        );
     }
 
     fn agent(&mut self, c: &Config) {

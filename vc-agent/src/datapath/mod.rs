@@ -45,6 +45,8 @@ pub struct Datapath {
     spec: DatapathSpec,
     devices: Vec<(u32, TunnelDevices)>,
     attach_mode: AttachMode,
+    /// Found running (a previous run of the agent left it): this run is a restart.
+    adopted: bool,
 }
 
 fn maps_dir(spec: &DatapathSpec) -> PathBuf {
@@ -137,6 +139,7 @@ impl Datapath {
             spec: spec.clone(),
             devices,
             attach_mode,
+            adopted: false,
         };
         datapath.write_maps(netlink, true).await?;
 
@@ -177,7 +180,15 @@ impl Datapath {
             spec,
             devices,
             attach_mode: state.attach_mode.unwrap_or_else(AttachMode::detect),
+            adopted: true,
         })
+    }
+
+    /// Whether it was found running rather than built: the agent that brought it up is
+    /// restarting (graceful restart announces that to the DCs).
+    #[must_use]
+    pub fn adopted(&self) -> bool {
+        self.adopted
     }
 
     async fn adopt(spec: DatapathSpec, netlink: &Netlink) -> Result<Self> {
@@ -200,6 +211,7 @@ impl Datapath {
             spec,
             devices,
             attach_mode: state.attach_mode.unwrap_or_else(AttachMode::detect),
+            adopted: true,
         };
         datapath.write_maps(netlink, false).await?;
         Ok(datapath)

@@ -22,7 +22,7 @@ pub enum Mode {
     ExternalIpsec,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DatapathSpec {
     pub mode: Mode,
     /// The device toward the internet: WAN receive and the transmit guard attach here.
@@ -39,7 +39,7 @@ pub struct DatapathSpec {
 }
 
 /// One tunnel: its interface pair and the addresses of the activation form.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TunnelSpec {
     /// 0 = tunnel A (DC1), 1 = tunnel B (DC2).
     pub id: u32,

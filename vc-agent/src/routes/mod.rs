@@ -16,8 +16,12 @@
 //! tunnel in the datapath calls [`RouteHandle::resync`] so the flag is set at once.
 //!
 //! On start it reconciles with what a previous run left (the pinned map, routes of its
-//! protocol in the kernel): everything not wanted now goes, so a crash never leaves stale
-//! routes. Every change is applied as a diff against what it knows is installed, so applying
+//! protocol in the kernel). With a graceful-restart time ([`RouteManagerConfig::stale_for`]),
+//! the routes via a configured tunnel are adopted as *stale*: kept, so traffic flows on while
+//! the sessions come back, until that tunnel's session sends End-of-RIB
+//! ([`RouteHandle::end_of_rib`]) or the time is over; then whatever the session did not send
+//! again goes. Anything else left over goes at once, so a crash never leaves stale routes for
+//! long. Every change is applied as a diff against what it knows is installed, so applying
 //! the same input twice writes nothing; a periodic resync re-reads both and repairs drift.
 pub mod kernel;
 pub mod table;
@@ -98,6 +102,9 @@ pub struct RouteManagerConfig {
     pub protocol: u8,
     /// How often both places are re-read and repaired.
     pub resync: Duration,
+    /// How long routes a previous run left are kept as stale, waiting for their session's
+    /// End-of-RIB (the graceful-restart time). Zero: removed at start.
+    pub stale_for: Duration,
 }
 
 impl RouteManagerConfig {
@@ -107,6 +114,7 @@ impl RouteManagerConfig {
             tunnels,
             protocol: VC_RT_PROTO,
             resync: Duration::from_secs(30),
+            stale_for: Duration::ZERO,
         }
     }
 }
@@ -122,6 +130,10 @@ pub enum RouteEvent {
     },
     /// Tunnel liveness (keepalives, SA state).
     Alive { tunnel: u32, alive: bool },
+    /// `tunnel`'s session received End-of-RIB: its stale routes that it did not send again go.
+    EndOfRib { tunnel: u32 },
+    /// A deliberate shutdown: every route goes, learned and stale.
+    WithdrawAll,
     /// Re-read the map and the kernel and repair both now (e.g. after a tunnel was
     /// (re)configured in the datapath, so its UP flag gets the current liveness).
     Resync,
@@ -161,6 +173,16 @@ impl RouteHandle {
         let _ = self.0.send(RouteEvent::Alive { tunnel, alive });
     }
 
+    pub fn end_of_rib(&self, tunnel: u32) {
+        let _ = self.0.send(RouteEvent::EndOfRib { tunnel });
+    }
+
+    /// Removes every route of vc (the agent's deliberate stop); [`RouteHandle::settled`]
+    /// tells when it is done.
+    pub fn withdraw_all(&self) {
+        let _ = self.0.send(RouteEvent::WithdrawAll);
+    }
+
     pub fn resync(&self) {
         let _ = self.0.send(RouteEvent::Resync);
     }
@@ -193,6 +215,10 @@ pub struct RouteStatus {
     pub learned: BTreeMap<u32, BTreeSet<Ipv4Net>>,
     /// Left by a previous run and removed at start.
     pub stale_removed: usize,
+    /// Left by a previous run and kept at start (graceful restart).
+    pub stale_adopted: usize,
+    /// Per tunnel, the adopted routes still waiting for the session's End-of-RIB.
+    pub stale: BTreeMap<u32, BTreeSet<Ipv4Net>>,
     pub errors: u64,
     pub last_error: Option<String>,
     pub last_apply: Option<ApplyTiming>,
@@ -221,6 +247,7 @@ impl RouteManager {
         rx: RouteReceiver,
     ) -> Result<Self> {
         let (status_tx, status) = watch::channel(RouteStatus::default());
+        let stale_for = cfg.stale_for;
         let mut manager = Manager {
             kernel: KernelRoutes::new(cfg.protocol)?,
             cfg,
@@ -230,7 +257,19 @@ impl RouteManager {
             in_kernel: BTreeMap::new(),
             status: RouteStatus::default(),
             status_tx,
+            stale_until: None,
         };
+        if !stale_for.is_zero() {
+            let adopted = manager.adopt().await.context("adopting routes at start")?;
+            manager.status.stale_adopted = adopted;
+            if adopted > 0 {
+                manager.stale_until = Some(tokio::time::Instant::now() + stale_for);
+                info!(
+                    "kept {adopted} route(s) of the previous run (graceful restart): each \
+                     tunnel's go once its session sent End-of-RIB, at most {stale_for:?}"
+                );
+            }
+        }
         let stale = manager
             .reconcile()
             .await
@@ -291,6 +330,8 @@ struct Manager {
     in_kernel: BTreeMap<Ipv4Net, (u32, NextHop)>,
     status: RouteStatus,
     status_tx: watch::Sender<RouteStatus>,
+    /// When adopted routes still stale are swept whatever the sessions did.
+    stale_until: Option<tokio::time::Instant>,
 }
 
 impl Manager {
@@ -298,6 +339,7 @@ impl Manager {
         let mut resync = tokio::time::interval(self.cfg.resync);
         resync.tick().await;
         loop {
+            let stale_until = self.stale_until;
             tokio::select! {
                 event = rx.recv() => match event {
                     Some(RouteEvent::Learned { tunnel, prefixes, at }) => {
@@ -310,6 +352,25 @@ impl Manager {
                             info!(tunnel, alive, "tunnel liveness");
                             self.apply(None).await;
                         }
+                    }
+                    Some(RouteEvent::EndOfRib { tunnel }) => {
+                        let swept = self.table.sweep(tunnel);
+                        if swept > 0 {
+                            info!(
+                                tunnel,
+                                "End-of-RIB: the {swept} route(s) kept from the previous run \
+                                 are confirmed or removed"
+                            );
+                            self.apply(None).await;
+                        }
+                        if self.table.stale().is_empty() {
+                            self.stale_until = None;
+                        }
+                    }
+                    Some(RouteEvent::WithdrawAll) => {
+                        self.table.clear();
+                        self.stale_until = None;
+                        self.apply(None).await;
                     }
                     Some(RouteEvent::Resync) => {
                         if let Err(e) = self.reconcile().await {
@@ -326,14 +387,69 @@ impl Manager {
                         self.error(&format!("{e:#}"));
                     }
                 }
+                () = tokio::time::sleep_until(
+                    stale_until.unwrap_or_else(tokio::time::Instant::now)
+                ), if stale_until.is_some() => {
+                    self.stale_until = None;
+                    let swept = self.table.sweep_all();
+                    warn!(
+                        "the graceful-restart time is over without End-of-RIB: the {swept} \
+                         route(s) kept from the previous run are confirmed or removed"
+                    );
+                    self.apply(None).await;
+                }
             }
             self.publish();
         }
     }
 
+    /// Takes what a previous run installed via a configured tunnel as that tunnel's stale
+    /// routes: a map entry counts for each tunnel of its mask, a kernel route for the tunnel of
+    /// its gateway. Returns how many prefixes were adopted.
+    async fn adopt(&mut self) -> Result<usize> {
+        self.read_installed().await?;
+        let mut stale: BTreeMap<u32, BTreeSet<Ipv4Net>> = BTreeMap::new();
+        for t in &self.cfg.tunnels {
+            let set = stale.entry(t.id).or_default();
+            set.extend(
+                self.in_map
+                    .iter()
+                    .filter(|(_, mask)| *mask & (1 << t.id) != 0)
+                    .map(|(p, _)| *p),
+            );
+            set.extend(
+                self.in_kernel
+                    .iter()
+                    .filter(|(_, (tunnel, _))| *tunnel == t.id)
+                    .map(|(p, _)| *p),
+            );
+        }
+        let mut adopted = BTreeSet::new();
+        for (tunnel, prefixes) in stale {
+            adopted.extend(prefixes.iter().copied());
+            self.table.set_stale(tunnel, prefixes);
+        }
+        Ok(adopted.len())
+    }
+
     /// Re-reads the map and the kernel, then applies the table. Returns how many entries were
     /// there that should not be.
     async fn reconcile(&mut self) -> Result<usize> {
+        self.read_installed().await?;
+        let desired = self.table.desired();
+        let stale = self
+            .in_map
+            .keys()
+            .chain(self.in_kernel.keys())
+            .filter(|p| !desired.contains_key(p))
+            .collect::<BTreeSet<_>>()
+            .len();
+        self.apply(None).await;
+        Ok(stale)
+    }
+
+    /// What the map and the kernel hold now.
+    async fn read_installed(&mut self) -> Result<()> {
         self.in_map = self
             .maps
             .lock()
@@ -358,16 +474,7 @@ impl Manager {
                 (p, (tunnel, nh))
             })
             .collect();
-        let desired = self.table.desired();
-        let stale = self
-            .in_map
-            .keys()
-            .chain(self.in_kernel.keys())
-            .filter(|p| !desired.contains_key(p))
-            .collect::<BTreeSet<_>>()
-            .len();
-        self.apply(None).await;
-        Ok(stale)
+        Ok(())
     }
 
     async fn apply(&mut self, since: Option<Instant>) {
@@ -494,6 +601,7 @@ impl Manager {
             .map(|t| (t, self.table.learned(t)))
             .filter(|(_, learned)| !learned.is_empty())
             .collect();
+        self.status.stale.clone_from(self.table.stale());
         let status = &self.status;
         self.status_tx.send_if_modified(|current| {
             if current == status {

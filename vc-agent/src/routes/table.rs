@@ -7,6 +7,11 @@
 //! liveness); the kernel route goes via that same tunnel. A prefix whose set is empty has no
 //! entry at all, so both the LPM lookup and the kernel fall back to the covering prefix: a
 //! DC's /25 that loses its tunnel resolves to the /24 over the other one (R21).
+//!
+//! After a restart of the agent (graceful restart, RFC 4724), a tunnel also holds the routes
+//! the previous run installed, as *stale*: they count as accepted until that tunnel's session
+//! has sent End-of-RIB (or the restart time is over), so traffic never loses its route while
+//! the session comes back.
 use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::Ipv4Net;
@@ -18,6 +23,8 @@ pub struct RouteTable {
     learned: BTreeMap<u32, BTreeSet<Ipv4Net>>,
     /// Tunnels whose liveness is down (absent = alive).
     dead: BTreeSet<u32>,
+    /// Per tunnel, what a previous run installed and no End-of-RIB has confirmed or swept yet.
+    stale: BTreeMap<u32, BTreeSet<Ipv4Net>>,
 }
 
 impl RouteTable {
@@ -39,6 +46,38 @@ impl RouteTable {
             self.learned.insert(tunnel, prefixes);
         }
         true
+    }
+
+    /// Keeps `prefixes` for `tunnel` as stale until [`RouteTable::sweep`].
+    pub fn set_stale(&mut self, tunnel: u32, prefixes: BTreeSet<Ipv4Net>) {
+        if tunnel < MAX_TUNNELS && !prefixes.is_empty() {
+            self.stale.insert(tunnel, prefixes);
+        }
+    }
+
+    /// Forgets `tunnel`'s stale prefixes (its End-of-RIB came). Returns how many there were.
+    pub fn sweep(&mut self, tunnel: u32) -> usize {
+        self.stale.remove(&tunnel).map_or(0, |s| s.len())
+    }
+
+    /// Forgets every stale prefix (the restart time is over). Returns how many there were.
+    pub fn sweep_all(&mut self) -> usize {
+        std::mem::take(&mut self.stale)
+            .values()
+            .map(BTreeSet::len)
+            .sum()
+    }
+
+    /// Per tunnel, the stale prefixes still kept.
+    #[must_use]
+    pub fn stale(&self) -> &BTreeMap<u32, BTreeSet<Ipv4Net>> {
+        &self.stale
+    }
+
+    /// Forgets everything learned and stale: nothing is wanted any more.
+    pub fn clear(&mut self) {
+        self.learned.clear();
+        self.stale.clear();
     }
 
     /// Returns whether anything changed.
@@ -64,7 +103,7 @@ impl RouteTable {
     #[must_use]
     pub fn desired(&self) -> BTreeMap<Ipv4Net, u32> {
         let mut out: BTreeMap<Ipv4Net, u32> = BTreeMap::new();
-        for (tunnel, prefixes) in &self.learned {
+        for (tunnel, prefixes) in self.learned.iter().chain(&self.stale) {
             if !self.is_alive(*tunnel) {
                 continue;
             }
@@ -127,6 +166,31 @@ mod tests {
         let d = t.desired();
         assert_eq!(d.len(), 2);
         assert_eq!(d[&net("198.18.10.0/24")], 0b10);
+    }
+
+    #[test]
+    fn stale_prefixes_count_until_their_tunnels_end_of_rib() {
+        let mut t = RouteTable::default();
+        t.set_stale(0, set(&["198.18.10.0/25", "198.18.10.0/24", "198.18.99.0/24"]));
+        t.set_stale(1, set(&["198.18.10.128/25", "198.18.10.0/24"]));
+        let d = t.desired();
+        assert_eq!(d.len(), 4, "before any session: what the last run installed");
+        assert_eq!(d[&net("198.18.10.0/24")], 0b11);
+        // Tunnel 0's session is back without 198.18.99.0/24: kept until its End-of-RIB.
+        t.set_learned(0, set(&["198.18.10.0/25", "198.18.10.0/24"]));
+        assert!(t.desired().contains_key(&net("198.18.99.0/24")));
+        assert_eq!(t.sweep(0), 3);
+        let d = t.desired();
+        assert!(!d.contains_key(&net("198.18.99.0/24")), "swept");
+        assert_eq!(d[&net("198.18.10.0/25")], 0b01, "learned again: stays");
+        assert_eq!(d[&net("198.18.10.128/25")], 0b10, "tunnel 1 still stale");
+        // A dead tunnel's stale routes do not count either.
+        t.set_alive(1, false);
+        assert!(!t.desired().contains_key(&net("198.18.10.128/25")));
+        assert_eq!(t.sweep_all(), 2);
+        assert!(t.stale().is_empty());
+        t.clear();
+        assert!(t.desired().is_empty());
     }
 
     #[test]

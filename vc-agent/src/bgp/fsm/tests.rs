@@ -18,6 +18,10 @@ fn cfg() -> FsmConfig {
         idle_hold: Duration::from_secs(1),
         idle_hold_max: Duration::from_secs(8),
         passive: false,
+        graceful_restart: GracefulRestart {
+            restart_time: 120,
+            restarted: false,
+        },
     }
 }
 
@@ -626,4 +630,100 @@ fn received_notification_and_decode_errors_end_the_session() {
     assert_eq!(sent_notification(&a), Some((code::UPDATE, 1)));
     assert!(a.contains(&Action::Failed(Failure::Sent(bad))));
     assert!(a.contains(&Action::Down));
+}
+
+/// The Graceful Restart capability of the OPEN vc sent in `actions`.
+fn sent_gr(actions: &[Action]) -> (bool, u16, Vec<GrFamily>) {
+    sent(actions)
+        .into_iter()
+        .find_map(|(_, m)| match m {
+            Message::Open(open) => open.capabilities.into_iter().find_map(|c| match c {
+                Capability::GracefulRestart {
+                    restarted,
+                    notification,
+                    restart_time,
+                    families,
+                } => {
+                    assert!(!notification, "vc does not do RFC 8538");
+                    Some((restarted, restart_time, families))
+                }
+                _ => None,
+            }),
+            _ => None,
+        })
+        .expect("an OPEN with graceful restart")
+}
+
+const IPV4_FORWARDING: GrFamily = GrFamily {
+    afi: AFI_IPV4,
+    safi: SAFI_UNICAST,
+    forwarding_preserved: true,
+};
+
+#[test]
+fn a_fresh_start_announces_graceful_restart_with_forwarding_preserved() {
+    let mut sim = Sim::new(cfg());
+    sim.feed(Event::Start);
+    let a = sim.feed(Event::TcpConnected);
+    assert_eq!(sent_gr(&a), (false, 120, vec![IPV4_FORWARDING]));
+}
+
+#[test]
+fn a_restart_sets_the_r_bit_until_a_session_is_established() {
+    let mut sim = Sim::new(FsmConfig {
+        graceful_restart: GracefulRestart {
+            restart_time: 300,
+            restarted: true,
+        },
+        ..cfg()
+    });
+    sim.feed(Event::Start);
+    let a = sim.feed(Event::TcpConnected);
+    assert_eq!(sent_gr(&a), (true, 300, vec![IPV4_FORWARDING]));
+    // An attempt that fails before Established keeps the restart announced.
+    sim.feed(Event::TcpFailed(Conn::Outgoing));
+    sim.advance(Duration::from_secs(10));
+    let a = sim.feed(Event::TcpConnected);
+    assert_eq!(sent_gr(&a).0, true, "still restarting: {a:?}");
+    sim.feed(Event::Open(Conn::Outgoing, peer_open(65010, 9, PEER_ID)));
+    sim.feed(Event::Keepalive(Conn::Outgoing));
+    assert_eq!(sim.fsm.state(), State::Established);
+    // Once Established, a later session is no restart of ours.
+    sim.feed(Event::HoldExpired(Conn::Outgoing));
+    sim.advance(Duration::from_secs(10));
+    let a = sim.feed(Event::TcpConnected);
+    assert_eq!(sent_gr(&a), (false, 300, vec![IPV4_FORWARDING]));
+}
+
+#[test]
+fn restart_time_zero_announces_only_the_receiving_speaker() {
+    let mut sim = Sim::new(FsmConfig {
+        graceful_restart: GracefulRestart {
+            restart_time: 0,
+            restarted: true,
+        },
+        ..cfg()
+    });
+    sim.feed(Event::Start);
+    let a = sim.feed(Event::TcpConnected);
+    assert_eq!(sent_gr(&a), (false, 0, vec![]), "no family, no R bit");
+}
+
+#[test]
+fn the_capability_round_trips_through_the_codec() {
+    let fsm = Fsm::new(FsmConfig {
+        graceful_restart: GracefulRestart {
+            restart_time: 4095,
+            restarted: true,
+        },
+        ..cfg()
+    });
+    let open = fsm.our_open();
+    let bytes = Message::Open(open.clone()).encode(Cxt::default());
+    let back = Message::decode(&bytes, Cxt::default()).expect("decodes");
+    assert_eq!(back, Message::Open(open));
+    // R bit and the 12-bit time as RFC 4724 §3 lays them out: 0x8fff, then AFI 1, SAFI 1,
+    // flags 0x80 (forwarding state preserved).
+    let gr = [64, 6, 0x8f, 0xff, 0, 1, 1, 0x80];
+    assert!(bytes.windows(gr.len()).any(|w| w == gr), "{bytes:02x?}");
 }
