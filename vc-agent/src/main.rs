@@ -335,8 +335,18 @@ enum Control {
 fn control_command(path: &Path, what: Control) -> Result<ExitCode> {
     let config = match config::load_without_secrets(path) {
         Ok(c) => c,
+        // A file the agent will refuse still names where the agent answers: the agent names
+        // the faults (as check-config does) and keeps its running config.
+        Err(config::LoadError::Invalid { .. }) => {
+            let text = zeroize::Zeroizing::new(std::fs::read_to_string(path)?);
+            config::parse(&text)?
+        }
         Err(e) => {
             eprintln!("vc-agent: {e}");
+            if matches!(what, Control::Reload) {
+                eprintln!("vc-agent: the running agent (if any) keeps its config");
+                return Ok(ExitCode::FAILURE);
+            }
             return Ok(ExitCode::from(NO_AGENT));
         }
     };

@@ -123,6 +123,27 @@ pub fn bird(ns: &NetNs, local: [u8; 4], local_as: u32, password: &str, exports: 
     Bird::start(ns, &peer.config()).expect("BIRD")
 }
 
+/// [`bird`] with graceful restart on (RFC 4724: BIRD keeps a restarting CPE's routes), and
+/// each of `exports` in a static protocol of its own, `s0`, `s1`, ... (`birdc disable s1`
+/// withdraws the second alone).
+#[must_use]
+pub fn bird_gr(
+    ns: &NetNs,
+    local: [u8; 4],
+    local_as: u32,
+    password: &str,
+    exports: &[&str],
+) -> Bird {
+    let mut peer = BgpPeer::new("cpe", local.into(), local_as, cpe_end(local), CPE_AS)
+        .password(password)
+        .hold_time(9);
+    for (i, prefix) in exports.iter().enumerate() {
+        peer = peer.export(&format!("s{i}"), &[prefix]);
+    }
+    peer.extra.push("graceful restart on;".into());
+    Bird::start(ns, &peer.config()).expect("BIRD")
+}
+
 /// The CPE end of a DC's /30.
 fn cpe_end(dc: [u8; 4]) -> Ipv4Addr {
     Ipv4Addr::new(dc[0], dc[1], dc[2], dc[3] - 1)
