@@ -117,8 +117,9 @@ fn bird_reads_our_capabilities_refresh_and_shutdown() {
         .await;
         let bird = &dcs[0].bird;
         bird.wait_established("vc", UP).expect("BIRD");
-        // BIRD reads our capabilities: IPv4 unicast, route refresh, graceful restart
-        // (as a receiving speaker: no families), 4-octet AS.
+        // BIRD reads our capabilities: IPv4 unicast, route refresh, graceful restart (restart
+        // time 120 s, IPv4 unicast with its forwarding state preserved: the F bit), 4-octet
+        // AS.
         let protocol = bird.birdc("show protocols all vc").expect("birdc");
         let caps: Vec<&str> = protocol
             .split("Neighbor capabilities")
@@ -136,6 +137,9 @@ fn bird_reads_our_capabilities_refresh_and_shutdown() {
                 "AF announced: ipv4",
                 "Route refresh",
                 "Graceful restart",
+                "Restart time: 120",
+                "AF supported: ipv4",
+                "AF preserved: ipv4",
                 "4-octet AS numbers"
             ],
             "{protocol}"

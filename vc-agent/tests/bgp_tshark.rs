@@ -155,7 +155,7 @@ fn tshark_reads_what_vc_sends() {
         vec![
             // OPEN: AS 65001, hold 90, id, capabilities MP, RR, GR, 4-octet AS 65001; graceful
             // restart (RFC 4724): restarted, 120 s, IPv4 unicast with forwarding preserved.
-            "1|65001|90|100.64.0.1|1,2,64,65|65001|||||||||1|120|1|1|1",
+            "1|65001|90|100.64.0.1|1,2,64,65|65001||||||||||1|120|1|1|1",
             "4|||||||||||||||||||",
             // The default route: IGP, path 65001, next hop our tunnel IP, 0.0.0.0/0.
             "2||||||0|65001|100.64.0.1|0.0.0.0|0|||||||||",

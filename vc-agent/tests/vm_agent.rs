@@ -6,8 +6,8 @@
 //! One VM boot, phase by phase: both tunnels up (IKE and child SAs with GRE-only selectors and
 //! reqids 1001/1002, keepalives both ways, BGP Established, exactly each DC's /25 and the /24
 //! accepted), each /25 on its own tunnel (R20) with traffic to prove it, DC2's BGP down and back
-//! (R21), and all that time nothing but IKE and ESP on the CPE's WAN; then a clean SIGTERM that
-//! leaves GRE blocked, even with charon gone.
+//! (R21), and all that time nothing but IKE and ESP on the CPE's WAN; then a clean SIGTERM (a
+//! stop for a restart: vc's routes stay) that leaves GRE blocked, even with charon gone.
 use std::{
     collections::BTreeSet,
     net::Ipv4Addr,
@@ -351,9 +351,10 @@ fn failover(region: &Region) {
     assert_eq!(tunnel(&s, &DC2).accepted_prefixes.len(), 2);
 }
 
-/// A clean SIGTERM: the agent exits 0, its routes go, GRE stays blocked (XFRM block policies
-/// and the BPF guard stay); with vc's charon stopped too, GRE cannot leave at all and nothing
-/// for Cisco's prefixes leaves in clear.
+/// A clean SIGTERM (a stop for a restart: graceful restart): the agent exits 0, its routes
+/// stay for the next run, GRE stays blocked (XFRM block policies and the BPF guard stay); with
+/// vc's charon stopped too, GRE cannot leave at all and nothing for Cisco's prefixes leaves in
+/// clear, though vc's routes still send it into the tunnels.
 fn sigterm_leaves_gre_blocked(region: &mut Region) {
     let wire = Capture::egress(&region.cpe, "wan0", &region.dir.join("cpe-wan-after.pcap"))
         .expect("capture");
@@ -363,14 +364,11 @@ fn sigterm_leaves_gre_blocked(region: &mut Region) {
     assert!(exit.success(), "vc-agent exited with {exit}");
     let log = std::fs::read_to_string(region.agent_log_path()).unwrap_or_default();
     assert!(log.contains("agent stopped"), "{log}");
-    assert_eq!(
-        region
-            .cpe
-            .sh("ip route show proto 201")
-            .expect("routes")
-            .trim(),
-        ""
-    );
+    let kept = region
+        .cpe
+        .sh("ip route show proto 201")
+        .expect("routes");
+    assert_eq!(kept.lines().count(), 3, "vc's routes stay: {kept}");
 
     let policies = region.cpe.ip(&["xfrm", "policy"]).expect("xfrm policy");
     for dc in DCS {
