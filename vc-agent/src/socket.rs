@@ -117,12 +117,9 @@ pub fn serve(path: &Path, answer: Answer) -> Result<Task> {
 async fn reply(stream: UnixStream, answer: &Answer) -> Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    tokio::time::timeout(
-        TIMEOUT,
-        BufReader::new(read.take(256)).read_line(&mut line),
-    )
-    .await
-    .with_context(|| format!("a client did not ask within {TIMEOUT:?}"))??;
+    tokio::time::timeout(TIMEOUT, BufReader::new(read.take(256)).read_line(&mut line))
+        .await
+        .with_context(|| format!("a client did not ask within {TIMEOUT:?}"))??;
     let text = match tokio::time::timeout(ANSWER_WITHIN, answer(line.trim())).await {
         Ok(Ok(text)) => text,
         Ok(Err(e)) => format!("error: {e:#}\n"),

@@ -364,10 +364,7 @@ fn sigterm_leaves_gre_blocked(region: &mut Region) {
     assert!(exit.success(), "vc-agent exited with {exit}");
     let log = std::fs::read_to_string(region.agent_log_path()).unwrap_or_default();
     assert!(log.contains("agent stopped"), "{log}");
-    let kept = region
-        .cpe
-        .sh("ip route show proto 201")
-        .expect("routes");
+    let kept = region.cpe.sh("ip route show proto 201").expect("routes");
     assert_eq!(kept.lines().count(), 3, "vc's routes stay: {kept}");
 
     let policies = region.cpe.ip(&["xfrm", "policy"]).expect("xfrm policy");

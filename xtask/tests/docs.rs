@@ -90,6 +90,10 @@ fn requirement_ids_are_found_as_words() {
 
 /// Source paths the docs name in backticks (`vc-agent/src/bgp/md5.rs`, `programs/lan_rx.rs`,
 /// `config/`), relative to the repository, to one of the crates' `src/` or to the document.
+#[expect(
+    clippy::case_sensitive_file_extension_comparisons,
+    reason = "the repository's file names are lower case"
+)]
 fn named_source_paths(text: &str) -> Vec<&str> {
     text.split('`')
         .skip(1)
@@ -101,15 +105,27 @@ fn named_source_paths(text: &str) -> Vec<&str> {
 }
 
 #[test]
+#[expect(
+    clippy::case_sensitive_file_extension_comparisons,
+    reason = "the repository's file names are lower case"
+)]
 fn source_paths_named_in_docs_exist() {
-    let bases = ["", "vc-agent/src/", "vc-ebpf/src/", "vc-wire/src/", "vc-common/src/"];
+    let bases = [
+        "",
+        "vc-agent/src/",
+        "vc-ebpf/src/",
+        "vc-wire/src/",
+        "vc-common/src/",
+    ];
     for (path, text) in tracked() {
         if !(path.starts_with("docs/") || path == "README.md") || !path.ends_with(".md") {
             continue;
         }
         for named in named_source_paths(&text) {
             assert!(
-                bases.iter().any(|base| root().join(base).join(named).exists())
+                bases
+                    .iter()
+                    .any(|base| root().join(base).join(named).exists())
                     || root().join(&path).with_file_name(named).exists(),
                 "{path} names `{named}`, which is not in the repository"
             );
@@ -119,6 +135,7 @@ fn source_paths_named_in_docs_exist() {
 
 #[test]
 fn named_source_paths_are_found() {
-    let found = named_source_paths("see `bgp/md5.rs`, `config/` and `cargo xtask test`, `/etc/vc/`");
+    let found =
+        named_source_paths("see `bgp/md5.rs`, `config/` and `cargo xtask test`, `/etc/vc/`");
     assert_eq!(found, ["bgp/md5.rs", "config/"]);
 }

@@ -140,22 +140,11 @@ impl Agent {
         }
         let mut route_config =
             RouteManagerConfig::new(plan.tunnels.iter().map(|t| t.next_hop.clone()).collect());
-        route_config.stale_for =
-            Duration::from_secs(u64::from(config.bgp.graceful_restart_time_s));
+        route_config.stale_for = Duration::from_secs(u64::from(config.bgp.graceful_restart_time_s));
         let routes = RouteManager::spawn(route_config, datapath.shared_maps())
             .await
             .context("starting the route manager")?;
-        let mut speakers = Vec::new();
-        let mut speaker_states = Vec::new();
-        for t in &plan.tunnels {
-            let mut neighbor = t.neighbor.clone();
-            neighbor.graceful_restart.restarted = restarted;
-            let (state, _) = watch::channel(NeighborState::new(&neighbor));
-            let speaker = Speaker::spawn_publishing(neighbor, routes.handle(), state.clone())
-                .with_context(|| format!("starting the BGP session of tunnel {}", t.id))?;
-            speakers.push((t.id, speaker));
-            speaker_states.push((t.id, state));
-        }
+        let (speakers, speaker_states) = spawn_speakers(&plan, &routes, restarted)?;
         let mut keepalives = Vec::new();
         for t in &plan.tunnels {
             let tunnel = KeepaliveTunnel {
@@ -344,7 +333,9 @@ impl Agent {
         let _ = std::fs::remove_file(&self.plan.status_socket);
         match mode {
             StopMode::Restart => info!("the datapath, vc's routes and charon keep running"),
-            StopMode::Withdraw => info!("vc's routes withdrawn; the datapath and charon keep running"),
+            StopMode::Withdraw => {
+                info!("vc's routes withdrawn; the datapath and charon keep running");
+            }
         }
     }
 
@@ -488,6 +479,34 @@ impl Agent {
             })
         })
     }
+}
+
+/// One BGP speaker per tunnel, each publishing on a channel of its own that outlives it (a
+/// reload may start a session anew). `restarted`: the OPENs announce a restart.
+#[expect(
+    clippy::type_complexity,
+    reason = "two lists of the same tunnels, kept side by side by the agent"
+)]
+fn spawn_speakers(
+    plan: &Plan,
+    routes: &RouteManager,
+    restarted: bool,
+) -> Result<(
+    Vec<(TunnelId, Speaker)>,
+    Vec<(TunnelId, watch::Sender<NeighborState>)>,
+)> {
+    let mut speakers = Vec::new();
+    let mut states = Vec::new();
+    for t in &plan.tunnels {
+        let mut neighbor = t.neighbor.clone();
+        neighbor.graceful_restart.restarted = restarted;
+        let (state, _) = watch::channel(NeighborState::new(&neighbor));
+        let speaker = Speaker::spawn_publishing(neighbor, routes.handle(), state.clone())
+            .with_context(|| format!("starting the BGP session of tunnel {}", t.id))?;
+        speakers.push((t.id, speaker));
+        states.push((t.id, state));
+    }
+    Ok((speakers, states))
 }
 
 /// `vc-agent run`: tells systemd it is ready once everything is up (`Type=notify`), and

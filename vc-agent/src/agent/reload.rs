@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::Plan;
 use crate::{
     bgp::{NeighborConfig, fsm::GracefulRestart},
-    config::{Config, SecretError, TunnelId},
+    config::{Config, Secret, SecretError, TunnelId},
 };
 
 /// The fields of `[tunnel.x]` a reload applies by resetting that tunnel's BGP session (the
@@ -141,7 +141,7 @@ fn ike_changed(old: &Config, new: &Config, id: TunnelId) -> Result<bool, SecretE
     if fields(o) != fields(n) {
         return Ok(true);
     }
-    let psk = |t: &crate::config::Tunnel| t.ike_psk.as_ref().map(|s| s.resolve()).transpose();
+    let psk = |t: &crate::config::Tunnel| t.ike_psk.as_ref().map(Secret::resolve).transpose();
     Ok(psk(o)? != psk(n)?)
 }
 

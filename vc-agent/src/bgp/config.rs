@@ -5,7 +5,10 @@ use std::{net::Ipv4Addr, time::Duration};
 use ipnet::Ipv4Net;
 
 use super::{
-    fsm::{FsmConfig, GracefulRestart}, packet::AS_TRANS, rib::ImportPolicy};
+    fsm::{FsmConfig, GracefulRestart},
+    packet::AS_TRANS,
+    rib::ImportPolicy,
+};
 
 /// The longest TCP-MD5 key Linux takes (`TCP_MD5SIG_MAXKEYLEN`).
 pub const MD5_MAX_KEY_LEN: usize = 80;

@@ -171,10 +171,17 @@ mod tests {
     #[test]
     fn stale_prefixes_count_until_their_tunnels_end_of_rib() {
         let mut t = RouteTable::default();
-        t.set_stale(0, set(&["198.18.10.0/25", "198.18.10.0/24", "198.18.99.0/24"]));
+        t.set_stale(
+            0,
+            set(&["198.18.10.0/25", "198.18.10.0/24", "198.18.99.0/24"]),
+        );
         t.set_stale(1, set(&["198.18.10.128/25", "198.18.10.0/24"]));
         let d = t.desired();
-        assert_eq!(d.len(), 4, "before any session: what the last run installed");
+        assert_eq!(
+            d.len(),
+            4,
+            "before any session: what the last run installed"
+        );
         assert_eq!(d[&net("198.18.10.0/24")], 0b11);
         // Tunnel 0's session is back without 198.18.99.0/24: kept until its End-of-RIB.
         t.set_learned(0, set(&["198.18.10.0/25", "198.18.10.0/24"]));

@@ -96,8 +96,7 @@ impl Watch {
         let stop = Arc::new(AtomicBool::new(false));
         let misses = Arc::new(Mutex::new(Vec::new()));
         let polls = Arc::new(Mutex::new(0));
-        let ctl: Vec<std::path::PathBuf> =
-            birds.iter().map(|b| b.dir().join("bird.ctl")).collect();
+        let ctl: Vec<std::path::PathBuf> = birds.iter().map(|b| b.dir().join("bird.ctl")).collect();
         let cpe = cpe.to_string();
         let thread = {
             let (stop, misses, polls) = (stop.clone(), misses.clone(), polls.clone());
@@ -204,73 +203,120 @@ fn control(t: &Topology, cfg: &Path, command: &str) -> (i32, String, String) {
     )
 }
 
+/// The restart lab: the GRE lab's CPE with the agent's config, and BIRD with graceful restart
+/// as both DCs (DC1's /24 in static `s1`, which the test disables).
+struct Lab {
+    t: Topology,
+    dir: std::path::PathBuf,
+    cfg: std::path::PathBuf,
+    text: String,
+    bird1: Bird,
+    bird2: Bird,
+}
+
+impl Lab {
+    fn new(tag: &str, extra: &str) -> Lab {
+        let t = Topology::dcs_only(true);
+        let dir = t.scratch(tag);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let cfg = dir.join("vc.toml");
+        let text = format!("{}{extra}", config(&t, ""));
+        std::fs::write(&cfg, &text).expect("config");
+        let bird1 = bird_gr(
+            &t.dc1,
+            [100, 64, 0, 2],
+            DC1_AS,
+            "lab-md5-a",
+            &[DC1_25, CISCO_24],
+        );
+        let bird2 = bird_gr(
+            &t.dc2,
+            [100, 64, 0, 6],
+            DC2_AS,
+            "lab-md5-b",
+            &[DC2_25, CISCO_24],
+        );
+        Lab {
+            t,
+            dir,
+            cfg,
+            text,
+            bird1,
+            bird2,
+        }
+    }
+
+    /// The agent's logs in the scratch directory, one after the other.
+    fn logs(&self, names: &[&str]) -> String {
+        names
+            .iter()
+            .map(|n| std::fs::read_to_string(self.dir.join(n)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    }
+
+    /// Starts the agent (logging to `agent.log`) and waits for both sessions with their
+    /// routes, BIRD's view included.
+    fn up(&self) -> Daemon {
+        let agent = AGENT.start(&self.t.cpe, &self.cfg, &self.dir.join("agent.log"));
+        wait_for(
+            Duration::from_secs(20),
+            "both sessions with their routes",
+            || {
+                AGENT
+                    .status(&self.t.cpe, &self.cfg)
+                    .filter(|s| all_up(s, [2, 2]))
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", self.logs(&["agent.log"])));
+        for bird in [&self.bird1, &self.bird2] {
+            bird.wait_established("cpe", Duration::from_secs(10))
+                .expect("BIRD");
+        }
+        agent
+    }
+}
+
+fn dev(d: &str) -> String {
+    d.to_string()
+}
+
 #[test]
 fn restart_is_hitless_reload_resets_only_what_changed_and_stop_withdraws() {
     if !privileged("restart_is_hitless_reload_resets_only_what_changed_and_stop_withdraws") {
         return;
     }
-    let t = Topology::dcs_only(true);
-    let dir = t.scratch("restart");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let cfg = dir.join("vc.toml");
-    let text = config(&t, "");
-    std::fs::write(&cfg, &text).expect("config");
-    let bird1 = bird_gr(
-        &t.dc1,
-        [100, 64, 0, 2],
-        DC1_AS,
-        "lab-md5-a",
-        &[DC1_25, CISCO_24],
-    );
-    let bird2 = bird_gr(
-        &t.dc2,
-        [100, 64, 0, 6],
-        DC2_AS,
-        "lab-md5-b",
-        &[DC2_25, CISCO_24],
-    );
-    let log1 = dir.join("agent.log");
-    let mut agent = AGENT.start(&t.cpe, &cfg, &log1);
-    let logs = |names: &[&str]| {
-        names
-            .iter()
-            .map(|n| std::fs::read_to_string(dir.join(n)).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    };
-    wait_for(Duration::from_secs(20), "both sessions with their routes", || {
-        AGENT
-            .status(&t.cpe, &cfg)
-            .filter(|s| all_up(s, [2, 2]))
-    })
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(&["agent.log"])));
-    for bird in [&bird1, &bird2] {
-        bird.wait_established("cpe", Duration::from_secs(10))
-            .expect("BIRD");
+    let lab = Lab::new("restart", "");
+    let agent = lab.up();
+    for bird in [&lab.bird1, &lab.bird2] {
         let caps = bird.birdc("show protocols all cpe").expect("birdc");
         assert!(
             caps.contains("Graceful restart"),
             "vc announces graceful restart: {caps}"
         );
     }
-    let before = vc_routes(&t.cpe);
-    let dev = |d: &str| d.to_string();
     let expected: BTreeSet<(String, String)> = [
         (dev(DC1_25), dev("vc-dc1")),
         (dev(DC2_25), dev("vc-dc2")),
         (dev(CISCO_24), dev("vc-dc1")),
     ]
     .into();
-    assert_eq!(before, expected);
+    assert_eq!(vc_routes(&lab.t.cpe), expected);
+    let _agent2 = restart(&lab, agent, &expected);
+    reload(&lab);
+    stop(&lab);
+}
 
-    // --- restart: SIGTERM, then a new run ---
-    let monitor_file = dir.join("ip-monitor.txt");
-    let monitor = monitor_routes(&t.cpe, &monitor_file);
+/// SIGTERM, the agent away for [`AWAY`] while DC1 stops sending the /24, then a new run;
+/// returns it.
+fn restart(lab: &Lab, mut agent: Daemon, expected: &BTreeSet<(String, String)>) -> Daemon {
+    let monitor_file = lab.dir.join("ip-monitor.txt");
+    let monitor = monitor_routes(&lab.t.cpe, &monitor_file);
     let required: BTreeSet<String> = expected.iter().map(|(p, _)| p.clone()).collect();
-    let watch = Watch::start(t.cpe.name(), [&bird1, &bird2], required);
+    let watch = Watch::start(lab.t.cpe.name(), [&lab.bird1, &lab.bird2], required);
     let pings = [
-        ping_flood(&t.lan, DC1_HOST, 10),
-        ping_flood(&t.lan, DC2_HOST, 10),
+        ping_flood(&lab.t.lan, DC1_HOST, 10),
+        ping_flood(&lab.t.lan, DC2_HOST, 10),
     ];
     thread::sleep(Duration::from_millis(500));
     let sigterm = Instant::now();
@@ -281,9 +327,9 @@ fn restart_is_hitless_reload_resets_only_what_changed_and_stop_withdraws() {
     .expect("stopped");
     let stopped_in = sigterm.elapsed();
     assert_eq!(agent.exit_status().and_then(|s| s.code()), Some(0));
-    let log = logs(&["agent.log"]);
+    let log = lab.logs(&["agent.log"]);
     assert!(log.contains("graceful restart"), "{log}");
-    for bird in [&bird1, &bird2] {
+    for bird in [&lab.bird1, &lab.bird2] {
         let last = bird.last_error("cpe").expect("birdc");
         assert!(
             !last.as_deref().unwrap_or_default().contains("Received"),
@@ -292,25 +338,27 @@ fn restart_is_hitless_reload_resets_only_what_changed_and_stop_withdraws() {
     }
     // While vc is down, DC1 stops sending the /24: vc holds it as stale on tunnel A until
     // DC1's End-of-RIB.
-    bird1.birdc("disable s1").expect("birdc disable");
+    lab.bird1.birdc("disable s1").expect("birdc disable");
     // A slow upgrade: the agent stays away a while (BIRD has seen the TCP connection close).
     thread::sleep(AWAY);
     let restarted = Instant::now();
-    let _agent2 = AGENT.start(&t.cpe, &cfg, &dir.join("agent2.log"));
+    let agent2 = AGENT.start(&lab.t.cpe, &lab.cfg, &lab.dir.join("agent2.log"));
     wait_for(Duration::from_secs(20), "Established again", || {
         AGENT
-            .status(&t.cpe, &cfg)
+            .status(&lab.t.cpe, &lab.cfg)
             .filter(|s| all_up(s, [1, 2]))
     })
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(&["agent.log", "agent2.log"])));
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs(&["agent.log", "agent2.log"])));
     let to_established = restarted.elapsed();
-    let [(sent1, received1), (sent2, received2)] =
-        pings.map(|p| p.join().expect("ping"));
+    let [(sent1, received1), (sent2, received2)] = pings.map(|p| p.join().expect("ping"));
     let (polls, misses) = watch.finish();
     drop(monitor);
-    let log2 = logs(&["agent2.log"]);
+    let log2 = lab.logs(&["agent2.log"]);
     assert!(log2.contains("adopting the running datapath"), "{log2}");
-    assert!(log2.contains("kept 3 route(s) of the previous run"), "{log2}");
+    assert!(
+        log2.contains("kept 3 route(s) of the previous run"),
+        "{log2}"
+    );
 
     // (c) The /24 DC1 no longer sends left tunnel A with DC1's End-of-RIB: it goes via B now.
     let swept: BTreeSet<(String, String)> = [
@@ -319,12 +367,14 @@ fn restart_is_hitless_reload_resets_only_what_changed_and_stop_withdraws() {
         (dev(CISCO_24), dev("vc-dc2")),
     ]
     .into();
-    wait_for(Duration::from_secs(5), "the stale /24 swept from tunnel A", || {
-        (vc_routes(&t.cpe) == swept).then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{e:#}: {:?}\n{log2}", vc_routes(&t.cpe)));
+    wait_for(
+        Duration::from_secs(5),
+        "the stale /24 swept from tunnel A",
+        || (vc_routes(&lab.t.cpe) == swept).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}: {:?}\n{log2}", vc_routes(&lab.t.cpe)));
     assert!(log2.contains("End-of-RIB"), "{log2}");
-    let s = AGENT.status(&t.cpe, &cfg).expect("status");
+    let s = AGENT.status(&lab.t.cpe, &lab.cfg).expect("status");
     let tunnels_of_24: Vec<String> = s
         .datapath
         .routes
@@ -347,7 +397,11 @@ fn restart_is_hitless_reload_resets_only_what_changed_and_stop_withdraws() {
         "the monitor saw the /24 move (it works): {monitor_text}"
     );
     // (a) + (b) by polling: neither BIRD lost vc's default route, vc lost no DC route.
-    assert!(misses.is_empty(), "{} of {polls} polls: {misses:#?}", misses.len());
+    assert!(
+        misses.is_empty(),
+        "{} of {polls} polls: {misses:#?}",
+        misses.len()
+    );
     assert!(polls > 20, "the watch polled throughout ({polls})");
     let lost = (sent1 - received1) + (sent2 - received2);
     eprintln!(
@@ -355,16 +409,27 @@ fn restart_is_hitless_reload_resets_only_what_changed_and_stop_withdraws() {
          {to_established:?}; {polls} polls, routes lost 0 (BIRD and kernel); LAN → DC1 pings \
          {received1}/{sent1}, → DC2 {received2}/{sent2} ({lost} lost)"
     );
-    assert!(sent1 > 100 && sent2 > 100, "pings ran throughout the restart");
+    assert!(
+        sent1 > 100 && sent2 > 100,
+        "pings ran throughout the restart"
+    );
     assert_eq!(lost, 0, "traffic flows on through the restart");
 
-    reload(&t, &cfg, &text, &bird1, &bird2, &dir);
-    stop(&t, &cfg, &bird1, &bird2);
+    agent2
 }
 
 /// `vc-agent reload`: tunnel B's BGP password changed (on both ends) resets only B; an
 /// invalid config, and one that changes an interface, are refused and change nothing.
-fn reload(t: &Topology, cfg: &Path, text: &str, bird1: &Bird, bird2: &Bird, dir: &Path) {
+fn reload(lab: &Lab) {
+    let Lab {
+        t,
+        cfg,
+        text,
+        bird1,
+        bird2,
+        dir,
+        ..
+    } = lab;
     let since_a = bird_since(bird1);
     let status = AGENT.status(&t.cpe, cfg).expect("status");
     let a_before = status.tunnels[0].bgp.clone().expect("bgp a");
@@ -372,7 +437,11 @@ fn reload(t: &Topology, cfg: &Path, text: &str, bird1: &Bird, bird2: &Bird, dir:
     // Refused: an invalid file (a bad ASN, a bad address), named as check-config names them.
     let invalid = text
         .replacen(&format!("cisco_asn = {DC1_AS}"), "cisco_asn = 1", 1)
-        .replacen("dc_tunnel_ip = \"100.64.0.6/30\"", "dc_tunnel_ip = \"100.64.9.6/30\"", 1);
+        .replacen(
+            "dc_tunnel_ip = \"100.64.0.6/30\"",
+            "dc_tunnel_ip = \"100.64.9.6/30\"",
+            1,
+        );
     std::fs::write(cfg, &invalid).expect("config");
     let (code, out, err) = control(t, cfg, "reload");
     assert_eq!(code, 1, "refused: {out}{err}");
@@ -400,14 +469,16 @@ fn reload(t: &Topology, cfg: &Path, text: &str, bird1: &Bird, bird2: &Bird, dir:
         .collect::<Vec<_>>()
         .join("\n")
         .replace("lab-md5-b\"", "lab-md5-b2\"");
-    bird2.reconfigure(&bird2_config).expect("BIRD 2 reconfigured");
+    bird2
+        .reconfigure(&bird2_config)
+        .expect("BIRD 2 reconfigured");
     let (code, out, err) = control(t, cfg, "reload");
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(out.trim(), "tunnel B (DC2): BGP session reset", "{out}");
     let after = wait_for(Duration::from_secs(20), "B Established again", || {
-        AGENT
-            .status(&t.cpe, cfg)
-            .filter(|s| all_up(s, [1, 2]) && s.tunnels[1].bgp.as_ref().is_some_and(|b| b.flaps == 0))
+        AGENT.status(&t.cpe, cfg).filter(|s| {
+            all_up(s, [1, 2]) && s.tunnels[1].bgp.as_ref().is_some_and(|b| b.flaps == 0)
+        })
     })
     .unwrap_or_else(|e| {
         panic!(
@@ -422,14 +493,25 @@ fn reload(t: &Topology, cfg: &Path, text: &str, bird1: &Bird, bird2: &Bird, dir:
         a_after.uptime_s >= a_before.uptime_s,
         "{a_before:?} {a_after:?}"
     );
-    assert_eq!(bird_since(bird1), since_a, "BIRD: A's session has not changed");
+    assert_eq!(
+        bird_since(bird1),
+        since_a,
+        "BIRD: A's session has not changed"
+    );
     assert_ne!(bird_since(bird2), "", "BIRD 2 has a session");
     let (code, out, _) = control(t, cfg, "reload");
     assert_eq!((code, out.trim()), (0, "no change"));
 }
 
 /// `vc-agent stop`: Cease to both DCs, vc's routes gone, the agent gone.
-fn stop(t: &Topology, cfg: &Path, bird1: &Bird, bird2: &Bird) {
+fn stop(lab: &Lab) {
+    let Lab {
+        t,
+        cfg,
+        bird1,
+        bird2,
+        ..
+    } = lab;
     let (code, out, err) = control(t, cfg, "stop");
     assert_eq!(code, 0, "{out}{err}");
     for bird in [bird1, bird2] {
@@ -458,27 +540,18 @@ fn without_graceful_restart_sigterm_withdraws() {
     if !privileged("without_graceful_restart_sigterm_withdraws") {
         return;
     }
-    let t = Topology::dcs_only(true);
-    let dir = t.scratch("no-gr");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let cfg = dir.join("vc.toml");
-    let text = format!("{}[bgp]\ngraceful_restart_time_s = 0\n", config(&t, ""));
-    std::fs::write(&cfg, &text).expect("config");
-    let bird1 = bird_gr(&t.dc1, [100, 64, 0, 2], DC1_AS, "lab-md5-a", &[DC1_25, CISCO_24]);
-    let bird2 = bird_gr(&t.dc2, [100, 64, 0, 6], DC2_AS, "lab-md5-b", &[DC2_25, CISCO_24]);
-    let log = dir.join("agent.log");
-    let mut agent = AGENT.start(&t.cpe, &cfg, &log);
-    wait_for(Duration::from_secs(20), "both sessions with their routes", || {
-        AGENT.status(&t.cpe, &cfg).filter(|s| all_up(s, [2, 2]))
-    })
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+    let lab = Lab::new("no-gr", "[bgp]\ngraceful_restart_time_s = 0\n");
+    let mut agent = lab.up();
+    let Lab {
+        t, bird1, bird2, ..
+    } = &lab;
     assert_eq!(vc_routes(&t.cpe).len(), 3);
     agent.signal(libc::SIGTERM);
     wait_for(Duration::from_secs(10), "the agent to exit", || {
         agent.exit_status()
     })
     .expect("stopped");
-    for bird in [&bird1, &bird2] {
+    for bird in [bird1, bird2] {
         let last = bird.last_error("cpe").expect("birdc");
         assert_eq!(last.as_deref(), Some("Received: Administrative shutdown"));
         assert!(bird.routes("protocol cpe").expect("birdc").is_empty());
