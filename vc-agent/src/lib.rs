@@ -8,7 +8,7 @@
 //!   `ipsec`, `routes`. Leaves any room may use: `duration` (time as text), `task` (named
 //!   long-lived tasks whose end can be awaited), `limit` (accept back-off, log rate limits).
 //! - `status` → the domain rooms' status pieces: the agent's status as one typed model.
-//! - `socket` → `status`, `config`: the status socket and its client.
+//! - `socket` → `status`, `config`: the control socket (status, stop, reload) and its client.
 //! - `metrics` → `status`; `diagnose` → `status`, `socket`, `config`, and the domain
 //!   vocabulary it judges by (BGP NOTIFICATION codes, vc's reqids and selectors).
 //! - `manual` → `config`, `datapath`, `routes`: `vc-agent datapath`, by hand.

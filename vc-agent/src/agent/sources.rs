@@ -87,6 +87,11 @@ impl Sources {
                 .get(&index)
                 .map(|set| set.iter().copied().collect())
                 .unwrap_or_default(),
+            stale_prefixes: routes
+                .stale
+                .get(&index)
+                .map(|set| set.iter().copied().collect())
+                .unwrap_or_default(),
         }
     }
 

@@ -97,6 +97,7 @@ fn healthy_tunnel() -> TunnelStatus {
             refused_connections: 0,
         }),
         accepted_prefixes: vec![net("203.0.113.0/25"), net("203.0.113.0/24")],
+        stale_prefixes: vec![],
     }
 }
 

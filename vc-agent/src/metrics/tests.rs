@@ -136,6 +136,7 @@ fn tunnel(id: TunnelId) -> TunnelStatus {
             refused_connections: 3,
         }),
         accepted_prefixes: vec!["203.0.113.0/24".parse().expect("prefix")],
+        stale_prefixes: vec![],
     }
 }
 

@@ -68,6 +68,7 @@ fn status() -> AgentStatus {
                 refused_connections: 0,
             }),
             accepted_prefixes: vec![prefix("203.0.113.0/24")],
+            stale_prefixes: vec![],
         }],
         datapath: DatapathStatus {
             attach_mode: AttachMode::Clsact,
@@ -124,4 +125,26 @@ fn the_text_heads_each_tunnel_with_its_ends() {
     ] {
         assert!(text.contains(line), "{line:?} missing:\n{text}");
     }
+}
+
+#[test]
+fn routes_kept_from_before_a_restart_show_until_end_of_rib() {
+    let mut s = status();
+    assert!(!s.to_string().contains("kept from before"));
+    let json = serde_json::to_value(&s).expect("json");
+    assert!(
+        json["tunnels"][0].get("stale_prefixes").is_none(),
+        "{json:#}"
+    );
+    s.tunnels[0].stale_prefixes = vec!["203.0.113.0/25".parse().expect("prefix")];
+    assert!(
+        s.to_string().contains(
+            "  routes    kept from before the agent's restart until End-of-RIB [203.0.113.0/25]\n"
+        ),
+        "{s}"
+    );
+    let json = serde_json::to_value(&s).expect("json");
+    assert_eq!(json["tunnels"][0]["stale_prefixes"][0], "203.0.113.0/25");
+    let back: AgentStatus = serde_json::from_value(json).expect("parse");
+    assert_eq!(back, s);
 }

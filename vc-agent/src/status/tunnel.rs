@@ -74,6 +74,10 @@ pub struct TunnelStatus {
     pub bgp: Option<BgpStatus>,
     /// Prefixes this tunnel's session accepted (installed when the tunnel is alive).
     pub accepted_prefixes: Vec<Ipv4Net>,
+    /// After a restart of the agent: the routes via this tunnel the previous run left, kept
+    /// until the session's End-of-RIB (graceful restart).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale_prefixes: Vec<Ipv4Net>,
 }
 
 impl TunnelStatus {
@@ -115,6 +119,13 @@ impl fmt::Display for TunnelStatus {
             prefix_list(&self.accepted_prefixes, ", "),
             prefix_list(&self.expected_prefixes, " + ")
         )?;
+        if !self.stale_prefixes.is_empty() {
+            writeln!(
+                f,
+                "  routes    kept from before the agent's restart until End-of-RIB [{}]",
+                prefix_list(&self.stale_prefixes, ", ")
+            )?;
+        }
         write!(f, "{}", self.counters)
     }
 }
