@@ -6,8 +6,10 @@
 //! One VM boot, phase by phase: both tunnels up (IKE and child SAs with GRE-only selectors and
 //! reqids 1001/1002, keepalives both ways, BGP Established, exactly each DC's /25 and the /24
 //! accepted), each /25 on its own tunnel (R20) with traffic to prove it, DC2's BGP down and back
-//! (R21), and all that time nothing but IKE and ESP on the CPE's WAN; then a clean SIGTERM (a
-//! stop for a restart: vc's routes stay) that leaves GRE blocked, even with charon gone.
+//! (R21), and all that time nothing but IKE and ESP on the CPE's WAN; a restart of the agent
+//! (SIGTERM, then a new run) that the traffic does not notice (BGP graceful restart, the SAs
+//! and the datapath kept); then a clean SIGTERM (a stop for a restart: vc's routes stay) that
+//! leaves GRE blocked, even with charon gone.
 use std::{
     collections::BTreeSet,
     net::Ipv4Addr,
@@ -84,6 +86,7 @@ fn agent_in_ipsec_mode_end_to_end() {
         "{seen}"
     );
 
+    restart_is_hitless(&mut region);
     sigterm_leaves_gre_blocked(&mut region);
     no_secret_in_logs(&region);
 }
@@ -349,6 +352,94 @@ fn failover(region: &Region) {
     pings_cross(region, DC2.host, &DC2);
     let s = status(region);
     assert_eq!(tunnel(&s, &DC2).accepted_prefixes.len(), 2);
+}
+
+/// SIGTERM and a new run while the LAN pings both DCs' hosts every 50 ms: vc's kernel routes,
+/// the SAs and the datapath stay, each DC's BIRD (graceful restart aware, its default) keeps
+/// vc's 0.0.0.0/0 while the agent is away, the new run announces its restart, adopts vc's
+/// routes and the SAs, and no ping is lost.
+fn restart_is_hitless(region: &mut Region) {
+    let routes_before = region.cpe.sh("ip route show proto 201").expect("routes");
+    let pings: Vec<_> = DCS
+        .iter()
+        .map(|dc| {
+            let mut cmd = region.lan.command("ping");
+            cmd.args(["-n", "-q", "-i", "0.05", "-W", "1", "-w", "8"])
+                .arg(dc.host.to_string());
+            std::thread::spawn(move || cmd.output().expect("ping"))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let sigterm = Instant::now();
+    let exit = region
+        .stop_agent(Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(30)));
+    let stopped_in = sigterm.elapsed();
+    assert!(exit.success(), "vc-agent exited with {exit}");
+    // Away a while: both DCs have seen the TCP connection close, no NOTIFICATION.
+    std::thread::sleep(Duration::from_secs(2));
+    for dc in DCS {
+        let received = region.dc(dc.n).received();
+        assert_eq!(
+            received,
+            ["0.0.0.0/0"],
+            "DC{} keeps vc's default route while vc is away",
+            dc.n
+        );
+    }
+    assert_eq!(
+        region.cpe.sh("ip route show proto 201").expect("routes"),
+        routes_before,
+        "vc's routes stay while it is away"
+    );
+    region.start_agent().expect("vc-agent run again");
+    let restarted = Instant::now();
+    wait_for(
+        Duration::from_secs(30),
+        "both sessions Established again",
+        || {
+            let s: AgentStatus = serde_json::from_str(&region.status_json().ok()?).ok()?;
+            s.tunnels
+                .iter()
+                .all(|t| {
+                    t.bgp.as_ref().is_some_and(|b| b.established) && t.accepted_prefixes.len() == 2
+                })
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(40)));
+    let to_established = restarted.elapsed();
+    let mut lost = Vec::new();
+    for (dc, ping) in DCS.iter().zip(pings) {
+        let out = ping.join().expect("ping thread");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let summary = text
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .unwrap_or_default()
+            .to_string();
+        lost.push(format!("DC{}: {summary}", dc.n));
+        assert!(
+            summary.contains(" 0% packet loss"),
+            "LAN → DC{}'s host during the restart: {text}",
+            dc.n
+        );
+    }
+    let log = std::fs::read_to_string(region.agent_log_path()).unwrap_or_default();
+    assert!(log.contains("restarted=true"), "the new run is a restart");
+    assert!(
+        log.contains("kept 3 route(s) of the previous run (graceful restart)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("GracefulRestart { restarted: true"),
+        "the new run's OPENs announce the restart"
+    );
+    eprintln!(
+        "MEASURE IPsec-mode restart: SIGTERM → exited {stopped_in:?}, away 2 s, new run → both \
+         sessions Established with their routes {to_established:?}; pings {}",
+        lost.join("; ")
+    );
 }
 
 /// A clean SIGTERM (a stop for a restart: graceful restart): the agent exits 0, its routes

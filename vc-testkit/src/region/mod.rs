@@ -173,9 +173,16 @@ impl Region {
         self.dir.join("agent.log")
     }
 
-    /// Starts `vc-agent run -c /etc/vc/vc.toml` in the CPE's namespace.
+    /// Starts `vc-agent run -c /etc/vc/vc.toml` in the CPE's namespace. A later start (a
+    /// restart) appends to the same log.
     pub fn start_agent(&mut self) -> Result<()> {
-        let log = std::fs::File::create(self.agent_log_path()).context("agent log")?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(self.agent_started.is_some())
+            .truncate(self.agent_started.is_none())
+            .open(self.agent_log_path())
+            .context("agent log")?;
         let child = self
             .agent_command(&["run", "-c", CONFIG_PATH])
             .env("RUST_LOG", "info")
