@@ -3,8 +3,9 @@
 //! of the lab's region (`vc_testkit::region`) run by the installed unit from the installed
 //! files: `/usr/sbin/vc-agent`, `/etc/vc/vc.toml`, `vc-agent.service` with every restriction
 //! it ships (a drop-in only puts it in the CPE's namespace). One VM boot: install, verify the
-//! unit, start (READY=1), both tunnels up, the journal with priorities, a restart that keeps
-//! charon, stop, purge, remove and purge the package.
+//! unit, start (READY=1), both tunnels up, the journal with priorities, `systemctl reload`
+//! (applied, and refused), a restart that keeps charon, stop, purge, remove and purge the
+//! package.
 use std::{
     path::Path,
     process::{Command, Output},
@@ -102,6 +103,7 @@ fn the_package_runs_the_lab_cpe_under_systemd() {
     })
     .unwrap_or_else(|e| panic!("{e:#}: {}", unit_property("StatusText")));
     journal_has_priorities();
+    reload_under_systemd();
     restart_keeps_charon(&region);
 
     ok(&format!("systemctl stop {UNIT}"));
@@ -163,6 +165,31 @@ fn journal_has_priorities() {
         .unwrap_or_else(|| panic!("no `agent up` in the journal:\n{json}"));
     assert_eq!(up["PRIORITY"], "6", "{up}");
     assert_eq!(up["SYSLOG_IDENTIFIER"], "vc-agent", "{up}");
+}
+
+/// ExecReload: `systemctl reload` runs `vc-agent reload` inside the unit's restrictions. The
+/// same config applies nothing; an invalid one fails the reload, named in the journal, and the
+/// agent runs on as it was.
+fn reload_under_systemd() {
+    const CONFIG: &str = "/etc/vc/vc.toml";
+    let agent = unit_property("MainPID");
+    ok(&format!("systemctl reload {UNIT}"));
+    wait_for(Duration::from_secs(5), "the reload in the journal", || {
+        journal().contains("reload: no change").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", journal()));
+    let good = std::fs::read_to_string(CONFIG).expect("the config");
+    let bad = good.replace("cpe_asn = ", "cpe_asn = 1 # was ");
+    assert_ne!(bad, good, "the config names cpe_asn");
+    std::fs::write(CONFIG, &bad).expect("an invalid config");
+    let refused = sh(&format!("systemctl reload {UNIT}"));
+    std::fs::write(CONFIG, &good).expect("the config back");
+    assert!(!refused.status.success(), "an invalid config is refused");
+    let log = journal();
+    assert!(log.contains("the new config is refused, the running one kept"), "{log}");
+    assert!(log.contains("tunnel.a.cpe_asn"), "the fault is named: {log}");
+    assert_eq!(unit_property("MainPID"), agent, "the same agent");
+    assert_eq!(unit_property("ActiveState"), "active");
 }
 
 /// KillMode=process: a restarted agent finds vc's charon still running and adopts it and the
