@@ -186,8 +186,14 @@ fn reload_under_systemd() {
     std::fs::write(CONFIG, &good).expect("the config back");
     assert!(!refused.status.success(), "an invalid config is refused");
     let log = journal();
-    assert!(log.contains("the new config is refused, the running one kept"), "{log}");
-    assert!(log.contains("tunnel.a.cpe_asn"), "the fault is named: {log}");
+    assert!(
+        log.contains("the new config is refused, the running one kept"),
+        "{log}"
+    );
+    assert!(
+        log.contains("tunnel.a.cpe_asn"),
+        "the fault is named: {log}"
+    );
     assert_eq!(unit_property("MainPID"), agent, "the same agent");
     assert_eq!(unit_property("ActiveState"), "active");
 }

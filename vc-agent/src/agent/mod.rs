@@ -368,14 +368,17 @@ impl Agent {
         }
         let mut done = Vec::new();
         if !changes.ike.is_empty() {
-            if let Some(ipsec) = &self.ipsec {
+            let what = if let Some(ipsec) = &self.ipsec {
                 timeout(IPSEC_RELOAD, ipsec.reload(new.clone()))
                     .await
                     .map_err(|_| anyhow!("charon did not reload within {IPSEC_RELOAD:?}"))?
                     .context("reloading the IKE connections")?;
-            }
+                "IKE connection reloaded"
+            } else {
+                "IKE settings taken (external-ipsec mode: another box does IKE)"
+            };
             for id in &changes.ike {
-                done.push(format!("tunnel {id}: IKE connection reloaded"));
+                done.push(format!("tunnel {id}: {what}"));
             }
         }
         // From here on the new config is the running one, whatever a session does.
