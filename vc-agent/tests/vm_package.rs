@@ -167,7 +167,7 @@ fn journal_has_priorities() {
     assert_eq!(up["SYSLOG_IDENTIFIER"], "vc-agent", "{up}");
 }
 
-/// ExecReload: `systemctl reload` runs `vc-agent reload` inside the unit's restrictions. The
+/// `ExecReload`: `systemctl reload` runs `vc-agent reload` inside the unit's restrictions. The
 /// same config applies nothing; an invalid one fails the reload, named in the journal, and the
 /// agent runs on as it was.
 fn reload_under_systemd() {
