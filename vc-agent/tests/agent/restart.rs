@@ -530,6 +530,8 @@ fn stop(lab: &Lab) {
     );
     let (code, _, _) = control(t, cfg, "stop");
     assert_eq!(code, 2, "no agent to stop");
+    let (code, _, _) = control(t, cfg, "reload");
+    assert_eq!(code, 2, "no agent to reload");
 }
 
 /// The negative control: with graceful restart off (`graceful_restart_time_s = 0`), SIGTERM
