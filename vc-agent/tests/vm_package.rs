@@ -4,8 +4,8 @@
 //! files: `/usr/sbin/vc-agent`, `/etc/vc/vc.toml`, `vc-agent.service` with every restriction
 //! it ships (a drop-in only puts it in the CPE's namespace). One VM boot: install, verify the
 //! unit, start (READY=1), both tunnels up, the journal with priorities, `systemctl reload`
-//! (applied, and refused), a restart that keeps charon, stop, purge, remove and purge the
-//! package.
+//! (applied, and refused), a restart that keeps charon, `vc-agent stop`, purge, remove and
+//! purge the package.
 use std::{
     path::Path,
     process::{Command, Output},
@@ -106,8 +106,37 @@ fn the_package_runs_the_lab_cpe_under_systemd() {
     reload_under_systemd();
     restart_keeps_charon(&region);
 
+    // A stop for good, as the package's removal starts it: Cease, vc's routes withdrawn, a
+    // clean exit that systemd does not restart.
+    let stopped = region
+        .agent_command(&["stop", "-c", "/etc/vc/vc.toml"])
+        .output()
+        .expect("vc-agent stop");
+    assert!(
+        stopped.status.success(),
+        "vc-agent stop: {}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    wait_for(Duration::from_secs(10), "the unit inactive", || {
+        (unit_property("ActiveState") == "inactive").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", journal()));
+    assert_eq!(
+        region
+            .cpe
+            .sh("ip route show proto 201")
+            .expect("routes")
+            .trim(),
+        "",
+        "vc's routes withdrawn"
+    );
+    for n in [1, 2] {
+        assert!(
+            region.dc(n).received().is_empty(),
+            "DC{n} dropped vc's route"
+        );
+    }
     ok(&format!("systemctl stop {UNIT}"));
-    assert_eq!(unit_property("ActiveState"), "inactive");
     assert!(journal().contains("agent stopped"), "{}", journal());
     purge(&region);
     remove_and_purge_the_package();
