@@ -27,11 +27,11 @@ use tracing::{error, info, warn};
 pub use self::plan::{Plan, TunnelPlan, plan};
 use self::sources::Sources;
 use crate::{
-    bgp::Speaker,
+    bgp::{self, Speaker},
     config::{Config, TunnelId},
     datapath::{Datapath, tunnel_index},
     ipsec::Ipsec,
-    keepalive::{KeepaliveTask, KeepaliveTunnel},
+    keepalive::{KeepaliveTask, KeepaliveTunnel, task::BgpEstablished},
     metrics,
     routes::{self, RouteManager, RouteManagerConfig},
     service::{self, Notice},
@@ -117,10 +117,20 @@ impl Agent {
                 tunnel_ifindex: datapath.devices(tunnel_index(t.id))?.tunnel_ifindex,
                 config: t.keepalive,
             };
+            let session = speakers
+                .iter()
+                .find(|(id, _)| *id == t.id)
+                .map(|(_, s)| s.subscribe());
+            let bgp: BgpEstablished = Arc::new(move || {
+                session
+                    .as_ref()
+                    .is_some_and(|s| s.borrow().state == bgp::State::Established)
+            });
             keepalives.push(KeepaliveTask::spawn(
                 tunnel,
                 datapath.shared_maps(),
                 ipsec.as_ref().map(Ipsec::watch),
+                bgp,
                 routes.handle(),
             )?);
         }

@@ -298,6 +298,10 @@ pub struct Tunnel {
     /// Keepalives missed before the tunnel counts as down.
     #[serde(default = "defaults::keepalive_retries")]
     pub keepalive_retries: u32,
+    /// The interval of the DC's own keepalives: with ours off (`keepalive_interval_s = 0`),
+    /// liveness is judged from the DC's that vc reflects, `keepalive_retries` of these.
+    #[serde(default = "defaults::keepalive_interval")]
+    pub dc_keepalive_interval_s: u32,
     /// TCP MSS clamp for SYNs through the tunnel (Cisco asks for 1350).
     #[serde(default = "defaults::mss")]
     pub mss: u16,

@@ -6,7 +6,7 @@ use vc_testkit::metrics::{Exposition, parse};
 use super::{exposition, http::Request, registry, route};
 use crate::status::{
     AgentStatus, AttachMode, BgpState, BgpStatus, CharonStatus, ChildStatus, DatapathStatus,
-    DropReason, Failure, FailureStatus, Hook, IkeState, IkeStatus, IpsecStatus, KeepaliveStatus,
+    DropReason, Failure, FailureStatus, Hook, IkeState, IkeStatus, IpsecStatus, KeepaliveStatus, LivenessSignal,
     Mode, Outcome, RouteLine, TunnelCounters, TunnelEnds, TunnelId, TunnelStatus, VerdictLine,
 };
 
@@ -102,6 +102,11 @@ fn tunnel(id: TunnelId) -> TunnelStatus {
             alive: true,
             missed: 1,
             last_reply_s: Some(2),
+            liveness: vec![
+                LivenessSignal::OurKeepalives,
+                LivenessSignal::DcKeepalives,
+                LivenessSignal::ChildSa,
+            ],
         },
         counters: TunnelCounters {
             up: true,

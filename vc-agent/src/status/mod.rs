@@ -28,7 +28,7 @@ pub use crate::{
         ChildMode, ChildState, Failure, IkeState,
         status::{CharonStatus, ChildStatus, FailureStatus, IkeStatus, IpsecStatus},
     },
-    keepalive::status::KeepaliveStatus,
+    keepalive::status::{KeepaliveStatus, LivenessSignal, signals_text},
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
