@@ -32,6 +32,7 @@ use crate::{
     datapath::{Datapath, tunnel_index},
     ipsec::Ipsec,
     keepalive::{KeepaliveTask, KeepaliveTunnel, task::BgpEstablished},
+    lan::{LanHealth, LanWatch},
     metrics,
     routes::{self, RouteManager, RouteManagerConfig},
     service::{self, Notice},
@@ -61,7 +62,8 @@ pub struct Agent {
     routes: RouteManager,
     speakers: Vec<(TunnelId, Speaker)>,
     keepalives: Vec<KeepaliveTask>,
-    /// The agent's own tasks: path MTU, status socket, metrics.
+    lan: LanWatch,
+    /// The agent's own tasks: LAN follower, path MTU, status socket, metrics.
     tasks: Vec<Task>,
 }
 
@@ -106,6 +108,16 @@ impl Agent {
                 .with_context(|| format!("starting the BGP session of tunnel {}", t.id))?;
             speakers.push((t.id, speaker));
         }
+        let lan = LanWatch::start(
+            config.interfaces.lan.clone(),
+            config.lan.default_requires.clone(),
+        )
+        .await
+        .context("starting the LAN watcher")?;
+        let lan_follower = follow_lan(
+            lan.subscribe(),
+            speakers.iter().map(|(_, s)| s.default_switch()).collect(),
+        );
         let mut keepalives = Vec::new();
         for t in &plan.tunnels {
             let tunnel = KeepaliveTunnel {
@@ -143,7 +155,8 @@ impl Agent {
             routes,
             speakers,
             keepalives,
-            tasks: Vec::new(),
+            lan,
+            tasks: vec![lan_follower],
         };
         agent.tasks.push(path_mtu::follow(
             Arc::clone(&agent.datapath),
@@ -208,6 +221,7 @@ impl Agent {
         watched.extend(self.speakers.iter().map(|(_, s)| s.task()));
         watched.extend(self.keepalives.iter().map(KeepaliveTask::task));
         watched.push(self.routes.task());
+        watched.push(self.lan.task());
         watched.extend(self.ipsec.as_ref().map(Ipsec::task));
         watched
     }
@@ -222,6 +236,7 @@ impl Agent {
         for k in &self.keepalives {
             k.abort();
         }
+        self.lan.task().abort();
         let closing =
             futures::future::join_all(self.speakers.into_iter().map(|(_, s)| s.shutdown()));
         if timeout(SESSIONS_CLOSE, closing).await.is_err() {
@@ -266,6 +281,7 @@ impl Agent {
                 .map(|(id, s)| (*id, s.subscribe()))
                 .collect(),
             keepalives: self.keepalives.iter().map(|k| (k.id(), k.view())).collect(),
+            lan: self.lan.subscribe(),
         }
     }
 
@@ -276,6 +292,25 @@ impl Agent {
             other => anyhow::bail!("unknown request {other:?} (ask: {})", socket::STATUS),
         })
     }
+}
+
+/// Advertises 0.0.0.0/0 to every DC while the LAN side is healthy, withdraws it otherwise
+/// (`[lan] default_requires`). The first health is applied before any session can come up.
+fn follow_lan(
+    mut health: tokio::sync::watch::Receiver<LanHealth>,
+    switches: Vec<bgp::DefaultSwitch>,
+) -> Task {
+    Task::spawn("lan-default", async move {
+        loop {
+            let healthy = health.borrow_and_update().healthy();
+            for s in &switches {
+                s.set(healthy);
+            }
+            if health.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    })
 }
 
 /// `vc-agent run`: tells systemd it is ready once everything is up (`Type=notify`), and

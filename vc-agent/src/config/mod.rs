@@ -14,6 +14,7 @@
 //! `validate` (the faults `check-config` reports), `export` (the config without secrets).
 pub mod cli;
 mod export;
+mod lan;
 mod parse_error;
 pub mod permissions;
 pub mod proposal;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::{
     export::export_toml,
+    lan::{BadCheck, LanCheck},
     parse_error::ParseError,
     secret::{Secret, SecretError, SecretValue},
     validate::{Fault, FaultKind, Faults, Secrets, validate, validate_with},
@@ -57,6 +59,20 @@ pub struct Config {
     /// Not part of the form.
     #[serde(default)]
     pub agent: AgentSettings,
+    /// The LAN side: when 0.0.0.0/0 is advertised. Not part of the form.
+    #[serde(default)]
+    pub lan: LanSettings,
+}
+
+/// `[lan]`: the conditional default route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LanSettings {
+    /// Advertise 0.0.0.0/0 to the DCs only while all of these hold on the LAN side
+    /// (`"link"`: `interfaces.lan` up; `"route PREFIX"`: the main table has that route);
+    /// withdrawn otherwise. Empty (default): always advertised.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub default_requires: Vec<LanCheck>,
 }
 
 /// `[agent]`: where the agent keeps its state and how it shows it.

@@ -115,6 +115,7 @@ fn status(mode: Mode, tunnel: TunnelStatus) -> AgentStatus {
             version: "5.9.8".into(),
             pid: Some(42),
         }),
+        lan: None,
         tunnels: vec![tunnel],
         datapath: DatapathStatus {
             attach_mode: AttachMode::Tcx,

@@ -166,6 +166,7 @@ fn status() -> AgentStatus {
             version: "5.9.8".into(),
             pid: Some(1),
         }),
+        lan: None,
         tunnels: vec![tunnel(TunnelId::A), b],
         datapath: DatapathStatus {
             attach_mode: AttachMode::Tcx,
