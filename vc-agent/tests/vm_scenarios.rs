@@ -1,0 +1,486 @@
+//! Virtual Connect deployments end to end with the whole agent (issue 12), in the test VM:
+//! the real `vc-agent run` on the CPE of the lab's region (`vc_testkit::region`), against DC1
+//! and DC2 as Cisco's head ends (strongSwan, kernel `ip_gre`, BIRD 2, Cisco keepalives).
+//!
+//! One VM boot, one region set up as a deployment that differs from the lab's default in
+//! every way this test looks at:
+//!
+//! - tunnel A: vc sends no keepalives (`keepalive_interval_s = 0`); DC1 sends its own, which
+//!   vc reflects: liveness from those and the SA;
+//! - tunnel B: vc sends keepalives, DC2 sends none (`no keepalive`; `ip_gre` still returns
+//!   ours): liveness from ours and the SA; ESP with PFS (ECP-384 on every child rekey);
+//! - `[lan] default_requires = ["link"]`: 0.0.0.0/0 advertised only while `lan0` is up.
+//!
+//! Phases: SAs survive rekeys started by either end (child, PFS child, IKE) while keepalives
+//! and BGP run — vc's status never shows a tunnel down, no route moves, at most one keepalive
+//! lost per rekey — and a negative control (DC1 deletes its child SA) shows the same watch
+//! sees a real down; the keepalive variants judge liveness from what each end sends (DC1's
+//! keepalives stopping takes tunnel A down, and back); the LAN link down withdraws 0.0.0.0/0
+//! from both DCs' BIRD, and up brings it back.
+use std::{
+    io::Read as _,
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use vc_agent::status::{AgentStatus, LivenessSignal, TunnelStatus};
+use vc_testkit::{
+    region::{
+        Region,
+        config::Options,
+        plan::{DC1, DC2, DCS, DcPlan},
+    },
+    vm, wait_for,
+};
+
+/// vc's charon's VICI socket (the agent's default run directory).
+const CPE_VICI: &str = "unix:///run/vc/charon/charon.vici";
+/// Rounds of the six rekeys.
+const ROUNDS: u32 = 2;
+
+fn status_of(bin: &Path) -> Option<AgentStatus> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", "cpe"])
+        .arg(bin)
+        .args(["status", "--json"])
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn status(region: &Region) -> AgentStatus {
+    let json = region
+        .status_json()
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
+    serde_json::from_str(&json).expect("vc-agent status --json")
+}
+
+fn tunnel<'a>(s: &'a AgentStatus, dc: &DcPlan) -> &'a TunnelStatus {
+    s.tunnels
+        .iter()
+        .find(|t| t.ends.dc == dc.n)
+        .unwrap_or_else(|| panic!("no tunnel to DC{} in the status", dc.n))
+}
+
+/// What the watcher saw go wrong: `(seconds since it started, DC, what)`.
+type Downs = Arc<Mutex<Vec<(f64, u8, String)>>>;
+
+/// Reads `vc-agent status` every 200 ms and notes every moment a tunnel is not alive, has no
+/// IKE SA up or no child SA: what an operator's monitoring of vc would see.
+struct StatusWatch {
+    stop: Arc<AtomicBool>,
+    downs: Downs,
+    looks: Arc<Mutex<u64>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StatusWatch {
+    fn start(bin: &Path) -> StatusWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let downs: Downs = Arc::default();
+        let looks = Arc::new(Mutex::new(0));
+        let (flag, d, l, bin) = (
+            Arc::clone(&stop),
+            Arc::clone(&downs),
+            Arc::clone(&looks),
+            bin.to_path_buf(),
+        );
+        let t0 = Instant::now();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                if let Some(s) = status_of(&bin) {
+                    *l.lock().expect("looks") += 1;
+                    for t in &s.tunnels {
+                        let ipsec = t.ipsec.as_ref();
+                        let ike = ipsec.and_then(|i| i.ike.as_ref()).is_some_and(|i| i.up);
+                        let child = ipsec.is_some_and(|i| i.child.is_some());
+                        if !(t.keepalive.alive && ike && child) {
+                            d.lock().expect("downs").push((
+                                t0.elapsed().as_secs_f64(),
+                                t.ends.dc,
+                                format!(
+                                    "alive {} IKE {ike} child {child} liveness {:?}",
+                                    t.keepalive.alive, t.keepalive.liveness
+                                ),
+                            ));
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        StatusWatch {
+            stop,
+            downs,
+            looks,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops it; the downs it saw and how many statuses it read.
+    fn finish(mut self) -> (Vec<(f64, u8, String)>, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let downs = self.downs.lock().expect("downs").clone();
+        let looks = *self.looks.lock().expect("looks");
+        (downs, looks)
+    }
+}
+
+/// `ip monitor route` in the CPE's namespace: every route change while it runs.
+struct RouteMonitor(Child);
+
+impl RouteMonitor {
+    fn start() -> RouteMonitor {
+        let child = Command::new("ip")
+            .args(["netns", "exec", "cpe", "ip", "-ts", "monitor", "route"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ip monitor route");
+        // Let it subscribe before anything happens.
+        std::thread::sleep(Duration::from_millis(300));
+        RouteMonitor(child)
+    }
+
+    /// Stops it; the changes it printed that touch Cisco's prefixes or vc's routes.
+    fn finish(mut self) -> Vec<String> {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let mut text = String::new();
+        if let Some(mut out) = self.0.stdout.take() {
+            let _ = out.read_to_string(&mut text);
+        }
+        text.lines()
+            .filter(|l| l.contains("198.18.7.") || l.contains("proto 201"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// The keepalives that decide each tunnel's liveness: (sent, came back). Tunnel A: DC1's,
+/// reflected by vc; tunnel B: vc's, returned by DC2.
+fn keepalive_counts(region: &Region) -> [(u64, u64); 2] {
+    let s = status(region);
+    let b = &tunnel(&s, &DC2).keepalive;
+    [region.dc(1).keepalives(), (b.sent, b.replies)]
+}
+
+fn rekey_counts(region: &Region, dc: &DcPlan) -> (u32, u32) {
+    let s = status(region);
+    let i = tunnel(&s, dc).ipsec.clone().unwrap_or_default();
+    (i.child_rekeys, i.ike_rekeys)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Rekey {
+    /// vc's charon rekeys the child SA.
+    CpeChild,
+    /// The DC's charon does.
+    DcChild,
+    CpeIke,
+    DcIke,
+}
+
+fn rekey(region: &Region, dc: &DcPlan, how: Rekey) {
+    let (child, ike) = rekey_counts(region, dc);
+    let cpe = |what: &str, name: String| {
+        region
+            .cpe
+            .sh(&format!("swanctl --uri {CPE_VICI} --rekey --{what} {name}"))
+            .unwrap_or_else(|e| panic!("CPE rekey: {e:#}"));
+    };
+    let theirs = |what: &str| {
+        region
+            .dc(dc.n)
+            .charon
+            .swanctl(&["--rekey", what, &format!("dc{}", dc.n)])
+            .unwrap_or_else(|e| panic!("DC{} rekey: {e:#}", dc.n));
+    };
+    match how {
+        Rekey::CpeChild => cpe("child", format!("vc-{}-gre", dc.tunnel)),
+        Rekey::CpeIke => cpe("ike", format!("vc-{}", dc.tunnel)),
+        Rekey::DcChild => theirs("--child"),
+        Rekey::DcIke => theirs("--ike"),
+    }
+    let is_child = matches!(how, Rekey::CpeChild | Rekey::DcChild);
+    wait_for(
+        Duration::from_secs(20),
+        &format!("{how:?} of tunnel {}", dc.tunnel),
+        || {
+            let (c, i) = rekey_counts(region, dc);
+            (if is_child { c > child } else { i > ike }).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
+}
+
+#[test]
+fn deployments_survive_rekeys_and_follow_the_lan() {
+    if !vm::inside_or_boot("deployments_survive_rekeys_and_follow_the_lan") {
+        return;
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_vc-agent"));
+    let options = Options {
+        keepalive_interval_s: [0, 2],
+        dc_keepalives: [true, false],
+        esp_proposals: ["aes256gcm16", "aes256gcm16-ecp384"],
+        default_requires: vec!["link"],
+    };
+    let mut region = Region::build_with(bin, &options).expect("the region");
+    region.start_agent().expect("vc-agent run");
+    region
+        .start_dc_peers(Duration::from_mins(1))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
+    let (up, list) = region.wait_up(Duration::from_mins(1), |_, _, _| {});
+    assert!(up, "not up:\n{list}\n{}", region.logs(60));
+    // Give each end's keepalives a few intervals to flow and be judged.
+    std::thread::sleep(Duration::from_secs(5));
+
+    keepalive_variants(&region);
+    rekeys_move_nothing(&region, bin);
+    dc_deletes_its_sa(&region, bin);
+    dc_keepalives_decide_tunnel_a(&mut region);
+    conditional_default(&region);
+}
+
+/// Tunnel A (ours off): the DC's reflected keepalives and the SA decide; tunnel B (DC's off):
+/// ours and the SA. Status and diagnose say so.
+fn keepalive_variants(region: &Region) {
+    let s = status(region);
+    let a = &tunnel(&s, &DC1).keepalive;
+    assert!(!a.enabled && a.sent == 0 && a.reflected > 0 && a.alive, "{a:?}");
+    assert_eq!(
+        a.liveness,
+        [LivenessSignal::DcKeepalives, LivenessSignal::ChildSa]
+    );
+    let b = &tunnel(&s, &DC2).keepalive;
+    assert!(b.enabled && b.replies > 0 && b.reflected == 0 && b.alive, "{b:?}");
+    assert_eq!(
+        b.liveness,
+        [LivenessSignal::OurKeepalives, LivenessSignal::ChildSa]
+    );
+    let text = region.agent_text(&["status"]);
+    assert!(
+        text.contains("liveness  from the DC's keepalives reflected, child SA")
+            && text.contains("liveness  from our keepalives answered, child SA"),
+        "{text}"
+    );
+    let diagnose = region.agent_text(&["diagnose"]);
+    eprintln!("{diagnose}");
+    assert!(
+        diagnose.contains("ours are off; the DC's reflected")
+            && diagnose.contains("liveness from the DC's keepalives reflected"),
+        "{diagnose}"
+    );
+}
+
+/// Rekeys by either end, child (PFS on tunnel B) and IKE, while keepalives and BGP run: the
+/// status never shows a tunnel down, no route changes, at most one keepalive lost per rekey.
+fn rekeys_move_nothing(region: &Region, bin: &Path) {
+    let routes_before = region.cpe.sh("ip route show proto 201").expect("routes");
+    let monitor = RouteMonitor::start();
+    let watch = StatusWatch::start(bin);
+    let before = keepalive_counts(region);
+    let t = Instant::now();
+    let mut done = 0;
+    let plan = [
+        (&DC1, Rekey::CpeChild),
+        (&DC2, Rekey::CpeChild),
+        (&DC1, Rekey::DcChild),
+        (&DC2, Rekey::DcChild),
+        (&DC1, Rekey::CpeIke),
+        (&DC2, Rekey::DcIke),
+    ];
+    for _ in 0..ROUNDS {
+        for (dc, how) in plan {
+            rekey(region, dc, how);
+            done += 1;
+            // Past the old SA's deletion, with a keepalive or two through the new one.
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    let after = keepalive_counts(region);
+    let (downs, looks) = watch.finish();
+    let changes = monitor.finish();
+    let took = t.elapsed();
+    let lost: Vec<u64> = (0..2)
+        .map(|i| {
+            let sent = after[i].0 - before[i].0;
+            let back = after[i].1 - before[i].1;
+            // One may be on its way at either end of the window.
+            sent.saturating_sub(back).saturating_sub(1)
+        })
+        .collect();
+    let s = status(region);
+    let sas: Vec<String> = DCS
+        .iter()
+        .map(|dc| {
+            let i = tunnel(&s, dc).ipsec.clone().unwrap_or_default();
+            format!(
+                "tunnel {}: child rekeys {} IKE rekeys {} ({})",
+                dc.tunnel,
+                i.child_rekeys,
+                i.ike_rekeys,
+                i.child.map(|c| c.proposal).unwrap_or_default()
+            )
+        })
+        .collect();
+    eprintln!(
+        "MEASURE rekeys survived: {done} in {took:?} ({}); status read {looks} times, downs \
+         seen {}; keepalives lost: tunnel A {} of {}, tunnel B {} of {} ({:.2} per rekey); route \
+         changes {}",
+        sas.join("; "),
+        downs.len(),
+        lost[0],
+        after[0].0 - before[0].0,
+        lost[1],
+        after[1].0 - before[1].0,
+        (lost[0] + lost[1]) as f64 / f64::from(done),
+        changes.len()
+    );
+    assert!(looks > 20, "the watcher read the status {looks} times");
+    assert!(
+        downs.is_empty(),
+        "a tunnel looked down during rekeys: {downs:?}\n{}",
+        region.logs(80)
+    );
+    assert!(changes.is_empty(), "routes moved: {changes:?}");
+    assert_eq!(
+        region.cpe.sh("ip route show proto 201").expect("routes"),
+        routes_before
+    );
+    // Each tunnel saw `ROUNDS` × 3 of the rekeys: at most one keepalive lost for each.
+    for (i, l) in lost.iter().enumerate() {
+        assert!(*l <= u64::from(ROUNDS) * 3, "tunnel {i}: {l} keepalives lost");
+    }
+    let pfs = tunnel(&s, &DC2).ipsec.clone().and_then(|i| i.child);
+    assert!(
+        pfs.as_ref().is_some_and(|c| c.proposal.ends_with("/ECP_384")),
+        "tunnel B rekeys with PFS: {pfs:?}"
+    );
+}
+
+/// The negative control: DC1 deletes its child SA. The same watch sees tunnel A down (the SA
+/// is gone, and vc says so at once), and the agent brings it back.
+fn dc_deletes_its_sa(region: &Region, bin: &Path) {
+    let watch = StatusWatch::start(bin);
+    let t = Instant::now();
+    region
+        .dc(1)
+        .charon
+        .swanctl(&["--terminate", "--child", "dc1"])
+        .expect("DC1 terminates its child SA");
+    wait_for(Duration::from_secs(10), "the watch to see tunnel A down", || {
+        watch
+            .downs
+            .lock()
+            .expect("downs")
+            .iter()
+            .any(|(_, dc, _)| *dc == 1)
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(40)));
+    let seen = t.elapsed();
+    wait_for(Duration::from_secs(60), "tunnel A back", || {
+        let s = status(region);
+        let a = tunnel(&s, &DC1);
+        (a.keepalive.alive && a.ipsec.as_ref()?.child.is_some()).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
+    let (downs, _) = watch.finish();
+    eprintln!(
+        "MEASURE negative control: DC1 deleted its child SA, the watch saw tunnel A down after \
+         {seen:?}, back after {:?} ({} down looks)",
+        t.elapsed(),
+        downs.len()
+    );
+    region
+        .wait_route(DC1.host, "vc-dc1", Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(40)));
+}
+
+/// Tunnel A sends no keepalives: DC1's stopping is what takes it down (its /25 then follows the
+/// /24 over tunnel B), and their return brings it back.
+fn dc_keepalives_decide_tunnel_a(region: &mut Region) {
+    let t = Instant::now();
+    region.dcs[0].stop_keepalives();
+    region
+        .wait_route(DC1.host, "vc-dc2", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(40)));
+    let down = t.elapsed();
+    let s = status(region);
+    let a = tunnel(&s, &DC1);
+    assert!(!a.keepalive.alive && a.keepalive.missed >= 3, "{a}");
+    assert!(
+        a.ipsec.as_ref().is_some_and(|i| i.child.is_some()),
+        "the SA is still up: {a}"
+    );
+    let t = Instant::now();
+    region.dcs[0].start_keepalives().expect("DC1's keepalives");
+    region
+        .wait_route(DC1.host, "vc-dc1", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(40)));
+    eprintln!(
+        "MEASURE tunnel A (ours off): DC1's keepalives stopped → its /25 via tunnel B in \
+         {down:?}; resumed → back in {:?}",
+        t.elapsed()
+    );
+}
+
+/// Whether both DCs' BIRD have vc's 0.0.0.0/0.
+fn dcs_have_default(region: &Region) -> [bool; 2] {
+    [1, 2].map(|n| region.dc(n).received().iter().any(|p| p == "0.0.0.0/0"))
+}
+
+/// `[lan] default_requires = ["link"]`: `lan0` down withdraws 0.0.0.0/0 from both DCs (the
+/// sessions stay up), up announces it again.
+fn conditional_default(region: &Region) {
+    assert_eq!(dcs_have_default(region), [true, true], "before");
+    let s = status(region);
+    let lan = s.lan.as_ref().expect("LAN status");
+    assert!(lan.default_advertised, "{lan:?}");
+    let t = Instant::now();
+    region.cpe.sh("ip link set lan0 down").expect("lan0 down");
+    wait_for(Duration::from_secs(10), "0.0.0.0/0 withdrawn at both DCs", || {
+        (dcs_have_default(region) == [false, false]).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(40)));
+    let withdrawn = t.elapsed();
+    let s = status(region);
+    let lan = s.lan.as_ref().expect("LAN status");
+    assert!(!lan.default_advertised, "{lan:?}");
+    assert_eq!(lan.checks.len(), 1);
+    assert_eq!(lan.checks[0].seen, "lan0 is down");
+    for dc in DCS {
+        let t = tunnel(&s, dc);
+        let bgp = t.bgp.as_ref().expect("bgp");
+        assert!(bgp.established && bgp.advertised == 0, "{t}");
+        assert_eq!(region.dc(dc.n).bgp_state().as_deref(), Some("Established"));
+    }
+    let text = region.agent_text(&["status"]);
+    assert!(
+        text.contains("0.0.0.0/0 WITHDRAWN; requires link FAILS (lan0 is down)"),
+        "{text}"
+    );
+    let t = Instant::now();
+    region.cpe.sh("ip link set lan0 up").expect("lan0 up");
+    wait_for(Duration::from_secs(10), "0.0.0.0/0 back at both DCs", || {
+        (dcs_have_default(region) == [true, true]).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(40)));
+    eprintln!(
+        "MEASURE conditional default: lan0 down → 0.0.0.0/0 withdrawn at both DCs in \
+         {withdrawn:?}; up → back in {:?}",
+        t.elapsed()
+    );
+}
