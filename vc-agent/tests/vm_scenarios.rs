@@ -195,7 +195,7 @@ fn rekey(region: &Region, dc: &DcPlan, how: Rekey) {
     let cpe = |what: &str, name: String| {
         region
             .cpe
-            .sh(&format!("swanctl --uri {CPE_VICI} --rekey --{what} {name}"))
+            .sh(&format!("swanctl --rekey --{what} {name} --uri {CPE_VICI}"))
             .unwrap_or_else(|e| panic!("CPE rekey: {e:#}"));
     };
     let theirs = |what: &str| {
