@@ -257,13 +257,19 @@ fn deployments_survive_rekeys_and_follow_the_lan() {
 fn keepalive_variants(region: &Region) {
     let s = status(region);
     let a = &tunnel(&s, &DC1).keepalive;
-    assert!(!a.enabled && a.sent == 0 && a.reflected > 0 && a.alive, "{a:?}");
+    assert!(
+        !a.enabled && a.sent == 0 && a.reflected > 0 && a.alive,
+        "{a:?}"
+    );
     assert_eq!(
         a.liveness,
         [LivenessSignal::DcKeepalives, LivenessSignal::ChildSa]
     );
     let b = &tunnel(&s, &DC2).keepalive;
-    assert!(b.enabled && b.replies > 0 && b.reflected == 0 && b.alive, "{b:?}");
+    assert!(
+        b.enabled && b.replies > 0 && b.reflected == 0 && b.alive,
+        "{b:?}"
+    );
     assert_eq!(
         b.liveness,
         [LivenessSignal::OurKeepalives, LivenessSignal::ChildSa]
@@ -361,11 +367,15 @@ fn rekeys_move_nothing(region: &Region, bin: &Path) {
     );
     // Each tunnel saw `ROUNDS` × 3 of the rekeys: at most one keepalive lost for each.
     for (i, l) in lost.iter().enumerate() {
-        assert!(*l <= u64::from(ROUNDS) * 3, "tunnel {i}: {l} keepalives lost");
+        assert!(
+            *l <= u64::from(ROUNDS) * 3,
+            "tunnel {i}: {l} keepalives lost"
+        );
     }
     let pfs = tunnel(&s, &DC2).ipsec.clone().and_then(|i| i.child);
     assert!(
-        pfs.as_ref().is_some_and(|c| c.proposal.ends_with("/ECP_384")),
+        pfs.as_ref()
+            .is_some_and(|c| c.proposal.ends_with("/ECP_384")),
         "tunnel B rekeys with PFS: {pfs:?}"
     );
 }
@@ -380,15 +390,19 @@ fn dc_deletes_its_sa(region: &Region, bin: &Path) {
         .charon
         .swanctl(&["--terminate", "--child", "dc1"])
         .expect("DC1 terminates its child SA");
-    wait_for(Duration::from_secs(10), "the watch to see tunnel A down", || {
-        watch
-            .downs
-            .lock()
-            .expect("downs")
-            .iter()
-            .any(|(_, dc, _)| *dc == 1)
-            .then_some(())
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the watch to see tunnel A down",
+        || {
+            watch
+                .downs
+                .lock()
+                .expect("downs")
+                .iter()
+                .any(|(_, dc, _)| *dc == 1)
+                .then_some(())
+        },
+    )
     .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(40)));
     let seen = t.elapsed();
     wait_for(Duration::from_secs(60), "tunnel A back", || {
@@ -451,9 +465,11 @@ fn conditional_default(region: &Region) {
     assert!(lan.default_advertised, "{lan:?}");
     let t = Instant::now();
     region.cpe.sh("ip link set lan0 down").expect("lan0 down");
-    wait_for(Duration::from_secs(10), "0.0.0.0/0 withdrawn at both DCs", || {
-        (dcs_have_default(region) == [false, false]).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "0.0.0.0/0 withdrawn at both DCs",
+        || (dcs_have_default(region) == [false, false]).then_some(()),
+    )
     .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(40)));
     let withdrawn = t.elapsed();
     let s = status(region);
@@ -474,9 +490,11 @@ fn conditional_default(region: &Region) {
     );
     let t = Instant::now();
     region.cpe.sh("ip link set lan0 up").expect("lan0 up");
-    wait_for(Duration::from_secs(10), "0.0.0.0/0 back at both DCs", || {
-        (dcs_have_default(region) == [true, true]).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "0.0.0.0/0 back at both DCs",
+        || (dcs_have_default(region) == [true, true]).then_some(()),
+    )
     .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(40)));
     eprintln!(
         "MEASURE conditional default: lan0 down → 0.0.0.0/0 withdrawn at both DCs in \

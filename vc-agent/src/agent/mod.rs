@@ -118,34 +118,7 @@ impl Agent {
             lan.subscribe(),
             speakers.iter().map(|(_, s)| s.default_switch()).collect(),
         );
-        let mut keepalives = Vec::new();
-        for t in &plan.tunnels {
-            let tunnel = KeepaliveTunnel {
-                id: t.id,
-                spec: plan
-                    .datapath
-                    .tunnel(t.id)
-                    .expect("planned tunnels are in the datapath"),
-                tunnel_ifindex: datapath.devices(tunnel_index(t.id))?.tunnel_ifindex,
-                config: t.keepalive,
-            };
-            let session = speakers
-                .iter()
-                .find(|(id, _)| *id == t.id)
-                .map(|(_, s)| s.subscribe());
-            let bgp: BgpEstablished = Arc::new(move || {
-                session
-                    .as_ref()
-                    .is_some_and(|s| s.borrow().state == bgp::State::Established)
-            });
-            keepalives.push(KeepaliveTask::spawn(
-                tunnel,
-                datapath.shared_maps(),
-                ipsec.as_ref().map(Ipsec::watch),
-                bgp,
-                routes.handle(),
-            )?);
-        }
+        let keepalives = spawn_keepalives(&plan, &datapath, ipsec.as_ref(), &speakers, &routes)?;
         let mut agent = Agent {
             config,
             plan,
@@ -292,6 +265,45 @@ impl Agent {
             other => anyhow::bail!("unknown request {other:?} (ask: {})", socket::STATUS),
         })
     }
+}
+
+/// One keepalive task per tunnel, each told its tunnel's SA and BGP session.
+fn spawn_keepalives(
+    plan: &Plan,
+    datapath: &Datapath,
+    ipsec: Option<&Ipsec>,
+    speakers: &[(TunnelId, Speaker)],
+    routes: &RouteManager,
+) -> Result<Vec<KeepaliveTask>> {
+    let mut keepalives = Vec::new();
+    for t in &plan.tunnels {
+        let tunnel = KeepaliveTunnel {
+            id: t.id,
+            spec: plan
+                .datapath
+                .tunnel(t.id)
+                .expect("planned tunnels are in the datapath"),
+            tunnel_ifindex: datapath.devices(tunnel_index(t.id))?.tunnel_ifindex,
+            config: t.keepalive,
+        };
+        let session = speakers
+            .iter()
+            .find(|(id, _)| *id == t.id)
+            .map(|(_, s)| s.subscribe());
+        let bgp: BgpEstablished = Arc::new(move || {
+            session
+                .as_ref()
+                .is_some_and(|s| s.borrow().state == bgp::State::Established)
+        });
+        keepalives.push(KeepaliveTask::spawn(
+            tunnel,
+            datapath.shared_maps(),
+            ipsec.map(Ipsec::watch),
+            bgp,
+            routes.handle(),
+        )?);
+    }
+    Ok(keepalives)
 }
 
 /// Advertises 0.0.0.0/0 to every DC while the LAN side is healthy, withdraws it otherwise

@@ -27,9 +27,7 @@ impl fmt::Display for LanCheck {
 
 /// Why a `default_requires` entry is not a check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{0:?} is not a LAN check: say \"link\" or \"route PREFIX\" (e.g. \"route 10.0.0.0/8\")"
-)]
+#[error("{0:?} is not a LAN check: say \"link\" or \"route PREFIX\" (e.g. \"route 10.0.0.0/8\")")]
 pub struct BadCheck(pub String);
 
 impl FromStr for LanCheck {
@@ -79,7 +77,14 @@ mod tests {
         assert_eq!(r.to_string(), "route 10.0.0.0/8");
         let host: LanCheck = "route 10.1.0.254".parse().expect("host");
         assert_eq!(host.to_string(), "route 10.1.0.254/32");
-        for bad in ["", "links", "route", "route 10.0.0.0/33", "route 10/8 x", "ping 1"] {
+        for bad in [
+            "",
+            "links",
+            "route",
+            "route 10.0.0.0/33",
+            "route 10/8 x",
+            "ping 1",
+        ] {
             assert!(bad.parse::<LanCheck>().is_err(), "{bad:?}");
         }
         let json = serde_json::to_string(&r).expect("json");

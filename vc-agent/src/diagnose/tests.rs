@@ -8,8 +8,8 @@ use crate::{
     status::{
         AgentStatus, AttachMode, BgpState, BgpStatus, CharonStatus, ChildMode, ChildState,
         ChildStatus, DatapathStatus, Direction, DropReason, Failure, FailureStatus, Hook, IkeState,
-        IkeStatus, IpsecStatus, KeepaliveStatus, LivenessSignal, Mode, NotificationInfo, TunnelCounters,
-        TunnelEnds, TunnelId, TunnelStatus, VerdictLine,
+        IkeStatus, IpsecStatus, KeepaliveStatus, LivenessSignal, Mode, NotificationInfo,
+        TunnelCounters, TunnelEnds, TunnelId, TunnelStatus, VerdictLine,
     },
 };
 
@@ -636,7 +636,8 @@ fn keepalives_off_here_are_judged_by_the_dcs_or_not_at_all() {
     let step = d.tunnel(TunnelId::A).expect("a").step(Step::Keepalives);
     assert_eq!(step.verdict, Verdict::Fail, "{d}");
     assert!(
-        step.detail.contains("liveness from the DC's keepalives reflected"),
+        step.detail
+            .contains("liveness from the DC's keepalives reflected"),
         "{d}"
     );
 }

@@ -115,7 +115,11 @@ async fn observe(config: &Config) -> Result<Seen> {
         )
         .await?;
         snap.sas.snapshot(&listed, now);
-        if snap.managed.iter().all(|id| snap.sas.tunnel(*id).child_up()) {
+        if snap
+            .managed
+            .iter()
+            .all(|id| snap.sas.tunnel(*id).child_up())
+        {
             break;
         }
     }

@@ -162,8 +162,8 @@ mod tests {
     use std::time::Duration;
 
     use super::{
-        Liveness, LivenessConfig, LivenessEvent, LivenessSignal as S, SignalStates,
-        TunnelLiveness, alive, signals,
+        Liveness, LivenessConfig, LivenessEvent, LivenessSignal as S, SignalStates, TunnelLiveness,
+        alive, signals,
     };
 
     fn three() -> Liveness {
@@ -195,15 +195,39 @@ mod tests {
         };
         let by = signals(false, false, true);
         assert!(alive(&by, all_up));
-        assert!(!alive(&by, SignalStates { bgp: false, ..all_up }));
+        assert!(!alive(
+            &by,
+            SignalStates {
+                bgp: false,
+                ..all_up
+            }
+        ));
         assert!(
-            alive(&by, SignalStates { keepalives: false, ..all_up }),
+            alive(
+                &by,
+                SignalStates {
+                    keepalives: false,
+                    ..all_up
+                }
+            ),
             "keepalives do not decide here"
         );
         let by = signals(true, false, true);
-        assert!(!alive(&by, SignalStates { keepalives: false, ..all_up }));
+        assert!(!alive(
+            &by,
+            SignalStates {
+                keepalives: false,
+                ..all_up
+            }
+        ));
         assert!(
-            alive(&by, SignalStates { bgp: false, ..all_up }),
+            alive(
+                &by,
+                SignalStates {
+                    bgp: false,
+                    ..all_up
+                }
+            ),
             "BGP does not decide while keepalives do: its routes go with it anyway"
         );
     }

@@ -35,10 +35,7 @@ impl LivenessSignal {
 /// The signals as a list for people: `our keepalives answered, child SA`.
 #[must_use]
 pub fn signals_text(by: &[LivenessSignal]) -> String {
-    by.iter()
-        .map(|s| s.text())
-        .collect::<Vec<_>>()
-        .join(", ")
+    by.iter().map(|s| s.text()).collect::<Vec<_>>().join(", ")
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -205,7 +205,7 @@ async fn run(t: Task) {
             stats.keepalive_reflected > 0,
             t.ipsec.is_some(),
         );
-        let states = SignalStates {
+        let signal_states = SignalStates {
             keepalives: judge.state() == TunnelLiveness::Up,
             child_sa: t
                 .ipsec
@@ -213,7 +213,7 @@ async fn run(t: Task) {
                 .is_some_and(|w| w.borrow().sas.tunnel(t.id).child_up()),
             bgp: (t.bgp)(),
         };
-        let now_alive = liveness::alive(&by, states);
+        let now_alive = liveness::alive(&by, signal_states);
         if by != last_by {
             info!(
                 tunnel = %t.id,
@@ -227,9 +227,9 @@ async fn run(t: Task) {
             info!(
                 tunnel = %t.id,
                 alive,
-                keepalives_ok = states.keepalives,
-                sa_ok = states.child_sa,
-                bgp_ok = states.bgp,
+                keepalives_ok = signal_states.keepalives,
+                sa_ok = signal_states.child_sa,
+                bgp_ok = signal_states.bgp,
                 "tunnel liveness changed"
             );
             t.routes.set_tunnel_alive(t.index, alive);

@@ -33,12 +33,23 @@ impl fmt::Display for LanStatus {
             "WITHDRAWN"
         };
         if self.checks.is_empty() {
-            return writeln!(f, "LAN {}: 0.0.0.0/0 {verdict} (no conditions)", self.interface);
+            return writeln!(
+                f,
+                "LAN {}: 0.0.0.0/0 {verdict} (no conditions)",
+                self.interface
+            );
         }
         let checks: Vec<String> = self
             .checks
             .iter()
-            .map(|c| format!("{} {} ({})", c.check, if c.ok { "ok" } else { "FAILS" }, c.seen))
+            .map(|c| {
+                format!(
+                    "{} {} ({})",
+                    c.check,
+                    if c.ok { "ok" } else { "FAILS" },
+                    c.seen
+                )
+            })
             .collect();
         writeln!(
             f,

@@ -17,10 +17,7 @@ use rtnetlink::{Handle, RouteMessageBuilder};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::{
-    LanCheck, LanHealth,
-    check::Observed,
-};
+use super::{LanCheck, LanHealth, check::Observed};
 use crate::{routes::VC_RT_PROTO, task::Task};
 
 /// How often the LAN side is looked at.

@@ -6,8 +6,9 @@ use vc_testkit::metrics::{Exposition, parse};
 use super::{exposition, http::Request, registry, route};
 use crate::status::{
     AgentStatus, AttachMode, BgpState, BgpStatus, CharonStatus, ChildStatus, DatapathStatus,
-    DropReason, Failure, FailureStatus, Hook, IkeState, IkeStatus, IpsecStatus, KeepaliveStatus, LivenessSignal,
-    Mode, Outcome, RouteLine, TunnelCounters, TunnelEnds, TunnelId, TunnelStatus, VerdictLine,
+    DropReason, Failure, FailureStatus, Hook, IkeState, IkeStatus, IpsecStatus, KeepaliveStatus,
+    LivenessSignal, Mode, Outcome, RouteLine, TunnelCounters, TunnelEnds, TunnelId, TunnelStatus,
+    VerdictLine,
 };
 
 /// Every family the agent promises (R25), with its type.

@@ -109,11 +109,7 @@ dc2_prefix = "{}"
             .iter()
             .map(|r| format!("{r:?}"))
             .collect();
-        let _ = write!(
-            c,
-            "\n[lan]\ndefault_requires = [{}]\n",
-            list.join(", ")
-        );
+        let _ = write!(c, "\n[lan]\ndefault_requires = [{}]\n", list.join(", "));
     }
     let _ = write!(
         c,

@@ -315,9 +315,16 @@ fn only_three_listings_in_a_row_without_an_sa_take_it_down() {
     assert_eq!(t.snapshot(&up, now), []);
     for _ in 0..2 {
         assert_eq!(t.snapshot(&[], now), []);
-        assert!(t.tunnel(TunnelId::A).child_up(), "one busy listing is no down");
+        assert!(
+            t.tunnel(TunnelId::A).child_up(),
+            "one busy listing is no down"
+        );
     }
-    assert_eq!(t.snapshot(&up, now), [], "seen again: the count starts over");
+    assert_eq!(
+        t.snapshot(&up, now),
+        [],
+        "seen again: the count starts over"
+    );
     assert_eq!(t.snapshot(&[], now), []);
     assert_eq!(t.snapshot(&[], now), []);
     assert!(t.tunnel(TunnelId::A).ike_up());
