@@ -12,7 +12,12 @@ use std::{
 use anyhow::Result;
 use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
-use vc_agent::{agent, config, diagnose, ipsec, manual, purge, service, socket};
+use vc_agent::{
+    agent, config,
+    diagnose::{self, Diagnosis},
+    ipsec, manual, purge, service, socket,
+    status::AgentStatus,
+};
 
 /// Exit status 2: no answer from the agent (or no config to find it with).
 const NO_AGENT: u8 = 2;
@@ -208,12 +213,24 @@ fn print(value: &(impl Serialize + std::fmt::Display), json: bool) -> Result<()>
     Ok(())
 }
 
-/// A read-only command that asks the agent: its error is exit status 2.
-fn ask_agent<T>(what: Result<T>) -> Result<T, ExitCode> {
-    what.map_err(|e| {
-        eprintln!("vc-agent: {e:#}");
-        ExitCode::from(NO_AGENT)
-    })
+/// Asks the running agent, with the config read without its secrets; when it cannot be
+/// asked, says why and gives the exit status for that.
+fn ask_agent<T, F>(path: &Path, ask: impl FnOnce(config::Config) -> F) -> Result<T, ExitCode>
+where
+    F: Future<Output = Result<T>>,
+{
+    config::load_without_secrets(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|c| runtime()?.block_on(ask(c)))
+        .map_err(|e| {
+            eprintln!("vc-agent: {e:#}");
+            ExitCode::from(NO_AGENT)
+        })
+}
+
+/// `--tunnel`: whether a tunnel's part of the answer is shown.
+fn shown(tunnel: Option<Tunnel>, id: config::TunnelId) -> bool {
+    tunnel.is_none_or(|t| config::TunnelId::from(t) == id)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -230,12 +247,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             config,
             tunnel,
             json,
-        } => status_command(&config, tunnel, json),
+        } => answer_command(
+            &config,
+            tunnel,
+            json,
+            |c| async move { socket::query(&c).await },
+        ),
         Command::Diagnose {
             config,
             tunnel,
             json,
-        } => diagnose_command(&config, tunnel, json),
+        } => answer_command(
+            &config,
+            tunnel,
+            json,
+            |c| async move { diagnose::run(&c).await },
+        ),
         Command::Datapath { action, config } => datapath_command(action, &config),
         Command::CheckConfig { config, json } => {
             if json {
@@ -287,40 +314,54 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn status_command(path: &Path, tunnel: Option<Tunnel>, json: bool) -> Result<ExitCode> {
-    let asked = config::load_without_secrets(path)
-        .map_err(anyhow::Error::from)
-        .and_then(|c| runtime()?.block_on(socket::query(&c)));
-    let mut status = match ask_agent(asked) {
-        Ok(status) => status,
-        Err(code) => return Ok(code),
-    };
-    if let Some(t) = tunnel {
-        let id = config::TunnelId::from(t);
-        status.tunnels.retain(|s| s.ends.id == id);
-    }
-    print(&status, json)?;
-    Ok(ExitCode::SUCCESS)
+/// What `status` and `diagnose` print: the agent's answer, per tunnel.
+trait Answer: Serialize + std::fmt::Display {
+    fn keep(&mut self, tunnel: Option<Tunnel>);
+    fn exit_code(&self) -> ExitCode;
 }
 
-fn diagnose_command(path: &Path, tunnel: Option<Tunnel>, json: bool) -> Result<ExitCode> {
-    let asked = config::load_without_secrets(path)
-        .map_err(anyhow::Error::from)
-        .and_then(|c| runtime()?.block_on(diagnose::run(&c)));
-    let mut diagnosis = match ask_agent(asked) {
-        Ok(d) => d,
+impl Answer for AgentStatus {
+    fn keep(&mut self, tunnel: Option<Tunnel>) {
+        self.tunnels.retain(|s| shown(tunnel, s.ends.id));
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::SUCCESS
+    }
+}
+
+impl Answer for Diagnosis {
+    fn keep(&mut self, tunnel: Option<Tunnel>) {
+        self.tunnels.retain(|d| shown(tunnel, d.ends.id));
+    }
+
+    /// A failed step is exit status 1.
+    fn exit_code(&self) -> ExitCode {
+        if self.ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Asks, keeps the `--tunnel` asked for, prints, and exits by the answer (2: no answer).
+fn answer_command<T: Answer, F>(
+    path: &Path,
+    tunnel: Option<Tunnel>,
+    json: bool,
+    ask: impl FnOnce(config::Config) -> F,
+) -> Result<ExitCode>
+where
+    F: Future<Output = Result<T>>,
+{
+    let mut answer = match ask_agent(path, ask) {
+        Ok(answer) => answer,
         Err(code) => return Ok(code),
     };
-    if let Some(t) = tunnel {
-        let id = config::TunnelId::from(t);
-        diagnosis.tunnels.retain(|d| d.ends.id == id);
-    }
-    print(&diagnosis, json)?;
-    Ok(if diagnosis.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    answer.keep(tunnel);
+    print(&answer, json)?;
+    Ok(answer.exit_code())
 }
 
 fn datapath_command(action: DatapathAction, path: &Path) -> Result<ExitCode> {

@@ -34,6 +34,8 @@ map_names! {
     VERDICTS,
     /// Per-tunnel traffic and keepalive counters.
     TUNNEL_STATS,
+    /// Outer IP ID counters, one per CPU (the datapath's own).
+    IP_ID,
 }
 
 #[cfg(test)]

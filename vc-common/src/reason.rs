@@ -32,6 +32,9 @@ crate::labelled_enum! {
         /// Fast path: the packet is already GRE for this tunnel (re-entering the peer after a
         /// fast-path redirect).
         AlreadyEncapsulated = 8 => "already_encapsulated",
+        /// Fast path: the IPv4 header carries options, which the kernel's forwarding
+        /// processes (record route, timestamps, source routes): left to it.
+        HandoverOptions = 9 => "handover_options",
     }
 }
 
@@ -75,8 +78,14 @@ crate::labelled_enum! {
         ClearToProtected = 32 => "clear_to_protected",
         /// A helper refused to resize or rewrite the packet.
         RewriteFailed = 33 => "rewrite_failed",
-        /// The tunnel interface was not reachable for the redirect.
+        /// Retired, never counted: `bpf_redirect` with no flags returns `TC_ACT_REDIRECT`
+        /// whatever the ifindex (a vanished device drops the packet in the kernel, after the
+        /// program). Kept so that the number is never reused.
         RedirectFailed = 34 => "redirect_failed",
+        /// RFC 6040: congestion experienced on the outer header of a packet whose inner
+        /// header is not ECN-capable; the signal cannot be passed on, so the packet is dropped
+        /// (as Linux's tunnels do).
+        CeOnNotEct = 35 => "ce_on_not_ect",
     }
 }
 

@@ -9,11 +9,15 @@ use aya_ebpf::{
         BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_GRE, BPF_F_ADJ_ROOM_FIXED_GSO,
         bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     },
+    helpers::bpf_get_prandom_u32,
     programs::TcContext,
 };
 use vc_common::{DropReason, Tunnel, csum};
 
-use crate::parse::{ETH_HLEN, GreHdr, IPPROTO_GRE, IPV4_HLEN, Ipv4, ptr_at};
+use crate::{
+    maps::IP_ID,
+    parse::{ETH_HLEN, GreHdr, IPPROTO_GRE, IPV4_HLEN, Ipv4, ptr_at},
+};
 
 pub const GRE_HLEN: usize = 4;
 /// What encapsulation adds: outer IPv4 without options and the base GRE header.
@@ -29,10 +33,35 @@ const GRE_RFC1701: u16 = 0x4000 | 0x0800 | 0x0400;
 /// Key and sequence number (RFC 2890).
 const GRE_KEY_SEQ: u16 = 0x2000 | 0x1000;
 const GRE_VERSION: u16 = 0x0007;
+/// The TTL the outer header leaves the CPE with, as Linux's tunnels (and `ip_default_ttl`).
 const OUTER_TTL: u8 = 64;
 const IP_DF_BYTE: u8 = 0x40;
 const ECN_MASK: u8 = 0x03;
+const ECN_NOT_ECT: u8 = 0x00;
+const ECN_ECT1: u8 = 0x01;
+const ECN_ECT0: u8 = 0x02;
 const ECN_CE: u8 = 0x03;
+
+/// Where the encapsulated packet goes next, which decides the TTL its outer header is built
+/// with: it must leave the CPE with [`OUTER_TTL`], as the kernel's own GRE sends it.
+#[derive(Clone, Copy)]
+pub enum Hop {
+    /// Straight out of the WAN device (GRE-only fast path after a FIB lookup).
+    Out,
+    /// Back into the stack, which forwards it to the WAN (through XFRM) and decrements the
+    /// TTL on the way: built one higher.
+    Stack,
+}
+
+impl Hop {
+    #[inline(always)]
+    const fn outer_ttl(self) -> u8 {
+        match self {
+            Hop::Out => OUTER_TTL,
+            Hop::Stack => OUTER_TTL + 1,
+        }
+    }
+}
 
 /// A received GRE header.
 pub struct Gre {
@@ -66,13 +95,13 @@ pub fn parse(ctx: &TcContext, offset: usize, available: usize) -> Result<Gre, Dr
 /// Puts an outer IPv4 + GRE header in front of the inner packet `ip` (at `ETH_HLEN`), for
 /// `tunnel`. DSCP and ECN are copied from the inner header (RFC 2983 uniform model, RFC 6040
 /// normal mode: voice keeps its EF marking on the wire), DF likewise so path-MTU discovery
-/// works end to end.
+/// works end to end. The outer IP ID is the CPE's own (see [`outer_id`]).
 #[inline(always)]
-pub fn encap(ctx: &TcContext, ip: &Ipv4, tunnel: &Tunnel) -> Result<(), DropReason> {
+pub fn encap(ctx: &TcContext, ip: &Ipv4, tunnel: &Tunnel, hop: Hop) -> Result<(), DropReason> {
     let inner: *const [u8; IPV4_HLEN] = ptr_at(ctx, ip.offset)?;
     // SAFETY: checked by `ptr_at`.
-    let (id, frag) = unsafe { ([(*inner)[4], (*inner)[5]], (*inner)[6]) };
-    let df = frag & IP_DF_BYTE;
+    let df = unsafe { (*inner)[6] } & IP_DF_BYTE;
+    let id = outer_id(ctx).to_be_bytes();
     // GSO super-packets may exceed 64 KiB with their outer header; segmentation rewrites it.
     let tot_len = (ip.tot_len + ENCAP_LEN).min(usize::from(u16::MAX)) as u16;
 
@@ -100,7 +129,7 @@ pub fn encap(ctx: &TcContext, ip: &Ipv4, tunnel: &Tunnel) -> Result<(), DropReas
         id[1],
         df,
         0,
-        OUTER_TTL,
+        hop.outer_ttl(),
         IPPROTO_GRE,
         0,
         0,
@@ -128,6 +157,30 @@ pub fn encap(ctx: &TcContext, ip: &Ipv4, tunnel: &Tunnel) -> Result<(), DropReas
     Ok(())
 }
 
+/// A fresh outer IP ID from this CPU's counter, reserving one per segment of a GSO packet
+/// (segmentation numbers the segments' outer headers from it). Many inner flows share one
+/// outer address pair, so copying the inner ID (or a fixed one) would repeat IDs within the
+/// reassembly window if non-DF outer packets fragment; Linux's tunnels count likewise. A
+/// counter found at 0 (never used, or wrapped) is started at a random value, so CPUs do not
+/// count in step.
+#[inline(always)]
+fn outer_id(ctx: &TcContext) -> u16 {
+    // SAFETY: the context is the kernel's `__sk_buff`.
+    let segments = unsafe { (*ctx.skb.skb).gso_segs }.max(1);
+    match IP_ID.get_ptr_mut(0) {
+        // SAFETY: a per-CPU slot is only touched by programs on this CPU, one at a time.
+        Some(counter) => unsafe {
+            if *counter == 0 {
+                *counter = bpf_get_prandom_u32() | 1;
+            }
+            let id = *counter;
+            *counter = id.wrapping_add(segments);
+            id as u16
+        },
+        None => 0,
+    }
+}
+
 /// Removes the outer IPv4 and GRE headers, leaving the inner packet after the Ethernet header.
 /// `FIXED_GSO` keeps the GSO size of packets GRO merged on the WAN.
 #[inline(always)]
@@ -137,19 +190,23 @@ pub fn decap(ctx: &TcContext, outer: &Ipv4, gre: &Gre) -> Result<(), DropReason>
         .map_err(|_| DropReason::RewriteFailed)
 }
 
-/// RFC 6040 decapsulation: congestion experienced on the outer header is kept by marking an
-/// ECN-capable inner packet CE. (A Not-ECT inner packet is left as it is, as Linux does.)
+/// RFC 6040 §4.2 decapsulation (normal mode), as Linux's tunnels do it: congestion
+/// experienced on the outer header reaches an ECN-capable inner packet as CE, an ECT(1)
+/// outer header turns an ECT(0) inner one into ECT(1), and CE over a Not-ECT inner packet
+/// cannot be passed on: the packet is dropped (the congestion signal must not be lost).
 #[inline(always)]
-pub fn propagate_ce(ctx: &TcContext, outer_tos: u8, inner: &Ipv4) -> Result<(), DropReason> {
-    let inner_ecn = inner.tos & ECN_MASK;
-    if outer_tos & ECN_MASK != ECN_CE || inner_ecn == 0 || inner_ecn == ECN_CE {
-        return Ok(());
-    }
+pub fn decap_ecn(ctx: &TcContext, outer_tos: u8, inner: &Ipv4) -> Result<(), DropReason> {
+    let ecn = match (outer_tos & ECN_MASK, inner.tos & ECN_MASK) {
+        (ECN_CE, ECN_NOT_ECT) => return Err(DropReason::CeOnNotEct),
+        (ECN_CE, ECN_ECT0 | ECN_ECT1) => ECN_CE,
+        (ECN_ECT1, ECN_ECT0) => ECN_ECT1,
+        _ => return Ok(()),
+    };
     let hdr = inner.header(ctx)?;
     // SAFETY: checked by `ptr_at` inside `header`.
     unsafe {
         let old = u16::from_be_bytes([(*hdr).version_ihl, (*hdr).tos]);
-        let tos = (*hdr).tos | ECN_CE;
+        let tos = ((*hdr).tos & !ECN_MASK) | ecn;
         let new = u16::from_be_bytes([(*hdr).version_ihl, tos]);
         (*hdr).tos = tos;
         let check = csum::replace16(u16::from_be_bytes((*hdr).check), old, new);

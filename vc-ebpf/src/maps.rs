@@ -49,6 +49,11 @@ pub static VERDICTS: PerCpuArray<VerdictCounter> =
 #[map]
 pub static TUNNEL_STATS: PerCpuArray<TunnelStats> = PerCpuArray::with_max_entries(MAX_TUNNELS, 0);
 
+/// Outer IP IDs: one counter per CPU (see `gre::outer_id`). The datapath's own: the agent
+/// neither reads nor writes it.
+#[map]
+pub static IP_ID: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
 /// The settings, or the all-zero default (IPsec mode, no fast path) if the agent wrote none.
 #[inline(always)]
 pub fn settings() -> Settings {

@@ -1,6 +1,10 @@
 //! One loaded datapath per test, configured like a one-CPE Virtual Connect: tunnel A to DC1
 //! and tunnel B to DC2, the Cisco /24 split in two /25s.
-use aya::Ebpf;
+use aya::{
+    Ebpf,
+    maps::{MapData, PerCpuArray, PerCpuValues},
+    util::nr_cpus,
+};
 use ipnet::Ipv4Net;
 use vc_agent::datapath::{DatapathMaps, PROGRAMS, Program, load, maps::VerdictCount};
 use vc_common::{
@@ -51,9 +55,17 @@ const NO_DEVICE: u32 = 0x7fff_0000;
 /// tunnel under test has its hidden peer there.
 const LO: u32 = 1;
 
+/// The outer IP ID the programs take from their counter while a fixture pins it
+/// ([`Fixture::count_outer_ids`] lets it count).
+pub const OUTER_ID: u16 = 0x4d2e;
+
 pub struct Fixture {
     maps: DatapathMaps,
     ebpf: Ebpf,
+    /// The datapath's outer IP ID counters (the agent never touches them).
+    ip_ids: PerCpuArray<MapData, u32>,
+    /// Reset to before each run, so that expected packets do not depend on the order of runs.
+    pinned_ip_id: Option<u32>,
 }
 
 #[must_use]
@@ -77,8 +89,18 @@ impl Fixture {
         }
         let mut ebpf = load(&[PROGRAMS.as_slice(), &[Program::Noop]].concat())
             .unwrap_or_else(|e| panic!("{test}: loading: {e:?}"));
+        let ip_ids = ebpf
+            .take_map(vc_common::maps::IP_ID)
+            .expect("IP_ID in the object")
+            .try_into()
+            .expect("IP_ID is a per-CPU array of u32");
         let maps = DatapathMaps::take(&mut ebpf, None).expect("maps");
-        let mut f = Fixture { maps, ebpf };
+        let mut f = Fixture {
+            maps,
+            ebpf,
+            ip_ids,
+            pinned_ip_id: Some(u32::from(OUTER_ID)),
+        };
         f.settings(settings_flags::FAST_PATH);
         let peer = |id| {
             if id == peer_tunnel {
@@ -146,6 +168,29 @@ impl Fixture {
         self.maps.set_tunnel_up(id, up).expect("tunnel up/down");
     }
 
+    /// Sets every CPU's outer IP ID counter to `next` and lets it count from there.
+    pub fn count_outer_ids(&mut self, next: u32) {
+        self.pinned_ip_id = None;
+        self.set_ip_ids(next);
+    }
+
+    /// Every CPU's outer IP ID counter.
+    #[must_use]
+    pub fn ip_ids(&self) -> Vec<u32> {
+        self.ip_ids
+            .get(&0, 0)
+            .expect("IP_ID")
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    fn set_ip_ids(&mut self, next: u32) {
+        let cpus = nr_cpus().expect("CPU count");
+        let values = PerCpuValues::try_from(vec![next; cpus]).expect("per-CPU values");
+        self.ip_ids.set(0, values, 0).expect("IP_ID");
+    }
+
     pub fn maps(&mut self) -> &mut DatapathMaps {
         &mut self.maps
     }
@@ -169,6 +214,9 @@ impl Fixture {
         frame: &[u8],
         ctx: SkbCtx,
     ) -> anyhow::Result<Outcome> {
+        if let Some(id) = self.pinned_ip_id {
+            self.set_ip_ids(id);
+        }
         let prog = vc_agent::datapath::classifier(&mut self.ebpf, program)?;
         testrun::run(prog, frame, ctx, 1)
     }
@@ -183,13 +231,17 @@ impl Fixture {
     /// or a drop reason.
     #[track_caller]
     pub fn assert_verdicts(&self, hook: Hook, reason: impl Into<Counted>, packets: u64) {
-        let reason = reason.into();
+        self.assert_all_verdicts(&[(hook, reason.into(), packets)]);
+    }
+
+    /// The non-zero verdict counters are exactly `expected` (in counter order).
+    pub fn assert_all_verdicts(&self, expected: &[(Hook, Counted, u64)]) {
         let seen: Vec<_> = self
             .verdicts()
             .into_iter()
             .map(|v| (v.hook, v.reason, v.packets))
             .collect();
-        assert_eq!(seen, vec![(hook, reason, packets)], "verdict counters");
+        assert_eq!(seen, expected, "verdict counters");
     }
 
     #[must_use]
@@ -248,17 +300,18 @@ pub fn wan_frame(packet: &[u8]) -> Vec<u8> {
     ether_ipv4([2, 0, 0, 0, 0xee, 1], [2, 0, 0, 0, 0xee, 2], packet)
 }
 
-/// The outer IPv4 + GRE a tunnel transmit adds in front of `inner` for tunnel A.
+/// The outer IPv4 + GRE that tunnel A puts in front of `inner` when the stack forwards the
+/// result to the WAN: TTL 65, so that it leaves with 64 as the kernel's GRE sends it; the
+/// ID from the (pinned) counter; DSCP, ECN and DF from the inner header.
 #[must_use]
 pub fn expected_encap(remote: [u8; 4], inner: &[u8]) -> Vec<u8> {
     let tos = inner[1];
-    let id = u16::from_be_bytes([inner[4], inner[5]]);
     let df = u16::from_be_bytes([inner[6], inner[7]]) & 0x4000;
     let outer = Ipv4::new(CPE_GRE, remote, packet::IPPROTO_GRE)
         .tos(tos)
-        .id(id)
+        .id(OUTER_ID)
         .frag_off(df)
-        .ttl(64);
+        .ttl(65);
     outer.packet(&packet::gre(0, 0x0800, &[], inner))
 }
 

@@ -96,20 +96,30 @@ fn named_source_paths(text: &str) -> Vec<&str> {
         .step_by(2)
         .filter(|t| t.contains('/') && !t.contains([' ', '<', '*']) && !t.starts_with(['/', '.']))
         .filter(|t| !t.starts_with("target/"))
-        .filter(|t| t.ends_with(".rs") || t.ends_with('/'))
+        .filter(|t| t.ends_with('/') || Path::new(t).extension().is_some_and(|e| e == "rs"))
         .collect()
 }
 
 #[test]
 fn source_paths_named_in_docs_exist() {
-    let bases = ["", "vc-agent/src/", "vc-ebpf/src/", "vc-wire/src/", "vc-common/src/"];
+    let bases = [
+        "",
+        "vc-agent/src/",
+        "vc-ebpf/src/",
+        "vc-wire/src/",
+        "vc-common/src/",
+    ];
     for (path, text) in tracked() {
-        if !(path.starts_with("docs/") || path == "README.md") || !path.ends_with(".md") {
+        if !(path.starts_with("docs/") || path == "README.md")
+            || Path::new(&path).extension().is_none_or(|e| e != "md")
+        {
             continue;
         }
         for named in named_source_paths(&text) {
             assert!(
-                bases.iter().any(|base| root().join(base).join(named).exists())
+                bases
+                    .iter()
+                    .any(|base| root().join(base).join(named).exists())
                     || root().join(&path).with_file_name(named).exists(),
                 "{path} names `{named}`, which is not in the repository"
             );
@@ -119,6 +129,7 @@ fn source_paths_named_in_docs_exist() {
 
 #[test]
 fn named_source_paths_are_found() {
-    let found = named_source_paths("see `bgp/md5.rs`, `config/` and `cargo xtask test`, `/etc/vc/`");
+    let found =
+        named_source_paths("see `bgp/md5.rs`, `config/` and `cargo xtask test`, `/etc/vc/`");
     assert_eq!(found, ["bgp/md5.rs", "config/"]);
 }

@@ -168,39 +168,27 @@ mod by_name {
             .ok_or_else(|| D::Error::custom(format!("unknown name {text:?}")))
     }
 
-    pub mod hook {
-        use serde::{Deserializer, Serializer};
-        use vc_common::Hook;
+    /// A serde `with` module for a `vc-common` type that has `ALL` and `name()`.
+    macro_rules! by_name {
+        ($module:ident, $type:ident) => {
+            pub mod $module {
+                use serde::{Deserializer, Serializer};
+                use vc_common::$type;
 
-        #[expect(
-            clippy::trivially_copy_pass_by_ref,
-            reason = "serde's `with` passes a reference"
-        )]
-        pub fn serialize<S: Serializer>(h: &Hook, s: S) -> Result<S::Ok, S::Error> {
-            s.serialize_str(h.name())
-        }
+                // By reference: serde's `with` passes one.
+                pub fn serialize<S: Serializer>(v: &$type, s: S) -> Result<S::Ok, S::Error> {
+                    s.serialize_str(v.name())
+                }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Hook, D::Error> {
-            super::find(d, &Hook::ALL, Hook::name)
-        }
+                pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<$type, D::Error> {
+                    super::find(d, &$type::ALL, $type::name)
+                }
+            }
+        };
     }
 
-    pub mod reason {
-        use serde::{Deserializer, Serializer};
-        use vc_common::Counted;
-
-        #[expect(
-            clippy::trivially_copy_pass_by_ref,
-            reason = "serde's `with` passes a reference"
-        )]
-        pub fn serialize<S: Serializer>(r: &Counted, s: S) -> Result<S::Ok, S::Error> {
-            s.serialize_str(r.name())
-        }
-
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Counted, D::Error> {
-            super::find(d, &Counted::ALL, Counted::name)
-        }
-    }
+    by_name!(hook, Hook);
+    by_name!(reason, Counted);
 }
 
 #[cfg(test)]

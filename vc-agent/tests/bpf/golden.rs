@@ -41,7 +41,9 @@ fn scapy(exprs: &[&str]) -> Vec<Vec<u8>> {
 const INNER_SYN: &str = "IP(src='100.64.0.1', dst='203.0.113.10', tos=0xb8, id=0x1234, flags='DF', ttl=64)\
     /TCP(sport=40000, dport=179, flags='S', seq=1000, window=64240, \
     options=[('NOP', None), ('WScale', 7), ('MSS', {mss})])";
-const OUTER: &str = "IP(src='198.51.100.1', dst='198.18.1.1', tos=0xb8, id=0x1234, flags='DF', ttl=64, proto=47)/GRE(proto=0x0800)";
+/// The outer header for the stack to forward: the ID from the counter (pinned by the
+/// fixture to 0x4d2e), TTL 65 so that it leaves the CPE with 64.
+const OUTER: &str = "IP(src='198.51.100.1', dst='198.18.1.1', tos=0xb8, id=0x4d2e, flags='DF', ttl=65, proto=47)/GRE(proto=0x0800)";
 
 #[test]
 fn tunnel_transmit_matches_scapy() {
@@ -82,7 +84,7 @@ fn fast_path_matches_scapy() {
              /UDP(sport=5004, dport=5004)/(b'\\x80' * 172)"
         )
     };
-    let outer = "IP(src='198.51.100.1', dst='198.18.1.1', tos=0x2e, id=7, flags='DF', ttl=64, proto=47)/GRE(proto=0x0800)";
+    let outer = "IP(src='198.51.100.1', dst='198.18.1.1', tos=0x2e, id=0x4d2e, flags='DF', ttl=65, proto=47)/GRE(proto=0x0800)";
     let golden = scapy(&[&inner(64), &format!("{outer}/{}", inner(63))]);
     let ours = udp_in_ipv4(
         &Ipv4::new([10, 1, 0, 10], [203, 0, 113, 10], 0)

@@ -246,8 +246,8 @@ fn lan_syns_are_clamped_on_the_fast_path() {
 }
 
 #[test]
-fn ip_options_and_fragments_are_carried() {
-    let Some(mut f) = Fixture::new("ip_options_and_fragments_are_carried") else {
+fn options_go_to_the_kernel_and_fragments_are_carried() {
+    let Some(mut f) = Fixture::new("options_go_to_the_kernel_and_fragments_are_carried") else {
         return;
     };
     // Router alert option; a first fragment (MF) of a TCP SYN; a non-first fragment whose
@@ -264,9 +264,11 @@ fn ip_options_and_fragments_are_carried() {
     later.protocol = packet::IPPROTO_TCP;
     let later = later.packet(&syn_bytes);
 
+    // Options are the kernel's to process when it forwards: handed over untouched.
     let out = f.run(Program::LanRx, &lan_frame(&with_options));
-    assert_eq!(out.action, TC_ACT_REDIRECT, "IP options");
-    assert_eq!(&l3(&out.data)[24..], forwarded(&with_options).as_slice());
+    assert_eq!(out.action, TC_ACT_OK, "IP options");
+    assert_eq!(l3(&out.data), with_options.as_slice(), "untouched");
+    f.assert_verdicts(Hook::LanRx, Outcome::HandoverOptions, 1);
 
     let out = f.run(Program::LanRx, &lan_frame(&first));
     assert_eq!(out.action, TC_ACT_REDIRECT, "first fragment");

@@ -8,7 +8,7 @@ use vc_testkit::{
 
 use crate::fixture::{
     A_PEER_MAC, A_TUNNEL_MAC, CPE_GRE, CPE_TUNNEL_A, DC1_GRE, DC1_HOST, DC1_TUNNEL, DC2_GRE,
-    DC2_HOST, Fixture, TUNNEL_A, TUNNEL_B, expected_encap, l3, tunnel_frame,
+    DC2_HOST, Fixture, OUTER_ID, TUNNEL_A, TUNNEL_B, expected_encap, l3, tunnel_frame,
 };
 
 #[test]
@@ -35,7 +35,15 @@ fn encapsulates_toward_the_dc_with_valid_outer_header() {
     );
     let outer = l3(&out.data);
     assert!(ipv4_header_ok(outer), "outer checksum");
-    assert_eq!(outer[8], 64, "outer TTL");
+    assert_eq!(
+        outer[8], 65,
+        "outer TTL: 64 once the stack has forwarded it to the WAN"
+    );
+    assert_eq!(
+        u16::from_be_bytes([outer[4], outer[5]]),
+        OUTER_ID,
+        "outer ID from the counter, not the inner 0x4242"
+    );
     assert_eq!(outer[9], packet::IPPROTO_GRE);
     assert_eq!(&outer[20..24], &[0, 0, 0x08, 0x00], "GRE: no flags, IPv4");
     assert_eq!(outer[6] & 0x40, 0x40, "DF copied from the inner header");
@@ -170,4 +178,54 @@ fn bgp_syn_from_the_tunnel_ip_is_clamped_then_encapsulated() {
     assert!(packet::tcp_checksum_ok(inner));
     assert_eq!(f.stats(TUNNEL_A).mss_clamped, 1);
     let _ = A_PEER_MAC;
+}
+
+#[test]
+fn outer_ids_come_from_a_counter_not_the_inner_packet() {
+    let Some(mut f) = Fixture::new("outer_ids_come_from_a_counter_not_the_inner_packet") else {
+        return;
+    };
+    let outer_id = |out: &[u8]| u16::from_be_bytes([l3(out)[4], l3(out)[5]]);
+    // Two flows whose inner IDs are equal: the outer IDs must differ.
+    let same_inner_id = |port| {
+        tunnel_frame(&udp_in_ipv4(
+            &Ipv4::new(CPE_TUNNEL_A, DC1_HOST, 0).id(7),
+            port,
+            2,
+            b"x",
+        ))
+    };
+    f.count_outer_ids(0xfffe);
+    let first = f.run(Program::TunnelTx, &same_inner_id(1));
+    let second = f.run(Program::TunnelTx, &same_inner_id(2));
+    assert_eq!(outer_id(&first.data), 0xfffe);
+    assert_eq!(outer_id(&second.data), 0xffff);
+
+    // A GSO packet of 3 segments reserves 3 IDs (segmentation numbers them from the first),
+    // and the 16-bit ID wraps.
+    let gso = SkbCtx {
+        gso_segs: 3,
+        ..SkbCtx::default()
+    };
+    let third = f.run_ctx(Program::TunnelTx, &same_inner_id(3), gso);
+    let fourth = f.run(Program::TunnelTx, &same_inner_id(4));
+    assert_eq!(outer_id(&third.data), 0);
+    assert_eq!(outer_id(&fourth.data), 3);
+    assert!(ipv4_header_ok(l3(&fourth.data)), "outer checksum");
+
+    // A counter never used starts at a random value, different per CPU (so they do not
+    // count in step), never 0.
+    f.count_outer_ids(0);
+    let fresh = f.run(Program::TunnelTx, &same_inner_id(5));
+    let counters = f.ip_ids();
+    let used = counters
+        .iter()
+        .find(|&&c| c != 0)
+        .expect("the CPU that ran the program started its counter");
+    assert_eq!(u32::from(outer_id(&fresh.data)), (used - 1) & 0xffff);
+    assert_eq!(
+        counters.iter().filter(|&&c| c != 0).count(),
+        1,
+        "one CPU ran it"
+    );
 }

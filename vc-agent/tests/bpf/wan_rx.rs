@@ -274,30 +274,56 @@ fn dc_syns_are_clamped_after_decapsulation() {
     assert_eq!(f.stats(TUNNEL_A).mss_clamped, 1);
 }
 
+/// RFC 6040 §4.2, Figure 4 (normal mode), row by row: the inner ECN field that arrives
+/// under each outer one, or `None` where the packet must be dropped.
+const RFC_6040_DECAP: [(u8, [Option<u8>; 4]); 4] = {
+    const NOT_ECT: u8 = 0b00;
+    const ECT1: u8 = 0b01;
+    const ECT0: u8 = 0b10;
+    const CE: u8 = 0b11;
+    //  inner      outer: Not-ECT       ECT(0)         ECT(1)         CE
+    [
+        (NOT_ECT, [Some(NOT_ECT), Some(NOT_ECT), Some(NOT_ECT), None]),
+        (ECT0, [Some(ECT0), Some(ECT0), Some(ECT1), Some(CE)]),
+        (ECT1, [Some(ECT1), Some(ECT1), Some(ECT1), Some(CE)]),
+        (CE, [Some(CE), Some(CE), Some(CE), Some(CE)]),
+    ]
+};
+
 #[test]
-fn congestion_marks_survive_decapsulation() {
-    let Some(mut f) = gre_only("congestion_marks_survive_decapsulation") else {
+fn decapsulation_follows_rfc_6040() {
+    let Some(mut f) = gre_only("decapsulation_follows_rfc_6040") else {
         return;
     };
-    // RFC 6040: outer CE over an ECT inner → inner CE. Not-ECT inner stays Not-ECT.
-    for (inner_tos, expected) in [
-        (0xb8 | 0b10, 0xb8 | 0b11),
-        (0xb8 | 0b01, 0xb8 | 0b11),
-        (0xb8, 0xb8),
-    ] {
-        let inner = udp_in_ipv4(
-            &Ipv4::new(DC1_HOST, LAN_HOST, 0).tos(inner_tos),
-            1,
-            2,
-            b"rtp",
-        );
-        let gre = packet::gre(0, 0x0800, &[], &inner);
-        let outer = Ipv4::new(DC1_GRE, CPE_GRE, packet::IPPROTO_GRE).tos(0xb8 | 0b11);
-        let out = f.run(Program::WanRx, &wan_frame(&outer.packet(&gre)));
-        assert_eq!(out.action, TC_ACT_REDIRECT);
-        assert_eq!(l3(&out.data)[1], expected, "inner TOS {inner_tos:#04x}");
-        assert!(ipv4_header_ok(l3(&out.data)));
+    let outers = [0b00, 0b10, 0b01, 0b11];
+    let mut dropped = 0;
+    for (inner_ecn, row) in RFC_6040_DECAP {
+        for (outer_ecn, expected) in outers.into_iter().zip(row) {
+            // EF in both headers: the DSCP must come through whatever happens to ECN.
+            let inner = udp_in_ipv4(
+                &Ipv4::new(DC1_HOST, LAN_HOST, 0).tos(0xb8 | inner_ecn),
+                1,
+                2,
+                b"rtp",
+            );
+            let gre = packet::gre(0, 0x0800, &[], &inner);
+            let outer = Ipv4::new(DC1_GRE, CPE_GRE, packet::IPPROTO_GRE).tos(0xb8 | outer_ecn);
+            let out = f.run(Program::WanRx, &wan_frame(&outer.packet(&gre)));
+            let case = format!("inner ECN {inner_ecn:02b} under outer {outer_ecn:02b}");
+            if let Some(ecn) = expected {
+                assert_eq!(out.action, TC_ACT_REDIRECT, "{case}");
+                assert_eq!(l3(&out.data)[1], 0xb8 | ecn, "{case}");
+                assert!(ipv4_header_ok(l3(&out.data)), "{case}: checksum");
+            } else {
+                assert_eq!(out.action, TC_ACT_SHOT, "{case}");
+                dropped += 1;
+            }
+        }
     }
+    f.assert_all_verdicts(&[
+        (Hook::WanRx, Outcome::Forwarded.into(), 16 - dropped),
+        (Hook::WanRx, DropReason::CeOnNotEct.into(), dropped),
+    ]);
 }
 
 #[test]

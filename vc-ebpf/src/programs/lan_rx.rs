@@ -13,7 +13,8 @@ use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect, programs::TcContext};
 use vc_common::{DropReason, Outcome, Tunnel, settings_flags};
 
 use crate::{
-    fib, gre,
+    fib,
+    gre::{self, Hop},
     maps::{LOCAL_ADDRS, settings, tunnel},
     mss,
     parse::{
@@ -26,6 +27,11 @@ use crate::{
 
 #[inline(always)]
 pub fn try_lan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
+    let settings = settings();
+    // Switched off, the program judges nothing: the kernel routes (and the guard guards).
+    if settings.flags & settings_flags::FAST_PATH == 0 {
+        return Ok(pass(Outcome::HandoverDisabled));
+    }
     if eth_proto(ctx)? != ETH_P_IP {
         return Ok(pass(Outcome::Passed));
     }
@@ -39,23 +45,17 @@ pub fn try_lan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     if unsafe { LOCAL_ADDRS.get(ip.saddr) }.is_some() {
         return Err(DropReason::SpoofedSource);
     }
-    let settings = settings();
-    if settings.flags & settings_flags::FAST_PATH == 0 {
-        return Ok(pass(Outcome::HandoverDisabled));
-    }
     pull(ctx, ip.l4_offset() + TCP_HLEN);
     if let Some(outcome) = slow_path_outcome(ctx, &ip, tunnel) {
         return Ok(pass(outcome));
     }
 
-    ip.decrement_ttl(ctx)?;
-    let clamped = mss::clamp(ctx, &ip, tunnel.mss)?;
-    gre::encap(ctx, &ip, tunnel)?;
-    count_tx(id, ip.tot_len, true, false, clamped);
     // GRE-only mode: nothing to encrypt, so the outer packet may go straight to the WAN as
-    // the kernel would route it (the outer TTL then leaves as built, 64).
-    if settings.flags & settings_flags::EXTERNAL_IPSEC != 0
-        && let Some(next) = fib::lookup(
+    // the kernel would route it. Looked up before encapsulating: the outer TTL depends on it.
+    let out = if settings.flags & settings_flags::EXTERNAL_IPSEC == 0 {
+        None
+    } else {
+        fib::lookup(
             ctx,
             // SAFETY: the context is the kernel's `__sk_buff`.
             unsafe { (*ctx.skb.skb).ifindex },
@@ -64,19 +64,26 @@ pub fn try_lan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
             IPPROTO_GRE,
             ip.tos,
         )
-    {
+    };
+
+    ip.decrement_ttl(ctx)?;
+    let clamped = mss::clamp(ctx, &ip, tunnel.mss)?;
+    let hop = if out.is_some() { Hop::Out } else { Hop::Stack };
+    gre::encap(ctx, &ip, tunnel, hop)?;
+    count_tx(id, ip.tot_len, true, false, clamped);
+    let action = if let Some(next) = out {
         set_eth(ctx, next.smac, next.dmac)?;
         // SAFETY: no preconditions.
-        let action = unsafe { bpf_redirect(next.ifindex, 0) };
-        return Ok(Verdict::new(action as i32, Outcome::Forwarded));
-    }
-    set_eth_dst(ctx, tunnel.peer_mac)?;
-    // Sent out of the tunnel interface, the packet re-enters the stack on its peer, with our
-    // GRE address as its source: only the peer needs accept_local, never a LAN-facing
-    // device. Through the veth rather than an ingress redirect: the peer's NAPI can GRO it,
-    // where an ingress redirect would queue each packet to the backlog.
-    // SAFETY: no preconditions.
-    let action = unsafe { bpf_redirect(tunnel.tunnel_ifindex, 0) };
+        unsafe { bpf_redirect(next.ifindex, 0) }
+    } else {
+        set_eth_dst(ctx, tunnel.peer_mac)?;
+        // Sent out of the tunnel interface, the packet re-enters the stack on its peer, with
+        // our GRE address as its source: only the peer needs accept_local, never a LAN-facing
+        // device. Through the veth rather than an ingress redirect: the peer's NAPI can GRO
+        // it, where an ingress redirect would queue each packet to the backlog.
+        // SAFETY: no preconditions.
+        unsafe { bpf_redirect(tunnel.tunnel_ifindex, 0) }
+    };
     Ok(Verdict::new(action as i32, Outcome::Forwarded))
 }
 
@@ -90,6 +97,9 @@ const fn pass(outcome: Outcome) -> Verdict {
 fn slow_path_outcome(ctx: &TcContext, ip: &Ipv4, tunnel: &Tunnel) -> Option<Outcome> {
     if ip.ttl <= 1 {
         return Some(Outcome::HandoverTtl);
+    }
+    if ip.hlen != IPV4_HLEN {
+        return Some(Outcome::HandoverOptions);
     }
     let mtu = usize::from(tunnel.mtu);
     // SAFETY: the context is the kernel's `__sk_buff`.

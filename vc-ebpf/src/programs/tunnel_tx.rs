@@ -8,7 +8,7 @@ use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
 use vc_common::{DropReason, Outcome, Tunnel};
 
 use crate::{
-    gre::{self, GRE_HLEN, GRE_PROTO_KEEPALIVE},
+    gre::{self, GRE_HLEN, GRE_PROTO_KEEPALIVE, Hop},
     maps::{TUNNEL_BY_PEER, tunnel},
     mss,
     parse::{
@@ -38,7 +38,7 @@ pub fn try_tunnel_tx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     pull(ctx, ip.l4_offset() + TCP_HLEN);
     let keepalive = is_keepalive(ctx, &ip, tunnel);
     let clamped = mss::clamp(ctx, &ip, tunnel.mss)?;
-    gre::encap(ctx, &ip, tunnel)?;
+    gre::encap(ctx, &ip, tunnel, Hop::Stack)?;
     count_tx(id, ip.tot_len, false, keepalive, clamped);
     Ok(Verdict::new(TC_ACT_OK, Outcome::Forwarded))
 }

@@ -78,7 +78,7 @@ pub fn try_wan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
         return Err(DropReason::BadIpHeader);
     }
     let keepalive = check_inner_source(&inner, tunnel)?;
-    gre::propagate_ce(ctx, outer.tos, &inner)?;
+    gre::decap_ecn(ctx, outer.tos, &inner)?;
     gre::decap(ctx, &outer, &gre)?;
 
     pull(ctx, ETH_HLEN + IPV4_HLEN);
@@ -102,8 +102,8 @@ pub fn try_wan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
 /// With the fast path on, a decapsulated packet for another host (the LAN) goes straight to
 /// its egress device, as the kernel would forward it from the tunnel interface, skipping
 /// that interface and the FORWARD chain (like an nftables flowtable). Anything else — our
-/// own addresses, TTL about to expire, an unresolved neighbour, too big — takes the tunnel
-/// interface. Returns the TC action when it took the fast path.
+/// own addresses, TTL about to expire, IP options, an unresolved neighbour, too big — takes
+/// the tunnel interface. Returns the TC action when it took the fast path.
 #[inline(always)]
 fn fast_path(
     ctx: &TcContext,
@@ -111,7 +111,11 @@ fn fast_path(
     tunnel: &Tunnel,
     keepalive: bool,
 ) -> Result<Option<i32>, DropReason> {
-    if keepalive || inner.ttl <= 1 || settings().flags & settings_flags::FAST_PATH == 0 {
+    if keepalive
+        || inner.ttl <= 1
+        || inner.hlen != IPV4_HLEN
+        || settings().flags & settings_flags::FAST_PATH == 0
+    {
         return Ok(None);
     }
     let Some(next) = fib::lookup(
