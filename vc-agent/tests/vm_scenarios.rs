@@ -29,7 +29,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use vc_agent::status::{AgentStatus, LivenessSignal, TunnelStatus};
+use vc_agent::{
+    ipsec::vici::{Client, Message},
+    status::{AgentStatus, LivenessSignal, TunnelStatus},
+};
 use vc_testkit::{
     region::{
         Region,
@@ -133,6 +136,101 @@ impl StatusWatch {
         let looks = *self.looks.lock().expect("looks");
         (downs, looks)
     }
+}
+
+/// What the old code path would have made of vc's charon's listings: one `noblock` listing
+/// decides, and only an `INSTALLED` child counts.
+#[derive(Clone, Copy, Debug, Default)]
+struct OldPathCounts {
+    listings: u64,
+    /// Listings without the tunnel's IKE SA (busy, so skipped), per tunnel.
+    no_ike: [u64; 2],
+    /// Listings with it but without an `INSTALLED` child (mid-rekey), per tunnel.
+    no_installed_child: [u64; 2],
+}
+
+impl OldPathCounts {
+    /// Listings in which the old code would have published "no SA".
+    fn downs(&self) -> u64 {
+        self.no_ike.iter().sum::<u64>() + self.no_installed_child.iter().sum::<u64>()
+    }
+}
+
+/// Lists vc's charon (`list-sas`, `noblock`, as the agent does) every 10 ms and counts the
+/// listings the old code path would have taken for a tunnel without SA.
+struct OldPath {
+    stop: Arc<AtomicBool>,
+    counts: Arc<Mutex<OldPathCounts>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl OldPath {
+    fn start() -> OldPath {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counts = Arc::new(Mutex::new(OldPathCounts::default()));
+        let (flag, c) = (Arc::clone(&stop), Arc::clone(&counts));
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let socket = Path::new("/run/vc/charon/charon.vici");
+                let mut vici = Client::connect(socket).await.expect("vc's charon");
+                while !flag.load(Ordering::Relaxed) {
+                    let mut listed = Vec::new();
+                    let asked = vici
+                        .streamed(
+                            "list-sas",
+                            Some("list-sa"),
+                            Message::new().kv("noblock", "yes"),
+                            |m| listed.push(m),
+                        )
+                        .await;
+                    if asked.is_ok() {
+                        let mut counts = c.lock().expect("counts");
+                        counts.listings += 1;
+                        for (i, conn) in ["vc-a", "vc-b"].into_iter().enumerate() {
+                            match old_path_child(&listed, conn) {
+                                None => counts.no_ike[i] += 1,
+                                Some(false) => counts.no_installed_child[i] += 1,
+                                Some(true) => {}
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            });
+        });
+        OldPath {
+            stop,
+            counts,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> OldPathCounts {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        *self.counts.lock().expect("counts")
+    }
+}
+
+/// `None`: the listing lacks `conn`'s IKE SA; else whether it has an `INSTALLED` child.
+fn old_path_child(listed: &[Message], conn: &str) -> Option<bool> {
+    let ike = listed
+        .iter()
+        .flat_map(Message::sections)
+        .find(|(name, _)| *name == conn)?
+        .1;
+    Some(
+        ike.sub("child-sas")
+            .into_iter()
+            .flat_map(Message::sections)
+            .any(|(_, c)| c.str("state") == Some("INSTALLED")),
+    )
 }
 
 /// `ip monitor route` in the CPE's namespace: every route change while it runs.
@@ -295,6 +393,7 @@ fn rekeys_move_nothing(region: &Region, bin: &Path) {
     let routes_before = region.cpe.sh("ip route show proto 201").expect("routes");
     let monitor = RouteMonitor::start();
     let watch = StatusWatch::start(bin);
+    let old_path = OldPath::start();
     let before = keepalive_counts(region);
     let t = Instant::now();
     let mut done = 0;
@@ -318,6 +417,7 @@ fn rekeys_move_nothing(region: &Region, bin: &Path) {
     let after = keepalive_counts(region);
     let (downs, looks) = watch.finish();
     let changes = monitor.finish();
+    let old = old_path.finish();
     let took = t.elapsed();
     let lost: Vec<u64> = (0..2)
         .map(|i| {
@@ -354,7 +454,19 @@ fn rekeys_move_nothing(region: &Region, bin: &Path) {
         f64::from(u32::try_from(lost[0] + lost[1]).unwrap_or(u32::MAX)) / f64::from(done),
         changes.len()
     );
+    eprintln!(
+        "MEASURE the old code path (one noblock listing decides, INSTALLED only) would have \
+         published no SA in {} of {} listings: without the IKE SA (busy) A {} B {}, without an \
+         INSTALLED child (mid-rekey) A {} B {}",
+        old.downs(),
+        old.listings,
+        old.no_ike[0],
+        old.no_ike[1],
+        old.no_installed_child[0],
+        old.no_installed_child[1]
+    );
     assert!(looks > 20, "the watcher read the status {looks} times");
+    assert!(old.listings > 100, "{old:?}");
     assert!(
         downs.is_empty(),
         "a tunnel looked down during rekeys: {downs:?}\n{}",

@@ -119,13 +119,15 @@ pub enum Change {
 }
 
 /// How many `list-sas` snapshots in a row must lack a tunnel's IKE or child SA before the
-/// table drops it. Three, because: one snapshot misses a busy IKE SA often (the controller
-/// lists every [`crate::ipsec::control::TICK`], 5 s, and any exchange in flight hides the SA),
-/// two in a row is an exchange that retransmits; three (10 to 15 s) is longer than any
-/// exchange charon completes without giving up on the peer (which it reports as a down event
-/// anyway), and still shorter than the keepalive judgement (`keepalive_retries` ×
-/// `keepalive_interval_s`, 30 s by default). Snapshots are only the backstop for a down event
-/// that was missed (the event connection dropped, say); events act at once.
+/// table drops it. Three, because: a `noblock` listing misses an IKE SA while a charon thread
+/// has it checked out (processing a message, computing a DH for a rekey: milliseconds, up to a
+/// second on a loaded or emulated CPU; not while it waits for an answer, so retransmits do not
+/// hide it), and the controller lists every [`crate::ipsec::control::TICK`] (5 s); one such
+/// coincidence happens (seen: 1 run in 8), two in a row 5 s apart is already unlikely, three
+/// (10 to 15 s) means the SA is gone, not busy. That is still well within the keepalive
+/// judgement (`keepalive_retries` × `keepalive_interval_s`, 30 s by default) and the BGP hold
+/// time. Snapshots are only the backstop for a down event that was missed (the event
+/// connection dropped, say); events act at once.
 pub const ABSENT_SNAPSHOTS: u8 = 3;
 
 /// Snapshots in a row that lacked a tunnel's SAs.
