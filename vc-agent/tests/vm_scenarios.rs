@@ -19,6 +19,7 @@
 //! from both DCs' BIRD, and up brings it back.
 use std::{
     io::Read as _,
+    net::Ipv4Addr,
     path::Path,
     process::{Child, Command, Stdio},
     sync::{
@@ -37,7 +38,7 @@ use vc_testkit::{
     region::{
         Region,
         config::Options,
-        plan::{DC1, DC2, DCS, DcPlan},
+        plan::{CPE_PUBLIC, DC1, DC2, DCS, DcPlan},
     },
     vm, wait_for,
 };
@@ -345,7 +346,7 @@ fn deployments_survive_rekeys_and_follow_the_lan() {
 
     keepalive_variants(&region);
     rekeys_move_nothing(&region, bin);
-    dc_deletes_its_sa(&region, bin);
+    dc_deletes_its_sa(&mut region, bin);
     dc_keepalives_decide_tunnel_a(&mut region);
     conditional_default(&region);
 }
@@ -391,6 +392,7 @@ fn keepalive_variants(region: &Region) {
 /// status never shows a tunnel down, no route changes, at most one keepalive lost per rekey.
 fn rekeys_move_nothing(region: &Region, bin: &Path) {
     let routes_before = region.cpe.sh("ip route show proto 201").expect("routes");
+    let log_before = agent_log(region).len();
     let monitor = RouteMonitor::start();
     let watch = StatusWatch::start(bin);
     let old_path = OldPath::start();
@@ -418,6 +420,12 @@ fn rekeys_move_nothing(region: &Region, bin: &Path) {
     let (downs, looks) = watch.finish();
     let changes = monitor.finish();
     let old = old_path.finish();
+    // Every SA down and liveness change the agent noticed is in its log: none, not sampled.
+    let log = agent_log(region);
+    let noticed: Vec<&str> = log[log_before..]
+        .lines()
+        .filter(|l| is_down_line(l))
+        .collect();
     let took = t.elapsed();
     let lost: Vec<u64> = (0..2)
         .map(|i| {
@@ -473,6 +481,11 @@ fn rekeys_move_nothing(region: &Region, bin: &Path) {
         region.logs(80)
     );
     assert!(changes.is_empty(), "routes moved: {changes:?}");
+    assert!(
+        noticed.is_empty(),
+        "the agent noticed a down during rekeys:\n{}",
+        noticed.join("\n")
+    );
     assert_eq!(
         region.cpe.sh("ip route show proto 201").expect("routes"),
         routes_before
@@ -492,47 +505,103 @@ fn rekeys_move_nothing(region: &Region, bin: &Path) {
     );
 }
 
-/// The negative control: DC1 deletes its child SA. The same watch sees tunnel A down (the SA
-/// is gone, and vc says so at once), and the agent brings it back.
-fn dc_deletes_its_sa(region: &Region, bin: &Path) {
+/// The negative control: DC1 deletes its child SA, and the router then drops IKE between the
+/// CPE and DC1 for a while, so that no new one can be made at once. The same watches (the
+/// status, `ip monitor route`, the agent's log) see tunnel A down and DC1's /25 move to
+/// tunnel B; once IKE passes again, the CPE's retransmission brings the SA back.
+fn dc_deletes_its_sa(region: &mut Region, bin: &Path) {
+    // DC1's GRE would hit its trap policy and start a new child SA at once.
+    region.dcs[0].stop_keepalives();
+    let log_before = agent_log(region).len();
+    let monitor = RouteMonitor::start();
     let watch = StatusWatch::start(bin);
+    let drop_ike = |from: Ipv4Addr, to: Ipv4Addr| {
+        format!(
+            "nft add rule ip vc_test fwd ip saddr {from} ip daddr {to} udp dport '{{ 500, 4500 }}' drop"
+        )
+    };
+    region
+        .wan
+        .sh(&format!(
+            "nft add table ip vc_test
+             nft add chain ip vc_test fwd '{{ type filter hook forward priority 0; }}'
+             {}",
+            drop_ike(CPE_PUBLIC, DC1.ipsec)
+        ))
+        .expect("the router drops the CPE's IKE to DC1");
     let t = Instant::now();
     region
         .dc(1)
         .charon
         .swanctl(&["--terminate", "--child", "dc1"])
         .expect("DC1 terminates its child SA");
-    wait_for(
-        Duration::from_secs(10),
-        "the watch to see tunnel A down",
-        || {
-            watch
-                .downs
-                .lock()
-                .expect("downs")
-                .iter()
-                .any(|(_, dc, _)| *dc == 1)
-                .then_some(())
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(40)));
-    let seen = t.elapsed();
-    wait_for(Duration::from_mins(1), "tunnel A back", || {
-        let s = status(region);
-        let a = tunnel(&s, &DC1);
-        (a.keepalive.alive && a.ipsec.as_ref()?.child.is_some()).then_some(())
+    // DC1's DELETE reached the CPE: now nothing passes either way.
+    wait_for(Duration::from_secs(10), "the CPE's child SA down", || {
+        agent_log(region)[log_before..]
+            .contains("tunnel A (DC1): child SA down")
+            .then_some(())
     })
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
-    let (downs, _) = watch.finish();
-    eprintln!(
-        "MEASURE negative control: DC1 deleted its child SA, the watch saw tunnel A down after \
-         {seen:?}, back after {:?} ({} down looks)",
-        t.elapsed(),
-        downs.len()
-    );
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(40)));
     region
-        .wait_route(DC1.host, "vc-dc1", Duration::from_secs(15))
+        .wan
+        .sh(&drop_ike(DC1.ipsec, CPE_PUBLIC))
+        .expect("the router drops DC1's IKE to the CPE");
+    region
+        .wait_route(DC1.host, "vc-dc2", Duration::from_secs(15))
         .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(40)));
+    let moved = t.elapsed();
+    // Long enough for the status watch to look a few times.
+    std::thread::sleep(Duration::from_secs(4));
+    region
+        .wan
+        .sh("nft delete table ip vc_test")
+        .expect("the router lets IKE through");
+    region.dcs[0].start_keepalives().expect("DC1's keepalives");
+    let t_back = Instant::now();
+    region
+        .wait_route(DC1.host, "vc-dc1", Duration::from_mins(1))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
+    let back = t_back.elapsed();
+    let (downs, _) = watch.finish();
+    let changes = monitor.finish();
+    let log = agent_log(region);
+    let noticed: Vec<&str> = log[log_before..]
+        .lines()
+        .filter(|l| is_down_line(l))
+        .collect();
+    eprintln!(
+        "MEASURE negative control: DC1 deleted its child SA (IKE then dropped): DC1's /25 via \
+         tunnel B after {moved:?}, {} status looks with tunnel A down, {} route changes, {} \
+         down lines in the agent's log; IKE let through → back in {back:?}",
+        downs.iter().filter(|(_, dc, _)| *dc == 1).count(),
+        changes.len(),
+        noticed.len()
+    );
+    assert!(
+        downs.iter().any(|(_, dc, _)| *dc == 1),
+        "the status watch saw no down: {downs:?}"
+    );
+    assert!(
+        changes.iter().any(|l| l.contains(DC1.prefix)),
+        "ip monitor route saw no move of {}: {changes:?}",
+        DC1.prefix
+    );
+    assert!(
+        noticed
+            .iter()
+            .any(|l| l.contains("tunnel liveness changed")),
+        "{noticed:?}"
+    );
+}
+
+/// The agent's log so far.
+fn agent_log(region: &Region) -> String {
+    std::fs::read_to_string(region.agent_log_path()).unwrap_or_default()
+}
+
+/// A line of the agent's log that says an SA went down or a tunnel's liveness changed.
+fn is_down_line(line: &str) -> bool {
+    line.contains("SA down") || line.contains("tunnel liveness changed")
 }
 
 /// Tunnel A sends no keepalives: DC1's stopping is what takes it down (its /25 then follows the
