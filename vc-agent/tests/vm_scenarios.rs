@@ -517,14 +517,14 @@ fn dc_deletes_its_sa(region: &mut Region, bin: &Path) {
     let watch = StatusWatch::start(bin);
     let drop_ike = |from: Ipv4Addr, to: Ipv4Addr| {
         format!(
-            "nft add rule ip vc_test fwd ip saddr {from} ip daddr {to} udp dport '{{ 500, 4500 }}' drop"
+            "nft add rule ip vc_test vcfilter ip saddr {from} ip daddr {to} udp dport '{{ 500, 4500 }}' drop"
         )
     };
     region
         .wan
         .sh(&format!(
             "nft add table ip vc_test
-             nft add chain ip vc_test fwd '{{ type filter hook forward priority 0; }}'
+             nft add chain ip vc_test vcfilter '{{ type filter hook forward priority 0; }}'
              {}",
             drop_ike(CPE_PUBLIC, DC1.ipsec)
         ))
