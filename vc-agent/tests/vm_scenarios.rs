@@ -437,24 +437,11 @@ fn rekeys_move_nothing(region: &Region, bin: &Path) {
         })
         .collect();
     let s = status(region);
-    let sas: Vec<String> = DCS
-        .iter()
-        .map(|dc| {
-            let i = tunnel(&s, dc).ipsec.clone().unwrap_or_default();
-            format!(
-                "tunnel {}: child rekeys {} IKE rekeys {} ({})",
-                dc.tunnel,
-                i.child_rekeys,
-                i.ike_rekeys,
-                i.child.map(|c| c.proposal).unwrap_or_default()
-            )
-        })
-        .collect();
     eprintln!(
         "MEASURE rekeys survived: {done} in {took:?} ({}); status read {looks} times, downs \
          seen {}; keepalives lost: tunnel A {} of {}, tunnel B {} of {} ({:.2} per rekey); route \
          changes {}",
-        sas.join("; "),
+        rekey_summary(&s),
         downs.len(),
         lost[0],
         after[0].0 - before[0].0,
@@ -476,6 +463,9 @@ fn rekeys_move_nothing(region: &Region, bin: &Path) {
     );
     assert!(looks > 20, "the watcher read the status {looks} times");
     assert!(old.listings > 100, "{old:?}");
+    // The rekeys did make charon's listings lack an SA now and then (46 to 76 listings of
+    // about a thousand in the runs so far): the scenario exercises what the old code got wrong.
+    assert!(old.downs() > 0, "no listing lacked an SA: {old:?}");
     assert!(
         downs.is_empty(),
         "a tunnel looked down during rekeys: {downs:?}\n{}",
@@ -504,6 +494,23 @@ fn rekeys_move_nothing(region: &Region, bin: &Path) {
             .is_some_and(|c| c.proposal.ends_with("/ECP_384")),
         "tunnel B rekeys with PFS: {pfs:?}"
     );
+}
+
+/// Each tunnel's rekey counts and its child SA's proposal, for a MEASURE line.
+fn rekey_summary(s: &AgentStatus) -> String {
+    DCS.iter()
+        .map(|dc| {
+            let i = tunnel(s, dc).ipsec.clone().unwrap_or_default();
+            format!(
+                "tunnel {}: child rekeys {} IKE rekeys {} ({})",
+                dc.tunnel,
+                i.child_rekeys,
+                i.ike_rekeys,
+                i.child.map(|c| c.proposal).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The negative control: DC1 deletes its child SA while the router drops every
