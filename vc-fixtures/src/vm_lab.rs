@@ -31,6 +31,10 @@ pub const KEY_OTHER: &str = "0x00112233445566778899aabbccddeeff0a0b0c0d";
 pub enum Cpe {
     Vc,
     KernelGre,
+    /// Linux `ip_gre` set to build the outer header as vc does (`tos inherit`: DSCP and ECN
+    /// from the inner header; `nopmtudisc`: DF from the inner header): the differential
+    /// test's oracle.
+    KernelGreCopying,
 }
 
 pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
@@ -88,6 +92,7 @@ fn spec(pins: &std::path::Path) -> DatapathSpec {
 }
 
 impl Lab {
+    #[must_use]
     pub fn new(cpe_kind: Cpe) -> Self {
         let [lan, cpe, dc] = ["vlan", "vcpe", "vdc"].map(|tag| NetNs::new(tag).expect("netns"));
         veth(&lan, "eth0", &cpe, "lan0").expect("veth");
@@ -129,18 +134,21 @@ impl Lab {
         };
         match cpe_kind {
             Cpe::Vc => lab.vc_up(),
-            Cpe::KernelGre => lab
-                .cpe
-                .sh(
-                    "ip link add gre1 type gre local 198.51.100.1 remote 198.51.100.2 ttl 64
-                     ip addr add 100.64.0.1/30 dev gre1; ip link set gre1 mtu 1400 up
-                     ip route add 203.0.113.0/24 via 100.64.0.2 dev gre1
-                     sysctl -qw net.ipv4.ip_forward=1",
-                )
-                .map(drop)
-                .expect("kernel GRE on the CPE"),
+            Cpe::KernelGre => lab.kernel_gre(""),
+            Cpe::KernelGreCopying => lab.kernel_gre("tos inherit nopmtudisc"),
         }
         lab
+    }
+
+    fn kernel_gre(&self, options: &str) {
+        self.cpe
+            .sh(&format!(
+                "ip link add gre1 type gre local 198.51.100.1 remote 198.51.100.2 ttl 64 {options}
+                 ip addr add 100.64.0.1/30 dev gre1; ip link set gre1 mtu 1400 up
+                 ip route add 203.0.113.0/24 via 100.64.0.2 dev gre1
+                 sysctl -qw net.ipv4.ip_forward=1"
+            ))
+            .expect("kernel GRE on the CPE");
     }
 
     fn vc_up(&self) {

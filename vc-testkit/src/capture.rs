@@ -273,6 +273,42 @@ impl fmt::Display for Packets {
     }
 }
 
+/// The frames of a pcap file (classic format, as tcpdump `-w` writes it), as captured (up to
+/// the snap length): for comparing packets byte by byte.
+pub fn frames(path: &Path) -> Result<Vec<Vec<u8>>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let magic = bytes.get(..4).context("pcap without a header")?;
+    let swapped = match magic {
+        [0xd4, 0xc3, 0xb2, 0xa1] => cfg!(target_endian = "big"),
+        [0xa1, 0xb2, 0xc3, 0xd4] => cfg!(target_endian = "little"),
+        _ => bail!("{}: not a classic pcap file", path.display()),
+    };
+    let u32_at = |at: usize| -> Result<usize> {
+        let b: [u8; 4] = bytes
+            .get(at..at + 4)
+            .context("pcap record cut short")?
+            .try_into()?;
+        let v = if swapped {
+            u32::from_ne_bytes(b).swap_bytes()
+        } else {
+            u32::from_ne_bytes(b)
+        };
+        Ok(usize::try_from(v)?)
+    };
+    let mut frames = Vec::new();
+    let mut at = 24;
+    while at < bytes.len() {
+        let captured = u32_at(at + 8)?;
+        let start = at + 16;
+        let frame = bytes
+            .get(start..start + captured)
+            .context("pcap frame cut short")?;
+        frames.push(frame.to_vec());
+        at = start + captured;
+    }
+    Ok(frames)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Kind, Packet};
@@ -320,5 +356,33 @@ mod tests {
             let p = Packet::parse(line);
             assert_eq!((p.kind, p.udp_ports), (kind, ports), "{line}");
         }
+    }
+
+    #[test]
+    fn frames_are_read_back_as_written() {
+        let mut pcap = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+        pcap.extend_from_slice(&[0; 8]);
+        pcap.extend_from_slice(&256u32.to_le_bytes());
+        pcap.extend_from_slice(&1u32.to_le_bytes());
+        for frame in [&[1u8, 2, 3][..], &[4, 5]] {
+            pcap.extend_from_slice(&[0; 8]);
+            let len = u32::try_from(frame.len()).expect("short");
+            pcap.extend_from_slice(&len.to_le_bytes());
+            pcap.extend_from_slice(&len.to_le_bytes());
+            pcap.extend_from_slice(frame);
+        }
+        let path = std::env::temp_dir().join(format!("vc-frames-{}.pcap", std::process::id()));
+        std::fs::write(&path, &pcap).expect("write");
+        assert_eq!(
+            super::frames(&path).expect("read"),
+            vec![vec![1, 2, 3], vec![4, 5]]
+        );
+        pcap.truncate(pcap.len() - 1);
+        std::fs::write(&path, &pcap).expect("write");
+        assert!(
+            super::frames(&path).is_err(),
+            "a frame cut short is an error"
+        );
+        let _ = std::fs::remove_file(&path);
     }
 }
