@@ -5,7 +5,8 @@
 //! - domain rooms, each owning its piece of the status (`<room>::status`): `config` (the
 //!   activation form, imports nothing); `ipsec` → `config`; `datapath` → `config`, `ipsec`;
 //!   `routes` → `datapath`; `bgp` → `config`, `routes`; `keepalive` → `config`, `datapath`,
-//!   `ipsec`, `routes`. Leaves any room may use: `duration` (time as text), `task` (named
+//!   `ipsec`, `routes`; `lan` (the LAN side's health, for the conditional default) →
+//!   `config`, `routes`. Leaves any room may use: `duration` (time as text), `task` (named
 //!   long-lived tasks whose end can be awaited), `limit` (accept back-off, log rate limits).
 //! - `status` → the domain rooms' status pieces: the agent's status as one typed model.
 //! - `socket` → `status`, `config`: the control socket (status, stop, reload) and its client.
@@ -26,6 +27,7 @@ pub mod diagnose;
 pub mod duration;
 pub mod ipsec;
 pub mod keepalive;
+pub mod lan;
 pub mod limit;
 pub mod manual;
 pub mod metrics;

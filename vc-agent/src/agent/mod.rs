@@ -43,11 +43,12 @@ use tracing::{error, info, warn};
 pub use self::plan::{Plan, TunnelPlan, plan};
 use self::sources::{Running, Sources};
 use crate::{
-    bgp::{NeighborConfig, NeighborState, Speaker},
+    bgp::{self, NeighborConfig, NeighborState, Speaker},
     config::{self, Config, TunnelId},
     datapath::{Datapath, tunnel_index},
     ipsec::Ipsec,
-    keepalive::{KeepaliveTask, KeepaliveTunnel},
+    keepalive::{KeepaliveTask, KeepaliveTunnel, task::BgpEstablished},
+    lan::{LanHealth, LanWatch},
     metrics,
     routes::{self, RouteManager, RouteManagerConfig},
     service::{self, Notice},
@@ -98,7 +99,8 @@ pub struct Agent {
     /// Each tunnel's BGP snapshots: a session a reload starts anew publishes here too.
     speaker_states: Vec<(TunnelId, watch::Sender<NeighborState>)>,
     keepalives: Vec<KeepaliveTask>,
-    /// The agent's own tasks: path MTU, control socket, metrics.
+    lan: LanWatch,
+    /// The agent's own tasks: LAN follower, path MTU, control socket, metrics.
     tasks: Vec<Task>,
     /// The config and plan the status shows.
     running: watch::Sender<Arc<Running>>,
@@ -145,24 +147,18 @@ impl Agent {
             .await
             .context("starting the route manager")?;
         let (speakers, speaker_states) = spawn_speakers(&plan, &routes, restarted)?;
-        let mut keepalives = Vec::new();
-        for t in &plan.tunnels {
-            let tunnel = KeepaliveTunnel {
-                id: t.id,
-                spec: plan
-                    .datapath
-                    .tunnel(t.id)
-                    .expect("planned tunnels are in the datapath"),
-                tunnel_ifindex: datapath.devices(tunnel_index(t.id))?.tunnel_ifindex,
-                config: t.keepalive,
-            };
-            keepalives.push(KeepaliveTask::spawn(
-                tunnel,
-                datapath.shared_maps(),
-                ipsec.as_ref().map(Ipsec::watch),
-                routes.handle(),
-            )?);
-        }
+        let lan = LanWatch::start(
+            config.interfaces.lan.clone(),
+            config.lan.default_requires.clone(),
+        )
+        .await
+        .context("starting the LAN watcher")?;
+        let lan_follower = follow_lan(
+            lan.subscribe(),
+            speakers.iter().map(|(_, s)| s.default_switch()).collect(),
+        );
+        let keepalives =
+            spawn_keepalives(&plan, &datapath, ipsec.as_ref(), &speaker_states, &routes)?;
         let (running, _) = watch::channel(Arc::new(Running {
             config: config.clone(),
             plan: plan.clone(),
@@ -179,7 +175,8 @@ impl Agent {
             speakers,
             speaker_states,
             keepalives,
-            tasks: Vec::new(),
+            lan,
+            tasks: vec![lan_follower],
             running,
             control_tx,
             control: Some(control),
@@ -279,6 +276,7 @@ impl Agent {
         watched.extend(self.speakers.iter().map(|(_, s)| s.task()));
         watched.extend(self.keepalives.iter().map(KeepaliveTask::task));
         watched.push(self.routes.task());
+        watched.push(self.lan.task());
         watched.extend(self.ipsec.as_ref().map(Ipsec::task));
         watched
     }
@@ -293,6 +291,7 @@ impl Agent {
         for k in &self.keepalives {
             k.abort();
         }
+        self.lan.task().abort();
         let speakers = self.speakers.into_iter().map(|(_, s)| s);
         let closing = match mode {
             StopMode::Restart => timeout(
@@ -444,6 +443,7 @@ impl Agent {
                 .map(|(id, s)| (*id, s.subscribe()))
                 .collect(),
             keepalives: self.keepalives.iter().map(|k| (k.id(), k.view())).collect(),
+            lan: self.lan.subscribe(),
         }
     }
 
@@ -510,6 +510,65 @@ fn spawn_speakers(
         states.push((t.id, state));
     }
     Ok((speakers, states))
+}
+
+/// One keepalive task per tunnel, each told its tunnel's SA and BGP session.
+fn spawn_keepalives(
+    plan: &Plan,
+    datapath: &Datapath,
+    ipsec: Option<&Ipsec>,
+    speaker_states: &[(TunnelId, watch::Sender<NeighborState>)],
+    routes: &RouteManager,
+) -> Result<Vec<KeepaliveTask>> {
+    let mut keepalives = Vec::new();
+    for t in &plan.tunnels {
+        let tunnel = KeepaliveTunnel {
+            id: t.id,
+            spec: plan
+                .datapath
+                .tunnel(t.id)
+                .expect("planned tunnels are in the datapath"),
+            tunnel_ifindex: datapath.devices(tunnel_index(t.id))?.tunnel_ifindex,
+            config: t.keepalive,
+        };
+        // The tunnel's channel, not its speaker: a reload may start the session anew.
+        let session = speaker_states
+            .iter()
+            .find(|(id, _)| *id == t.id)
+            .map(|(_, s)| s.subscribe());
+        let bgp: BgpEstablished = Arc::new(move || {
+            session
+                .as_ref()
+                .is_some_and(|s| s.borrow().state == bgp::State::Established)
+        });
+        keepalives.push(KeepaliveTask::spawn(
+            tunnel,
+            datapath.shared_maps(),
+            ipsec.map(Ipsec::watch),
+            bgp,
+            routes.handle(),
+        )?);
+    }
+    Ok(keepalives)
+}
+
+/// Advertises 0.0.0.0/0 to every DC while the LAN side is healthy, withdraws it otherwise
+/// (`[lan] default_requires`). The first health is applied before any session can come up.
+fn follow_lan(
+    mut health: tokio::sync::watch::Receiver<LanHealth>,
+    switches: Vec<bgp::DefaultSwitch>,
+) -> Task {
+    Task::spawn("lan-default", async move {
+        loop {
+            let healthy = health.borrow_and_update().healthy();
+            for s in &switches {
+                s.set(healthy);
+            }
+            if health.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    })
 }
 
 /// `vc-agent run`: tells systemd it is ready once everything is up (`Type=notify`), and

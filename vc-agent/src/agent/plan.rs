@@ -22,8 +22,9 @@ pub struct TunnelPlan {
     pub interface: String,
     pub neighbor: NeighborConfig,
     pub next_hop: TunnelNextHop,
-    /// `None`: send no keepalives and judge no liveness from them (R13: the DC's may be off).
-    pub keepalive: Option<LivenessConfig>,
+    /// Our keepalives, or (`keepalive_interval_s = 0`, R13) the DC's schedule that liveness
+    /// is judged by.
+    pub keepalive: LivenessConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -67,10 +68,15 @@ pub fn plan(config: &Config) -> Result<Plan> {
                 interface: tunnel_interface(id),
             },
             neighbor,
-            keepalive: (t.keepalive_interval_s > 0).then(|| LivenessConfig {
-                interval: Duration::from_secs(u64::from(t.keepalive_interval_s)),
+            keepalive: LivenessConfig {
+                interval: Duration::from_secs(u64::from(if t.keepalive_interval_s > 0 {
+                    t.keepalive_interval_s
+                } else {
+                    t.dc_keepalive_interval_s.max(1)
+                })),
                 retries: t.keepalive_retries.max(1),
-            }),
+                send: t.keepalive_interval_s > 0,
+            },
         });
     }
     let esp = config.ipsec().then(|| {

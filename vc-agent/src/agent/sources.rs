@@ -15,6 +15,7 @@ use crate::{
     datapath::{Datapath, DatapathMaps, tunnel_index},
     ipsec::Snapshot,
     keepalive::KeepaliveView,
+    lan::{LanHealth, status::LanStatus},
     routes::RouteStatus,
     status::{
         AgentStatus, BgpStatus, CharonStatus, DatapathStatus, IpsecStatus, RouteLine,
@@ -39,6 +40,7 @@ pub struct Sources {
     pub routes: watch::Receiver<RouteStatus>,
     pub speakers: Vec<(TunnelId, watch::Receiver<NeighborState>)>,
     pub keepalives: Vec<(TunnelId, Arc<Mutex<KeepaliveView>>)>,
+    pub lan: watch::Receiver<LanHealth>,
 }
 
 impl Sources {
@@ -118,6 +120,10 @@ impl Sources {
             mode: config.mode,
             uptime_s: self.started.elapsed().as_secs(),
             charon: sas.as_ref().map(|s| CharonStatus::from(&s.charon)),
+            lan: Some(LanStatus::new(
+                &config.interfaces.lan,
+                &self.lan.borrow(),
+            )),
             tunnels,
             datapath: DatapathStatus {
                 attach_mode: self.datapath.attach_mode(),

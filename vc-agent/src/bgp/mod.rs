@@ -24,6 +24,6 @@ pub mod status;
 
 pub use config::{ConfigError, NeighborConfig, Secret};
 pub use fsm::State;
-pub use speaker::{SpawnError, Speaker};
+pub use speaker::{DefaultSwitch, SpawnError, Speaker};
 pub use state::{Direction, LastError, NeighborState, NotificationInfo, PrefixCounts};
 pub use vc_wire::bgp::{packet, rib};

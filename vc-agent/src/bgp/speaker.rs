@@ -62,6 +62,8 @@ enum Command {
     Stop,
     Shutdown,
     Detach,
+    /// Whether 0.0.0.0/0 is advertised (the conditional default).
+    Default(bool),
 }
 
 /// The handle of a running speaker. Dropping it shuts the session down (Cease, routes
@@ -112,6 +114,7 @@ impl Speaker {
             fsm: Fsm::new(cfg.fsm()),
             policy: cfg.policy(),
             snapshot: NeighborState::new(&cfg),
+            default_on: true,
             cfg,
             endpoints,
             listener,
@@ -172,6 +175,18 @@ impl Speaker {
         let _ = self.commands.send(Command::Start);
     }
 
+    /// A handle that switches 0.0.0.0/0 on and off, for a task that follows the LAN side.
+    #[must_use]
+    pub fn default_switch(&self) -> DefaultSwitch {
+        DefaultSwitch(self.commands.clone())
+    }
+
+    /// Advertises 0.0.0.0/0 (`true`, the default) or withdraws it (an UPDATE each way while
+    /// the session is up; a session that comes up later starts with what was asked last).
+    pub fn originate_default(&self, on: bool) {
+        let _ = self.commands.send(Command::Default(on));
+    }
+
     /// Stops the session (Cease 6/2 to the peer, routes withdrawn) and waits for the task to
     /// end, the NOTIFICATION out (at most 2 s).
     pub async fn shutdown(self) {
@@ -192,6 +207,16 @@ impl Speaker {
     #[must_use]
     pub fn task(&self) -> &Task {
         &self.task
+    }
+}
+
+/// Switches a speaker's 0.0.0.0/0 on and off ([`Speaker::originate_default`]).
+#[derive(Clone)]
+pub struct DefaultSwitch(mpsc::UnboundedSender<Command>);
+
+impl DefaultSwitch {
+    pub fn set(&self, on: bool) {
+        let _ = self.0.send(Command::Default(on));
     }
 }
 
@@ -229,6 +254,8 @@ struct Session {
     commands: mpsc::UnboundedReceiver<Command>,
     state_tx: watch::Sender<NeighborState>,
     snapshot: NeighborState,
+    /// 0.0.0.0/0 is to be advertised (see [`Speaker::originate_default`]).
+    default_on: bool,
     routes: RouteHandle,
     /// What the route manager last heard from us.
     published: BTreeSet<Ipv4Net>,
@@ -252,6 +279,7 @@ impl Session {
                 command = self.commands.recv() => match command {
                     Some(Command::Start) => self.feed(Event::Start),
                     Some(Command::Stop) => self.feed(Event::Stop),
+                    Some(Command::Default(on)) => self.set_default(on),
                     Some(Command::Shutdown) | None => {
                         self.feed(Event::Stop);
                         break;
@@ -624,16 +652,45 @@ impl Session {
         self.snapshot.messages_sent += 1;
     }
 
-    /// Our Adj-RIB-Out: 0.0.0.0/0 with us as next hop (R18), then End-of-RIB.
+    /// Our Adj-RIB-Out: 0.0.0.0/0 with us as next hop (R18) unless withheld (the conditional
+    /// default), then End-of-RIB.
     fn advertise(&mut self) {
         let Some(conn) = self.fsm.primary() else {
             return;
         };
-        let default =
-            super::rib::default_route(self.cfg.local_asn, self.cfg.local_addr, self.cxt());
-        self.send(conn, &Message::Update(default));
+        if self.default_on {
+            let default =
+                super::rib::default_route(self.cfg.local_asn, self.cfg.local_addr, self.cxt());
+            self.send(conn, &Message::Update(default));
+        }
         self.send(conn, &Message::Update(Update::default()));
-        self.snapshot.prefixes.advertised = 1;
+        self.snapshot.prefixes.advertised = u32::from(self.default_on);
+    }
+
+    /// Advertises or withdraws 0.0.0.0/0 on an established session; remembers it otherwise.
+    fn set_default(&mut self, on: bool) {
+        if on == self.default_on {
+            return;
+        }
+        self.default_on = on;
+        tracing::info!(advertised = on, "0.0.0.0/0 to the DC");
+        if self.fsm.state() != State::Established {
+            return;
+        }
+        let Some(conn) = self.fsm.primary() else {
+            return;
+        };
+        let update = if on {
+            super::rib::default_route(self.cfg.local_asn, self.cfg.local_addr, self.cxt())
+        } else {
+            Update {
+                withdrawn: vec![Ipv4Net::default()],
+                ..Update::default()
+            }
+        };
+        self.send(conn, &Message::Update(update));
+        self.snapshot.prefixes.advertised = u32::from(on);
+        self.publish();
     }
 
     fn routes(&mut self, update: &Update) {

@@ -14,6 +14,7 @@
 //! `validate` (the faults `check-config` reports), `export` (the config without secrets).
 pub mod cli;
 mod export;
+mod lan;
 mod parse_error;
 pub mod permissions;
 pub mod proposal;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::{
     export::export_toml,
+    lan::{BadCheck, LanCheck},
     parse_error::ParseError,
     secret::{Secret, SecretError, SecretValue},
     validate::{Fault, FaultKind, Faults, Secrets, validate, validate_with},
@@ -60,6 +62,20 @@ pub struct Config {
     /// Not part of the form.
     #[serde(default)]
     pub agent: AgentSettings,
+    /// The LAN side: when 0.0.0.0/0 is advertised. Not part of the form.
+    #[serde(default)]
+    pub lan: LanSettings,
+}
+
+/// `[lan]`: the conditional default route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LanSettings {
+    /// Advertise 0.0.0.0/0 to the DCs only while all of these hold on the LAN side
+    /// (`"link"`: `interfaces.lan` up; `"route PREFIX"`: the main table has that route);
+    /// withdrawn otherwise. Empty (default): always advertised.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub default_requires: Vec<LanCheck>,
 }
 
 /// `[agent]`: where the agent keeps its state and how it shows it.
@@ -321,6 +337,10 @@ pub struct Tunnel {
     /// Keepalives missed before the tunnel counts as down.
     #[serde(default = "defaults::keepalive_retries")]
     pub keepalive_retries: u32,
+    /// The interval of the DC's own keepalives: with ours off (`keepalive_interval_s = 0`),
+    /// liveness is judged from the DC's that vc reflects, `keepalive_retries` of these.
+    #[serde(default = "defaults::keepalive_interval")]
+    pub dc_keepalive_interval_s: u32,
     /// TCP MSS clamp for SYNs through the tunnel (Cisco asks for 1350).
     #[serde(default = "defaults::mss")]
     pub mss: u16,

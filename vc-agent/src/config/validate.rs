@@ -330,6 +330,11 @@ impl Checker {
             0..=32_767,
         );
         self.range(p("keepalive_retries"), t.keepalive_retries.into(), 1..=255);
+        self.range(
+            p("dc_keepalive_interval_s"),
+            t.dc_keepalive_interval_s.into(),
+            1..=32_767,
+        );
         let mtu_ok = MTU_RANGE.contains(&t.mtu);
         if !mtu_ok {
             self.range(

@@ -6,7 +6,7 @@ use crate::{
     duration::secs,
     status::{
         BgpStatus, CharonStatus, ChildMode, Direction, DropReason, Failure, FailureStatus, Hook,
-        IpsecStatus, NotificationInfo, prefix_list,
+        IpsecStatus, LivenessSignal, NotificationInfo, prefix_list, signals_text,
     },
 };
 
@@ -296,28 +296,43 @@ fn child(c: &Context) -> Judged {
     judged(verdict, detail, causes)
 }
 
-/// Step 3.
+/// Step 3. Judged by the signals the agent says decide this tunnel's liveness: with ours off
+/// (`keepalive_interval_s = 0`) the DC's reflected keepalives when it sends them, else the
+/// step does not apply (the SA and BGP decide, steps 2 and 5).
 fn keepalives(c: &Context) -> Judged {
     let k = &c.t.keepalive;
     let heard = c.heard();
+    let by = if k.liveness.is_empty() {
+        String::new()
+    } else {
+        format!("; liveness from {}", signals_text(&k.liveness))
+    };
     if !k.enabled {
-        return if k.reflected > 0 {
-            judged(
-                Verdict::Pass,
-                format!("ours are off; the DC's reflected: {}", heard.text()),
-                Vec::new(),
-            )
-        } else {
-            judged(
+        let dc_decides = k.liveness.contains(&LivenessSignal::DcKeepalives)
+            || (k.liveness.is_empty() && k.reflected > 0);
+        if !dc_decides {
+            return judged(
                 Verdict::NotApplicable,
-                "ours are off (keepalive_interval_s = 0) and the DC sends none: liveness is not \
-                 judged from keepalives",
+                format!(
+                    "ours are off (keepalive_interval_s = 0) and the DC sends none: liveness                      is not judged from keepalives{by}"
+                ),
                 Vec::new(),
-            )
-        };
+            );
+        }
+        let detail = format!(
+            "ours are off; the DC's reflected: {}, missed in a row {} of {} allowed (every {}s){by}",
+            heard.text(),
+            k.missed,
+            k.retries,
+            k.interval_s
+        );
+        if k.missed < k.retries.max(1) {
+            return judged(Verdict::Pass, detail, Vec::new());
+        }
+        return judged(Verdict::Fail, detail, no_keepalive_causes(c));
     }
     let detail = format!(
-        "sent {}, answered {}, the DC's reflected {}, missed in a row {} of {} allowed",
+        "sent {}, answered {}, the DC's reflected {}, missed in a row {} of {} allowed{by}",
         k.sent, k.replies, k.reflected, k.missed, k.retries
     );
     if heard.total > 0 && k.missed < k.retries {

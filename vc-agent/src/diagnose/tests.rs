@@ -8,8 +8,8 @@ use crate::{
     status::{
         AgentStatus, AttachMode, BgpState, BgpStatus, CharonStatus, ChildMode, ChildState,
         ChildStatus, DatapathStatus, Direction, DropReason, Failure, FailureStatus, Hook, IkeState,
-        IkeStatus, IpsecStatus, KeepaliveStatus, Mode, NotificationInfo, TunnelCounters,
-        TunnelEnds, TunnelId, TunnelStatus, VerdictLine,
+        IkeStatus, IpsecStatus, KeepaliveStatus, LivenessSignal, Mode, NotificationInfo,
+        TunnelCounters, TunnelEnds, TunnelId, TunnelStatus, VerdictLine,
     },
 };
 
@@ -67,6 +67,11 @@ fn healthy_tunnel() -> TunnelStatus {
             alive: true,
             missed: 0,
             last_reply_s: Some(3),
+            liveness: vec![
+                LivenessSignal::OurKeepalives,
+                LivenessSignal::DcKeepalives,
+                LivenessSignal::ChildSa,
+            ],
         },
         counters: TunnelCounters {
             up: true,
@@ -111,6 +116,7 @@ fn status(mode: Mode, tunnel: TunnelStatus) -> AgentStatus {
             version: "5.9.8".into(),
             pid: Some(42),
         }),
+        lan: None,
         tunnels: vec![tunnel],
         datapath: DatapathStatus {
             attach_mode: AttachMode::Tcx,
@@ -598,6 +604,7 @@ fn keepalives_off_here_are_judged_by_the_dcs_or_not_at_all() {
         t.keepalive.enabled = false;
         t.keepalive.sent = 0;
         t.keepalive.replies = 0;
+        t.keepalive.liveness = vec![LivenessSignal::DcKeepalives, LivenessSignal::ChildSa];
     };
     let d = Case::ipsec().both(off).run();
     assert!(d.ok(), "{d}");
@@ -610,15 +617,29 @@ fn keepalives_off_here_are_judged_by_the_dcs_or_not_at_all() {
     );
     let d = Case::ipsec()
         .both(off)
-        .both(|t| t.keepalive.reflected = 0)
+        .both(|t| {
+            t.keepalive.reflected = 0;
+            t.keepalive.liveness = vec![LivenessSignal::ChildSa, LivenessSignal::BgpSession];
+        })
         .run();
     assert!(d.ok(), "{d}");
-    assert_eq!(
-        d.tunnel(TunnelId::A)
-            .expect("a")
-            .step(Step::Keepalives)
-            .verdict,
-        Verdict::NotApplicable
+    let step = d.tunnel(TunnelId::A).expect("a").step(Step::Keepalives);
+    assert_eq!(step.verdict, Verdict::NotApplicable);
+    assert!(
+        step.detail.contains("liveness from child SA, BGP session"),
+        "{d}"
+    );
+    // Ours off, the DC's decide, and they stopped: the step fails.
+    let d = Case::ipsec()
+        .both(off)
+        .both(|t| t.keepalive.missed = 3)
+        .run();
+    let step = d.tunnel(TunnelId::A).expect("a").step(Step::Keepalives);
+    assert_eq!(step.verdict, Verdict::Fail, "{d}");
+    assert!(
+        step.detail
+            .contains("liveness from the DC's keepalives reflected"),
+        "{d}"
     );
 }
 

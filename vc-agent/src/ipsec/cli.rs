@@ -14,11 +14,14 @@ use crate::{
         CharonState, Ipsec, Snapshot, conn,
         failure::classify,
         report,
-        sa::LastError,
+        sa::{ABSENT_SNAPSHOTS, LastError},
         status::{CharonStatus, FailureStatus, IpsecStatus},
         vici::{Client, Message},
     },
 };
+
+/// The pause between two listings of a tunnel that a listing lacked (a busy IKE SA).
+const RELIST: Duration = Duration::from_millis(300);
 
 /// The VICI socket of the charon the config points at.
 #[must_use]
@@ -83,14 +86,6 @@ async fn observe(config: &Config) -> Result<Seen> {
     let socket = socket(config);
     let mut vici = Client::connect(&socket).await?;
     let version = vici.version().await?;
-    let mut listed = Vec::new();
-    vici.streamed(
-        "list-sas",
-        Some("list-sa"),
-        Message::new().kv("noblock", "yes"),
-        |m| listed.push(m),
-    )
-    .await?;
     let now = SystemTime::now();
     let mut snap = Snapshot {
         charon: CharonState::Up {
@@ -105,7 +100,29 @@ async fn observe(config: &Config) -> Result<Seen> {
         managed: config.terminated().map(|(id, _)| id).collect(),
         ..Snapshot::default()
     };
-    snap.sas.snapshot(&listed, now);
+    // A busy IKE SA is missing from a `noblock` listing: list again (up to the number of
+    // listings the agent needs to call an SA gone) while a tunnel lacks its child SA.
+    for attempt in 0..ABSENT_SNAPSHOTS {
+        if attempt > 0 {
+            tokio::time::sleep(RELIST).await;
+        }
+        let mut listed = Vec::new();
+        vici.streamed(
+            "list-sas",
+            Some("list-sa"),
+            Message::new().kv("noblock", "yes"),
+            |m| listed.push(m),
+        )
+        .await?;
+        snap.sas.snapshot(&listed, now);
+        if snap
+            .managed
+            .iter()
+            .all(|id| snap.sas.tunnel(*id).child_up())
+        {
+            break;
+        }
+    }
     let log = std::fs::read_to_string(Path::new(&config.charon.run_dir).join("charon.log"))
         .unwrap_or_default();
     Ok(Seen { snap, log, now })

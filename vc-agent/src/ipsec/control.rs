@@ -605,7 +605,15 @@ impl Controller {
                 },
             )
             .await?;
-        self.table.snapshot(&listed, SystemTime::now());
+        let changes = self.table.snapshot(&listed, SystemTime::now());
+        for c in changes {
+            tracing::warn!(
+                "{} (absent from {} SA listings in a row, no down event seen)",
+                journal::describe(&c, &self.table),
+                crate::ipsec::sa::ABSENT_SNAPSHOTS
+            );
+            self.notify(Notice::Sa(c));
+        }
         self.publish();
         Ok(())
     }
@@ -710,7 +718,7 @@ impl Controller {
         match lost {
             Lost::Down(reason) => {
                 tracing::warn!("charon down: {reason}");
-                self.table.snapshot(&[], since);
+                self.table.clear();
                 self.publish();
                 self.snap.send_modify(|s| {
                     s.charon = CharonState::Down {

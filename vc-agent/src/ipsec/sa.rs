@@ -1,6 +1,14 @@
 //! What the agent knows about each tunnel's SAs, folded from charon's VICI events
 //! (`ike-updown`, `child-updown`, `ike-rekey`, `child-rekey`, `log`) and `list-sas`
 //! snapshots. Pure: [`SaTable::apply`] takes an event and the time it arrived.
+//!
+//! Who may say an SA is gone: charon's down events (`ike-updown`, `child-updown` without
+//! `up`), and [`ABSENT_SNAPSHOTS`] snapshots in a row without it. One snapshot never does:
+//! `list-sas` with `noblock` (which the controller needs, so that a wedged SA cannot stall it)
+//! skips every IKE SA that is busy with an exchange at that moment (a rekey, DPD, a child
+//! being created for the other tunnel), and during a rekey the tunnel's child is `REKEYING`
+//! or `REKEYED` beside a new one still `INSTALLING`. Every state in which the kernel holds the
+//! SA counts as an SA ([`ChildState::holds_sa`]).
 use std::time::{Duration, SystemTime};
 
 mod names;
@@ -73,7 +81,8 @@ pub struct LastError {
 pub struct TunnelSa {
     /// The current IKE SA (the newest established one, else the newest attempt).
     pub ike: Option<IkeSa>,
-    /// The current child SA (installed, newest).
+    /// The current child SA: the newest installed one, else the newest the kernel still holds
+    /// (one being rekeyed).
     pub child: Option<ChildSa>,
     /// The last failure since the child SA was last up.
     pub last_error: Option<LastError>,
@@ -90,7 +99,7 @@ impl TunnelSa {
         self.ike.as_ref().is_some_and(|i| i.state.is_up())
     }
 
-    /// Child SA installed (R24 step 2).
+    /// Child SA in the kernel (R24 step 2), possibly being rekeyed.
     #[must_use]
     pub fn child_up(&self) -> bool {
         self.child.is_some()
@@ -109,12 +118,32 @@ pub enum Change {
     Failed(TunnelId, Failure),
 }
 
+/// How many `list-sas` snapshots in a row must lack a tunnel's IKE or child SA before the
+/// table drops it. Three, because: a `noblock` listing misses an IKE SA while a charon thread
+/// has it checked out (processing a message, computing a DH for a rekey: milliseconds, up to a
+/// second on a loaded or emulated CPU; not while it waits for an answer, so retransmits do not
+/// hide it), and the controller lists every [`crate::ipsec::control::TICK`] (5 s); one such
+/// coincidence happens (seen: 1 run in 8), two in a row 5 s apart is already unlikely, three
+/// (10 to 15 s) means the SA is gone, not busy. That is still well within the keepalive
+/// judgement (`keepalive_retries` × `keepalive_interval_s`, 30 s by default) and the BGP hold
+/// time. Snapshots are only the backstop for a down event that was missed (the event
+/// connection dropped, say); events act at once.
+pub const ABSENT_SNAPSHOTS: u8 = 3;
+
+/// Snapshots in a row that lacked a tunnel's SAs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Absent {
+    ike: u8,
+    child: u8,
+}
+
 /// Both tunnels' SA state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SaTable {
     tunnels: [TunnelSa; 2],
     /// Where each tunnel's last IKE request went, to say which UDP port went unanswered.
     last_port: [Option<u16>; 2],
+    absent: [Absent; 2],
 }
 
 impl SaTable {
@@ -196,9 +225,11 @@ impl SaTable {
         changes
     }
 
-    /// Replaces the state of every vc tunnel with a `list-sas` snapshot (one message per
-    /// `list-sa` event). Tunnels absent from it have no SA. Counters and errors are kept.
-    pub fn snapshot(&mut self, listed: &[Message], now: SystemTime) {
+    /// Folds a `list-sas` snapshot in (one message per `list-sa` event): the SAs it lists
+    /// replace what the table had; a tunnel's SA it lacks is dropped only when
+    /// [`ABSENT_SNAPSHOTS`] snapshots in a row lacked it (the downs this causes are returned).
+    /// Counters and errors are kept.
+    pub fn snapshot(&mut self, listed: &[Message], now: SystemTime) -> Vec<Change> {
         let mut ike: [Option<IkeSa>; 2] = [None, None];
         let mut child: [Option<ChildSa>; 2] = [None, None];
         for msg in listed {
@@ -213,19 +244,52 @@ impl SaTable {
                 }
                 for (_, c) in sa.sub("child-sas").into_iter().flat_map(Message::sections) {
                     let c = ChildSa::parse(c, now);
-                    if c.state == ChildState::Installed
-                        && child[i].as_ref().is_none_or(|o| c.uniqueid > o.uniqueid)
-                    {
+                    // Only the tunnel's own reqid: vc fixes it, and a child of another reqid
+                    // under vc's name is not the one the datapath's policies point at.
+                    let ours = c.reqid == conn::reqid(id) || c.reqid == 0;
+                    if ours && c.state.holds_sa() && better_child(&c, child[i].as_ref()) {
                         child[i] = Some(c);
                     }
                 }
             }
         }
+        let mut changes = Vec::new();
         for id in TunnelId::ALL {
-            let t = &mut self.tunnels[id.index()];
-            t.ike = ike[id.index()].take();
-            t.child = child[id.index()].take();
+            let i = id.index();
+            let t = &mut self.tunnels[i];
+            let absent = &mut self.absent[i];
+            match ike[i].take() {
+                Some(new) => {
+                    absent.ike = 0;
+                    t.ike = Some(new);
+                }
+                None => absent.ike = absent.ike.saturating_add(1),
+            }
+            match child[i].take() {
+                Some(new) => {
+                    absent.child = 0;
+                    t.child = Some(new);
+                }
+                None => absent.child = absent.child.saturating_add(1),
+            }
+            if absent.child >= ABSENT_SNAPSHOTS && t.child.take().is_some() {
+                changes.push(Change::ChildDown(id));
+            }
+            if absent.ike >= ABSENT_SNAPSHOTS && t.ike.take().is_some() {
+                changes.push(Change::IkeDown(id));
+            }
         }
+        changes
+    }
+
+    /// Forgets every SA at once: charon is gone, and its SAs went with it (charon deletes
+    /// them as it stops; a charon that crashed left nothing that rekeys them).
+    pub fn clear(&mut self) {
+        for t in &mut self.tunnels {
+            t.ike = None;
+            t.child = None;
+        }
+        self.absent = [Absent::default(); 2];
     }
 
     fn log(&mut self, msg: &Message, now: SystemTime) -> Option<Change> {
@@ -258,6 +322,13 @@ impl SaTable {
 fn better_ike(new: &IkeSa, old: Option<&IkeSa>) -> bool {
     let Some(old) = old else { return true };
     let rank = |i: &IkeSa| (i.state == IkeState::Established, i.uniqueid);
+    rank(new) > rank(old)
+}
+
+/// Prefer an installed child SA (the one traffic uses after a rekey), then the newest.
+fn better_child(new: &ChildSa, old: Option<&ChildSa>) -> bool {
+    let Some(old) = old else { return true };
+    let rank = |c: &ChildSa| (c.state == ChildState::Installed, c.uniqueid);
     rank(new) > rank(old)
 }
 

@@ -2,13 +2,23 @@
 //! down after `retries` intervals without hearing a keepalive from the DC (a reply to ours,
 //! or one of its own that we reflected), and up again at the first one heard.
 //!
+//! Which signals decide ([`signals`]): keepalives whenever there are any (ours, answered; the
+//! DC's, reflected), the child SA in IPsec mode, and the BGP session when neither end sends
+//! keepalives (R13 allows both off): then nothing else would notice a dead path before BGP's
+//! hold timer does.
+//!
 //! Pure: fed the datapath's counters once per interval, it says when the state changes.
 use std::time::Duration;
 
+pub use super::status::LivenessSignal;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LivenessConfig {
+    /// How often a keepalive is due: ours (when we send), else the DC's.
     pub interval: Duration,
     pub retries: u32,
+    /// We send keepalives (`keepalive_interval_s` > 0); otherwise the interval is the DC's.
+    pub send: bool,
 }
 
 impl Default for LivenessConfig {
@@ -17,8 +27,49 @@ impl Default for LivenessConfig {
         LivenessConfig {
             interval: Duration::from_secs(10),
             retries: 3,
+            send: true,
         }
     }
+}
+
+/// What decides a tunnel's liveness: our keepalives when we send them; the DC's once one was
+/// heard (a DC with them off must not be judged dead for its silence); the child SA in IPsec
+/// mode; the BGP session when no keepalive decides.
+#[must_use]
+pub fn signals(send: bool, dc_heard: bool, ipsec: bool) -> Vec<LivenessSignal> {
+    let mut by = Vec::new();
+    if send {
+        by.push(LivenessSignal::OurKeepalives);
+    }
+    if dc_heard {
+        by.push(LivenessSignal::DcKeepalives);
+    }
+    if ipsec {
+        by.push(LivenessSignal::ChildSa);
+    }
+    if !send && !dc_heard {
+        by.push(LivenessSignal::BgpSession);
+    }
+    by
+}
+
+/// The signals' states, as the keepalive task sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignalStates {
+    /// Keepalives heard within `retries` intervals.
+    pub keepalives: bool,
+    pub child_sa: bool,
+    pub bgp: bool,
+}
+
+/// The tunnel may carry traffic: every deciding signal is up.
+#[must_use]
+pub fn alive(by: &[LivenessSignal], s: SignalStates) -> bool {
+    by.iter().all(|signal| match signal {
+        LivenessSignal::OurKeepalives | LivenessSignal::DcKeepalives => s.keepalives,
+        LivenessSignal::ChildSa => s.child_sa,
+        LivenessSignal::BgpSession => s.bgp,
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,13 +161,75 @@ impl Liveness {
 mod tests {
     use std::time::Duration;
 
-    use super::{Liveness, LivenessConfig, LivenessEvent, TunnelLiveness};
+    use super::{
+        Liveness, LivenessConfig, LivenessEvent, LivenessSignal as S, SignalStates, TunnelLiveness,
+        alive, signals,
+    };
 
     fn three() -> Liveness {
         Liveness::new(LivenessConfig {
             interval: Duration::from_secs(10),
             retries: 3,
+            send: true,
         })
+    }
+
+    #[test]
+    fn the_signals_that_decide_follow_what_each_end_sends() {
+        // Both ends send (Cisco's default): either end's keepalives, and the SA.
+        assert_eq!(
+            signals(true, true, true),
+            [S::OurKeepalives, S::DcKeepalives, S::ChildSa]
+        );
+        // The DC's are off; Cisco still reflects ours.
+        assert_eq!(signals(true, false, true), [S::OurKeepalives, S::ChildSa]);
+        // Ours are off (keepalive_interval_s = 0): the DC's, reflected.
+        assert_eq!(signals(false, true, true), [S::DcKeepalives, S::ChildSa]);
+        // Neither: the SA and BGP; external-IPsec mode: BGP alone.
+        assert_eq!(signals(false, false, true), [S::ChildSa, S::BgpSession]);
+        assert_eq!(signals(false, false, false), [S::BgpSession]);
+        let all_up = SignalStates {
+            keepalives: true,
+            child_sa: true,
+            bgp: true,
+        };
+        let by = signals(false, false, true);
+        assert!(alive(&by, all_up));
+        assert!(!alive(
+            &by,
+            SignalStates {
+                bgp: false,
+                ..all_up
+            }
+        ));
+        assert!(
+            alive(
+                &by,
+                SignalStates {
+                    keepalives: false,
+                    ..all_up
+                }
+            ),
+            "keepalives do not decide here"
+        );
+        let by = signals(true, false, true);
+        assert!(!alive(
+            &by,
+            SignalStates {
+                keepalives: false,
+                ..all_up
+            }
+        ));
+        assert!(
+            alive(
+                &by,
+                SignalStates {
+                    bgp: false,
+                    ..all_up
+                }
+            ),
+            "BGP does not decide while keepalives do: its routes go with it anyway"
+        );
     }
 
     #[test]

@@ -6,10 +6,43 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::secs;
 
+/// A signal that decides whether a tunnel may carry traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LivenessSignal {
+    /// Replies to the keepalives we send.
+    OurKeepalives,
+    /// The DC's own keepalives, which the datapath reflects to it.
+    DcKeepalives,
+    /// The child SA (IPsec mode).
+    ChildSa,
+    /// The BGP session (when no keepalive decides).
+    BgpSession,
+}
+
+impl LivenessSignal {
+    #[must_use]
+    pub fn text(self) -> &'static str {
+        match self {
+            LivenessSignal::OurKeepalives => "our keepalives answered",
+            LivenessSignal::DcKeepalives => "the DC's keepalives reflected",
+            LivenessSignal::ChildSa => "child SA",
+            LivenessSignal::BgpSession => "BGP session",
+        }
+    }
+}
+
+/// The signals as a list for people: `our keepalives answered, child SA`.
+#[must_use]
+pub fn signals_text(by: &[LivenessSignal]) -> String {
+    by.iter().map(|s| s.text()).collect::<Vec<_>>().join(", ")
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeepaliveStatus {
-    /// We send keepalives (R13); without them liveness is not judged.
+    /// We send keepalives (R13).
     pub enabled: bool,
+    /// The keepalive interval liveness is judged by: ours, or (ours off) the DC's.
     pub interval_s: u64,
     pub retries: u32,
     pub sent: u64,
@@ -24,6 +57,9 @@ pub struct KeepaliveStatus {
     pub missed: u32,
     /// Seconds since the last reply to one of ours.
     pub last_reply_s: Option<u64>,
+    /// What decides `alive` for this tunnel now.
+    #[serde(default)]
+    pub liveness: Vec<LivenessSignal>,
 }
 
 impl fmt::Display for KeepaliveStatus {
@@ -39,9 +75,18 @@ impl fmt::Display for KeepaliveStatus {
                 self.reflected,
                 self.missed,
                 secs(self.last_reply_s)
-            )
+            )?;
         } else {
-            writeln!(f, "  keepalive off (DC's reflected {})", self.reflected)
+            writeln!(
+                f,
+                "  keepalive ours off; DC's reflected {} (judged every {}s × {}, missed {})",
+                self.reflected, self.interval_s, self.retries, self.missed
+            )?;
+        }
+        if self.liveness.is_empty() {
+            Ok(())
+        } else {
+            writeln!(f, "  liveness  from {}", signals_text(&self.liveness))
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Keepalives and liveness, one task per tunnel (R13, R21): sends our keepalives into the
-//! tunnel interface, reads what the datapath heard from the DC, has [`super::liveness`] judge
-//! it, and tells the route manager whether the tunnel may carry traffic: keepalives heard
-//! (unless not judged) and, in IPsec mode, its child SA installed. A dead tunnel's /25 then
-//! follows the /24 over the other.
+//! tunnel interface (unless `keepalive_interval_s = 0`), reads what the datapath heard from
+//! the DC, has [`super::liveness`] judge it, and tells the route manager whether the tunnel
+//! may carry traffic: every signal that decides ([`super::liveness::signals`]) up. A dead
+//! tunnel's /25 then follows the /24 over the other.
 use std::{
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
@@ -15,7 +15,8 @@ use vc_common::TunnelStats;
 
 use super::{
     KeepaliveSender, Liveness, LivenessConfig, TunnelLiveness, keepalive_frame,
-    status::KeepaliveStatus,
+    liveness::{self, SignalStates},
+    status::{KeepaliveStatus, LivenessSignal},
 };
 use crate::{
     config::TunnelId,
@@ -29,6 +30,10 @@ use crate::{
 /// traffic within a second, without waiting for missed keepalives.
 const POLL: Duration = Duration::from_secs(1);
 
+/// Whether the tunnel's BGP session is Established (the agent's, from its speaker): this room
+/// does not know BGP, only the answer.
+pub type BgpEstablished = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// The last judgement, for the status.
 #[derive(Clone, Debug, Default)]
 pub struct KeepaliveView {
@@ -36,13 +41,14 @@ pub struct KeepaliveView {
     pub alive: bool,
     pub missed: u32,
     pub last_reply_at: Option<Instant>,
+    pub liveness: Vec<LivenessSignal>,
 }
 
 impl KeepaliveView {
     #[must_use]
     pub fn status(&self, stats: &TunnelStats) -> KeepaliveStatus {
         KeepaliveStatus {
-            enabled: self.config.is_some(),
+            enabled: self.config.is_some_and(|c| c.send),
             interval_s: self.config.map_or(0, |c| c.interval.as_secs()),
             retries: self.config.map_or(0, |c| c.retries),
             sent: stats.keepalive_tx,
@@ -51,6 +57,7 @@ impl KeepaliveView {
             alive: self.alive,
             missed: self.missed,
             last_reply_s: self.last_reply_at.map(|t| t.elapsed().as_secs()),
+            liveness: self.liveness.clone(),
         }
     }
 }
@@ -62,8 +69,8 @@ pub struct KeepaliveTunnel<'a> {
     pub spec: &'a TunnelSpec,
     /// The tunnel interface, where our keepalives go in.
     pub tunnel_ifindex: u32,
-    /// `None`: send no keepalives and judge no liveness from them (R13).
-    pub config: Option<LivenessConfig>,
+    /// The keepalive schedule: ours, or (ours off) the DC's that liveness is judged by.
+    pub config: LivenessConfig,
 }
 
 /// A running keepalive task.
@@ -78,6 +85,7 @@ impl KeepaliveTask {
         tunnel: KeepaliveTunnel<'_>,
         maps: SharedMaps,
         ipsec: Option<watch::Receiver<Snapshot>>,
+        bgp: BgpEstablished,
         routes: RouteHandle,
     ) -> Result<Self> {
         let spec = tunnel.spec;
@@ -87,12 +95,13 @@ impl KeepaliveTask {
             spec.local_gre,
             spec.remote_gre,
         );
-        let sender = match tunnel.config {
-            Some(_) => Some(KeepaliveSender::new(tunnel.tunnel_ifindex)?),
-            None => None,
+        let sender = if tunnel.config.send {
+            Some(KeepaliveSender::new(tunnel.tunnel_ifindex)?)
+        } else {
+            None
         };
         let view = Arc::new(Mutex::new(KeepaliveView {
-            config: tunnel.config,
+            config: Some(tunnel.config),
             alive: true,
             ..KeepaliveView::default()
         }));
@@ -107,6 +116,7 @@ impl KeepaliveTask {
                 frame,
                 maps,
                 ipsec,
+                bgp,
                 routes,
                 view: Arc::clone(&view),
             }),
@@ -142,23 +152,25 @@ impl KeepaliveTask {
 struct Task {
     id: TunnelId,
     index: u32,
-    config: Option<LivenessConfig>,
+    config: LivenessConfig,
     sender: Option<KeepaliveSender>,
     frame: Vec<u8>,
     maps: SharedMaps,
     ipsec: Option<watch::Receiver<Snapshot>>,
+    bgp: BgpEstablished,
     routes: RouteHandle,
     view: Arc<Mutex<KeepaliveView>>,
 }
 
 async fn run(t: Task) {
-    let mut judge = t.config.map(Liveness::new);
+    let mut judge = Liveness::new(t.config);
     let mut tick = tokio::time::interval(POLL);
     let mut next_keepalive = Instant::now();
     // The first keepalive has had no interval to be answered in: nothing to judge yet.
     let mut judged_once = false;
     let mut last_replies = 0;
     let mut alive = true;
+    let mut last_by = Vec::new();
     loop {
         tick.tick().await;
         let stats = t
@@ -167,13 +179,14 @@ async fn run(t: Task) {
             .unwrap_or_else(PoisonError::into_inner)
             .tunnel_stats(t.index)
             .unwrap_or_default();
-        if let (Some(config), Some(judge)) = (t.config, judge.as_mut())
-            && Instant::now() >= next_keepalive
-        {
-            next_keepalive = Instant::now() + config.interval;
+        if Instant::now() >= next_keepalive {
+            next_keepalive = Instant::now() + t.config.interval;
             // The interval since the last keepalive is over: judge it, then send the next.
             let heard = stats.keepalive_rx + stats.keepalive_reflected;
-            if judged_once {
+            // With ours off, the DC's silence is judged only once it has sent one: until then
+            // it may have them off too, and the intervals it was silent are no misses.
+            let judged = t.config.send || stats.keepalive_reflected > 0;
+            if judged_once && judged {
                 if let Some(event) = judge.tick(heard) {
                     info!(tunnel = %t.id, ?event, missed = judge.missed(), "keepalives");
                 }
@@ -187,28 +200,44 @@ async fn run(t: Task) {
                 warn!(tunnel = %t.id, "sending a keepalive: {e:#}");
             }
         }
-        let keepalives_ok = judge
-            .as_ref()
-            .is_none_or(|j| j.state() == TunnelLiveness::Up);
-        let sa_ok = t
-            .ipsec
-            .as_ref()
-            .is_none_or(|w| w.borrow().sas.tunnel(t.id).child_up());
-        let now_alive = keepalives_ok && sa_ok;
+        let by = liveness::signals(
+            t.config.send,
+            stats.keepalive_reflected > 0,
+            t.ipsec.is_some(),
+        );
+        let signal_states = SignalStates {
+            keepalives: judge.state() == TunnelLiveness::Up,
+            child_sa: t
+                .ipsec
+                .as_ref()
+                .is_some_and(|w| w.borrow().sas.tunnel(t.id).child_up()),
+            bgp: (t.bgp)(),
+        };
+        let now_alive = liveness::alive(&by, signal_states);
+        if by != last_by {
+            info!(
+                tunnel = %t.id,
+                signals = %super::status::signals_text(&by),
+                "liveness decided by"
+            );
+            last_by.clone_from(&by);
+        }
         if now_alive != alive {
             alive = now_alive;
             info!(
                 tunnel = %t.id,
                 alive,
-                keepalives_ok,
-                sa_ok,
+                keepalives_ok = signal_states.keepalives,
+                sa_ok = signal_states.child_sa,
+                bgp_ok = signal_states.bgp,
                 "tunnel liveness changed"
             );
             t.routes.set_tunnel_alive(t.index, alive);
         }
         let mut view = t.view.lock().unwrap_or_else(PoisonError::into_inner);
         view.alive = alive;
-        view.missed = judge.as_ref().map_or(0, Liveness::missed);
+        view.missed = judge.missed();
+        view.liveness = by;
         if stats.keepalive_rx != last_replies {
             last_replies = stats.keepalive_rx;
             view.last_reply_at = Some(Instant::now());

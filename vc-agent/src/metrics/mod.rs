@@ -186,7 +186,7 @@ fn tunnel_families(f: &mut Families, t: &[TunnelStatus]) {
     );
     f.gauge(
         "vc_tunnel_up",
-        "The tunnel may carry traffic: keepalives heard (or not judged) and, in IPsec mode, its child SA up.",
+        "The tunnel may carry traffic: every signal that decides its liveness holds (keepalives heard, the child SA up in IPsec mode, the BGP session when no keepalive decides).",
         None,
         each(t, |t| Some(flag(t.keepalive.alive))),
     );

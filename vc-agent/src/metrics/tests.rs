@@ -7,7 +7,8 @@ use super::{exposition, http::Request, registry, route};
 use crate::status::{
     AgentStatus, AttachMode, BgpState, BgpStatus, CharonStatus, ChildStatus, DatapathStatus,
     DropReason, Failure, FailureStatus, Hook, IkeState, IkeStatus, IpsecStatus, KeepaliveStatus,
-    Mode, Outcome, RouteLine, TunnelCounters, TunnelEnds, TunnelId, TunnelStatus, VerdictLine,
+    LivenessSignal, Mode, Outcome, RouteLine, TunnelCounters, TunnelEnds, TunnelId, TunnelStatus,
+    VerdictLine,
 };
 
 /// Every family the agent promises (R25), with its type.
@@ -102,6 +103,11 @@ fn tunnel(id: TunnelId) -> TunnelStatus {
             alive: true,
             missed: 1,
             last_reply_s: Some(2),
+            liveness: vec![
+                LivenessSignal::OurKeepalives,
+                LivenessSignal::DcKeepalives,
+                LivenessSignal::ChildSa,
+            ],
         },
         counters: TunnelCounters {
             up: true,
@@ -162,6 +168,7 @@ fn status() -> AgentStatus {
             version: "5.9.8".into(),
             pid: Some(1),
         }),
+        lan: None,
         tunnels: vec![tunnel(TunnelId::A), b],
         datapath: DatapathStatus {
             attach_mode: AttachMode::Tcx,

@@ -28,7 +28,8 @@ pub use crate::{
         ChildMode, ChildState, Failure, IkeState,
         status::{CharonStatus, ChildStatus, FailureStatus, IkeStatus, IpsecStatus},
     },
-    keepalive::status::KeepaliveStatus,
+    keepalive::status::{KeepaliveStatus, LivenessSignal, signals_text},
+    lan::{check::CheckOutcome, status::LanStatus},
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +40,9 @@ pub struct AgentStatus {
     pub uptime_s: u64,
     /// IPsec mode only.
     pub charon: Option<CharonStatus>,
+    /// The LAN side and the conditional default route.
+    #[serde(default)]
+    pub lan: Option<LanStatus>,
     pub tunnels: Vec<TunnelStatus>,
     pub datapath: DatapathStatus,
 }
@@ -62,6 +66,9 @@ impl fmt::Display for AgentStatus {
         )?;
         if let Some(charon) = &self.charon {
             writeln!(f, "charon: {charon}")?;
+        }
+        if let Some(lan) = &self.lan {
+            write!(f, "{lan}")?;
         }
         for t in &self.tunnels {
             writeln!(f)?;

@@ -17,6 +17,7 @@ fn status() -> AgentStatus {
             version: "5.9.8".into(),
             pid: None,
         }),
+        lan: None,
         tunnels: vec![TunnelStatus {
             ends: TunnelEnds {
                 id: TunnelId::A,

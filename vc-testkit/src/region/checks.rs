@@ -291,8 +291,14 @@ fn keepalives(t: &Value, dc: &Dc) -> (bool, String) {
     let n = |key: &str| k[key].as_u64().unwrap_or(0);
     let (dc_sent, dc_back) = dc.keepalives();
     let n_dc = dc.plan.n;
+    // Each end that sends keepalives gets them back, and some flow (R13 allows either end's
+    // off: `keepalive_interval_s = 0` here, `no keepalive` at the DC).
+    let ours_on = k["enabled"].as_bool().unwrap_or(true);
+    let ok = (!ours_on || n("replies") > 0)
+        && (dc_sent == 0 || dc_back > 0)
+        && (n("replies") > 0 || dc_back > 0);
     (
-        n("replies") > 0 && dc_back > 0,
+        ok,
         format!(
             "ours: {} sent, {} answered by DC{n_dc}; DC{n_dc}'s: {dc_sent} sent, {dc_back} answered",
             n("sent"),

@@ -22,6 +22,8 @@ pub const BGP_PROTOCOL: &str = "cpe";
 /// A running DC. Fields drop in order: its senders before its daemons before its namespace.
 pub struct Dc {
     pub plan: &'static DcPlan,
+    /// It sends Cisco keepalives once its peers start.
+    send_keepalives: bool,
     keepalives: Option<DcKeepalives>,
     bird: Option<Bird>,
     pub charon: Charon,
@@ -85,6 +87,16 @@ impl Dc {
     /// already) and starts its charon with the connection loaded. BGP and keepalives wait for
     /// [`Dc::start_peers`]: a DC that sent GRE first would race the CPE's IKE initiation.
     pub fn build(plan: &'static DcPlan, ns: NetNs) -> Result<Dc> {
+        Dc::build_with(plan, ns, &super::config::Options::default())
+    }
+
+    /// [`Dc::build`] with a scenario's ESP proposals and keepalives.
+    pub fn build_with(
+        plan: &'static DcPlan,
+        ns: NetNs,
+        options: &super::config::Options,
+    ) -> Result<Dc> {
+        let i = usize::from(plan.n - 1);
         let other = plan.other();
         ns.sh(&format!(
             "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
@@ -111,9 +123,12 @@ impl Dc {
         ))
         .with_context(|| format!("building DC{}", plan.n))?;
         let charon = Charon::start(&ns, &format!("dc{}", plan.n))?;
-        charon.load(&[conn(plan)])?;
+        let mut c = conn(plan);
+        c.esp_proposals = options.esp_proposals[i].to_string();
+        charon.load(&[c])?;
         Ok(Dc {
             plan,
+            send_keepalives: options.dc_keepalives[i],
             keepalives: None,
             bird: None,
             charon,
@@ -121,9 +136,17 @@ impl Dc {
         })
     }
 
-    /// Starts BIRD and the keepalive sender.
+    /// Starts BIRD and (unless off for this DC) the keepalive sender.
     pub fn start_peers(&mut self) -> Result<()> {
         self.bird = Some(Bird::start(&self.ns, &bird_config(self.plan, &[]))?);
+        if self.send_keepalives {
+            self.start_keepalives()?;
+        }
+        Ok(())
+    }
+
+    /// Starts sending Cisco keepalives (again).
+    pub fn start_keepalives(&mut self) -> Result<()> {
         self.keepalives = Some(DcKeepalives::start(
             &self.ns,
             self.plan.gre,
@@ -131,6 +154,12 @@ impl Dc {
             Duration::from_secs(u64::from(KEEPALIVE_INTERVAL_S)),
         )?);
         Ok(())
+    }
+
+    /// Stops sending keepalives, as a head end with `no keepalive` (it still forwards the
+    /// CPE's back, as kernel `ip_gre` does).
+    pub fn stop_keepalives(&mut self) {
+        self.keepalives = None;
     }
 
     /// What its charon lists now.

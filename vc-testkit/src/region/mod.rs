@@ -89,6 +89,11 @@ impl Region {
     /// Builds the namespaces, links, addresses and the DCs (charons loaded and waiting), and
     /// writes the CPE's config. `agent_bin` is the `vc-agent` binary to run.
     pub fn build(agent_bin: &Path) -> Result<Region> {
+        Region::build_with(agent_bin, &config::Options::default())
+    }
+
+    /// [`Region::build`] with a scenario's changes to both ends.
+    pub fn build_with(agent_bin: &Path, options: &config::Options) -> Result<Region> {
         if !vm::inside() {
             bail!("the region runs in the test VM only (it names namespaces and writes /etc)");
         }
@@ -125,7 +130,10 @@ impl Region {
             );
         }
         wan.sh(&router)?;
-        let dcs = vec![Dc::build(DCS[0], dc1)?, Dc::build(DCS[1], dc2)?];
+        let dcs = vec![
+            Dc::build_with(DCS[0], dc1, options)?,
+            Dc::build_with(DCS[1], dc2, options)?,
+        ];
 
         std::fs::create_dir_all(config::BPF_MOUNT)?;
         crate::netns::run(
@@ -138,7 +146,7 @@ impl Region {
             .join("region");
         std::fs::create_dir_all(&dir)?;
         std::fs::create_dir_all("/etc/vc")?;
-        let text = config::vc_toml();
+        let text = config::vc_toml_with(options);
         std::fs::write(CONFIG_PATH, &text).context(CONFIG_PATH)?;
         std::fs::write(dir.join("vc.toml"), &text)?;
         Ok(Region {

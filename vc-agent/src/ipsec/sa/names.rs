@@ -121,6 +121,23 @@ impl IkeState {
     }
 }
 
+impl ChildState {
+    /// The kernel holds this child's SAs: being installed, installed, updated (MOBIKE), or on
+    /// either side of a rekey. A tunnel with such a child has an SA; `CREATED`, `ROUTED` (a
+    /// trap policy only), `RETRYING` and the deleting states are no SA.
+    #[must_use]
+    pub fn holds_sa(&self) -> bool {
+        matches!(
+            self,
+            ChildState::Installing
+                | ChildState::Installed
+                | ChildState::Updating
+                | ChildState::Rekeying
+                | ChildState::Rekeyed
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{ChildMode, IkeState};

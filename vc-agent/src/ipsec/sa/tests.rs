@@ -28,10 +28,15 @@ fn ike(uid: u32, state: &str) -> Message {
 }
 
 fn child(uid: u32, spi_in: &str, state: &str) -> Message {
+    child_of(1001, uid, spi_in, state)
+}
+
+/// A child of tunnel A (reqid 1001) or B (1002).
+fn child_of(reqid: u32, uid: u32, spi_in: &str, state: &str) -> Message {
     Message::new()
         .kv("name", "vc-a-gre")
         .kv("uniqueid", uid.to_string())
-        .kv("reqid", "1001")
+        .kv("reqid", reqid.to_string())
         .kv("state", state)
         .kv("mode", "TUNNEL")
         .kv("protocol", "ESP")
@@ -235,8 +240,8 @@ fn snapshot_prefers_established_and_installed() {
             ike(5, "ESTABLISHED").section(
                 "child-sas",
                 Message::new()
-                    .section("vc-b-gre-3", child(3, "c0000003", "REKEYED"))
-                    .section("vc-b-gre-4", child(4, "c0000004", "INSTALLED")),
+                    .section("vc-b-gre-3", child_of(1002, 3, "c0000003", "REKEYED"))
+                    .section("vc-b-gre-4", child_of(1002, 4, "c0000004", "INSTALLED")),
             ),
         ),
         Message::new().section("unrelated", ike(9, "ESTABLISHED")),
@@ -249,8 +254,101 @@ fn snapshot_prefers_established_and_installed() {
         Some("c0000004")
     );
     assert!(t.tunnel(TunnelId::A).ike.is_none());
-    t.snapshot(&[], now);
+    t.clear();
     assert!(!t.tunnel(TunnelId::B).ike_up());
+}
+
+/// A listing taken in the middle of a rekey: the old child `REKEYED`, the new one still
+/// `INSTALLING`. The tunnel has an SA all along (the old one, until the new one is installed).
+#[test]
+fn a_child_being_rekeyed_is_an_sa() {
+    let now = SystemTime::UNIX_EPOCH + T0;
+    for states in [
+        ["REKEYED", "INSTALLING"],
+        ["REKEYING", "CREATED"],
+        ["INSTALLED", "DELETING"],
+    ] {
+        let mut t = SaTable::default();
+        let listed = [Message::new().section(
+            "vc-a",
+            ike(1, "REKEYING").section(
+                "child-sas",
+                Message::new()
+                    .section("vc-a-gre-1", child(1, "c0000001", states[0]))
+                    .section("vc-a-gre-2", child(2, "c0000002", states[1])),
+            ),
+        )];
+        assert_eq!(t.snapshot(&listed, now), []);
+        let a = t.tunnel(TunnelId::A);
+        assert!(a.ike_up() && a.child_up(), "{states:?}");
+    }
+    // A trap policy (ROUTED) or a child of another reqid is no SA of this tunnel.
+    let mut t = SaTable::default();
+    let listed = [Message::new().section(
+        "vc-a",
+        ike(1, "ESTABLISHED").section(
+            "child-sas",
+            Message::new()
+                .section("vc-a-gre-1", child(1, "c0000001", "ROUTED"))
+                .section("vc-a-gre-2", child_of(7, 2, "c0000002", "INSTALLED")),
+        ),
+    )];
+    t.snapshot(&listed, now);
+    assert!(!t.tunnel(TunnelId::A).child_up());
+}
+
+/// `noblock` listings skip a busy IKE SA: one or two listings without the tunnel change
+/// nothing; the third in a row drops it (and says so); a listing with it in between starts
+/// the count again. A down event acts at once.
+#[test]
+fn only_three_listings_in_a_row_without_an_sa_take_it_down() {
+    let now = SystemTime::UNIX_EPOCH + T0;
+    let mut t = SaTable::default();
+    let up = [Message::new().section(
+        "vc-a",
+        with_child(
+            ike(1, "ESTABLISHED"),
+            "vc-a-gre-1",
+            child(1, "c0000001", "INSTALLED"),
+        ),
+    )];
+    assert_eq!(t.snapshot(&up, now), []);
+    for _ in 0..2 {
+        assert_eq!(t.snapshot(&[], now), []);
+        assert!(
+            t.tunnel(TunnelId::A).child_up(),
+            "one busy listing is no down"
+        );
+    }
+    assert_eq!(
+        t.snapshot(&up, now),
+        [],
+        "seen again: the count starts over"
+    );
+    assert_eq!(t.snapshot(&[], now), []);
+    assert_eq!(t.snapshot(&[], now), []);
+    assert!(t.tunnel(TunnelId::A).ike_up());
+    assert_eq!(
+        t.snapshot(&[], now),
+        [Change::ChildDown(TunnelId::A), Change::IkeDown(TunnelId::A)]
+    );
+    let a = t.tunnel(TunnelId::A);
+    assert!(!a.ike_up() && !a.child_up());
+    // Negative control: the down event needs no listing at all.
+    t.snapshot(&up, now);
+    let down = Message::new().section(
+        "vc-a",
+        with_child(
+            ike(1, "ESTABLISHED"),
+            "vc-a-gre-1",
+            child(1, "c0000001", "DELETING"),
+        ),
+    );
+    assert_eq!(
+        t.apply("child-updown", &down, now),
+        [Change::ChildDown(TunnelId::A)]
+    );
+    assert!(!t.tunnel(TunnelId::A).child_up());
 }
 
 /// A real event stream: strongSwan 5.9.8's events during the VM rekey test (child lifetime
