@@ -77,6 +77,13 @@ crate::labelled_enum! {
         RewriteFailed = 33 => "rewrite_failed",
         /// The tunnel interface was not reachable for the redirect.
         RedirectFailed = 34 => "redirect_failed",
+        /// Guard: a clear packet from a protected (Cisco or tunnel) prefix leaving the WAN:
+        /// decapsulated DC traffic the kernel routed to the default route (no LAN route for
+        /// its destination: vc advertises 0.0.0.0/0 to the DC).
+        ClearFromProtected = 36 => "clear_from_protected",
+        /// LAN receive: a LAN host sending GRE to a DC's GRE address, which only the CPE's
+        /// own tunnels may do.
+        LanGreToDc = 37 => "lan_gre_to_dc",
     }
 }
 
@@ -234,6 +241,8 @@ mod tests {
         assert_eq!(Outcome::AlreadyEncapsulated as u32, 8);
         assert_eq!(DropReason::Truncated as u32, 16);
         assert_eq!(DropReason::RedirectFailed as u32, 34);
+        assert_eq!(DropReason::ClearFromProtected as u32, 36);
+        assert_eq!(DropReason::LanGreToDc as u32, 37);
         assert_eq!(Counted::Drop(DropReason::WrongSa).name(), "wrong_sa");
     }
 }
