@@ -1,8 +1,10 @@
 //! `vc-agent run`: the control plane of a CPE, from the activation form to tunnels that carry
 //! traffic, and the state an operator asks for.
 //!
-//! Start order is the fail-closed order: IPsec first (XFRM block policies before anything can
-//! send GRE, then charon), then the datapath, the route manager, one BGP speaker per tunnel,
+//! Start order is the fail-closed order: the backstop routes first (nothing bound for a
+//! protected prefix follows the default route, whatever fails next), IPsec (XFRM block
+//! policies before anything can send GRE, then charon), then the datapath (the guard attached
+//! first, and from then on kept attached by the datapath watch), the route manager, one BGP speaker per tunnel,
 //! keepalives and liveness, path-MTU following, and the status socket. On SIGTERM or SIGINT
 //! the BGP sessions are closed (Cease) and their routes withdrawn; the datapath and charon
 //! stay, so GRE stays blocked in clear and a restarted agent adopts both.
@@ -29,7 +31,7 @@ use self::sources::Sources;
 use crate::{
     bgp::Speaker,
     config::{Config, TunnelId},
-    datapath::{Datapath, tunnel_index},
+    datapath::{self, Datapath, tunnel_index},
     ipsec::Ipsec,
     keepalive::{KeepaliveTask, KeepaliveTunnel},
     metrics,
@@ -69,6 +71,9 @@ impl Agent {
     /// Brings everything up (see the module's doc for the order).
     pub async fn start(config: Config) -> Result<Agent> {
         let plan = plan::plan(&config)?;
+        datapath::backstop::install(datapath::Netlink::connect()?.handle(), &plan.datapath)
+            .await
+            .context("installing the backstop routes")?;
         // In external-IPsec mode this only removes block policies an IPsec-mode run left.
         let ipsec = Ipsec::start(config.clone())
             .await
@@ -135,6 +140,9 @@ impl Agent {
             keepalives,
             tasks: Vec::new(),
         };
+        agent
+            .tasks
+            .push(datapath::reconcile::watch(Arc::clone(&agent.datapath)));
         agent.tasks.push(path_mtu::follow(
             Arc::clone(&agent.datapath),
             agent.plan.esp,

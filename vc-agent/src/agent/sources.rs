@@ -110,6 +110,7 @@ impl Sources {
             datapath: DatapathStatus {
                 attach_mode: self.datapath.attach_mode(),
                 fast_path: self.plan.datapath.fast_path,
+                kernel: self.datapath.audit(),
                 verdicts: maps
                     .verdicts()
                     .unwrap_or_default()

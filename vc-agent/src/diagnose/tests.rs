@@ -114,6 +114,7 @@ fn status(mode: Mode, tunnel: TunnelStatus) -> AgentStatus {
         datapath: DatapathStatus {
             attach_mode: AttachMode::Tcx,
             fast_path: true,
+            kernel: crate::status::AuditReport::default(),
             verdicts: Vec::new(),
             routes: Vec::new(),
         },
