@@ -297,6 +297,7 @@ fn specs(pins: &Path, state: &Path, fast_path: bool) -> (DatapathSpec, DatapathS
                 fast_path: fast,
                 pin_dir: pins.join(name),
                 state_dir: state.join(name),
+                attach_mode: None,
                 tunnels,
             }
         };

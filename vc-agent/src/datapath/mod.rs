@@ -193,7 +193,7 @@ impl Datapath {
         fs::create_dir_all(&maps_dir)
             .with_context(|| format!("creating {}", maps_dir.display()))?;
         let maps = DatapathMaps::take(&mut ebpf, Some(&maps_dir))?;
-        let attach_mode = AttachMode::detect();
+        let attach_mode = spec.attach_mode.unwrap_or_else(AttachMode::detect);
         state.attach_mode = Some(attach_mode);
         state.attachments = all_attachments(spec);
         state.save(&spec.state_dir)?;
