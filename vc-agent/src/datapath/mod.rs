@@ -237,6 +237,11 @@ impl Datapath {
 
     async fn adopt(spec: DatapathSpec, netlink: &Netlink) -> Result<Self> {
         let maps = DatapathMaps::from_pins(&maps_dir(&spec))?;
+        // Maps never written: the start that made them died before writing (and attaching).
+        let fresh = !maps.written()?;
+        if fresh {
+            warn!("the running datapath was never finished (its start was killed): finishing it");
+        }
         let mut state = State::load(&spec.state_dir)?
             .context("pinned maps but no datapath state: run `datapath down` first")?;
         // Whatever this spec may attach is recorded for the teardown before it is attached.
@@ -264,7 +269,7 @@ impl Datapath {
             attach_mode: state.attach_mode.unwrap_or_else(AttachMode::detect),
             audit: Mutex::default(),
         };
-        datapath.write_maps(netlink, false).await?;
+        datapath.write_maps(netlink, fresh).await?;
         Ok(datapath)
     }
 

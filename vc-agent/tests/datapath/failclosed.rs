@@ -12,14 +12,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::programs::{SchedClassifier, tc::TcAttachType};
 use vc_agent::datapath::{
     AttachMode, Datapath, DatapathSpec, Mode, Presence,
     backstop::{BACKSTOP_METRIC, BACKSTOP_PROTO},
     reconcile::{self, AUDIT_EVERY},
 };
 use vc_common::{DropReason, Hook};
-use vc_fixtures::gre_lab::{DC1_HOST, Topology};
+use vc_fixtures::gre_lab::{DC1_HOST, Topology, tc_program_on as on_device};
 use vc_testkit::{
     Daemon, NetNs,
     capture::{Capture, Direction, Packets},
@@ -106,24 +105,6 @@ fn on_wan(t: &Topology, program: &str) -> bool {
     on_device(&t.cpe, "wan0", program)
 }
 
-pub fn on_device(ns: &NetNs, device: &str, program: &str) -> bool {
-    let clsact = ns
-        .sh_output(&format!("bpftool net show dev {device}"))
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(program));
-    let (device, program) = (device.to_string(), program.to_string());
-    let tcx = ns
-        .run_in(move || {
-            [TcAttachType::Ingress, TcAttachType::Egress]
-                .into_iter()
-                .any(|direction| {
-                    SchedClassifier::query_tcx(&device, direction).is_ok_and(|(_, progs)| {
-                        progs.iter().any(|p| p.name_as_str() == Some(&program))
-                    })
-                })
-        })
-        .expect("thread");
-    clsact || tcx
-}
 
 fn guard_and_decap_on_wan(t: &Topology) -> bool {
     on_wan(t, "vc_wan_guard") && on_wan(t, "vc_wan_rx")

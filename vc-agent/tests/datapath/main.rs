@@ -343,7 +343,7 @@ fn teardown_leaves_nothing_behind() {
         ("lan0", "vc_lan_rx"),
     ] {
         assert!(
-            !failclosed::on_device(&t.cpe, dev, prog),
+            !vc_fixtures::gre_lab::tc_program_on(&t.cpe, dev, prog),
             "{prog} left on {dev}"
         );
     }
