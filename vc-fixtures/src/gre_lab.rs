@@ -377,7 +377,9 @@ pub fn tc_program_on(ns: &NetNs, device: &str, program: &str) -> bool {
                 .into_iter()
                 .any(|direction| {
                     SchedClassifier::query_tcx(&device, direction).is_ok_and(|(_, progs)| {
-                        progs.iter().any(|p| p.name_as_str() == Some(program.as_str()))
+                        progs
+                            .iter()
+                            .any(|p| p.name_as_str() == Some(program.as_str()))
                     })
                 })
         })

@@ -437,8 +437,8 @@ fn validate(spec: &DatapathSpec) -> Result<()> {
     Ok(())
 }
 
-/// Refuses WAN and LAN devices that do not carry Ethernet frames (PPPoE, raw-IP, WireGuard):
-/// the programs read the EtherType at byte 12, which on such a device is part of the source
+/// Refuses WAN and LAN devices that do not carry Ethernet frames (`PPPoE`, raw IP, `WireGuard`):
+/// the programs read the `EtherType` at byte 12, which on such a device is part of the source
 /// address, so the guard would pass everything.
 async fn check_ethernet(netlink: &Netlink, spec: &DatapathSpec) -> Result<()> {
     let mut devices = vec![("WAN", &spec.wan_if)];

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::{
-    AttachMode, Attachment, Datapath, Direction, Netlink, Program, attach,
-    attachments, backstop, links_dir, progs_dir,
+    AttachMode, Attachment, Datapath, Direction, Netlink, Program, attach, attachments, backstop,
+    links_dir, progs_dir,
 };
 use crate::task::Task;
 
@@ -201,7 +201,9 @@ async fn clsact_programs(
         {
             Vec::new()
         }
-        Err(e) => return Err(e).with_context(|| format!("listing the filters of ifindex {ifindex}")),
+        Err(e) => {
+            return Err(e).with_context(|| format!("listing the filters of ifindex {ifindex}"));
+        }
     };
     let mut found = Vec::new();
     for m in &messages {
@@ -298,7 +300,10 @@ impl Datapath {
             }
         }
 
-        let mut report = self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut report = self
+            .audit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         report.hooks = hooks;
         report.backstop = wanted.intersection(&present).copied().collect();
         report.backstop_missing = wanted.difference(&present).copied().collect();
@@ -356,25 +361,29 @@ pub fn watch(datapath: Arc<Datapath>) -> Task {
                     }
                 } => Wake::Event,
             };
-            let woke = Instant::now();
+            let since = Instant::now();
             // A burst of events (a device re-created sends several) is one reconcile.
             if let Some(e) = events.as_mut() {
                 while let Ok(Some(_)) =
                     tokio::time::timeout(Duration::from_millis(20), e.next()).await
-                {}
+                {
+                }
             }
             let before = datapath.audit().repairs;
             match datapath.reconcile().await {
                 Ok(report) if report.repairs > before => info!(
                     repairs = report.repairs - before,
-                    took = ?woke.elapsed(),
+                    took = ?since.elapsed(),
                     ?wake,
                     "datapath repaired"
                 ),
                 Ok(report) => {
                     let faults = report.faults();
                     if faults != last_faults && !faults.is_empty() {
-                        warn!(?faults, "the datapath is not whole and cannot be repaired now");
+                        warn!(
+                            ?faults,
+                            "the datapath is not whole and cannot be repaired now"
+                        );
                     }
                     last_faults = faults;
                 }

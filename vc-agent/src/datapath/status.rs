@@ -131,11 +131,7 @@ impl fmt::Display for DatapathStatus {
             if self.fast_path { "on" } else { "off" }
         )?;
         let k = &self.kernel;
-        writeln!(
-            f,
-            "  in the kernel ({} repairs since start):",
-            k.repairs
-        )?;
+        writeln!(f, "  in the kernel ({} repairs since start):", k.repairs)?;
         for h in &k.hooks {
             writeln!(
                 f,
@@ -160,7 +156,10 @@ impl fmt::Display for DatapathStatus {
             writeln!(f, "    backstop unreachable {p}: MISSING")?;
         }
         if k.hooks.iter().any(|h| h.presence != Presence::Attached) {
-            writeln!(f, "    FAULT: a program is not attached (the backstop routes hold)")?;
+            writeln!(
+                f,
+                "    FAULT: a program is not attached (the backstop routes hold)"
+            )?;
         }
         writeln!(f, "  LPM routes:")?;
         if self.routes.is_empty() {

@@ -5,9 +5,10 @@ use vc_testkit::metrics::{Exposition, parse};
 
 use super::{exposition, http::Request, registry, route};
 use crate::status::{
-    AgentStatus, AttachMode, AuditReport, BgpState, BgpStatus, CharonStatus, ChildStatus, DatapathStatus,
-    DropReason, Failure, FailureStatus, Hook, IkeState, IkeStatus, IpsecStatus, KeepaliveStatus,
-    Mode, Outcome, Presence, RouteLine, TunnelCounters, TunnelEnds, TunnelId, TunnelStatus, VerdictLine,
+    AgentStatus, AttachMode, AuditReport, BgpState, BgpStatus, CharonStatus, ChildStatus,
+    DatapathStatus, DropReason, Failure, FailureStatus, Hook, IkeState, IkeStatus, IpsecStatus,
+    KeepaliveStatus, Mode, Outcome, Presence, RouteLine, TunnelCounters, TunnelEnds, TunnelId,
+    TunnelStatus, VerdictLine,
 };
 
 /// Every family the agent promises (R25), with its type.
@@ -394,7 +395,11 @@ fn datapath_values_are_the_status_zeros_included() {
         ("device", "wan0"),
         ("direction", "egress"),
     ];
-    assert_eq!(val("vc_datapath_attached", &guard), 0, "the guard is missing");
+    assert_eq!(
+        val("vc_datapath_attached", &guard),
+        0,
+        "the guard is missing"
+    );
     assert_eq!(
         val(
             "vc_datapath_attached",

@@ -105,7 +105,6 @@ fn on_wan(t: &Topology, program: &str) -> bool {
     on_device(&t.cpe, "wan0", program)
 }
 
-
 fn guard_and_decap_on_wan(t: &Topology) -> bool {
     on_wan(t, "vc_wan_guard") && on_wan(t, "vc_wan_rx")
 }
@@ -151,7 +150,10 @@ impl LeakWatch {
         .expect("capture");
         let ping = t
             .lan
-            .spawn("ping", &["-n", "-i", "0.01", "-w", "30", &DC1_HOST.to_string()])
+            .spawn(
+                "ping",
+                &["-n", "-i", "0.01", "-w", "30", &DC1_HOST.to_string()],
+            )
             .expect("ping");
         LeakWatch { capture, ping }
     }
@@ -293,11 +295,15 @@ fn disturbed_and_repaired(
         took < AUDIT_EVERY + Duration::from_secs(1),
         "{what}: repaired after {took:?}"
     );
-    let audit = wait_for(Duration::from_secs(5), "the audit to see the repair", || {
-        let a = w.datapath.audit();
-        (a.repairs > repairs_before && a.hooks.iter().all(|h| h.presence == Presence::Attached))
-            .then_some(a)
-    })
+    let audit = wait_for(
+        Duration::from_secs(5),
+        "the audit to see the repair",
+        || {
+            let a = w.datapath.audit();
+            (a.repairs > repairs_before && a.hooks.iter().all(|h| h.presence == Presence::Attached))
+                .then_some(a)
+        },
+    )
     .expect("audit");
     assert!(audit.faults().is_empty(), "{:?}", audit.faults());
     Some(took)

@@ -350,7 +350,8 @@ fn teardown_leaves_nothing_behind() {
     // What `down` keeps on purpose: the backstop, which only purge removes.
     let routes = t.cpe.sh("ip route show table main").expect("routes");
     assert!(
-        routes.contains("unreachable 203.0.113.0/24") && routes.contains("unreachable 100.64.0.0/30"),
+        routes.contains("unreachable 203.0.113.0/24")
+            && routes.contains("unreachable 100.64.0.0/30"),
         "the backstop outlives `datapath down`: {routes}"
     );
     assert!(!t.cpe_spec.pin_dir.exists(), "pins removed");
