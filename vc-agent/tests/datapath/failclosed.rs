@@ -7,84 +7,24 @@
 //! and the same capture without both layers shows that it would have.
 use std::{
     path::PathBuf,
-    sync::Arc,
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 use vc_agent::datapath::{
-    AttachMode, Datapath, DatapathSpec, Mode, Presence,
+    AttachMode, Datapath, Mode, Presence,
     backstop::{BACKSTOP_METRIC, BACKSTOP_PROTO},
-    reconcile::{self, AUDIT_EVERY},
+    reconcile::AUDIT_EVERY,
 };
 use vc_common::{DropReason, Hook};
-use vc_fixtures::gre_lab::{DC1_HOST, Topology, tc_program_on as on_device};
+use vc_fixtures::{
+    gre_lab::{DC1_HOST, Topology, tc_program_on as on_device},
+    watched::Watched,
+};
 use vc_testkit::{
-    Daemon, NetNs,
+    Daemon,
     capture::{Capture, Direction, Packets},
     privileged, veth, wait_for,
 };
-
-/// The datapath half of the agent in the CPE's namespace: `Datapath::up` and the watch task
-/// `vc-agent run` starts, running until dropped.
-struct Watched {
-    datapath: Arc<Datapath>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Watched {
-    fn start(ns: &NetNs, spec: DatapathSpec) -> Watched {
-        let (up_tx, up_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = ns
-            .spawn_in(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async move {
-                    let datapath = match Datapath::up(spec).await {
-                        Ok(d) => Arc::new(d),
-                        Err(e) => {
-                            let _ = up_tx.send(Err(format!("{e:#}")));
-                            return;
-                        }
-                    };
-                    let watch = reconcile::watch(Arc::clone(&datapath));
-                    let _ = up_tx.send(Ok(datapath));
-                    let _ = stopped.await;
-                    watch.abort();
-                });
-            })
-            .expect("thread");
-        let datapath = up_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("datapath up in time")
-            .unwrap_or_else(|e| panic!("datapath up: {e}"));
-        Watched {
-            datapath,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops the watch (the datapath stays, as when the agent stops).
-    fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// The gre lab with the CPE in IPsec mode, attached as `mode` says, watched; no route to the
 /// /24 through the tunnels.
