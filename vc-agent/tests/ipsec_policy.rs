@@ -203,8 +203,8 @@ fn icmp_unreachable_about_gre_stays_in() {
     // GRE from the DC to the CPE, which has nothing to deliver it to.
     let dc_sends_gre = || {
         dc.run_in(|| {
-            let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(47)))
-                .expect("raw socket");
+            let s =
+                Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(47))).expect("raw socket");
             let mut packet = vec![0u8, 0, 0x08, 0x00, 0x45];
             packet.resize(24, 0);
             s.send_to(&packet, &SockAddr::from(SocketAddrV4::new(CPE, 0)))
@@ -233,7 +233,8 @@ fn icmp_unreachable_about_gre_stays_in() {
         .expect("thread")
     };
     let unreachables = |name: &str, f: &dyn Fn()| {
-        let pcap = std::env::temp_dir().join(format!("vc-policy-icmp-{name}-{}.pcap", std::process::id()));
+        let pcap =
+            std::env::temp_dir().join(format!("vc-policy-icmp-{name}-{}.pcap", std::process::id()));
         let capture = Capture::egress(&cpe, "wan", &pcap).expect("capture");
         f();
         let seen = capture.stop().expect("capture");
@@ -249,7 +250,11 @@ fn icmp_unreachable_about_gre_stays_in() {
         "unblocked, the kernel answers GRE with ICMP unreachable (the negative control)"
     );
     assert_eq!(sync(vec![icmp_block]), 2, "one policy, both marks");
-    assert_eq!(unreachables("blocked", &dc_sends_gre), 0, "blocked: nothing leaves");
+    assert_eq!(
+        unreachables("blocked", &dc_sends_gre),
+        0,
+        "blocked: nothing leaves"
+    );
     let pings = dc
         .sh_output("ping -c1 -W2 198.51.100.1")
         .expect("ping")
@@ -257,5 +262,8 @@ fn icmp_unreachable_about_gre_stays_in() {
         .success();
     assert!(pings, "echo replies are not blocked");
     assert_eq!(sync(Vec::new()), 0);
-    assert!(unreachables("reopened", &dc_sends_gre) >= 1, "gone with the policy");
+    assert!(
+        unreachables("reopened", &dc_sends_gre) >= 1,
+        "gone with the policy"
+    );
 }
