@@ -319,6 +319,32 @@ fn a_healthy_cpe_passes_every_step() {
 }
 
 #[test]
+fn a_datapath_missing_its_guard_fails_before_ciscos_tree() {
+    let mut after = status(Mode::Ipsec, healthy_tunnel());
+    after.datapath.kernel.hooks = vec![crate::status::HookState {
+        program: "vc_wan_guard".into(),
+        device: "wan0".into(),
+        direction: crate::datapath::Direction::Egress,
+        presence: crate::status::Presence::Missing,
+    }];
+    let d = diagnose(&Observation {
+        status: after,
+        before: None,
+        pings: vec![ping(3)],
+    });
+    assert!(!d.ok(), "{d}");
+    assert_eq!(d.datapath_faults, ["vc_wan_guard on wan0 egress: MISSING"]);
+    let text = d.to_string();
+    assert!(text.contains("[FAIL] the datapath is not whole"), "{text}");
+    assert!(text.contains("Result: the datapath is not whole"), "{text}");
+    // The tunnels' own steps are judged as usual.
+    assert!(
+        d.tunnel(TunnelId::A).expect("a").first_failure.is_none(),
+        "{d}"
+    );
+}
+
+#[test]
 fn external_ipsec_mode_leaves_the_ipsec_steps_to_another_box() {
     let d = Case::external().run();
     assert!(d.ok(), "{d}");
