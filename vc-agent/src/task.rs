@@ -4,7 +4,8 @@
 //!
 //! Built with the `testing` feature (test builds only), `VC_TEST_PANIC_TASK=<name>` makes the
 //! task of that name panic `testing::PANIC_AFTER` after it starts: the supervision tests'
-//! injected fault. Without the feature nothing reads that variable.
+//! injected fault; `VC_TEST_CRASH_AT=<point>` SIGKILLs the process when it reaches that
+//! [`testing::crash_point`] (the crash tests'). Without the feature nothing reads either.
 use std::{fmt, future::Future};
 
 use tokio::{sync::watch, task::AbortHandle};
@@ -123,6 +124,19 @@ pub mod testing {
     pub const PANIC_AFTER: Duration = Duration::from_secs(2);
     /// What the injected panic says.
     pub const PANIC_MESSAGE: &str = "injected panic (VC_TEST_PANIC_TASK)";
+
+    /// Names the crash point at which the process kills itself.
+    pub const CRASH_AT: &str = "VC_TEST_CRASH_AT";
+
+    /// SIGKILLs this process if `CRASH_AT` names `point`: nothing after it runs, no destructor,
+    /// no unwinding, as when the OOM killer or an operator's `kill -9` strikes there.
+    pub fn crash_point(point: &str) {
+        if std::env::var(CRASH_AT).is_ok_and(|p| p == point) {
+            tracing::error!(point, "injected crash ({CRASH_AT})");
+            // SAFETY: kill has no memory preconditions.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+    }
 
     /// `future`, or, if `PANIC_TASK` names `name`, `future` until it panics.
     pub fn armed(

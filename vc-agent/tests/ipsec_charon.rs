@@ -198,14 +198,14 @@ fn ike_sa_comes_up_with_a_dc_responder() {
         snap.charon
     );
 
-    // Policies: vc's blocks (out+in), charon's GRE policies with reqid 1001, and charon's
-    // win (lower priority value).
+    // Policies: vc's blocks (GRE out+in, ICMP unreachable out), charon's GRE policies with
+    // reqid 1001, and charon's win (lower priority value).
     let xfrm = lab.cpe.ip(&["xfrm", "policy"]).expect("xfrm");
     let block = format!("priority {} ", policy::BLOCK_PRIORITY);
     assert_eq!(
         xfrm.matches(&block).count(),
-        4,
-        "two directions, two marks each: {xfrm}"
+        6,
+        "GRE both ways and ICMP out, two marks each: {xfrm}"
     );
     assert!(xfrm.contains("action block"), "{xfrm}");
     let reqid = format!("reqid {}", conn::reqid(TunnelId::A));
@@ -472,7 +472,11 @@ fn a_charon_that_cannot_start_is_reported_and_gre_stays_blocked() {
         "{err}"
     );
     let policies = lab.cpe.ip(&["xfrm", "policy"]).expect("xfrm");
-    assert_eq!(policies.matches("action block").count(), 4, "{policies}");
+    assert_eq!(
+        policies.matches("action block").count(),
+        6,
+        "GRE both ways and ICMP out, two marks each: {policies}"
+    );
 }
 
 /// charon killed (SIGKILL) on this host: the controller notices, restarts it, loads the

@@ -9,7 +9,7 @@ use std::{
 };
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use vc_agent::ipsec::policy::{self, BLOCK_PRIORITY, BlockPolicy, Direction};
+use vc_agent::ipsec::policy::{self, BLOCK_PRIORITY, BlockPolicy, Blocked, Direction};
 use vc_testkit::{
     NetNs,
     capture::{Capture, Kind},
@@ -33,7 +33,12 @@ fn send_gre(mark: u32) -> Option<i32> {
 }
 
 fn block(src: Ipv4Addr, dst: Ipv4Addr, dir: Direction) -> BlockPolicy {
-    BlockPolicy { src, dst, dir }
+    BlockPolicy {
+        src,
+        dst,
+        dir,
+        what: Blocked::Gre,
+    }
 }
 
 #[test]
@@ -178,4 +183,87 @@ fn block_policies_reconcile() {
     std::thread::sleep(Duration::from_millis(10));
     cpe.run_in(|| assert_eq!(send_gre(0), None, "no blocks left"))
         .expect("thread");
+}
+
+/// The kernel's "protocol unreachable" for GRE it cannot deliver (what decrypted GRE meets
+/// while vc's WAN receive is detached) quotes the packet: blocked out toward the DC, while
+/// ping still answers. The same exchange unblocked is the negative control.
+#[test]
+fn icmp_unreachable_about_gre_stays_in() {
+    if !privileged("icmp_unreachable_about_gre_stays_in") {
+        return;
+    }
+    let cpe = NetNs::new("poli").expect("ns");
+    let dc = NetNs::new("polj").expect("ns");
+    veth(&cpe, "wan", &dc, "wan").expect("veth");
+    cpe.sh("ip addr add 198.51.100.1/24 dev wan && sysctl -qw net.ipv4.icmp_ratelimit=0")
+        .expect("cpe");
+    dc.ip(&["addr", "add", "198.51.100.2/24", "dev", "wan"])
+        .expect("addr");
+    // GRE from the DC to the CPE, which has nothing to deliver it to.
+    let dc_sends_gre = || {
+        dc.run_in(|| {
+            let s =
+                Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(47))).expect("raw socket");
+            let mut packet = vec![0u8, 0, 0x08, 0x00, 0x45];
+            packet.resize(24, 0);
+            s.send_to(&packet, &SockAddr::from(SocketAddrV4::new(CPE, 0)))
+                .expect("send");
+        })
+        .expect("thread");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let icmp_block = BlockPolicy {
+        src: CPE,
+        dst: DC,
+        dir: Direction::Out,
+        what: Blocked::IcmpUnreachable,
+    };
+    let sync = |want: Vec<BlockPolicy>| {
+        cpe.run_in(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt")
+                .block_on(async move {
+                    policy::sync(&want).await.expect("sync");
+                    policy::installed().await.expect("dump").len()
+                })
+        })
+        .expect("thread")
+    };
+    let unreachables = |name: &str, f: &dyn Fn()| {
+        let pcap =
+            std::env::temp_dir().join(format!("vc-policy-icmp-{name}-{}.pcap", std::process::id()));
+        let capture = Capture::egress(&cpe, "wan", &pcap).expect("capture");
+        f();
+        let seen = capture.stop().expect("capture");
+        let _ = std::fs::remove_file(&pcap);
+        seen.lines
+            .iter()
+            .filter(|p| p.line.contains("ICMP") && p.line.contains("unreachable"))
+            .count()
+    };
+
+    assert!(
+        unreachables("open", &dc_sends_gre) >= 1,
+        "unblocked, the kernel answers GRE with ICMP unreachable (the negative control)"
+    );
+    assert_eq!(sync(vec![icmp_block]), 2, "one policy, both marks");
+    assert_eq!(
+        unreachables("blocked", &dc_sends_gre),
+        0,
+        "blocked: nothing leaves"
+    );
+    let pings = dc
+        .sh_output("ping -c1 -W2 198.51.100.1")
+        .expect("ping")
+        .status
+        .success();
+    assert!(pings, "echo replies are not blocked");
+    assert_eq!(sync(Vec::new()), 0);
+    assert!(
+        unreachables("reopened", &dc_sends_gre) >= 1,
+        "gone with the policy"
+    );
 }

@@ -86,6 +86,13 @@ crate::labelled_enum! {
         /// header is not ECN-capable; the signal cannot be passed on, so the packet is dropped
         /// (as Linux's tunnels do).
         CeOnNotEct = 35 => "ce_on_not_ect",
+        /// Guard: a clear packet from a protected (Cisco or tunnel) prefix leaving the WAN:
+        /// decapsulated DC traffic the kernel routed to the default route (no LAN route for
+        /// its destination: vc advertises 0.0.0.0/0 to the DC).
+        ClearFromProtected = 36 => "clear_from_protected",
+        /// LAN receive: a LAN host sending GRE to a DC's GRE address, which only the CPE's
+        /// own tunnels may do.
+        LanGreToDc = 37 => "lan_gre_to_dc",
     }
 }
 
@@ -243,6 +250,8 @@ mod tests {
         assert_eq!(Outcome::AlreadyEncapsulated as u32, 8);
         assert_eq!(DropReason::Truncated as u32, 16);
         assert_eq!(DropReason::RedirectFailed as u32, 34);
+        assert_eq!(DropReason::ClearFromProtected as u32, 36);
+        assert_eq!(DropReason::LanGreToDc as u32, 37);
         assert_eq!(Counted::Drop(DropReason::WrongSa).name(), "wrong_sa");
     }
 }

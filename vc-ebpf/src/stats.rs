@@ -1,9 +1,19 @@
 //! The single exit, where every verdict is counted by hook and reason, and the per-tunnel
 //! counters.
-use aya_ebpf::{bindings::TC_ACT_SHOT, helpers::bpf_ktime_get_ns};
+use aya_ebpf::{
+    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
+    helpers::bpf_ktime_get_ns,
+};
 use vc_common::{Counted, DropReason, Hook, Outcome, verdict_slot};
 
 use crate::maps::{VERDICTS, tunnel_stats};
+
+/// "Not my decision: go on". Under tcx this is `TCX_NEXT` (the next program in the chain
+/// runs, and after the last one the packet goes on as if no program were attached); under
+/// clsact direct-action it is `TC_ACT_UNSPEC`, which `cls_bpf` takes as "try the next filter"
+/// and the qdisc, after the last, as "continue". Both are -1: one constant is right for both
+/// attach modes, where `TC_ACT_OK` would end a tcx chain early.
+pub const TC_NEXT: i32 = TC_ACT_UNSPEC;
 
 /// What a program decided for a packet it did not drop: the TC action and the outcome.
 #[derive(Clone, Copy)]

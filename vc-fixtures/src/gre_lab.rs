@@ -297,6 +297,7 @@ fn specs(pins: &Path, state: &Path, fast_path: bool) -> (DatapathSpec, DatapathS
                 fast_path: fast,
                 pin_dir: pins.join(name),
                 state_dir: state.join(name),
+                attach_mode: None,
                 tunnels,
             }
         };
@@ -358,4 +359,30 @@ fn specs(pins: &Path, state: &Path, fast_path: bool) -> (DatapathSpec, DatapathS
     );
 
     (cpe_spec, dc1_spec, dc2_spec)
+}
+
+/// Whether `program` is attached to `device` in `ns`, in any direction: as a clsact filter
+/// (bpftool) or in a tcx chain (the kernel's `BPF_PROG_QUERY`: the bpftool of Debian 12 and
+/// of this host predates tcx and does not list it).
+#[must_use]
+pub fn tc_program_on(ns: &NetNs, device: &str, program: &str) -> bool {
+    use aya::programs::{SchedClassifier, tc::TcAttachType};
+    let clsact = ns
+        .sh_output(&format!("bpftool net show dev {device}"))
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(program));
+    let (device, program) = (device.to_string(), program.to_string());
+    let tcx = ns
+        .run_in(move || {
+            [TcAttachType::Ingress, TcAttachType::Egress]
+                .into_iter()
+                .any(|direction| {
+                    SchedClassifier::query_tcx(&device, direction).is_ok_and(|(_, progs)| {
+                        progs
+                            .iter()
+                            .any(|p| p.name_as_str() == Some(program.as_str()))
+                    })
+                })
+        })
+        .expect("thread");
+    clsact || tcx
 }

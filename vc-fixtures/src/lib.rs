@@ -11,9 +11,11 @@
 //! | `ike_lab` | a CPE and a DC namespace with charon, vc's IPsec controller on the CPE | `ipsec_charon`, `ipsec_vm`, `diagnose` tests |
 //! | `bgp_lab` | vc's BGP speakers against BIRD DCs in namespaces | `bgp_bird` tests |
 //! | `vm_lab` | the IPsec lab inside the VM: LAN host, CPE (vc or kernel GRE), DC | `vm_datapath` tests, `vc-bench vm` |
+//! | `watched` | a datapath up with the agent's watch task (repairs what the host removes) | `datapath`, `vm_datapath` tests |
 pub mod agent_lab;
 pub mod bgp_lab;
 pub mod bpf_test_run;
 pub mod gre_lab;
 pub mod ike_lab;
 pub mod vm_lab;
+pub mod watched;

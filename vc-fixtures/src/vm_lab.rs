@@ -75,6 +75,7 @@ fn spec(pins: &std::path::Path) -> DatapathSpec {
         fast_path: true,
         pin_dir: pins.join("vc"),
         state_dir: pins.with_extension("state"),
+        attach_mode: None,
         tunnels: vec![TunnelSpec {
             id: 0,
             name: "vc-dc1".into(),

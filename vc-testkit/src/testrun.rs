@@ -42,6 +42,8 @@ pub struct Outcome {
 }
 
 pub const TC_ACT_OK: i32 = 0;
+/// `TC_ACT_UNSPEC`, tcx's `TCX_NEXT`: "not my decision", the next program or filter runs.
+pub const TC_NEXT: i32 = -1;
 pub const TC_ACT_SHOT: i32 = 2;
 pub const TC_ACT_REDIRECT: i32 = 7;
 

@@ -1,9 +1,11 @@
 //! `vc-agent run`: the control plane of a CPE, from the activation form to tunnels that carry
 //! traffic, and the state an operator asks for.
 //!
-//! Start order is the fail-closed order: IPsec first (XFRM block policies before anything can
-//! send GRE, then charon), then the datapath, the route manager, one BGP speaker per tunnel,
-//! keepalives and liveness, path-MTU following, and the control socket.
+//! Start order is the fail-closed order: the backstop routes first (nothing bound for a
+//! protected prefix follows the default route, whatever fails next), IPsec (XFRM block
+//! policies before anything can send GRE, then charon), then the datapath (the guard attached
+//! first, and from then on kept attached by the datapath watch), the route manager, one BGP
+//! speaker per tunnel, keepalives and liveness, path-MTU following, and the control socket.
 //!
 //! Two ways to stop ([`StopMode`]):
 //! - a *restart* (SIGTERM, what systemd sends on stop, restart and package upgrade; SIGINT; a
@@ -13,7 +15,8 @@
 //!   the datapath and vc's kernel routes (as stale until each DC's End-of-RIB) and announces
 //!   the restart in its OPENs. Traffic flows throughout.
 //! - a *withdrawal* (`vc-agent stop`, or any stop with graceful restart off): Cease to each
-//!   DC, vc's routes removed; the datapath and charon stay, so GRE stays blocked in clear.
+//!   DC, vc's routes removed; the datapath, the backstop and charon stay, so GRE stays
+//!   blocked in clear.
 //!
 //! A reload (SIGHUP, `vc-agent reload`) reads the config file again and applies what changed
 //! tunnel by tunnel, or refuses it and keeps running as before ([`reload`]).
@@ -45,7 +48,7 @@ use self::sources::{Running, Sources};
 use crate::{
     bgp::{self, NeighborConfig, NeighborState, Speaker},
     config::{self, Config, TunnelId},
-    datapath::{Datapath, tunnel_index},
+    datapath::{self, Datapath, tunnel_index},
     ipsec::Ipsec,
     keepalive::{KeepaliveTask, KeepaliveTunnel, task::BgpEstablished},
     lan::{LanHealth, LanWatch},
@@ -113,6 +116,9 @@ impl Agent {
     /// was read from, for reloads.
     pub async fn start(config: Config, path: Option<PathBuf>) -> Result<Agent> {
         let plan = plan::plan(&config)?;
+        datapath::backstop::install(datapath::Netlink::connect()?.handle(), &plan.datapath)
+            .await
+            .context("installing the backstop routes")?;
         // In external-IPsec mode this only removes block policies an IPsec-mode run left.
         let ipsec = Ipsec::start(config.clone())
             .await
@@ -181,6 +187,9 @@ impl Agent {
             control_tx,
             control: Some(control),
         };
+        agent
+            .tasks
+            .push(datapath::reconcile::watch(Arc::clone(&agent.datapath)));
         agent.tasks.push(path_mtu::follow(
             Arc::clone(&agent.datapath),
             agent.plan.esp,

@@ -120,14 +120,12 @@ impl Sources {
             mode: config.mode,
             uptime_s: self.started.elapsed().as_secs(),
             charon: sas.as_ref().map(|s| CharonStatus::from(&s.charon)),
-            lan: Some(LanStatus::new(
-                &config.interfaces.lan,
-                &self.lan.borrow(),
-            )),
+            lan: Some(LanStatus::new(&config.interfaces.lan, &self.lan.borrow())),
             tunnels,
             datapath: DatapathStatus {
                 attach_mode: self.datapath.attach_mode(),
                 fast_path: plan.datapath.fast_path,
+                kernel: self.datapath.audit(),
                 verdicts: maps
                     .verdicts()
                     .unwrap_or_default()

@@ -5,9 +5,8 @@ use std::{fs, io, path::Path};
 
 use anyhow::{Context, Result};
 use aya::{
-    Ebpf,
     programs::{
-        LinkOrder,
+        LinkOrder, SchedClassifier,
         links::{FdLink, LinkError, PinnedLink},
         tc::{self, NlOptions, TcAttachOptions, TcAttachType, TcError},
     },
@@ -15,7 +14,7 @@ use aya::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::object::{Program, classifier};
+use super::object::Program;
 
 /// How programs are attached on this kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,9 +92,11 @@ impl Attachment {
 /// `cls_bpf` priority of vc's filters: ahead of anything added with tc's default priorities.
 const CLSACT_PRIORITY: u16 = 1;
 
-/// Attaches `program` as `attachment` says, leaving it attached after `ebpf` drops.
+/// Attaches `prog` (the loaded `program`) as `attachment` says, leaving it attached after
+/// `prog` drops. The guard goes first in a tcx chain: a program ahead of it that accepted or
+/// redirected a packet would take it past the guard.
 pub fn attach(
-    ebpf: &mut Ebpf,
+    prog: &mut SchedClassifier,
     program: Program,
     attachment: &Attachment,
     mode: AttachMode,
@@ -107,14 +108,18 @@ pub fn attach(
             attachment.program, attachment.device, attachment.direction
         )
     };
-    let prog = classifier(ebpf, program)?;
     match mode {
         AttachMode::Tcx => {
+            let order = if program == Program::WanGuard {
+                LinkOrder::first()
+            } else {
+                LinkOrder::default()
+            };
             let id = prog
                 .attach_with_options(
                     &attachment.device,
                     attachment.direction.tc(),
-                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                    TcAttachOptions::TcxOrder(order),
                 )
                 .with_context(what)?;
             let link: FdLink = prog
@@ -151,6 +156,13 @@ pub fn attach(
         }
     }
     Ok(())
+}
+
+/// Drops the pinned tcx link of `attachment`, if any, detaching it if it is still attached:
+/// before pinning a new one where a stale link (device gone, or detached by someone) stays
+/// pinned.
+pub fn unpin_link(attachment: &Attachment, links_dir: &Path) -> Result<()> {
+    detach(attachment, AttachMode::Tcx, links_dir)
 }
 
 /// Removes an attachment made by [`attach`]; one already gone is fine.

@@ -60,7 +60,9 @@ impl DatapathMaps {
     }
 
     /// Opens maps pinned by [`DatapathMaps::take`] (a restarted agent adopting a running
-    /// datapath). Refuses maps written under another layout version.
+    /// datapath). Refuses maps written under another layout version; maps never written
+    /// (version 0: the start that pinned them was killed before writing) are taken, for the
+    /// adopter to write (see [`DatapathMaps::written`]).
     pub fn from_pins(dir: &Path) -> Result<Self> {
         let maps = Self::build(|name| {
             let path = dir.join(name);
@@ -69,7 +71,7 @@ impl DatapathMaps {
             Map::from_map_data(data).with_context(|| format!("pinned map {}", path.display()))
         })?;
         let found = maps.settings()?.layout_version;
-        if found != LAYOUT_VERSION {
+        if found != LAYOUT_VERSION && found != 0 {
             bail!(
                 "the maps pinned in {} have layout version {found}, this agent writes \
                  {LAYOUT_VERSION}: tear the datapath down before upgrading",
@@ -94,6 +96,12 @@ impl DatapathMaps {
             verdicts: typed(open(VERDICTS)?, VERDICTS)?,
             tunnel_stats: typed(open(TUNNEL_STATS)?, TUNNEL_STATS)?,
         })
+    }
+
+    /// Whether an agent ever wrote the settings (and so the tunnels): false for maps pinned
+    /// by a start that died before writing them.
+    pub fn written(&self) -> Result<bool> {
+        Ok(self.settings()?.layout_version != 0)
     }
 
     pub fn settings(&self) -> Result<Settings> {

@@ -1,13 +1,16 @@
 //! The kernel side: the BPF object, its maps and programs, the tunnel interfaces and host
-//! settings they need. [`Datapath::up`] builds it (or adopts a running one), [`Datapath::down`]
-//! removes every trace of it.
+//! settings they need. [`Datapath::up`] builds it (or adopts a running one) and checks with
+//! the kernel that every program is attached ([`reconcile`]), [`Datapath::down`] removes
+//! every trace of it but the [`backstop`] routes, which only `vc-agent purge` removes.
 pub mod attach;
+pub mod backstop;
 pub mod bpffs;
 pub mod devices;
 pub mod maps;
 pub mod mtu;
 pub mod object;
 pub mod purge;
+pub mod reconcile;
 pub mod show;
 pub mod spec;
 pub mod state;
@@ -23,7 +26,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use futures::TryStreamExt;
-use netlink_packet_route::address::AddressAttribute;
+use netlink_packet_route::{address::AddressAttribute, link::LinkLayerType};
 use tracing::{info, warn};
 use vc_common::{settings_flags, tunnel_flags};
 
@@ -32,6 +35,7 @@ pub use self::{
     devices::{Netlink, TunnelDevices},
     maps::{DatapathMaps, Ipv4Prefix},
     object::{PROGRAMS, Program, classifier, load},
+    reconcile::{AuditReport, HookState, Presence},
     spec::{DatapathSpec, Mode, TunnelSpec, tunnel_index, tunnel_interface},
     state::State,
 };
@@ -47,6 +51,8 @@ pub struct Datapath {
     attach_mode: AttachMode,
     /// Found running (a previous run of the agent left it): this run is a restart.
     adopted: bool,
+    /// What the kernel had at the last [`Datapath::reconcile`].
+    audit: Mutex<AuditReport>,
 }
 
 fn maps_dir(spec: &DatapathSpec) -> PathBuf {
@@ -57,31 +63,49 @@ fn links_dir(spec: &DatapathSpec) -> PathBuf {
     spec.pin_dir.join("links")
 }
 
-/// Which program goes where.
+/// The loaded programs, pinned so that an attachment the host removed can be made again
+/// with the same program (and so the same maps).
+#[must_use]
+pub fn progs_dir(spec: &DatapathSpec) -> PathBuf {
+    spec.pin_dir.join("progs")
+}
+
+/// Which program goes where, in the order they are attached: the guard first, so that no
+/// moment has decapsulation or the fast path without it. The LAN fast path only when it is
+/// on: switched off, `vc_lan_rx` is not attached at all.
 #[must_use]
 pub fn attachments(spec: &DatapathSpec) -> Vec<Attachment> {
-    let mut list: Vec<Attachment> = spec
-        .tunnels
-        .iter()
-        .map(|t| Attachment::new(Program::TunnelTx, &t.peer_name(), Direction::Ingress))
-        .collect();
-    list.push(Attachment::new(
-        Program::WanRx,
-        &spec.wan_if,
-        Direction::Ingress,
-    ));
-    list.push(Attachment::new(
-        Program::WanGuard,
-        &spec.wan_if,
-        Direction::Egress,
-    ));
-    if let Some(lan) = &spec.lan_if {
+    let mut list = vec![
+        Attachment::new(Program::WanGuard, &spec.wan_if, Direction::Egress),
+        Attachment::new(Program::WanRx, &spec.wan_if, Direction::Ingress),
+    ];
+    list.extend(
+        spec.tunnels
+            .iter()
+            .map(|t| Attachment::new(Program::TunnelTx, &t.peer_name(), Direction::Ingress)),
+    );
+    if spec.fast_path
+        && let Some(lan) = &spec.lan_if
+    {
         list.push(Attachment::new(Program::LanRx, lan, Direction::Ingress));
     }
     list
 }
 
-fn program_named(name: &str) -> Result<Program> {
+/// Every attachment `spec` could ever have made, whatever its fast-path setting: what a
+/// teardown removes.
+#[must_use]
+pub fn all_attachments(spec: &DatapathSpec) -> Vec<Attachment> {
+    let mut list = attachments(spec);
+    if !spec.fast_path
+        && let Some(lan) = &spec.lan_if
+    {
+        list.push(Attachment::new(Program::LanRx, lan, Direction::Ingress));
+    }
+    list
+}
+
+pub(crate) fn program_named(name: &str) -> Result<Program> {
     PROGRAMS
         .into_iter()
         .find(|p| p.name() == name)
@@ -92,23 +116,49 @@ impl Datapath {
     /// Brings the datapath up as `spec` says, or adopts the one a previous run left pinned
     /// (after checking its layout version) and brings it in line with `spec`. On failure,
     /// whatever was built is removed again.
+    ///
+    /// Before anything else the [`backstop`] routes go in (they stay whatever happens next);
+    /// after, every program must be attached as the kernel reports it, or `up` fails.
     pub async fn up(spec: DatapathSpec) -> Result<Self> {
         validate(&spec)?;
-        bpffs::ensure(&spec.pin_dir)?;
         let netlink = Netlink::connect()?;
-        if maps_dir(&spec).exists() {
+        backstop::install(netlink.handle(), &spec).await?;
+        check_ethernet(&netlink, &spec).await?;
+        bpffs::ensure(&spec.pin_dir)?;
+        if maps_dir(&spec).exists() && !progs_dir(&spec).exists() {
+            // Made by an agent that did not pin its programs: nothing to re-attach from.
+            warn!("the running datapath has no pinned programs: rebuilding it");
+            Self::down(&spec).await?;
+        }
+        let datapath = if maps_dir(&spec).exists() {
             info!(pin_dir = %spec.pin_dir.display(), "adopting the running datapath");
-            return Self::adopt(spec, &netlink).await;
-        }
-        match Self::create(&spec, &netlink).await {
-            Ok(datapath) => Ok(datapath),
-            Err(e) => {
-                if let Err(undo) = Self::down(&spec).await {
-                    warn!("undoing a failed datapath start: {undo:#}");
+            Self::adopt(spec, &netlink).await?
+        } else {
+            match Self::create(&spec, &netlink).await {
+                Ok(datapath) => datapath,
+                Err(e) => {
+                    if let Err(undo) = Self::down(&spec).await {
+                        warn!("undoing a failed datapath start: {undo:#}");
+                    }
+                    return Err(e);
                 }
-                Err(e)
             }
+        };
+        let report = datapath.reconcile().await?;
+        let faults = report.faults();
+        if !faults.is_empty() {
+            bail!(
+                "the datapath is not whole after attaching: {}",
+                faults.join("; ")
+            );
         }
+        info!(
+            tunnels = datapath.spec.tunnels.len(),
+            attach_mode = datapath.attach_mode.name(),
+            repairs = report.repairs,
+            "datapath up, every program attached"
+        );
+        Ok(datapath)
     }
 
     async fn create(spec: &DatapathSpec, netlink: &Netlink) -> Result<Self> {
@@ -129,34 +179,38 @@ impl Datapath {
         state.save(&spec.state_dir)?;
 
         let mut ebpf = load(&PROGRAMS)?;
+        // The programs before the maps: pinned maps mean a datapath to adopt, whose programs
+        // must then be there to attach.
+        let progs_dir = progs_dir(spec);
+        remove_pins(&progs_dir)?;
+        fs::create_dir_all(&progs_dir)
+            .with_context(|| format!("creating {}", progs_dir.display()))?;
+        for program in PROGRAMS {
+            let path = progs_dir.join(program.name());
+            classifier(&mut ebpf, program)?
+                .pin(&path)
+                .with_context(|| format!("pinning {}", path.display()))?;
+        }
         let maps_dir = maps_dir(spec);
         fs::create_dir_all(&maps_dir)
             .with_context(|| format!("creating {}", maps_dir.display()))?;
         let maps = DatapathMaps::take(&mut ebpf, Some(&maps_dir))?;
-        let attach_mode = AttachMode::detect();
+        let attach_mode = spec.attach_mode.unwrap_or_else(AttachMode::detect);
+        state.attach_mode = Some(attach_mode);
+        state.attachments = all_attachments(spec);
+        state.save(&spec.state_dir)?;
+        #[cfg(feature = "testing")]
+        crate::task::testing::crash_point("datapath-pinned");
         let mut datapath = Datapath {
             maps: Arc::new(Mutex::new(maps)),
             spec: spec.clone(),
             devices,
             attach_mode,
             adopted: false,
+            audit: Mutex::default(),
         };
         datapath.write_maps(netlink, true).await?;
-
-        state.attach_mode = Some(attach_mode);
-        for attachment in attachments(spec) {
-            state.attachments.push(attachment.clone());
-            state.save(&spec.state_dir)?;
-            let program = program_named(&attachment.program)?;
-            attach::attach(
-                &mut ebpf,
-                program,
-                &attachment,
-                attach_mode,
-                &links_dir(spec),
-            )?;
-        }
-        info!(tunnels = spec.tunnels.len(), ?attach_mode, "datapath up");
+        // Attaching is the reconcile `up` runs next, the same that repairs later.
         Ok(datapath)
     }
 
@@ -181,6 +235,7 @@ impl Datapath {
             devices,
             attach_mode: state.attach_mode.unwrap_or_else(AttachMode::detect),
             adopted: true,
+            audit: Mutex::default(),
         })
     }
 
@@ -193,8 +248,20 @@ impl Datapath {
 
     async fn adopt(spec: DatapathSpec, netlink: &Netlink) -> Result<Self> {
         let maps = DatapathMaps::from_pins(&maps_dir(&spec))?;
-        let state = State::load(&spec.state_dir)?
+        // Maps never written: the start that made them died before writing (and attaching).
+        let fresh = !maps.written()?;
+        if fresh {
+            warn!("the running datapath was never finished (its start was killed): finishing it");
+        }
+        let mut state = State::load(&spec.state_dir)?
             .context("pinned maps but no datapath state: run `datapath down` first")?;
+        // Whatever this spec may attach is recorded for the teardown before it is attached.
+        for attachment in all_attachments(&spec) {
+            if !state.attachments.contains(&attachment) {
+                state.attachments.push(attachment);
+            }
+        }
+        state.save(&spec.state_dir)?;
         let mut devices = Vec::new();
         for tunnel in &spec.tunnels {
             if !state.tunnel_devices.contains(&tunnel.name) {
@@ -212,8 +279,9 @@ impl Datapath {
             devices,
             attach_mode: state.attach_mode.unwrap_or_else(AttachMode::detect),
             adopted: true,
+            audit: Mutex::default(),
         };
-        datapath.write_maps(netlink, false).await?;
+        datapath.write_maps(netlink, fresh).await?;
         Ok(datapath)
     }
 
@@ -251,15 +319,22 @@ impl Datapath {
         Ok(())
     }
 
-    /// Removes everything `up` made: attachments, tunnel interfaces, pins, and the host
-    /// settings it changed. Works from the recorded state after a crash; what is already gone
-    /// is skipped.
+    /// Removes everything `up` made but the backstop routes: attachments, tunnel
+    /// interfaces, pins, and the host settings it changed. Works from the recorded state
+    /// after a crash; what is already gone is skipped. The backstop stays: with the datapath
+    /// down and forwarding on, it is what keeps the protected prefixes off the default route.
     pub async fn down(spec: &DatapathSpec) -> Result<()> {
         let state = State::load(&spec.state_dir)?.unwrap_or_default();
         let netlink = Netlink::connect()?;
         let mode = state.attach_mode.unwrap_or_else(AttachMode::detect);
         let mut failures = Vec::new();
-        for attachment in &state.attachments {
+        let mut detach = state.attachments.clone();
+        for attachment in all_attachments(spec) {
+            if !detach.contains(&attachment) {
+                detach.push(attachment);
+            }
+        }
+        for attachment in &detach {
             if let Err(e) = attach::detach(attachment, mode, &links_dir(spec)) {
                 failures.push(format!("{e:#}"));
             }
@@ -269,7 +344,7 @@ impl Datapath {
                 failures.push(format!("{e:#}"));
             }
         }
-        for dir in [links_dir(spec), maps_dir(spec)] {
+        for dir in [links_dir(spec), maps_dir(spec), progs_dir(spec)] {
             if let Err(e) = remove_pins(&dir) {
                 failures.push(format!("{e:#}"));
             }
@@ -369,6 +444,29 @@ fn validate(spec: &DatapathSpec) -> Result<()> {
         devices::check_name(&tunnel.name)?;
         if tunnel.id >= vc_common::MAX_TUNNELS {
             bail!("tunnel id {} out of range", tunnel.id);
+        }
+    }
+    Ok(())
+}
+
+/// Refuses WAN and LAN devices that do not carry Ethernet frames (`PPPoE`, raw IP, `WireGuard`):
+/// the programs read the `EtherType` at byte 12, which on such a device is part of the source
+/// address, so the guard would pass everything.
+async fn check_ethernet(netlink: &Netlink, spec: &DatapathSpec) -> Result<()> {
+    let mut devices = vec![("WAN", &spec.wan_if)];
+    devices.extend(spec.lan_if.iter().map(|l| ("LAN", l)));
+    for (role, name) in devices {
+        let link = netlink
+            .link(name)
+            .await?
+            .with_context(|| format!("{role} device {name} does not exist"))?;
+        let kind = link.header.link_layer_type;
+        if kind != LinkLayerType::Ether {
+            bail!(
+                "{role} device {name} is not Ethernet (link type {kind:?}): vc's programs \
+                 parse Ethernet frames. Give vc an Ethernet {role} device (a PPPoE or other \
+                 raw-IP uplink goes behind a router on an Ethernet segment)"
+            );
         }
     }
     Ok(())

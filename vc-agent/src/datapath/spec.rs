@@ -5,6 +5,7 @@ use std::{net::Ipv4Addr, path::PathBuf};
 use ipnet::Ipv4Net;
 use vc_common::{Tunnel, ipv4, ipv4_mask, tunnel_flags};
 
+use super::attach::AttachMode;
 use crate::{
     config::{self, Config, TunnelId},
     ipsec::conn,
@@ -35,6 +36,9 @@ pub struct DatapathSpec {
     pub pin_dir: PathBuf,
     /// A directory for the record of host settings to restore.
     pub state_dir: PathBuf,
+    /// How to attach the programs; `None`: as the kernel allows ([`AttachMode::detect`]).
+    /// Tests choose clsact on a tcx kernel to exercise what Debian 12 runs.
+    pub attach_mode: Option<AttachMode>,
     pub tunnels: Vec<TunnelSpec>,
 }
 
@@ -87,6 +91,7 @@ impl DatapathSpec {
             fast_path: config.agent.fast_path,
             pin_dir: PathBuf::from(&config.agent.pin_dir),
             state_dir: PathBuf::from(&config.agent.state_dir).join("datapath"),
+            attach_mode: None,
             tunnels: config
                 .terminated()
                 .map(|(id, t)| TunnelSpec {

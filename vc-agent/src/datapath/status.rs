@@ -7,13 +7,21 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use vc_common::{Counted, Hook, Tunnel, TunnelStats};
 
-use super::{AttachMode, maps::VerdictCount};
+use super::{
+    AttachMode,
+    maps::VerdictCount,
+    reconcile::{AuditReport, Presence, direction_name},
+};
 use crate::config::TunnelId;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatapathStatus {
     pub attach_mode: AttachMode,
     pub fast_path: bool,
+    /// What the kernel has, as last audited (every 2 s and on every link or TC event): each
+    /// program's attachment, the backstop routes, the repairs made.
+    #[serde(default)]
+    pub kernel: AuditReport,
     /// Every non-zero verdict counter.
     pub verdicts: Vec<VerdictLine>,
     /// The LPM map: prefix → tunnels.
@@ -122,6 +130,37 @@ impl fmt::Display for DatapathStatus {
             self.attach_mode.name(),
             if self.fast_path { "on" } else { "off" }
         )?;
+        let k = &self.kernel;
+        writeln!(f, "  in the kernel ({} repairs since start):", k.repairs)?;
+        for h in &k.hooks {
+            writeln!(
+                f,
+                "    {:<13} {:<10} {:<8} {}",
+                h.program,
+                h.device,
+                direction_name(h.direction),
+                h.presence.name()
+            )?;
+        }
+        let backstop: Vec<String> = k.backstop.iter().map(ToString::to_string).collect();
+        writeln!(
+            f,
+            "    backstop unreachable: {}",
+            if backstop.is_empty() {
+                "none".to_string()
+            } else {
+                backstop.join(", ")
+            }
+        )?;
+        for p in &k.backstop_missing {
+            writeln!(f, "    backstop unreachable {p}: MISSING")?;
+        }
+        if k.hooks.iter().any(|h| h.presence != Presence::Attached) {
+            writeln!(
+                f,
+                "    FAULT: a program is not attached (the backstop routes hold)"
+            )?;
+        }
         writeln!(f, "  LPM routes:")?;
         if self.routes.is_empty() {
             writeln!(f, "    none")?;

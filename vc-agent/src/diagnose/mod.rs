@@ -221,6 +221,10 @@ pub struct Diagnosis {
     pub region: String,
     pub mode: Mode,
     pub uptime_s: u64,
+    /// What protects the WAN and is missing in the kernel (a program not attached, a
+    /// backstop route gone): checked before Cisco's tree, which assumes a whole datapath.
+    #[serde(default)]
+    pub datapath_faults: Vec<String>,
     pub tunnels: Vec<TunnelDiagnosis>,
 }
 
@@ -228,7 +232,7 @@ impl Diagnosis {
     /// No step of any tunnel fails.
     #[must_use]
     pub fn ok(&self) -> bool {
-        self.tunnels.iter().all(|t| t.first_failure.is_none())
+        self.datapath_faults.is_empty() && self.tunnels.iter().all(|t| t.first_failure.is_none())
     }
 
     #[must_use]
@@ -295,6 +299,7 @@ pub fn diagnose(o: &Observation) -> Diagnosis {
         region: o.status.region.clone(),
         mode: o.status.mode,
         uptime_s: o.status.uptime_s,
+        datapath_faults: o.status.datapath.kernel.faults(),
         tunnels: o.status.tunnels.iter().map(|t| walk(o, t)).collect(),
     }
 }

@@ -55,6 +55,7 @@ mod tests {
             region: "LAB".into(),
             mode,
             uptime_s: 60,
+            datapath_faults: Vec::new(),
             tunnels: vec![TunnelDiagnosis {
                 ends: TunnelEnds {
                     id: TunnelId::A,

@@ -121,6 +121,7 @@ fn status(mode: Mode, tunnel: TunnelStatus) -> AgentStatus {
         datapath: DatapathStatus {
             attach_mode: AttachMode::Tcx,
             fast_path: true,
+            kernel: crate::status::AuditReport::default(),
             verdicts: Vec::new(),
             routes: Vec::new(),
         },
@@ -321,6 +322,32 @@ fn a_healthy_cpe_passes_every_step() {
     assert!(
         text.contains("Result: every step passes on every tunnel."),
         "{text}"
+    );
+}
+
+#[test]
+fn a_datapath_missing_its_guard_fails_before_ciscos_tree() {
+    let mut after = status(Mode::Ipsec, healthy_tunnel());
+    after.datapath.kernel.hooks = vec![crate::status::HookState {
+        program: "vc_wan_guard".into(),
+        device: "wan0".into(),
+        direction: crate::datapath::Direction::Egress,
+        presence: crate::status::Presence::Missing,
+    }];
+    let d = diagnose(&Observation {
+        status: after,
+        before: None,
+        pings: vec![ping(3)],
+    });
+    assert!(!d.ok(), "{d}");
+    assert_eq!(d.datapath_faults, ["vc_wan_guard on wan0 egress: MISSING"]);
+    let text = d.to_string();
+    assert!(text.contains("[FAIL] the datapath is not whole"), "{text}");
+    assert!(text.contains("Result: the datapath is not whole"), "{text}");
+    // The tunnels' own steps are judged as usual.
+    assert!(
+        d.tunnel(TunnelId::A).expect("a").first_failure.is_none(),
+        "{d}"
     );
 }
 

@@ -30,6 +30,17 @@ impl fmt::Display for Diagnosis {
             self.mode,
             format_duration(Duration::from_secs(self.uptime_s))
         )?;
+        if !self.datapath_faults.is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "[FAIL] the datapath is not whole (the agent re-attaches within 2 s; until \
+                 then the backstop routes keep the protected prefixes off the WAN):"
+            )?;
+            for fault in &self.datapath_faults {
+                writeln!(f, "       {fault}")?;
+            }
+        }
         for t in &self.tunnels {
             writeln!(f)?;
             write!(f, "{t}")?;
@@ -54,6 +65,10 @@ impl fmt::Display for Diagnosis {
                 ))
             })
             .collect();
+        let mut failing = failing;
+        if !self.datapath_faults.is_empty() {
+            failing.insert(0, "the datapath is not whole".to_string());
+        }
         if failing.is_empty() {
             writeln!(f, "Result: every step passes on every tunnel.")
         } else {

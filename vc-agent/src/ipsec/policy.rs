@@ -13,7 +13,14 @@
 //! the `399999` charon gives a catch-all `0/0 ↔ 0/0` policy, so someone else's catch-all
 //! tunnel cannot carry vc's GRE either. The block policies outlive the agent (the kernel
 //! keeps them) and are reconciled at each start: vc's are those with exactly this priority,
-//! `action block`, proto 47 and /32 selectors.
+//! `action block`, proto 47 (or ICMP type 3, below) and /32 selectors.
+//!
+//! One more, out only: ICMP destination-unreachable from our GRE address to the DC's. When
+//! decrypted GRE reaches the kernel instead of vc's WAN receive (detached, or its clsact
+//! qdisc deleted, until the datapath watch puts it back), the kernel answers "protocol
+//! unreachable" quoting the decrypted packet: the DC's inner addresses, in clear. Blocked, the
+//! kernel's ICMP route lookup fails and no error is sent (charon's GRE policies have no
+//! `icmp` flag, so the quoted flow finds no SA either).
 use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
@@ -29,6 +36,10 @@ use crate::config::Config;
 pub const BLOCK_PRIORITY: u32 = 383_000;
 /// IP protocol number of GRE.
 pub const IPPROTO_GRE: u8 = 47;
+/// IP protocol number of ICMP.
+pub const IPPROTO_ICMP: u8 = 1;
+/// ICMP destination unreachable (protocol and port unreachable among its codes).
+pub const ICMP_DEST_UNREACH: u8 = 3;
 /// The mark mask of vc's block policies (see the module doc); values 0 and 1.
 const MARK_MASK: u32 = 1;
 
@@ -50,12 +61,22 @@ impl Direction {
     }
 }
 
-/// One block policy: GRE from `src` to `dst` (host /32s) in `dir`.
+/// What a block policy blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Blocked {
+    /// GRE.
+    Gre,
+    /// ICMP destination-unreachable (out only: see the module doc).
+    IcmpUnreachable,
+}
+
+/// One block policy: `what` from `src` to `dst` (host /32s) in `dir`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BlockPolicy {
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
     pub dir: Direction,
+    pub what: Blocked,
 }
 
 /// What [`sync`] did.
@@ -84,8 +105,9 @@ fn err(
     }
 }
 
-/// The block policies a config needs: out and in for each terminated tunnel, none in
-/// `external-ipsec` mode (the GRE leaves in clear on purpose, to the box that encrypts it).
+/// The block policies a config needs: GRE out and in and ICMP unreachable out for each
+/// terminated tunnel, none in `external-ipsec` mode (the GRE leaves in clear on purpose, to
+/// the box that encrypts it).
 #[must_use]
 pub fn desired(config: &Config) -> Vec<BlockPolicy> {
     if !config.ipsec() {
@@ -99,11 +121,19 @@ pub fn desired(config: &Config) -> Vec<BlockPolicy> {
                     src: t.cpe_gre_address,
                     dst: t.dc_gre_address,
                     dir: Direction::Out,
+                    what: Blocked::Gre,
                 },
                 BlockPolicy {
                     src: t.dc_gre_address,
                     dst: t.cpe_gre_address,
                     dir: Direction::In,
+                    what: Blocked::Gre,
+                },
+                BlockPolicy {
+                    src: t.cpe_gre_address,
+                    dst: t.dc_gre_address,
+                    dir: Direction::Out,
+                    what: Blocked::IcmpUnreachable,
                 },
             ]
         })
@@ -148,9 +178,15 @@ pub async fn installed() -> Result<Vec<Installed>, PolicyError> {
         let Some((mark, MARK_MASK)) = mark else {
             continue;
         };
+        let what = match (s.proto, s.sport, s.sport_mask) {
+            (IPPROTO_GRE, 0, 0) => Blocked::Gre,
+            (IPPROTO_ICMP, t, u16::MAX) if t == u16::from(ICMP_DEST_UNREACH) => {
+                Blocked::IcmpUnreachable
+            }
+            _ => continue,
+        };
         if p.priority == BLOCK_PRIORITY
             && p.action == XFRM_POLICY_BLOCK
-            && s.proto == IPPROTO_GRE
             && s.family == u16::try_from(libc::AF_INET).unwrap_or_default()
             && s.prefixlen_s == 32
             && s.prefixlen_d == 32
@@ -159,6 +195,7 @@ pub async fn installed() -> Result<Vec<Installed>, PolicyError> {
                 src: s.saddr.to_ipv4(),
                 dst: s.daddr.to_ipv4(),
                 dir,
+                what,
             };
             ours.push(Installed {
                 policy,
@@ -183,16 +220,21 @@ pub async fn sync(want: &[BlockPolicy]) -> Result<SyncReport, PolicyError> {
             if have.iter().any(|h| h.policy == *p && h.mark == mark) {
                 continue;
             }
-            handle
+            let add = handle
                 .policy()
                 .add(IpAddr::V4(p.src), 32, IpAddr::V4(p.dst), 32)
                 .direction(p.dir.kernel())
                 .action(XFRM_POLICY_BLOCK)
                 .ptype(XFRM_POLICY_TYPE_MAIN)
                 .priority(BLOCK_PRIORITY)
-                .selector_protocol(IPPROTO_GRE)
-                .mark(mark, MARK_MASK)
-                .execute()
+                .mark(mark, MARK_MASK);
+            let add = match p.what {
+                Blocked::Gre => add.selector_protocol(IPPROTO_GRE),
+                Blocked::IcmpUnreachable => add
+                    .selector_protocol(IPPROTO_ICMP)
+                    .selector_protocol_type(ICMP_DEST_UNREACH),
+            };
+            add.execute()
                 .await
                 .map_err(|e| err(format!("adding block {p:?} mark {mark}"), e))?;
             added = true;
@@ -220,14 +262,14 @@ pub async fn sync(want: &[BlockPolicy]) -> Result<SyncReport, PolicyError> {
         }
     }
     if !report.added.is_empty() || !report.removed.is_empty() {
-        tracing::info!(added = ?report.added, removed = ?report.removed, "GRE block policies");
+        tracing::info!(added = ?report.added, removed = ?report.removed, "XFRM block policies");
     }
     Ok(report)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{BLOCK_PRIORITY, Direction, desired};
+    use super::{BLOCK_PRIORITY, Blocked, Direction, desired};
     use crate::config::{Mode, parse, tests::VALID};
 
     #[test]
@@ -244,7 +286,16 @@ mod tests {
     fn both_directions_per_terminated_tunnel_and_none_in_external_mode() {
         let mut c = parse(VALID).expect("config");
         let d = desired(&c);
-        assert_eq!(d.len(), 4);
+        assert_eq!(d.len(), 6);
+        assert!(d.iter().any(|p| p.dir == Direction::Out
+            && p.what == Blocked::IcmpUnreachable
+            && p.src.to_string() == "203.0.113.10"
+            && p.dst.to_string() == "192.0.2.21"));
+        assert!(
+            d.iter()
+                .all(|p| p.what == Blocked::Gre || p.dir == Direction::Out),
+            "ICMP is blocked out only"
+        );
         assert!(d.iter().any(|p| p.dir == Direction::Out
             && p.src.to_string() == "203.0.113.10"
             && p.dst.to_string() == "192.0.2.21"));

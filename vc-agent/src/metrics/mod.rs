@@ -20,7 +20,9 @@ use prometheus_client::{
 use tracing::{info, warn};
 
 use self::http::{Request, Response};
-use crate::status::{AgentStatus, BgpState, BgpStatus, Counted, Hook, TunnelStatus};
+use crate::status::{
+    AgentStatus, BgpState, BgpStatus, Counted, Hook, Presence, TunnelStatus, direction_name,
+};
 
 /// Where the collector gets the state from (the running agent's sources).
 pub type StatusFn = Arc<dyn Fn() -> AgentStatus + Send + Sync>;
@@ -495,6 +497,35 @@ fn datapath_families(f: &mut Families, s: &AgentStatus) {
         "The LAN fast path is on.",
         None,
         [(Vec::new(), flag(s.datapath.fast_path))],
+    );
+    let k = &s.datapath.kernel;
+    f.gauge(
+        "vc_datapath_attached",
+        "Each datapath program's attachment as the kernel has it (0: missing, a fault the \
+         agent repairs within 2 s).",
+        None,
+        k.hooks.iter().map(|h| {
+            (
+                vec![
+                    ("program", h.program.clone()),
+                    ("device", h.device.clone()),
+                    ("direction", direction_name(h.direction).to_string()),
+                ],
+                flag(h.presence == Presence::Attached),
+            )
+        }),
+    );
+    f.counter(
+        "vc_datapath_repairs",
+        "Attachments and backstop routes the agent put back since it started.",
+        None,
+        [(Vec::new(), k.repairs)],
+    );
+    f.gauge(
+        "vc_datapath_backstop_missing",
+        "Protected prefixes without their backstop (unreachable) route.",
+        None,
+        [(Vec::new(), gauge_of(k.backstop_missing.len() as u64))],
     );
 }
 

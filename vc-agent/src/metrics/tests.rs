@@ -5,14 +5,14 @@ use vc_testkit::metrics::{Exposition, parse};
 
 use super::{exposition, http::Request, registry, route};
 use crate::status::{
-    AgentStatus, AttachMode, BgpState, BgpStatus, CharonStatus, ChildStatus, DatapathStatus,
-    DropReason, Failure, FailureStatus, Hook, IkeState, IkeStatus, IpsecStatus, KeepaliveStatus,
-    LivenessSignal, Mode, Outcome, RouteLine, TunnelCounters, TunnelEnds, TunnelId, TunnelStatus,
-    VerdictLine,
+    AgentStatus, AttachMode, AuditReport, BgpState, BgpStatus, CharonStatus, ChildStatus,
+    DatapathStatus, DropReason, Failure, FailureStatus, Hook, IkeState, IkeStatus, IpsecStatus,
+    KeepaliveStatus, LivenessSignal, Mode, Outcome, Presence, RouteLine, TunnelCounters,
+    TunnelEnds, TunnelId, TunnelStatus, VerdictLine,
 };
 
 /// Every family the agent promises (R25), with its type.
-pub const FAMILIES: [(&str, &str); 42] = [
+pub const FAMILIES: [(&str, &str); 45] = [
     ("vc_agent_info", "gauge"),
     ("vc_agent_uptime_seconds", "gauge"),
     ("vc_charon_up", "gauge"),
@@ -55,6 +55,9 @@ pub const FAMILIES: [(&str, &str); 42] = [
     ("vc_datapath_bytes_total", "counter"),
     ("vc_datapath_routes", "gauge"),
     ("vc_datapath_fast_path", "gauge"),
+    ("vc_datapath_attached", "gauge"),
+    ("vc_datapath_repairs_total", "counter"),
+    ("vc_datapath_backstop_missing", "gauge"),
 ];
 
 fn tunnel(id: TunnelId) -> TunnelStatus {
@@ -173,6 +176,25 @@ fn status() -> AgentStatus {
         datapath: DatapathStatus {
             attach_mode: AttachMode::Tcx,
             fast_path: true,
+            kernel: AuditReport {
+                hooks: vec![
+                    crate::status::HookState {
+                        program: "vc_wan_guard".into(),
+                        device: "wan0".into(),
+                        direction: crate::datapath::Direction::Egress,
+                        presence: Presence::Missing,
+                    },
+                    crate::status::HookState {
+                        program: "vc_wan_rx".into(),
+                        device: "wan0".into(),
+                        direction: crate::datapath::Direction::Ingress,
+                        presence: Presence::Attached,
+                    },
+                ],
+                backstop: vec!["203.0.113.0/24".parse().expect("prefix")],
+                backstop_missing: Vec::new(),
+                repairs: 3,
+            },
             verdicts: vec![
                 VerdictLine::new(Hook::WanRx, DropReason::NoSecpath, 5, 500),
                 VerdictLine::new(Hook::TunnelTx, Outcome::Forwarded, 100, 10_000),
@@ -375,6 +397,29 @@ fn datapath_values_are_the_status_zeros_included() {
     );
     assert_eq!(val("vc_datapath_routes", &[]), 1);
     assert_eq!(val("vc_datapath_fast_path", &[]), 1);
+    let guard = [
+        ("program", "vc_wan_guard"),
+        ("device", "wan0"),
+        ("direction", "egress"),
+    ];
+    assert_eq!(
+        val("vc_datapath_attached", &guard),
+        0,
+        "the guard is missing"
+    );
+    assert_eq!(
+        val(
+            "vc_datapath_attached",
+            &[
+                ("program", "vc_wan_rx"),
+                ("device", "wan0"),
+                ("direction", "ingress")
+            ]
+        ),
+        1
+    );
+    assert_eq!(val("vc_datapath_repairs_total", &[]), 3);
+    assert_eq!(val("vc_datapath_backstop_missing", &[]), 0);
 }
 
 #[test]

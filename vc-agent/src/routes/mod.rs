@@ -53,10 +53,16 @@ pub const VC_RT_PROTO: u8 = 201;
 /// the file to ship there.
 pub const RT_PROTOS_PATH: &str = "/etc/iproute2/rt_protos.d/vc.conf";
 
-/// The `rt_protos.d` line that makes `ip route` print `proto vc`.
+/// The `rt_protos.d` lines that make `ip route` print `proto vc`, and `proto vc-backstop`
+/// for the datapath's backstop routes (`datapath::backstop`).
 #[must_use]
 pub fn rt_protos_entry(protocol: u8) -> String {
-    format!("# vc's routes (BGP-learned DC prefixes), see vc-agent/src/routes\n{protocol}\tvc\n")
+    format!(
+        "# vc's routes (BGP-learned DC prefixes), see vc-agent/src/routes\n{protocol}\tvc\n\
+         # the backstop: unreachable routes for the protected prefixes, see \
+         vc-agent/src/datapath/backstop.rs\n{}\tvc-backstop\n",
+        crate::datapath::backstop::BACKSTOP_PROTO
+    )
 }
 
 /// Writes the `rt_protos.d` file unless it already says the same. Returns whether it wrote.

@@ -22,6 +22,7 @@ pub use crate::{
     config::{Mode, TunnelId},
     datapath::{
         AttachMode,
+        reconcile::{AuditReport, HookState, Presence, direction_name},
         status::{DatapathStatus, RouteLine, TunnelCounters, VerdictLine},
     },
     ipsec::{

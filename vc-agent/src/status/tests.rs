@@ -74,6 +74,7 @@ fn status() -> AgentStatus {
         datapath: DatapathStatus {
             attach_mode: AttachMode::Clsact,
             fast_path: false,
+            kernel: crate::status::AuditReport::default(),
             verdicts: vec![VerdictLine::new(Hook::WanRx, DropReason::WrongSa, 3, 300)],
             routes: vec![RouteLine {
                 prefix: prefix("203.0.113.0/24"),

@@ -12,6 +12,7 @@ use vc_fixtures::{
 };
 use vc_testkit::{Daemon, NetNs, bird::Bird, privileged, wait_for};
 
+mod crash;
 mod flood;
 mod ipsec_mode;
 mod restart;

@@ -286,3 +286,45 @@ fn options_go_to_the_kernel_and_fragments_are_carried() {
         "payload of a later fragment untouched"
     );
 }
+
+#[test]
+fn lan_gre_to_a_dc_gre_address_is_dropped() {
+    let Some(mut f) = Fixture::new("lan_gre_to_a_dc_gre_address_is_dropped") else {
+        return;
+    };
+    let inner = udp_in_ipv4(&Ipv4::new(LAN_HOST, DC1_HOST, 0), 1, 2, b"injected");
+    for dc in [DC1_GRE, DC2_GRE] {
+        let gre = Ipv4::new(LAN_HOST, dc, packet::IPPROTO_GRE).packet(&packet::gre(
+            0,
+            0x0800,
+            &[],
+            &inner,
+        ));
+        let out = f.run(Program::LanRx, &lan_frame(&gre));
+        assert_eq!(out.action, TC_ACT_SHOT, "GRE to {dc:?}");
+    }
+    // The negative controls: GRE to anyone else, and UDP to a DC's GRE address, are not ours
+    // to judge.
+    let elsewhere = Ipv4::new(LAN_HOST, INTERNET_HOST, packet::IPPROTO_GRE).packet(&packet::gre(
+        0,
+        0x0800,
+        &[],
+        &inner,
+    ));
+    let udp = udp_in_ipv4(&Ipv4::new(LAN_HOST, DC1_GRE, 0), 1, 2, b"x");
+    for p in [elsewhere, udp] {
+        assert_eq!(f.run(Program::LanRx, &lan_frame(&p)).action, TC_ACT_OK);
+    }
+    let counts: Vec<_> = f
+        .verdicts()
+        .iter()
+        .map(|v| (v.hook, v.reason, v.packets))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            (Hook::LanRx, Counted::Outcome(Outcome::Passed), 2),
+            (Hook::LanRx, Counted::Drop(DropReason::LanGreToDc), 2)
+        ]
+    );
+}

@@ -1,9 +1,10 @@
-//! WAN transmit guard: in IPsec mode nothing vc carries leaves the WAN in clear.
+//! WAN transmit guard: in IPsec mode nothing vc carries leaves the WAN in clear. What passes
+//! is handed on (`TC_NEXT`), never accepted: other programs after the guard still run.
 use vc_agent::datapath::Program;
 use vc_common::{Counted, DropReason, Hook, Outcome, settings_flags};
 use vc_testkit::{
     packet::{self, IPPROTO_ESP, Ipv4, udp_in_ipv4},
-    testrun::{TC_ACT_OK, TC_ACT_SHOT},
+    testrun::{TC_ACT_OK, TC_ACT_SHOT, TC_NEXT},
 };
 
 use crate::fixture::{
@@ -63,7 +64,7 @@ fn protected_prefixes_are_configuration() {
     ));
     assert_eq!(
         f.run(Program::WanGuard, &to_tunnel_ip).action,
-        TC_ACT_OK,
+        TC_NEXT,
         "not protected yet"
     );
     f.maps()
@@ -99,7 +100,8 @@ fn esp_ike_and_internet_traffic_pass() {
     let arp = packet::ether([0xff; 6], [2; 6], packet::ETH_P_ARP, &[0; 28]);
     for frame in [esp, ike, nat_t, web, arp] {
         let out = f.run(Program::WanGuard, &frame);
-        assert_eq!((out.action, &out.data), (TC_ACT_OK, &frame));
+        assert_eq!((out.action, &out.data), (TC_NEXT, &frame));
+        assert_ne!(out.action, TC_ACT_OK, "TC_ACT_OK would end a tcx chain");
     }
     f.assert_verdicts(Hook::WanTxGuard, Outcome::Passed, 5);
 }
@@ -110,6 +112,50 @@ fn external_ipsec_mode_lets_gre_out() {
         return;
     };
     f.settings(settings_flags::EXTERNAL_IPSEC);
-    assert_eq!(f.run(Program::WanGuard, &clear_gre()).action, TC_ACT_OK);
+    assert_eq!(f.run(Program::WanGuard, &clear_gre()).action, TC_NEXT);
     f.assert_verdicts(Hook::WanTxGuard, Outcome::Passed, 1);
+}
+
+#[test]
+fn clear_traffic_from_a_protected_prefix_never_leaves() {
+    let Some(mut f) = Fixture::new("clear_traffic_from_a_protected_prefix_never_leaves") else {
+        return;
+    };
+    // Decapsulated DC traffic for a destination the LAN does not route (the DC may send to
+    // anything: vc advertises 0.0.0.0/0), which the kernel sent to the default route.
+    let from_dc = wan_frame(&udp_in_ipv4(
+        &Ipv4::new(DC1_HOST, INTERNET_HOST, 0),
+        5060,
+        5060,
+        b"INVITE",
+    ));
+    let out = f.run(Program::WanGuard, &from_dc);
+    assert_eq!(out.action, TC_ACT_SHOT);
+    // The negative control: the same packet from a LAN host leaves (and is not counted as a
+    // drop); and in external-IPsec mode, where the guard has nothing to protect, it passes.
+    let from_lan = wan_frame(&udp_in_ipv4(
+        &Ipv4::new(LAN_HOST, INTERNET_HOST, 0),
+        5060,
+        5060,
+        b"INVITE",
+    ));
+    assert_eq!(f.run(Program::WanGuard, &from_lan).action, TC_NEXT);
+    f.settings(settings_flags::EXTERNAL_IPSEC);
+    assert_eq!(f.run(Program::WanGuard, &from_dc).action, TC_NEXT);
+    let counts: Vec<_> = f
+        .verdicts()
+        .iter()
+        .map(|v| (v.hook, v.reason, v.packets))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            (Hook::WanTxGuard, Counted::Outcome(Outcome::Passed), 2),
+            (
+                Hook::WanTxGuard,
+                Counted::Drop(DropReason::ClearFromProtected),
+                1
+            )
+        ]
+    );
 }

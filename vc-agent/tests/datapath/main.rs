@@ -1,5 +1,7 @@
 //! The datapath live on this host, GRE-only mode, vc at both ends (see `topology`): every
 //! packet path with real traffic, judged by ping, TCP, tcpdump and tshark.
+mod failclosed;
+
 use vc_agent::datapath::DatapathMaps;
 use vc_common::{DropReason, Hook, Outcome};
 use vc_fixtures::gre_lab::{
@@ -333,7 +335,25 @@ fn teardown_leaves_nothing_behind() {
         );
     }
     let tcx = t.cpe.sh("bpftool net show").expect("bpftool net");
-    assert!(!tcx.contains("vc_"), "no tcx programs left: {tcx}");
+    assert!(!tcx.contains("vc_"), "no tc programs left: {tcx}");
+    // This bpftool predates tcx: the kernel's own answer, per device and program.
+    for (dev, prog) in [
+        ("wan0", "vc_wan_rx"),
+        ("wan0", "vc_wan_guard"),
+        ("lan0", "vc_lan_rx"),
+    ] {
+        assert!(
+            !vc_fixtures::gre_lab::tc_program_on(&t.cpe, dev, prog),
+            "{prog} left on {dev}"
+        );
+    }
+    // What `down` keeps on purpose: the backstop, which only purge removes.
+    let routes = t.cpe.sh("ip route show table main").expect("routes");
+    assert!(
+        routes.contains("unreachable 203.0.113.0/24")
+            && routes.contains("unreachable 100.64.0.0/30"),
+        "the backstop outlives `datapath down`: {routes}"
+    );
     assert!(!t.cpe_spec.pin_dir.exists(), "pins removed");
     assert_eq!(
         t.cpe

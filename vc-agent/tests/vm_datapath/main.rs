@@ -8,11 +8,13 @@ use std::{
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use vc_agent::{
     datapath::Datapath,
+    ipsec::policy::{self, BlockPolicy, Blocked, Direction as XfrmDirection},
     keepalive::{KeepaliveSender, keepalive_frame},
 };
 use vc_common::{DropReason, Hook};
-use vc_fixtures::vm_lab::{
-    CPE_GRE, Cpe, DC_GRE, DC_HOST, KEY_OTHER, LAN_HOST, Lab, OUTSIDE_POLICY, block_on,
+use vc_fixtures::{
+    vm_lab::{CPE_GRE, Cpe, DC_GRE, DC_HOST, KEY_OTHER, LAN_HOST, Lab, OUTSIDE_POLICY, block_on},
+    watched::Watched,
 };
 use vc_testkit::{
     NetNs,
@@ -306,4 +308,116 @@ fn ipsec_mode_refuses_gre_from_another_sa_or_none() {
         assert!(!filters.contains("vc_"), "{dev} {dir}: {filters}");
     }
     assert!(!lab.cpe.sh("ip -o link").expect("links").contains("vc-dc1"));
+}
+
+/// Whether the CPE's WAN has both of vc's clsact filters (6.1: no tcx).
+fn wan_filters_in_place(lab: &Lab) -> bool {
+    let show = |dir: &str| {
+        lab.cpe
+            .sh(&format!("tc filter show dev wan0 {dir}"))
+            .unwrap_or_default()
+    };
+    show("egress").contains("vc_wan_guard") && show("ingress").contains("vc_wan_rx")
+}
+
+/// Debian 12's kernel, clsact: `tc qdisc del dev wan0 clsact` takes the guard and WAN receive
+/// and sends no link event. The agent's watch puts both back (the TC event, or the audit at
+/// the latest); meanwhile and after, only ESP leaves the WAN, and the DC's traffic is
+/// decapsulated again. Then, with the tunnel's route gone (BGP down), the backstop keeps the
+/// /24 off the default route.
+#[test]
+fn a_deleted_clsact_qdisc_is_put_back_and_only_esp_leaves() {
+    if !vm::inside_or_boot("a_deleted_clsact_qdisc_is_put_back_and_only_esp_leaves") {
+        return;
+    }
+    let lab = Lab::new(Cpe::Vc);
+    // The agent's XFRM block policies (this lab keys its SAs by hand, with no agent): among
+    // them the one that keeps the kernel's ICMP about decrypted GRE in while WAN receive is
+    // gone.
+    let blocks = [
+        (CPE_GRE, DC_GRE, XfrmDirection::Out, Blocked::Gre),
+        (DC_GRE, CPE_GRE, XfrmDirection::In, Blocked::Gre),
+        (
+            CPE_GRE,
+            DC_GRE,
+            XfrmDirection::Out,
+            Blocked::IcmpUnreachable,
+        ),
+    ]
+    .map(|(src, dst, dir, what)| BlockPolicy {
+        src,
+        dst,
+        dir,
+        what,
+    });
+    lab.cpe
+        .run_in(move || block_on(policy::sync(&blocks)))
+        .expect("thread")
+        .expect("block policies");
+    let _watched = Watched::start(&lab.cpe, lab.spec.clone());
+    assert!(wan_filters_in_place(&lab), "attached at start");
+    assert!(ping(&lab.lan, DC_HOST), "LAN → DC before");
+
+    let file = results("cpe-wan-qdisc-del.pcap");
+    let capture = Capture::start(&lab.cpe, "wan0", Direction::Out, "ip", &file).expect("capture");
+    let mut pings = lab
+        .lan
+        .spawn(
+            "ping",
+            &["-n", "-i", "0.02", "-w", "30", &DC_HOST.to_string()],
+        )
+        .expect("ping");
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    lab.cpe
+        .sh("tc qdisc del dev wan0 clsact")
+        .expect("qdisc del");
+    let took = wait_for(Duration::from_secs(10), "the WAN filters back", || {
+        wan_filters_in_place(&lab).then(|| started.elapsed())
+    })
+    .expect("repaired");
+    eprintln!("MEASURE repair after tc qdisc del dev wan0 clsact (6.1, clsact): {took:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    pings.stop();
+    let seen = capture.stop().expect("capture");
+    assert!(seen.count(Kind::Esp) > 10, "the pings left as ESP: {seen}");
+    seen.assert_only_ike_and_esp();
+    assert!(
+        took < reconcile_bound(),
+        "repaired within the audit period: {took:?}"
+    );
+    assert!(
+        ping(&lab.lan, DC_HOST),
+        "WAN receive is back: the DC's replies are decapsulated"
+    );
+
+    // BGP down: the tunnel's route goes, the /24 would follow the default route; the backstop
+    // answers unreachable and nothing leaves in clear.
+    let file = results("cpe-wan-bgp-down.pcap");
+    let capture = Capture::start(&lab.cpe, "wan0", Direction::Out, "ip", &file).expect("capture");
+    // As the route manager withdraws it: from the kernel and from the fast path's map.
+    lab.cpe
+        .sh("ip route del 203.0.113.0/24 via 100.64.0.2 dev vc-dc1 && ip route add default via 198.51.100.2")
+        .expect("routes");
+    lab.maps()
+        .set_route("203.0.113.0/24".parse().expect("prefix"), 0)
+        .expect("LPM route withdrawn");
+    let route = lab
+        .cpe
+        .sh("ip route get 203.0.113.10")
+        .unwrap_or_else(|e| format!("{e:#}"));
+    // `ip route get` refuses with EHOSTUNREACH: the unreachable route matched.
+    assert!(
+        route.contains("No route to host") || route.contains("unreachable"),
+        "the backstop decides: {route}"
+    );
+    assert!(!ping(&lab.lan, DC_HOST), "no route through the tunnel");
+    let seen = capture.stop().expect("capture");
+    let clear = seen.not_ike_or_esp();
+    assert!(clear.is_empty(), "nothing in clear: {clear:?}");
+}
+
+/// The audit period and a second of slack for the VM's scheduling.
+fn reconcile_bound() -> Duration {
+    vc_agent::datapath::reconcile::AUDIT_EVERY + Duration::from_secs(1)
 }

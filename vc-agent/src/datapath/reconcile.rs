@@ -1,0 +1,394 @@
+//! Keeping the datapath attached whatever the host does: what the kernel really has (tcx
+//! programs by device, clsact filters, the backstop routes) compared with what the spec wants,
+//! and what is missing put back, the guard first.
+//!
+//! Why it is needed: the WAN device can be re-created (new ifindex, no programs), its clsact
+//! qdisc deleted (`tc qdisc del dev wan clsact` takes both WAN programs and sends no link
+//! event), a tcx link detached, the device renamed, or the agent killed between pinning the
+//! maps and attaching. Each leaves no guard and no decapsulation, and a restart used to
+//! adopt the maps without looking. Every program is pinned next to the maps so that it can
+//! be attached again without a new load (a new load would mean new maps).
+//!
+//! [`Datapath::reconcile`] runs at every start (fresh or adopted), on every link or TC event
+//! ([`watch`]), and every [`AUDIT_EVERY`] as the second net for what sends no event (tcx).
+use std::{
+    collections::BTreeSet,
+    io,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use aya::programs::{ProgramInfo, SchedClassifier, tc::TcAttachType};
+use futures::{StreamExt, TryStreamExt};
+use ipnet::Ipv4Net;
+use netlink_packet_route::tc::{TcAttribute, TcFilterBpfOption, TcOption};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::{
+    AttachMode, Attachment, Datapath, Direction, Netlink, Program, attach, attachments, backstop,
+    links_dir, progs_dir,
+};
+use crate::task::Task;
+
+/// How often the kernel is audited when no event says something changed.
+pub const AUDIT_EVERY: Duration = Duration::from_secs(2);
+
+/// Where one of the datapath's programs is, in the kernel's view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Presence {
+    /// Our program (the pinned one) is attached there.
+    Attached,
+    /// The device exists, our program is not on it.
+    Missing,
+    /// No device of that name.
+    NoDevice,
+}
+
+impl Presence {
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Presence::Attached => "attached",
+            Presence::Missing => "MISSING",
+            Presence::NoDevice => "NO DEVICE",
+        }
+    }
+}
+
+/// One wanted attachment and whether the kernel has it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookState {
+    pub program: String,
+    pub device: String,
+    pub direction: Direction,
+    pub presence: Presence,
+}
+
+/// The last audit: every wanted attachment as the kernel had it after the repairs, the
+/// backstop routes present, and how many repairs were made since the agent started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditReport {
+    pub hooks: Vec<HookState>,
+    /// Protected prefixes that have their backstop route.
+    pub backstop: Vec<Ipv4Net>,
+    /// Protected prefixes without one (a fault: the repair failed).
+    pub backstop_missing: Vec<Ipv4Net>,
+    /// Attachments and backstop routes put back since the agent started.
+    pub repairs: u64,
+}
+
+impl AuditReport {
+    /// Whether something that protects the WAN is missing.
+    #[must_use]
+    pub fn faults(&self) -> Vec<String> {
+        let mut faults: Vec<String> = self
+            .hooks
+            .iter()
+            .filter(|h| h.presence != Presence::Attached)
+            .map(|h| {
+                format!(
+                    "{} on {} {}: {}",
+                    h.program,
+                    h.device,
+                    direction_name(h.direction),
+                    h.presence.name()
+                )
+            })
+            .collect();
+        faults.extend(
+            self.backstop_missing
+                .iter()
+                .map(|p| format!("backstop route unreachable {p}: MISSING")),
+        );
+        faults
+    }
+}
+
+#[must_use]
+pub const fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Ingress => "ingress",
+        Direction::Egress => "egress",
+    }
+}
+
+fn tc_type(d: Direction) -> TcAttachType {
+    match d {
+        Direction::Ingress => TcAttachType::Ingress,
+        Direction::Egress => TcAttachType::Egress,
+    }
+}
+
+/// The pinned program's id: what must be attached (a program of the same name from another
+/// load would use other maps).
+fn pinned_id(progs: &Path, program: &str) -> Option<u32> {
+    ProgramInfo::from_pin(progs.join(program))
+        .ok()
+        .map(|i| i.id())
+}
+
+/// Whether program `id` (named `program`) is attached as `attachment` says.
+async fn observe(
+    netlink: &Netlink,
+    attachment: &Attachment,
+    mode: AttachMode,
+    id: Option<u32>,
+) -> Result<Presence> {
+    let Some(ifindex) = netlink.ifindex(&attachment.device).await? else {
+        return Ok(Presence::NoDevice);
+    };
+    let is_ours = |prog_id: u32, name: Option<&str>| match id {
+        Some(id) => prog_id == id,
+        // Nothing pinned (cannot happen after a start): the name is all there is.
+        None => name.is_some_and(|n| n == attachment.program),
+    };
+    let found = match mode {
+        AttachMode::Tcx => {
+            match SchedClassifier::query_tcx(&attachment.device, tc_type(attachment.direction)) {
+                Ok((_, programs)) => programs.iter().any(|p| is_ours(p.id(), p.name_as_str())),
+                // Renamed or deleted between the two looks.
+                Err(e) if is_no_device(&e) => return Ok(Presence::NoDevice),
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("querying the tcx programs of {}", attachment.device)
+                    });
+                }
+            }
+        }
+        AttachMode::Clsact => clsact_programs(netlink, ifindex, attachment.direction)
+            .await?
+            .iter()
+            .any(|(prog_id, name)| is_ours(*prog_id, Some(name))),
+    };
+    Ok(if found {
+        Presence::Attached
+    } else {
+        Presence::Missing
+    })
+}
+
+fn is_no_device(e: &aya::programs::ProgramError) -> bool {
+    let text = format!("{e:#}");
+    // aya reports a missing interface as an I/O error of if_nametoindex.
+    matches!(
+        e,
+        aya::programs::ProgramError::TcError(aya::programs::tc::TcError::IoError(io))
+            if io.kind() == io::ErrorKind::NotFound || io.raw_os_error() == Some(libc::ENODEV)
+    ) || text.contains("No such device")
+}
+
+/// The BPF filters (program id, name) on a device's clsact hook; none without clsact.
+async fn clsact_programs(
+    netlink: &Netlink,
+    ifindex: u32,
+    direction: Direction,
+) -> Result<Vec<(u32, String)>> {
+    let index = i32::try_from(ifindex).context("ifindex")?;
+    let mut request = netlink.handle().traffic_filter(index).get();
+    request = match direction {
+        Direction::Ingress => request.ingress(),
+        Direction::Egress => request.egress(),
+    };
+    let messages: Vec<_> = match request.execute().try_collect().await {
+        Ok(m) => m,
+        // No clsact qdisc (deleted): nothing attached.
+        Err(rtnetlink::Error::NetlinkError(e))
+            if e.raw_code() == -libc::EINVAL || e.raw_code() == -libc::ENOENT =>
+        {
+            Vec::new()
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("listing the filters of ifindex {ifindex}"));
+        }
+    };
+    let mut found = Vec::new();
+    for m in &messages {
+        let (mut id, mut name) = (None, String::new());
+        for attr in &m.attributes {
+            if let TcAttribute::Options(options) = attr {
+                for o in options {
+                    match o {
+                        TcOption::Bpf(TcFilterBpfOption::ProgId(i)) => id = Some(*i),
+                        TcOption::Bpf(TcFilterBpfOption::ProgName(n)) => name.clone_from(n),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if let Some(id) = id {
+            // cls_bpf names a filter "<prog name>" or "<name>:[<id>]" depending on who made
+            // it: the program's own name is the part before any ':'.
+            let name = name.split(':').next().unwrap_or_default().to_string();
+            found.push((id, name));
+        }
+    }
+    Ok(found)
+}
+
+/// Attaches the pinned program of `attachment`, replacing a stale link pin (one whose device
+/// is gone or that someone detached).
+fn reattach(attachment: &Attachment, mode: AttachMode, progs: &Path, links: &Path) -> Result<()> {
+    let program = super::program_named(&attachment.program)?;
+    let pin = progs.join(program.name());
+    let mut prog = SchedClassifier::from_pin(&pin)
+        .with_context(|| format!("opening the pinned program {}", pin.display()))?;
+    if mode == AttachMode::Tcx {
+        attach::unpin_link(attachment, links)?;
+    }
+    attach::attach(&mut prog, program, attachment, mode, links)
+}
+
+impl Datapath {
+    /// Compares the kernel with the spec and repairs what differs: the backstop routes, then
+    /// each wanted attachment (the guard first), then removes `vc_lan_rx` where the fast path
+    /// is off. Publishes and returns the audit.
+    pub async fn reconcile(&self) -> Result<AuditReport> {
+        let netlink = Netlink::connect()?;
+        let spec = &self.spec;
+        let mut repairs = 0;
+
+        let wanted: BTreeSet<Ipv4Net> = backstop::prefixes(spec);
+        let mut present = backstop::installed(netlink.handle()).await?;
+        if !wanted.is_subset(&present) {
+            let missing: Vec<_> = wanted.difference(&present).copied().collect();
+            warn!(?missing, "backstop routes missing: putting them back");
+            backstop::install(netlink.handle(), spec).await?;
+            repairs += 1;
+            present = backstop::installed(netlink.handle()).await?;
+        }
+
+        let (progs, links) = (progs_dir(spec), links_dir(spec));
+        let mut hooks = Vec::new();
+        for attachment in attachments(spec) {
+            let id = pinned_id(&progs, &attachment.program);
+            let mut presence = observe(&netlink, &attachment, self.attach_mode, id).await?;
+            if presence == Presence::Missing {
+                warn!(
+                    program = %attachment.program,
+                    device = %attachment.device,
+                    direction = direction_name(attachment.direction),
+                    "not attached: attaching it again"
+                );
+                match reattach(&attachment, self.attach_mode, &progs, &links) {
+                    Ok(()) => repairs += 1,
+                    Err(e) => warn!(program = %attachment.program, "re-attaching: {e:#}"),
+                }
+                presence = observe(&netlink, &attachment, self.attach_mode, id).await?;
+                if presence == Presence::Attached {
+                    info!(program = %attachment.program, device = %attachment.device, "re-attached");
+                }
+            }
+            hooks.push(HookState {
+                program: attachment.program.clone(),
+                device: attachment.device.clone(),
+                direction: attachment.direction,
+                presence,
+            });
+        }
+        if !spec.fast_path
+            && let Some(lan) = &spec.lan_if
+        {
+            let lan_rx = Attachment::new(Program::LanRx, lan, Direction::Ingress);
+            let id = pinned_id(&progs, &lan_rx.program);
+            if observe(&netlink, &lan_rx, self.attach_mode, id).await? == Presence::Attached {
+                info!(device = %lan, "fast path off: detaching vc_lan_rx");
+                attach::detach(&lan_rx, self.attach_mode, &links)?;
+            }
+        }
+
+        let mut report = self
+            .audit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        report.hooks = hooks;
+        report.backstop = wanted.intersection(&present).copied().collect();
+        report.backstop_missing = wanted.difference(&present).copied().collect();
+        report.repairs += repairs;
+        Ok(report.clone())
+    }
+
+    /// The last audit (see [`Datapath::reconcile`]).
+    #[must_use]
+    pub fn audit(&self) -> AuditReport {
+        self.audit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// What woke the watcher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wake {
+    /// A link or TC change (device created, deleted, renamed; qdisc or filter gone).
+    Event,
+    /// The periodic audit.
+    Tick,
+}
+
+/// Keeps the datapath attached until aborted: reconciles on every link and TC event and every
+/// [`AUDIT_EVERY`]. Logs how long each repair took after the event that caused it.
+pub fn watch(datapath: Arc<Datapath>) -> Task {
+    Task::spawn("datapath-watch", async move {
+        let events = match rtnetlink::new_multicast_connection(&[
+            rtnetlink::MulticastGroup::Link,
+            rtnetlink::MulticastGroup::Tc,
+        ]) {
+            Ok((connection, _, messages)) => {
+                tokio::spawn(connection);
+                Some(messages)
+            }
+            Err(e) => {
+                warn!("no link events (auditing every {AUDIT_EVERY:?} only): {e}");
+                None
+            }
+        };
+        let mut events = events;
+        let mut tick = tokio::time::interval(AUDIT_EVERY);
+        let mut last_faults = Vec::new();
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let wake = tokio::select! {
+                _ = tick.tick() => Wake::Tick,
+                Some(_) = async {
+                    match events.as_mut() {
+                        Some(e) => e.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => Wake::Event,
+            };
+            let since = Instant::now();
+            // A burst of events (a device re-created sends several) is one reconcile.
+            if let Some(e) = events.as_mut() {
+                while let Ok(Some(_)) =
+                    tokio::time::timeout(Duration::from_millis(20), e.next()).await
+                {
+                }
+            }
+            let before = datapath.audit().repairs;
+            match datapath.reconcile().await {
+                Ok(report) if report.repairs > before => info!(
+                    repairs = report.repairs - before,
+                    took = ?since.elapsed(),
+                    ?wake,
+                    "datapath repaired"
+                ),
+                Ok(report) => {
+                    let faults = report.faults();
+                    if faults != last_faults && !faults.is_empty() {
+                        warn!(
+                            ?faults,
+                            "the datapath is not whole and cannot be repaired now"
+                        );
+                    }
+                    last_faults = faults;
+                }
+                Err(e) => warn!("auditing the datapath: {e:#}"),
+            }
+        }
+    })
+}
