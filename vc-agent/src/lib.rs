@@ -7,7 +7,7 @@
 //!   `routes` → `datapath`; `bgp` → `config`, `routes`; `keepalive` → `config`, `datapath`,
 //!   `ipsec`, `routes`; `lan` (the LAN side's health, for the conditional default) →
 //!   `config`, `routes`. Leaves any room may use: `duration` (time as text), `task` (named
-//!   long-lived tasks whose end can be awaited), `limit` (accept back-off, log rate limits).
+//!   long-lived tasks whose end can be awaited), `limit` (accept back-off, log rate limits), `rtnl` (how route messages read).
 //! - `status` → the domain rooms' status pieces: the agent's status as one typed model.
 //! - `socket` → `status`, `config`: the control socket (status, stop, reload) and its client.
 //! - `metrics` → `status`; `diagnose` → `status`, `socket`, `config`, and the domain
@@ -33,6 +33,7 @@ pub mod manual;
 pub mod metrics;
 pub mod purge;
 pub mod routes;
+pub mod rtnl;
 pub mod service;
 pub mod socket;
 pub mod status;

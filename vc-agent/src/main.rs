@@ -39,6 +39,19 @@ struct Cli {
     command: Command,
 }
 
+/// How `status` and `diagnose` ask the running agent.
+#[derive(clap::Args)]
+struct AskArgs {
+    #[arg(short, long, default_value = "/etc/vc/vc.toml")]
+    config: PathBuf,
+    /// Only this tunnel (for diagnose, only its steps decide the exit status).
+    #[arg(short, long)]
+    tunnel: Option<Tunnel>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the agent: IPsec, the datapath, BGP, keepalives, until SIGTERM. SIGTERM is a
@@ -68,30 +81,12 @@ enum Command {
     },
     /// Ask the running agent for the state of every tunnel: SAs, keepalives, BGP, routes,
     /// counters. Exit status 2 if no agent answers. Reads no secret.
-    Status {
-        #[arg(short, long, default_value = "/etc/vc/vc.toml")]
-        config: PathBuf,
-        /// Only this tunnel.
-        #[arg(short, long)]
-        tunnel: Option<Tunnel>,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Status(AskArgs),
     /// Walk Cisco's troubleshooting tree for each tunnel (IKE SA, child SA, keepalives, ping,
     /// BGP, routes) on the running agent: the first failing step and its likely causes.
     /// Pings the DCs' tunnel IPs (run as root). Exit status 1 if a step fails, 2 if no agent
     /// answers. Reads no secret.
-    Diagnose {
-        #[arg(short, long, default_value = "/etc/vc/vc.toml")]
-        config: PathBuf,
-        /// Only this tunnel (and only its steps decide the exit status).
-        #[arg(short, long)]
-        tunnel: Option<Tunnel>,
-        /// Print JSON instead of the checklist.
-        #[arg(long)]
-        json: bool,
-    },
+    Diagnose(AskArgs),
     /// The datapath by hand: tunnel interfaces, programs and maps, with the config's prefixes
     /// as static routes (no BGP, no IPsec).
     Datapath {
@@ -265,26 +260,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Stop { config } => control_command(&config, Control::Stop),
         Command::Reload { config } => control_command(&config, Control::Reload),
-        Command::Status {
-            config,
-            tunnel,
-            json,
-        } => answer_command(
-            &config,
-            tunnel,
-            json,
-            |c| async move { socket::query(&c).await },
-        ),
-        Command::Diagnose {
-            config,
-            tunnel,
-            json,
-        } => answer_command(
-            &config,
-            tunnel,
-            json,
-            |c| async move { diagnose::run(&c).await },
-        ),
+        Command::Status(args) => answer_command(args, |c| async move { socket::query(&c).await }),
+        Command::Diagnose(args) => answer_command(args, |c| async move { diagnose::run(&c).await }),
         Command::Datapath { action, config } => datapath_command(action, &config),
         Command::CheckConfig { config, json } => {
             if json {
@@ -421,15 +398,17 @@ impl Answer for Diagnosis {
 
 /// Asks, keeps the `--tunnel` asked for, prints, and exits by the answer (2: no answer).
 fn answer_command<T: Answer, F>(
-    path: &Path,
-    tunnel: Option<Tunnel>,
-    json: bool,
+    AskArgs {
+        config: path,
+        tunnel,
+        json,
+    }: AskArgs,
     ask: impl FnOnce(config::Config) -> F,
 ) -> Result<ExitCode>
 where
     F: Future<Output = Result<T>>,
 {
-    let mut answer = match ask_agent(path, ask) {
+    let mut answer = match ask_agent(&path, ask) {
         Ok(answer) => answer,
         Err(code) => return Ok(code),
     };

@@ -193,23 +193,28 @@ mod tests {
             },
         };
         let d = |e| Diagnosis::from_evidence(&e);
-        assert_eq!(d(ev(true, 0, 0, 0, 0)), None);
-        assert_eq!(
-            d(ev(true, 2, 3, 0, 0)),
-            Some(Diagnosis::PasswordMismatch { failures: 3 })
-        );
-        assert_eq!(
-            d(ev(true, 2, 0, 1, 0)),
-            Some(Diagnosis::PeerHasNoPassword { unsigned: 1 })
-        );
-        assert_eq!(
-            d(ev(false, 0, 0, 0, 2)),
-            Some(Diagnosis::WeHaveNoPassword { signed: 2 })
-        );
-        assert_eq!(
-            d(ev(true, 2, 0, 0, 0)),
-            Some(Diagnosis::SilentWithPassword { timeouts: 2 })
-        );
+        let table = [
+            (ev(true, 0, 0, 0, 0), None),
+            (
+                ev(true, 2, 3, 0, 0),
+                Some(Diagnosis::PasswordMismatch { failures: 3 }),
+            ),
+            (
+                ev(true, 2, 0, 1, 0),
+                Some(Diagnosis::PeerHasNoPassword { unsigned: 1 }),
+            ),
+            (
+                ev(false, 0, 0, 0, 2),
+                Some(Diagnosis::WeHaveNoPassword { signed: 2 }),
+            ),
+            (
+                ev(true, 2, 0, 0, 0),
+                Some(Diagnosis::SilentWithPassword { timeouts: 2 }),
+            ),
+        ];
+        for (evidence, expected) in table {
+            assert_eq!(d(evidence), expected);
+        }
         let silent = d(ev(false, 2, 0, 0, 0)).expect("some");
         assert!(!silent.is_password());
         for e in [ev(true, 2, 3, 0, 0), ev(true, 1, 0, 0, 0)] {

@@ -108,25 +108,30 @@ pub fn attach(
             attachment.program, attachment.device, attachment.direction
         )
     };
+    let options = match mode {
+        AttachMode::Tcx => TcAttachOptions::TcxOrder(if program == Program::WanGuard {
+            LinkOrder::first()
+        } else {
+            LinkOrder::default()
+        }),
+        AttachMode::Clsact => {
+            match tc::qdisc_add_clsact(&attachment.device) {
+                Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                other => other.with_context(what)?,
+            }
+            TcAttachOptions::Netlink(NlOptions {
+                priority: CLSACT_PRIORITY,
+                ..NlOptions::default()
+            })
+        }
+    };
+    let id = prog
+        .attach_with_options(&attachment.device, attachment.direction.tc(), options)
+        .with_context(what)?;
+    let link = prog.take_link(id).with_context(what)?;
     match mode {
         AttachMode::Tcx => {
-            let order = if program == Program::WanGuard {
-                LinkOrder::first()
-            } else {
-                LinkOrder::default()
-            };
-            let id = prog
-                .attach_with_options(
-                    &attachment.device,
-                    attachment.direction.tc(),
-                    TcAttachOptions::TcxOrder(order),
-                )
-                .with_context(what)?;
-            let link: FdLink = prog
-                .take_link(id)
-                .with_context(what)?
-                .try_into()
-                .with_context(what)?;
+            let link: FdLink = link.try_into().with_context(what)?;
             fs::create_dir_all(links_dir)
                 .with_context(|| format!("creating {}", links_dir.display()))?;
             let path = links_dir.join(attachment.pin_name());
@@ -134,22 +139,6 @@ pub fn attach(
                 .with_context(|| format!("pinning link {}", path.display()))?;
         }
         AttachMode::Clsact => {
-            match tc::qdisc_add_clsact(&attachment.device) {
-                Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                other => other.with_context(what)?,
-            }
-            let options = NlOptions {
-                priority: CLSACT_PRIORITY,
-                ..NlOptions::default()
-            };
-            let id = prog
-                .attach_with_options(
-                    &attachment.device,
-                    attachment.direction.tc(),
-                    TcAttachOptions::Netlink(options),
-                )
-                .with_context(what)?;
-            let link = prog.take_link(id).with_context(what)?;
             // Dropping the link would delete the filter: the filter is the attachment that
             // outlives us, found again by program name at teardown.
             std::mem::forget(link);

@@ -15,10 +15,7 @@ use std::{collections::BTreeSet, net::Ipv4Addr};
 use anyhow::{Context, Result, anyhow};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use netlink_packet_route::{
-    AddressFamily,
-    route::{RouteAddress, RouteAttribute, RouteHeader, RouteProtocol, RouteType},
-};
+use netlink_packet_route::route::{RouteMessage, RouteProtocol, RouteType};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
 use super::spec::DatapathSpec;
@@ -41,12 +38,7 @@ pub fn prefixes(spec: &DatapathSpec) -> BTreeSet<Ipv4Net> {
 /// Adds (or keeps) the backstop of every protected prefix of `spec`.
 pub async fn install(handle: &Handle, spec: &DatapathSpec) -> Result<()> {
     for prefix in prefixes(spec) {
-        let route = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(prefix.network(), prefix.prefix_len())
-            .kind(RouteType::Unreachable)
-            .priority(BACKSTOP_METRIC)
-            .protocol(RouteProtocol::from(BACKSTOP_PROTO))
-            .build();
+        let route = backstop_route(prefix);
         handle
             .route()
             .add(route)
@@ -65,30 +57,13 @@ pub async fn installed(handle: &Handle) -> Result<BTreeSet<Ipv4Net>> {
     let mut found = BTreeSet::new();
     while let Some(msg) = routes.try_next().await.context("dumping routes")? {
         let h = &msg.header;
-        let table = msg
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                RouteAttribute::Table(t) => Some(*t),
-                _ => None,
-            })
-            .unwrap_or(u32::from(h.table));
-        if h.address_family != AddressFamily::Inet
-            || table != u32::from(RouteHeader::RT_TABLE_MAIN)
+        if !crate::rtnl::ipv4_main_table(&msg)
             || u8::from(h.protocol) != BACKSTOP_PROTO
             || h.kind != RouteType::Unreachable
         {
             continue;
         }
-        let dst = msg
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(*a),
-                _ => None,
-            })
-            .unwrap_or(Ipv4Addr::UNSPECIFIED);
-        if let Ok(prefix) = Ipv4Net::new(dst, h.destination_prefix_length) {
+        if let Some(prefix) = crate::rtnl::ipv4_destination(&msg) {
             found.insert(prefix);
         }
     }
@@ -98,12 +73,7 @@ pub async fn installed(handle: &Handle) -> Result<BTreeSet<Ipv4Net>> {
 /// Removes every backstop route (`vc-agent purge` only).
 pub async fn remove(handle: &Handle) -> Result<()> {
     for prefix in installed(handle).await? {
-        let route = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(prefix.network(), prefix.prefix_len())
-            .kind(RouteType::Unreachable)
-            .priority(BACKSTOP_METRIC)
-            .protocol(RouteProtocol::from(BACKSTOP_PROTO))
-            .build();
+        let route = backstop_route(prefix);
         match handle.route().del(route).execute().await {
             Ok(()) => {}
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ESRCH => {}
@@ -113,4 +83,14 @@ pub async fn remove(handle: &Handle) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The backstop route of `prefix`, as installed and as removed.
+fn backstop_route(prefix: Ipv4Net) -> RouteMessage {
+    RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(prefix.network(), prefix.prefix_len())
+        .kind(RouteType::Unreachable)
+        .priority(BACKSTOP_METRIC)
+        .protocol(RouteProtocol::from(BACKSTOP_PROTO))
+        .build()
 }

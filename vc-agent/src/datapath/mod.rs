@@ -229,14 +229,24 @@ impl Datapath {
         for tunnel in &spec.tunnels {
             devices.push((tunnel.id, netlink.pair(tunnel).await?));
         }
-        Ok(Datapath {
+        Ok(Datapath::found(maps, spec, devices, &state))
+    }
+
+    /// A datapath found running (opened or adopted), as `state` records it.
+    fn found(
+        maps: DatapathMaps,
+        spec: DatapathSpec,
+        devices: Vec<(u32, TunnelDevices)>,
+        state: &State,
+    ) -> Self {
+        Datapath {
             maps: Arc::new(Mutex::new(maps)),
             spec,
             devices,
             attach_mode: state.attach_mode.unwrap_or_else(AttachMode::detect),
             adopted: true,
             audit: Mutex::default(),
-        })
+        }
     }
 
     /// Whether it was found running rather than built: the agent that brought it up is
@@ -273,14 +283,7 @@ impl Datapath {
             }
             devices.push((tunnel.id, netlink.configure_pair(tunnel).await?));
         }
-        let mut datapath = Datapath {
-            maps: Arc::new(Mutex::new(maps)),
-            spec,
-            devices,
-            attach_mode: state.attach_mode.unwrap_or_else(AttachMode::detect),
-            adopted: true,
-            audit: Mutex::default(),
-        };
+        let mut datapath = Datapath::found(maps, spec, devices, &state);
         datapath.write_maps(netlink, fresh).await?;
         Ok(datapath)
     }

@@ -9,9 +9,8 @@ use anyhow::{Context, Result};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use netlink_packet_route::{
-    AddressFamily,
     link::{LinkAttribute, LinkFlags, LinkMessage, State},
-    route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage},
+    route::RouteMessage,
 };
 use rtnetlink::{Handle, RouteMessageBuilder};
 use tokio::sync::watch;
@@ -139,27 +138,8 @@ async fn routes(handle: &Handle) -> Result<Vec<Ipv4Net>> {
 
 fn main_prefix(msg: &RouteMessage) -> Option<Ipv4Net> {
     let h = &msg.header;
-    let table = msg
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            RouteAttribute::Table(t) => Some(*t),
-            _ => None,
-        })
-        .unwrap_or(u32::from(h.table));
-    if h.address_family != AddressFamily::Inet
-        || table != u32::from(RouteHeader::RT_TABLE_MAIN)
-        || u8::from(h.protocol) == VC_RT_PROTO
-    {
+    if !crate::rtnl::ipv4_main_table(msg) || u8::from(h.protocol) == VC_RT_PROTO {
         return None;
     }
-    let dst = msg
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(*a),
-            _ => None,
-        })
-        .unwrap_or(Ipv4Addr::UNSPECIFIED);
-    Ipv4Net::new(dst, h.destination_prefix_length).ok()
+    crate::rtnl::ipv4_destination(msg)
 }

@@ -6,10 +6,7 @@ use std::{collections::BTreeMap, net::Ipv4Addr};
 use anyhow::{Context, Result, anyhow};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use netlink_packet_route::{
-    AddressFamily,
-    route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol},
-};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
 /// A route as vc installs it: via the DC's tunnel IP on the tunnel's interface.
@@ -49,18 +46,7 @@ impl KernelRoutes {
 
     fn ours(&self, msg: &RouteMessage) -> Option<(Ipv4Net, NextHop)> {
         let h = &msg.header;
-        let table = msg
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                RouteAttribute::Table(t) => Some(*t),
-                _ => None,
-            })
-            .unwrap_or(u32::from(h.table));
-        if h.address_family != AddressFamily::Inet
-            || table != u32::from(RouteHeader::RT_TABLE_MAIN)
-            || u8::from(h.protocol) != self.protocol
-        {
+        if !crate::rtnl::ipv4_main_table(msg) || u8::from(h.protocol) != self.protocol {
             return None;
         }
         let mut dst = Ipv4Addr::UNSPECIFIED;

@@ -502,12 +502,7 @@ impl Manager {
             return;
         };
         let mut errors = Vec::new();
-        let gone: Vec<Ipv4Net> = self
-            .in_map
-            .keys()
-            .filter(|p| !desired.contains_key(p))
-            .copied()
-            .collect();
+        let gone = gone(&self.in_map, desired);
         for prefix in gone {
             match maps.set_route(prefix, 0) {
                 Ok(()) => {
@@ -544,12 +539,7 @@ impl Manager {
     }
 
     async fn apply_kernel(&mut self, desired: &BTreeMap<Ipv4Net, u32>) {
-        let gone: Vec<Ipv4Net> = self
-            .in_kernel
-            .keys()
-            .filter(|p| !desired.contains_key(p))
-            .copied()
-            .collect();
+        let gone = gone(&self.in_kernel, desired);
         for prefix in gone {
             match self.kernel.delete(prefix).await {
                 Ok(()) => {
@@ -618,6 +608,14 @@ impl Manager {
             }
         });
     }
+}
+
+/// The prefixes `have` holds that `desired` no longer does.
+fn gone<V>(have: &BTreeMap<Ipv4Net, V>, desired: &BTreeMap<Ipv4Net, u32>) -> Vec<Ipv4Net> {
+    have.keys()
+        .filter(|p| !desired.contains_key(p))
+        .copied()
+        .collect()
 }
 
 #[cfg(test)]
