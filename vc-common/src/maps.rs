@@ -45,7 +45,7 @@ mod tests {
     #[test]
     fn names_are_their_identifiers_and_unique() {
         assert_eq!(TUNNEL_BY_PEER, "TUNNEL_BY_PEER");
-        assert_eq!(ALL.len(), 9);
+        assert_eq!(ALL.len(), 10);
         for (i, a) in ALL.iter().enumerate() {
             assert!(!ALL[i + 1..].contains(a), "{a} twice");
         }

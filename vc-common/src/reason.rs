@@ -216,7 +216,7 @@ mod tests {
             Counted::ALL.len(),
             Outcome::ALL.len() + DropReason::ALL.len()
         );
-        assert_eq!(Counted::from_slot(9), None, "9 is unassigned");
+        assert_eq!(Counted::from_slot(15), None, "15 is unassigned");
         assert_eq!(Counted::from_slot(REASON_SLOTS), None);
     }
 
