@@ -196,13 +196,7 @@ impl Topology {
     pub fn cpe_down(&self) -> anyhow::Result<()> {
         let spec = self.cpe_spec.clone();
         self.cpe
-            .run_in(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime")
-                    .block_on(Datapath::down(&spec))
-            })
+            .run_in(move || crate::block_on(Datapath::down(&spec)))
             .expect("thread")
     }
 
@@ -275,15 +269,9 @@ fn namespaces() -> [NetNs; 5] {
 /// Brings a datapath up on a thread in `ns`, as `vc-agent datapath up` would there.
 fn datapath_up(ns: &NetNs, spec: &DatapathSpec) {
     let spec = spec.clone();
-    ns.run_in(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(async move { Datapath::up(spec).await.map(drop) })
-    })
-    .expect("thread")
-    .unwrap_or_else(|e| panic!("datapath up: {e:?}"));
+    ns.run_in(move || crate::block_on(async move { Datapath::up(spec).await.map(drop) }))
+        .expect("thread")
+        .unwrap_or_else(|e| panic!("datapath up: {e:?}"));
 }
 
 /// The three datapaths: the CPE with its two tunnels, each DC with its one back.

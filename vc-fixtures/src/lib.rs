@@ -12,6 +12,16 @@
 //! | `bgp_lab` | vc's BGP speakers against BIRD DCs in namespaces | `bgp_bird` tests |
 //! | `vm_lab` | the IPsec lab inside the VM: LAN host, CPE (vc or kernel GRE), DC | `vm_datapath` tests, `vc-bench vm` |
 //! | `watched` | a datapath up with the agent's watch task (repairs what the host removes) | `datapath`, `vm_datapath` tests |
+/// Runs `f` to completion on a current-thread runtime of the calling thread (which a test
+/// may have moved into a namespace).
+pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
 pub mod agent_lab;
 pub mod bgp_lab;
 pub mod bpf_test_run;

@@ -15,6 +15,8 @@ use vc_agent::datapath::{AttachMode, Datapath, DatapathMaps, DatapathSpec, Mode,
 use vc_common::{DropReason, Hook};
 use vc_testkit::{NetNs, bpffs::TempBpfFs, veth};
 
+pub use crate::block_on;
+
 pub const CPE_GRE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 pub const DC_GRE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 pub const DC_HOST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
@@ -35,14 +37,6 @@ pub enum Cpe {
     /// from the inner header; `nopmtudisc`: DF from the inner header): the differential
     /// test's oracle.
     KernelGreCopying,
-}
-
-pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(f)
 }
 
 /// ESP tunnel-mode SAs with reqid 1 and GRE-only policies, one side.

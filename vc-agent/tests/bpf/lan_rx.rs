@@ -315,16 +315,8 @@ fn lan_gre_to_a_dc_gre_address_is_dropped() {
     for p in [elsewhere, udp] {
         assert_eq!(f.run(Program::LanRx, &lan_frame(&p)).action, TC_ACT_OK);
     }
-    let counts: Vec<_> = f
-        .verdicts()
-        .iter()
-        .map(|v| (v.hook, v.reason, v.packets))
-        .collect();
-    assert_eq!(
-        counts,
-        vec![
-            (Hook::LanRx, Counted::Outcome(Outcome::Passed), 2),
-            (Hook::LanRx, Counted::Drop(DropReason::LanGreToDc), 2)
-        ]
-    );
+    f.assert_all_verdicts(&[
+        (Hook::LanRx, Counted::Outcome(Outcome::Passed), 2),
+        (Hook::LanRx, Counted::Drop(DropReason::LanGreToDc), 2),
+    ]);
 }

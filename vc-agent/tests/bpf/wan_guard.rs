@@ -33,22 +33,14 @@ fn clear_gre_and_clear_dc_traffic_never_leave_in_ipsec_mode() {
     // BGP down, so the kernel routed DC traffic to the default route: still never in clear.
     let to_dc = wan_frame(&udp_in_ipv4(&Ipv4::new(LAN_HOST, DC1_HOST, 0), 1, 2, b"x"));
     assert_eq!(f.run(Program::WanGuard, &to_dc).action, TC_ACT_SHOT);
-    let counts: Vec<_> = f
-        .verdicts()
-        .iter()
-        .map(|v| (v.hook, v.reason, v.packets))
-        .collect();
-    assert_eq!(
-        counts,
-        vec![
-            (Hook::WanTxGuard, Counted::Drop(DropReason::ClearGre), 1),
-            (
-                Hook::WanTxGuard,
-                Counted::Drop(DropReason::ClearToProtected),
-                1
-            )
-        ]
-    );
+    f.assert_all_verdicts(&[
+        (Hook::WanTxGuard, Counted::Drop(DropReason::ClearGre), 1),
+        (
+            Hook::WanTxGuard,
+            Counted::Drop(DropReason::ClearToProtected),
+            1,
+        ),
+    ]);
 }
 
 #[test]
@@ -142,20 +134,12 @@ fn clear_traffic_from_a_protected_prefix_never_leaves() {
     assert_eq!(f.run(Program::WanGuard, &from_lan).action, TC_NEXT);
     f.settings(settings_flags::EXTERNAL_IPSEC);
     assert_eq!(f.run(Program::WanGuard, &from_dc).action, TC_NEXT);
-    let counts: Vec<_> = f
-        .verdicts()
-        .iter()
-        .map(|v| (v.hook, v.reason, v.packets))
-        .collect();
-    assert_eq!(
-        counts,
-        vec![
-            (Hook::WanTxGuard, Counted::Outcome(Outcome::Passed), 2),
-            (
-                Hook::WanTxGuard,
-                Counted::Drop(DropReason::ClearFromProtected),
-                1
-            )
-        ]
-    );
+    f.assert_all_verdicts(&[
+        (Hook::WanTxGuard, Counted::Outcome(Outcome::Passed), 2),
+        (
+            Hook::WanTxGuard,
+            Counted::Drop(DropReason::ClearFromProtected),
+            1,
+        ),
+    ]);
 }

@@ -302,11 +302,7 @@ fn the_fast_path_switched_off_attaches_no_lan_program() {
         let spec = t.cpe_spec.clone();
         t.cpe
             .run_in(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime")
-                    .block_on(async move { Datapath::up(spec).await.map(|d| d.audit()) })
+                vc_fixtures::block_on(async move { Datapath::up(spec).await.map(|d| d.audit()) })
             })
             .expect("thread")
             .expect("datapath up")
@@ -349,13 +345,7 @@ fn a_wan_that_is_not_ethernet_is_refused_and_the_backstop_stays() {
     let spec = t.cpe_spec.clone();
     let err = t
         .cpe
-        .run_in(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime")
-                .block_on(async move { Datapath::up(spec).await.map(drop) })
-        })
+        .run_in(move || vc_fixtures::block_on(async move { Datapath::up(spec).await.map(drop) }))
         .expect("thread")
         .expect_err("a raw-IP WAN must be refused");
     let text = format!("{err:#}");

@@ -397,14 +397,10 @@ fn the_tunnel_mtu_follows_the_path() {
     let changed = t
         .cpe
         .run_in(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime")
-                .block_on(async move {
-                    let datapath = vc_agent::datapath::Datapath::up(spec).await?;
-                    datapath.follow_path_mtu(None, false).await
-                })
+            vc_fixtures::block_on(async move {
+                let datapath = vc_agent::datapath::Datapath::up(spec).await?;
+                datapath.follow_path_mtu(None, false).await
+            })
         })
         .expect("thread")
         .expect("follow the path MTU");
