@@ -60,12 +60,8 @@ fn proposal_grammar_agrees_with_charon() {
             candidates.push(combo);
         }
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
     let mut checked = 0;
-    rt.block_on(async {
+    vc_fixtures::block_on(async {
         let mut vici = Client::connect(&charon.vici_path()).await.expect("vici");
         for p in &candidates {
             for protocol in [proposal::Protocol::Ike, proposal::Protocol::Esp] {
@@ -118,11 +114,7 @@ fn own_charon_outlives_the_agent_and_is_found_again() {
     let (first, second, stopped) = lab
         .cpe
         .run_in(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("rt");
-            rt.block_on(async {
+            vc_fixtures::block_on(async {
                 let started = Instant::now();
                 let sup = Supervised::ensure(&settings).await.expect("start charon");
                 let first = sup.pid();
@@ -457,11 +449,7 @@ fn a_charon_that_cannot_start_is_reported_and_gre_stays_blocked() {
     let err = lab
         .cpe
         .run_in(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("rt");
-            rt.block_on(vc_agent::ipsec::Ipsec::start(config))
+            vc_fixtures::block_on(vc_agent::ipsec::Ipsec::start(config))
                 .err()
                 .map(|e| e.to_string())
         })

@@ -61,11 +61,7 @@ fn block_policies_stop_clear_gre_and_yield_to_charon() {
 
     let capture = Capture::egress(&cpe, "wan", &pcap).expect("capture");
     cpe.run_in(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("rt");
-        rt.block_on(async {
+        vc_fixtures::block_on(async {
             // Negative control first: nothing blocks GRE yet, it leaves in clear.
             assert_eq!(send_gre(0), None, "GRE without block policies");
             let r = policy::sync(&want).await.expect("sync");
@@ -163,11 +159,7 @@ fn block_policies_reconcile() {
     ];
     let stale = block(CPE, Ipv4Addr::new(198, 51, 100, 9), Direction::Out);
     cpe.run_in(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("rt");
-        rt.block_on(async {
+        vc_fixtures::block_on(async {
             policy::sync(&[want[0], want[1], stale])
                 .await
                 .expect("add stale");
@@ -221,14 +213,10 @@ fn icmp_unreachable_about_gre_stays_in() {
     };
     let sync = |want: Vec<BlockPolicy>| {
         cpe.run_in(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("rt")
-                .block_on(async move {
-                    policy::sync(&want).await.expect("sync");
-                    policy::installed().await.expect("dump").len()
-                })
+            vc_fixtures::block_on(async move {
+                policy::sync(&want).await.expect("sync");
+                policy::installed().await.expect("dump").len()
+            })
         })
         .expect("thread")
     };

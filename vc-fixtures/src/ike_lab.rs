@@ -276,11 +276,7 @@ dpd_interval_s = 2
                 .with_writer(move || SharedWriter(writer.clone()))
                 .finish();
             let _guard = tracing::subscriber::set_default(subscriber);
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
+            crate::block_on(async move {
                 let started = Ipsec::start(config).await;
                 let ok = started.is_ok();
                 let _ = tx.send(started);
@@ -448,11 +444,7 @@ impl Recorder {
         use vc_agent::ipsec::vici::{Client, Packet};
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("rt");
-            rt.block_on(async move {
+            crate::block_on(async move {
                 let mut vici = Client::connect(&socket).await.expect("vici");
                 for e in ["ike-updown", "child-updown", "ike-rekey", "child-rekey"] {
                     vici.register(e).await.expect("register");

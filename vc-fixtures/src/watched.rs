@@ -21,11 +21,7 @@ impl Watched {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = ns
             .spawn_in(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async move {
+                crate::block_on(async move {
                     let datapath = match Datapath::up(spec).await {
                         Ok(d) => Arc::new(d),
                         Err(e) => {
