@@ -2,13 +2,13 @@
 //! tunnel mode, the form's proposals), kernel `ip_gre` toward the CPE's GRE transport IP, BIRD
 //! 2 peering over the tunnel with the BGP password and exporting the DC's /25 and the shared
 //! /24, Cisco-format keepalives, and a host in its /25.
-use std::{fmt::Write as _, time::Duration};
+use std::{fmt::Write as _, net::Ipv4Addr, time::Duration};
 
 use anyhow::{Context, Result};
 
 use super::{
     keepalive::DcKeepalives,
-    plan::{CISCO_PREFIX, CPE_ASN, CPE_PUBLIC, CPE_WAN_NET, DcPlan, KEEPALIVE_INTERVAL_S},
+    plan::{CISCO_PREFIX, CPE_ASN, CPE_WAN_NET, DcPlan, KEEPALIVE_INTERVAL_S},
 };
 use crate::{
     NetNs,
@@ -22,6 +22,8 @@ pub const BGP_PROTOCOL: &str = "cpe";
 /// A running DC. Fields drop in order: its senders before its daemons before its namespace.
 pub struct Dc {
     pub plan: &'static DcPlan,
+    /// The public address of the CPE that terminates its tunnel (the deployment model's).
+    pub cpe: Ipv4Addr,
     /// It sends Cisco keepalives once its peers start.
     send_keepalives: bool,
     keepalives: Option<DcKeepalives>,
@@ -98,6 +100,7 @@ impl Dc {
     ) -> Result<Dc> {
         let i = usize::from(plan.n - 1);
         let other = plan.other();
+        let cpe = options.model.cpe_public(plan);
         ns.sh(&format!(
             "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
              sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
@@ -107,7 +110,7 @@ impl Dc {
              ip addr add {bb}/30 dev bb
              ip route add {other_prefix} via {other_bb}
              ip route add default via {other_bb} metric 1000
-             ip link add gre1 type gre local {gre} remote {CPE_PUBLIC} ttl 64
+             ip link add gre1 type gre local {gre} remote {cpe} ttl 64
              sysctl -qw net.ipv4.conf.gre1.rp_filter=0 net.ipv4.conf.gre1.accept_local=1
              ip addr add {tunnel}/30 dev gre1
              ip link set gre1 up",
@@ -123,11 +126,12 @@ impl Dc {
         ))
         .with_context(|| format!("building DC{}", plan.n))?;
         let charon = Charon::start(&ns, &format!("dc{}", plan.n))?;
-        let mut c = conn(plan);
+        let mut c = conn(plan, cpe);
         c.esp_proposals = options.esp_proposals[i].to_string();
         charon.load(&[c])?;
         Ok(Dc {
             plan,
+            cpe,
             send_keepalives: options.dc_keepalives[i],
             keepalives: None,
             bird: None,
@@ -150,7 +154,7 @@ impl Dc {
         self.keepalives = Some(DcKeepalives::start(
             &self.ns,
             self.plan.gre,
-            CPE_PUBLIC,
+            self.cpe,
             Duration::from_secs(u64::from(KEEPALIVE_INTERVAL_S)),
         )?);
         Ok(())
@@ -160,6 +164,12 @@ impl Dc {
     /// CPE's back, as kernel `ip_gre` does).
     pub fn stop_keepalives(&mut self) {
         self.keepalives = None;
+    }
+
+    /// The CPE's GRE-only selector and its own, as strongSwan prints them.
+    #[must_use]
+    pub fn selectors(&self) -> (String, String) {
+        self.plan.selectors_with(self.cpe)
     }
 
     /// What its charon lists now.
@@ -276,14 +286,14 @@ pub fn tail(text: &str, n: usize) -> String {
 /// address, ids = addresses, GRE-only selectors between the GRE transport IPs, tunnel mode,
 /// the form's proposals, and trap policies (like a crypto map: GRE to the CPE never leaves in
 /// clear), DPD.
-fn conn(plan: &DcPlan) -> Conn {
+fn conn(plan: &DcPlan, cpe: Ipv4Addr) -> Conn {
     let mut c = Conn::gre_psk(
         &format!("dc{}", plan.n),
         &plan.ipsec.to_string(),
-        &CPE_PUBLIC.to_string(),
+        &cpe.to_string(),
         plan.psk,
     );
-    let (cpe_ts, dc_ts) = plan.selectors();
+    let (cpe_ts, dc_ts) = plan.selectors_with(cpe);
     c.local_ts = dc_ts;
     c.remote_ts = cpe_ts;
     c.child_extra.push("start_action = trap".into());
