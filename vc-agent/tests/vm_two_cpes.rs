@@ -53,21 +53,15 @@ fn two_cpes_end_to_end() {
     if !vm::inside_or_boot("two_cpes_end_to_end") {
         return;
     }
-    let mut region = TwoCpeRegion::build(Path::new(env!("CARGO_BIN_EXE_vc-agent")))
-        .expect("the two-CPE region");
+    let mut region =
+        TwoCpeRegion::build(Path::new(env!("CARGO_BIN_EXE_vc-agent"))).expect("the two-CPE region");
     region.start_agents().expect("vc-agent run on both CPEs");
     let t = Instant::now();
     region
         .start_dc_peers(Duration::from_mins(1))
         .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
     let (up, lists) = region.wait_up(Duration::from_mins(1), |_, _, _| {});
-    assert!(
-        up,
-        "not up:\n{}{}\n{}",
-        lists[0],
-        lists[1],
-        region.logs(60)
-    );
+    assert!(up, "not up:\n{}{}\n{}", lists[0], lists[1], region.logs(60));
     eprintln!(
         "MEASURE both CPEs' tunnels up {:?} after vc-agent run\n{}{}",
         t.elapsed(),
@@ -87,7 +81,13 @@ fn each_cpe_one_tunnel(region: &TwoCpeRegion) {
     for dc in DCS {
         let s = status(region, dc.n);
         let keys: Vec<u8> = s.tunnels.iter().map(|t| t.ends.dc).collect();
-        assert_eq!(keys, [dc.n], "CPE {} terminates tunnel to DC{} only", dc.n, dc.n);
+        assert_eq!(
+            keys,
+            [dc.n],
+            "CPE {} terminates tunnel to DC{} only",
+            dc.n,
+            dc.n
+        );
         let t = &s.tunnels[0];
         let bgp = t.bgp.as_ref().expect("BGP status");
         assert!(bgp.established, "{t}");
@@ -121,7 +121,11 @@ fn router_learns_each_half(region: &TwoCpeRegion) {
             "the negative control needs CPE {}'s backstop: {backstop}",
             dc.n
         );
-        assert!(region.ent_routes_via(dc.host, dc.n), "{}", region.ent_route_get(dc.host));
+        assert!(
+            region.ent_routes_via(dc.host, dc.n),
+            "{}",
+            region.ent_route_get(dc.host)
+        );
     }
 }
 
@@ -208,8 +212,15 @@ fn tunnel_a_killed(region: &TwoCpeRegion) {
         "CPE 1 redistributes nothing without its tunnel, not even its backstop: {:?}",
         region.ent_learnt_from(1)
     );
-    assert!(region.cpe(1).routes(201).is_empty(), "{}", region.cpe(1).routes(201));
-    assert!(region.cpe(1).routes(202).contains(CISCO_PREFIX), "the backstop stays");
+    assert!(
+        region.cpe(1).routes(201).is_empty(),
+        "{}",
+        region.cpe(1).routes(201)
+    );
+    assert!(
+        region.cpe(1).routes(202).contains(CISCO_PREFIX),
+        "the backstop stays"
+    );
     let text = pings.join().expect("ping thread");
     let (sent, received) = ping_counts(&text);
     assert!(received > 0 && sent - received < sent / 2, "{text}");
@@ -252,7 +263,11 @@ fn lan_link_cut(region: &TwoCpeRegion) {
         "MEASURE two CPEs: CPE 1's LAN link cut → DC1 no longer has 0.0.0.0/0 from it: {:?}",
         t.elapsed()
     );
-    assert_eq!(region.dc(2).received(), ["0.0.0.0/0"], "CPE 2 keeps its default");
+    assert_eq!(
+        region.dc(2).received(),
+        ["0.0.0.0/0"],
+        "CPE 2 keeps its default"
+    );
     let s = status(region, 1);
     let bgp = s.tunnels[0].bgp.as_ref().expect("bgp");
     assert!(bgp.established, "the session stays, only the route goes");

@@ -23,9 +23,9 @@ use super::{
     checks::Evidence,
     config::{self, CpeDirs, Model},
     dc::{Dc, tail},
-    in_the_vm, results_dir,
+    in_the_vm,
     plan::{DCS, DcPlan, LAN_HOST, WAN_GATEWAY},
-    wan_router,
+    results_dir, wan_router,
 };
 use crate::{
     bird::Bird,
@@ -224,8 +224,8 @@ impl TwoCpeRegion {
             std::fs::write(dir.join(format!("cpe{}.toml", dc.n)), &text)?;
             let bird_conf = CPE_BIRD_EXAMPLE.replace(EXAMPLE_CPE_ADDRESS, &lan_address.to_string());
             std::fs::write(dir.join(format!("cpe{}-bird.conf", dc.n)), &bird_conf)?;
-            let bird = Bird::start(&ns, &bird_conf)
-                .with_context(|| format!("CPE {}'s BIRD", dc.n))?;
+            let bird =
+                Bird::start(&ns, &bird_conf).with_context(|| format!("CPE {}'s BIRD", dc.n))?;
             cpes.push(Cpe {
                 n: dc.n,
                 dc,
@@ -237,9 +237,7 @@ impl TwoCpeRegion {
                 started: None,
             });
         }
-        let cpes: [Cpe; 2] = cpes
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("two CPEs"))?;
+        let cpes: [Cpe; 2] = cpes.try_into().map_err(|_| anyhow::anyhow!("two CPEs"))?;
         let ent_bird = Bird::start(&ent, &ent_bird_config(&cpes)).context("the router's BIRD")?;
         Ok(TwoCpeRegion {
             cpes,
@@ -267,7 +265,9 @@ impl TwoCpeRegion {
 
     /// The enterprise router's BIRD.
     pub fn ent_bird(&self) -> Result<&Bird> {
-        self.ent_bird.as_ref().context("the router's BIRD is not running")
+        self.ent_bird
+            .as_ref()
+            .context("the router's BIRD is not running")
     }
 
     /// CPE `n`'s agent log file.
@@ -425,9 +425,11 @@ impl TwoCpeRegion {
     /// Waits until the enterprise router forwards `dst` to CPE `n`.
     pub fn wait_ent_via(&self, dst: Ipv4Addr, n: u8, limit: Duration) -> Result<Duration> {
         let start = Instant::now();
-        wait_for(limit, &format!("the router to send {dst} to CPE {n}"), || {
-            self.ent_routes_via(dst, n).then_some(())
-        })
+        wait_for(
+            limit,
+            &format!("the router to send {dst} to CPE {n}"),
+            || self.ent_routes_via(dst, n).then_some(()),
+        )
         .with_context(|| format!("the router says: {}", self.ent_route_get(dst)))?;
         Ok(start.elapsed())
     }
@@ -435,7 +437,9 @@ impl TwoCpeRegion {
     /// Cuts CPE `n`'s LAN link at the router's end (its `lan0` loses carrier), or mends it.
     pub fn set_lan_link(&self, n: u8, up: bool) -> Result<()> {
         let state = if up { "up" } else { "down" };
-        self.ent.ip(&["link", "set", &format!("p{n}"), state]).map(drop)
+        self.ent
+            .ip(&["link", "set", &format!("p{n}"), state])
+            .map(drop)
     }
 
     /// What to read when something did not come up: both agents' logs and their charons',

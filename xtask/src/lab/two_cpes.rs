@@ -127,10 +127,7 @@ fn bring_up(region: &mut TwoCpeRegion) -> bool {
 fn show(region: &TwoCpeRegion) {
     for n in [1, 2] {
         let cpe = region.cpe(n);
-        heading(&format!(
-            "CPE {n}: vc-agent status -c {}",
-            cpe.dirs.config
-        ));
+        heading(&format!("CPE {n}: vc-agent status -c {}", cpe.dirs.config));
         indent(&region.agent_text(n, &["status"]));
         heading(&format!(
             "CPE {n}: ip route show proto vc (what its BIRD redistributes)"
@@ -139,8 +136,7 @@ fn show(region: &TwoCpeRegion) {
     }
     // BIRD needs a moment after the last kernel route to tell the router.
     let _ = vc_testkit::wait_for(Duration::from_secs(10), "the router's routes", || {
-        (region.ent_learnt_from(1).len() == 2 && region.ent_learnt_from(2).len() == 2)
-            .then_some(())
+        (region.ent_learnt_from(1).len() == 2 && region.ent_learnt_from(2).len() == 2).then_some(())
     });
     heading("enterprise router: birdc show route (learnt from cpe1 and cpe2)");
     indent(
@@ -225,7 +221,9 @@ fn failover(region: &TwoCpeRegion) -> bool {
 
 fn shell(region: &TwoCpeRegion) {
     let bird = |b: Option<&vc_testkit::bird::Bird>| {
-        b.map_or_else(String::new, |b| b.dir().join("bird.ctl").display().to_string())
+        b.map_or_else(String::new, |b| {
+            b.dir().join("bird.ctl").display().to_string()
+        })
     };
     open_shell(&format!(
         "  the lab stays up until you exit. Namespaces: lan ent cpe1 cpe2 wan dc1 dc2. For instance:
