@@ -30,9 +30,6 @@ use vc_testkit::{
     vm, wait_for,
 };
 
-/// The interval of the pings that measure an outage.
-const PING_INTERVAL: Duration = Duration::from_millis(50);
-
 fn status(region: &TwoCpeRegion, n: u8) -> AgentStatus {
     let json = region
         .status_json(n)
@@ -72,7 +69,8 @@ fn two_cpes_end_to_end() {
     each_cpe_one_tunnel(&region);
     router_learns_each_half(&region);
     each_half_through_its_cpe(&region);
-    tunnel_a_killed(&region);
+    tunnel_a_shut(&region);
+    tunnel_a_path_lost(&region);
     lan_link_cut(&region);
 }
 
@@ -168,11 +166,11 @@ fn each_half_through_its_cpe(region: &TwoCpeRegion) {
     }
 }
 
-/// Pings from the LAN host to `dst` every [`PING_INTERVAL`] for `seconds`, in the background.
-fn pinging(lan: &NetNs, dst: Ipv4Addr, seconds: u32) -> JoinHandle<String> {
+/// Pings from the LAN host to `dst` every 50 ms for `window`, in the background.
+fn pinging(lan: &NetNs, dst: Ipv4Addr, window: Duration) -> JoinHandle<String> {
     let mut cmd = lan.command("ping");
     cmd.args(["-n", "-q", "-i", "0.05", "-W", "1", "-w"])
-        .arg(seconds.to_string())
+        .arg(window.as_secs().to_string())
         .arg(dst.to_string());
     std::thread::spawn(move || {
         let out = cmd.output().expect("ping");
@@ -193,13 +191,28 @@ fn ping_counts(text: &str) -> (u64, u64) {
     (numbers[0], numbers[1])
 }
 
-/// R21 across two boxes: tunnel A dies (DC1 shuts its BGP session, as when the tunnel is
-/// lost): CPE 1's vc withdraws its routes, its BIRD withdraws them from the router (but never
+/// What the background pings of `window` saw: a line for the MEASURE output, and the outage
+/// (the lost share of the window: under emulation ping sends less often than asked).
+fn outage(text: &str, window: Duration) -> (String, Duration) {
+    let (sent, received) = ping_counts(text);
+    let lost = sent - received;
+    assert!(received > 0 && lost < sent / 2, "{text}");
+    let share = |n: u64| u32::try_from(n).expect("a ping count");
+    let outage = window * share(lost) / share(sent);
+    (
+        format!("lost {lost} of {sent} pings in {window:?} (outage about {outage:.2?})"),
+        outage,
+    )
+}
+
+/// R21 across two boxes: DC1 shuts its BGP session with CPE 1 (tunnel A out of service):
+/// CPE 1's vc withdraws its routes, its BIRD withdraws them from the router (but never
 /// advertises the backstop that remains), the router sends DC1's /25 to CPE 2 over the /24,
 /// and DC1's host stays reachable through tunnel B and Cisco's backbone. The outage is
 /// measured by the pings lost. Then tunnel A comes back, and so does the /25 to CPE 1.
-fn tunnel_a_killed(region: &TwoCpeRegion) {
-    let pings = pinging(&region.lan, DC1.host, 25);
+fn tunnel_a_shut(region: &TwoCpeRegion) {
+    let window = Duration::from_secs(25);
+    let pings = pinging(&region.lan, DC1.host, window);
     std::thread::sleep(Duration::from_secs(2));
     let t = Instant::now();
     region.dc(1).bgp_down().expect("birdc disable");
@@ -221,14 +234,10 @@ fn tunnel_a_killed(region: &TwoCpeRegion) {
         region.cpe(1).routes(202).contains(CISCO_PREFIX),
         "the backstop stays"
     );
-    let text = pings.join().expect("ping thread");
-    let (sent, received) = ping_counts(&text);
-    assert!(received > 0 && sent - received < sent / 2, "{text}");
-    let outage = PING_INTERVAL * u32::try_from(sent - received).expect("small");
+    let (lost, _) = outage(&pings.join().expect("ping thread"), window);
     eprintln!(
         "MEASURE two CPEs: DC1's BGP down → the router sends DC1's /25 to CPE 2: {moved:?}; \
-         LAN → DC1's host lost {} of {sent} pings at {PING_INTERVAL:?} (outage about {outage:?})",
-        sent - received
+         LAN → DC1's host {lost}"
     );
     pings_cross(region, DC1.host, &DC2);
     assert!(region.ent_routes_via(DC2.host, 2));
@@ -243,6 +252,68 @@ fn tunnel_a_killed(region: &TwoCpeRegion) {
         t.elapsed()
     );
     assert_eq!(set(&region.ent_learnt_from(1)), halves(&DC1));
+    pings_cross(region, DC1.host, &DC1);
+}
+
+/// Tunnel A lost on the way: the internet path between CPE 1 and DC1 fails (IKE, ESP,
+/// everything, both ways). CPE 1 finds out from its keepalives, vc removes its routes, BIRD
+/// withdraws them from the router, which sends DC1's /25 to CPE 2; DC1 drops its session when
+/// the hold time runs out (a Cisco head end: when its keepalives fail) and sends the LAN's
+/// traffic over the backbone to DC2 and CPE 2. Then the path returns, and with it tunnel A.
+fn tunnel_a_path_lost(region: &TwoCpeRegion) {
+    let window = Duration::from_secs(40);
+    let pings = pinging(&region.lan, DC1.host, window);
+    std::thread::sleep(Duration::from_secs(2));
+    let t = Instant::now();
+    region.set_wan_path(1, false).expect("cut the path");
+    region
+        .wait_ent_via(DC1.host, 2, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(40)));
+    let lan_side = t.elapsed();
+    let s = status(region, 1);
+    assert!(!s.tunnels[0].keepalive.alive, "{}", s.tunnels[0]);
+    assert!(
+        region.cpe(1).routes(201).is_empty(),
+        "{}",
+        region.cpe(1).routes(201)
+    );
+    assert!(
+        region.ent_learnt_from(1).is_empty(),
+        "{:?}",
+        region.ent_learnt_from(1)
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "DC1 to drop CPE 1's 0.0.0.0/0",
+        || region.dc(1).received().is_empty().then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(40)));
+    let dc_side = t.elapsed();
+    let (lost, _) = outage(&pings.join().expect("ping thread"), window);
+    eprintln!(
+        "MEASURE two CPEs: path CPE 1 ↔ DC1 cut → CPE 1's keepalives fail and the router sends \
+         DC1's /25 to CPE 2: {lan_side:?}; DC1 drops CPE 1's 0.0.0.0/0 (hold time): \
+         {dc_side:?}; LAN → DC1's host {lost}"
+    );
+    pings_cross(region, DC1.host, &DC2);
+
+    let t = Instant::now();
+    region.set_wan_path(1, true).expect("restore the path");
+    region
+        .wait_ent_via(DC1.host, 1, Duration::from_secs(90))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
+    let routes_back = t.elapsed();
+    wait_for(
+        Duration::from_mins(1),
+        "DC1 to have CPE 1's 0.0.0.0/0",
+        || (region.dc(1).received() == ["0.0.0.0/0"]).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
+    eprintln!(
+        "MEASURE two CPEs: path restored → DC1's /25 to CPE 1 again: {routes_back:?}; DC1 has \
+         its 0.0.0.0/0 again: {:?}",
+        t.elapsed()
+    );
     pings_cross(region, DC1.host, &DC1);
 }
 

@@ -27,6 +27,10 @@ pub struct Options {
     pub default_requires: Vec<&'static str>,
     /// One CPE for both tunnels, or two CPEs with one tunnel each ([`super::two_cpes`]).
     pub model: Model,
+    /// The DCs' BGP hold time; `None`: BIRD's default (240 s). Short, it stands in for a
+    /// Cisco head end whose GRE keepalives take the tunnel, and so the session, down when the
+    /// path to the CPE is lost.
+    pub dc_hold_time_s: Option<u16>,
 }
 
 /// The deployment model of the region (`[deployment] model`).
@@ -59,6 +63,7 @@ impl Default for Options {
             esp_proposals: ["aes256gcm16"; 2],
             default_requires: Vec::new(),
             model: Model::OneCpe,
+            dc_hold_time_s: None,
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct Dc {
     pub cpe: Ipv4Addr,
     /// It sends Cisco keepalives once its peers start.
     send_keepalives: bool,
+    /// Its BGP hold time, if not BIRD's default.
+    hold_time: Option<u16>,
     keepalives: Option<DcKeepalives>,
     bird: Option<Bird>,
     pub charon: Charon,
@@ -133,6 +135,7 @@ impl Dc {
             plan,
             cpe,
             send_keepalives: options.dc_keepalives[i],
+            hold_time: options.dc_hold_time_s,
             keepalives: None,
             bird: None,
             charon,
@@ -142,7 +145,7 @@ impl Dc {
 
     /// Starts BIRD and (unless off for this DC) the keepalive sender.
     pub fn start_peers(&mut self) -> Result<()> {
-        self.bird = Some(Bird::start(&self.ns, &bird_config(self.plan, &[]))?);
+        self.bird = Some(Bird::start(&self.ns, &self.bird_config(&[]))?);
         if self.send_keepalives {
             self.start_keepalives()?;
         }
@@ -213,13 +216,18 @@ impl Dc {
         self.bird
             .as_ref()
             .context("BIRD is not running")?
-            .reconfigure(&bird_config(self.plan, extra))
+            .reconfigure(&self.bird_config(extra))
     }
 
     /// Shuts its BGP session down (Cease), as an operator at Cisco would; its routes leave
     /// the CPE, and its own route back to the CPE falls back to the backbone.
     pub fn bgp_down(&self) -> Result<()> {
         self.birdc(&format!("disable {BGP_PROTOCOL}"))
+    }
+
+    /// Its BIRD's configuration, announcing `extra` too.
+    fn bird_config(&self, extra: &[&str]) -> String {
+        bird_config(self.plan, extra, self.hold_time)
     }
 
     /// Brings its BGP session back.
@@ -304,7 +312,7 @@ fn conn(plan: &DcPlan, cpe: Ipv4Addr) -> Conn {
 /// BIRD peering with the CPE's tunnel IP: exports the /25 and the /24 (and `extra`), accepts
 /// what the CPE sends (0.0.0.0/0), and installs it in the DC's kernel table, so replies to the
 /// LAN follow the CPE's default over the tunnel (and the backbone when the session is down).
-fn bird_config(plan: &DcPlan, extra: &[&str]) -> String {
+fn bird_config(plan: &DcPlan, extra: &[&str], hold_time: Option<u16>) -> String {
     let peer = BgpPeer::new(
         BGP_PROTOCOL,
         plan.tunnel_ip,
@@ -318,6 +326,10 @@ fn bird_config(plan: &DcPlan, extra: &[&str]) -> String {
         peer
     } else {
         peer.export("extra", extra)
+    };
+    let peer = match hold_time {
+        Some(h) => peer.hold_time(h),
+        None => peer,
     };
     format!(
         "{}protocol kernel {{\n  ipv4 {{\n    export where source = RTS_BGP;\n  }};\n}}\n",

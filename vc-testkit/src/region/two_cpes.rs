@@ -24,7 +24,7 @@ use super::{
     config::{self, CpeDirs, Model},
     dc::{Dc, tail},
     in_the_vm,
-    plan::{DCS, DcPlan, LAN_HOST, WAN_GATEWAY},
+    plan::{DC1, DC2, DCS, DcPlan, LAN_HOST, WAN_GATEWAY},
     results_dir, wan_router,
 };
 use crate::{
@@ -43,6 +43,11 @@ pub const ENT_ASN: u32 = 65001;
 /// The hold time of the enterprise router's sessions (`cpe1`, `cpe2` in its `birdc`): a CPE
 /// cut off the LAN is forgotten in seconds, not BIRD's default four minutes.
 const ENT_HOLD_TIME_S: u16 = 6;
+/// The DCs' BGP hold time here: when the internet path between a CPE and its DC is lost, the
+/// DC drops the session within seconds and sends the LAN's traffic over its backbone, as a
+/// Cisco head end does once its GRE keepalives take the tunnel down. Longer than the CPEs'
+/// own detection (3 keepalives, 2 s apart), so that is what a path cut measures.
+pub const DC_HOLD_TIME_S: u16 = 12;
 /// The CPEs' BIRD configuration: the documented example, run as it is (CPE 2 with its own
 /// address).
 pub const CPE_BIRD_EXAMPLE: &str = include_str!("../../../docs/examples/two-cpes-bird.conf");
@@ -79,6 +84,35 @@ pub struct Cpe {
 }
 
 impl Cpe {
+    /// Addresses and routes of the CPE that terminates `dc`'s tunnel in `ns` (linked already),
+    /// its `vc.toml` (also copied to `dir`), and its BIRD, started.
+    fn build(ns: NetNs, dc: &'static DcPlan, options: &config::Options, dir: &Path) -> Result<Cpe> {
+        let lan = Ipv4Addr::new(10, 1, 1, 1 + dc.n);
+        ns.sh(&format!(
+            "sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+             ip addr add {lan}/24 dev lan0; ip route add {LAN_NET} via {ENT_TRANSIT}
+             ip addr add {public}/24 dev wan0; ip route add default via {WAN_GATEWAY}",
+            public = options.model.cpe_public(dc),
+        ))?;
+        let dirs = CpeDirs::of(dc.n);
+        let text = config::vc_toml_two_cpes(options, dc);
+        std::fs::write(&dirs.config, &text).context(dirs.config.clone())?;
+        std::fs::write(dir.join(format!("cpe{}.toml", dc.n)), &text)?;
+        let bird_conf = CPE_BIRD_EXAMPLE.replace(EXAMPLE_CPE_ADDRESS, &lan.to_string());
+        std::fs::write(dir.join(format!("cpe{}-bird.conf", dc.n)), &bird_conf)?;
+        let bird = Bird::start(&ns, &bird_conf).with_context(|| format!("CPE {}'s BIRD", dc.n))?;
+        Ok(Cpe {
+            n: dc.n,
+            dc,
+            ns,
+            dirs,
+            lan,
+            agent: None,
+            bird: Some(bird),
+            started: None,
+        })
+    }
+
     /// `vc-agent ARGS -c <its config>` in its namespace.
     fn agent_command(&self, agent_bin: &Path, args: &[&str]) -> Command {
         let mut cmd = self.ns.command(&agent_bin.to_string_lossy());
@@ -159,6 +193,7 @@ impl TwoCpeRegion {
             agent_bin,
             &config::Options {
                 model: Model::TwoCpes,
+                dc_hold_time_s: Some(DC_HOLD_TIME_S),
                 ..config::Options::default()
             },
         )
@@ -209,38 +244,13 @@ impl TwoCpeRegion {
             Dc::build_with(DCS[1], dc2, &options)?,
         ];
         let dir = results_dir()?;
-        let mut cpes = Vec::new();
-        for (ns, dc) in [cpe1, cpe2].into_iter().zip(DCS) {
-            let lan_address = Ipv4Addr::new(10, 1, 1, 1 + dc.n);
-            ns.sh(&format!(
-                "sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-                 ip addr add {lan_address}/24 dev lan0; ip route add {LAN_NET} via {ENT_TRANSIT}
-                 ip addr add {public}/24 dev wan0; ip route add default via {WAN_GATEWAY}",
-                public = options.model.cpe_public(dc),
-            ))?;
-            let dirs = CpeDirs::of(dc.n);
-            let text = config::vc_toml_two_cpes(&options, dc);
-            std::fs::write(&dirs.config, &text).context(dirs.config.clone())?;
-            std::fs::write(dir.join(format!("cpe{}.toml", dc.n)), &text)?;
-            let bird_conf = CPE_BIRD_EXAMPLE.replace(EXAMPLE_CPE_ADDRESS, &lan_address.to_string());
-            std::fs::write(dir.join(format!("cpe{}-bird.conf", dc.n)), &bird_conf)?;
-            let bird =
-                Bird::start(&ns, &bird_conf).with_context(|| format!("CPE {}'s BIRD", dc.n))?;
-            cpes.push(Cpe {
-                n: dc.n,
-                dc,
-                ns,
-                dirs,
-                lan: lan_address,
-                agent: None,
-                bird: Some(bird),
-                started: None,
-            });
-        }
-        let cpes: [Cpe; 2] = cpes.try_into().map_err(|_| anyhow::anyhow!("two CPEs"))?;
-        let ent_bird = Bird::start(&ent, &ent_bird_config(&cpes)).context("the router's BIRD")?;
+        let both = [
+            Cpe::build(cpe1, &DC1, &options, &dir)?,
+            Cpe::build(cpe2, &DC2, &options, &dir)?,
+        ];
+        let ent_bird = Bird::start(&ent, &ent_bird_config(&both)).context("the router's BIRD")?;
         Ok(TwoCpeRegion {
-            cpes,
+            cpes: both,
             ent_bird: Some(ent_bird),
             dcs,
             lan,
@@ -439,6 +449,21 @@ impl TwoCpeRegion {
         let state = if up { "up" } else { "down" };
         self.ent
             .ip(&["link", "set", &format!("p{n}"), state])
+            .map(drop)
+    }
+
+    /// Cuts the internet path between CPE `n` and its DC (both directions, at the WAN
+    /// router: IKE, ESP, everything), or restores it.
+    pub fn set_wan_path(&self, n: u8, up: bool) -> Result<()> {
+        let dc = self.cpe(n).dc;
+        let cpe = Model::TwoCpes.cpe_public(dc);
+        let verb = if up { "del" } else { "add" };
+        self.wan
+            .sh(&format!(
+                "ip rule {verb} from {cpe} to {dc} blackhole
+                 ip rule {verb} from {dc} to {cpe} blackhole",
+                dc = dc.ipsec
+            ))
             .map(drop)
     }
 
