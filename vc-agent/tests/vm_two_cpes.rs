@@ -23,6 +23,7 @@ use std::{
 use vc_agent::status::AgentStatus;
 use vc_testkit::{
     NetNs,
+    capture::{Capture, Kind},
     region::{
         plan::{CISCO_PREFIX, DC1, DC2, DCS, DcPlan, LAN_HOST},
         two_cpes::TwoCpeRegion,
@@ -52,6 +53,12 @@ fn two_cpes_end_to_end() {
     }
     let mut region =
         TwoCpeRegion::build(Path::new(env!("CARGO_BIN_EXE_vc-agent"))).expect("the two-CPE region");
+    // Each CPE's WAN from before its agent's first packet to the end: whatever fails, nothing
+    // but IKE and ESP leaves (R7, R12).
+    let wires = [1, 2].map(|n| {
+        let path = region.dir.join(format!("cpe{n}-wan-out.pcap"));
+        Capture::egress(&region.cpe(n).ns, "wan0", &path).expect("capture")
+    });
     region.start_agents().expect("vc-agent run on both CPEs");
     let t = Instant::now();
     region
@@ -72,6 +79,16 @@ fn two_cpes_end_to_end() {
     tunnel_a_shut(&region);
     tunnel_a_path_lost(&region);
     lan_link_cut(&region);
+
+    for (n, wire) in (1..).zip(wires) {
+        let seen = wire.stop().expect("capture");
+        eprintln!("CPE {n}'s WAN: {seen}");
+        seen.assert_only_ike_and_esp();
+        assert!(
+            seen.count(Kind::Ike) > 0 && seen.count(Kind::Esp) > 100,
+            "{seen}"
+        );
+    }
 }
 
 /// R2: each CPE terminates its one tunnel, to its DC, and nothing of the other's.

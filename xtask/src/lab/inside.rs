@@ -75,7 +75,7 @@ pub fn run(opts: &InsideOptions) -> Result<()> {
         show(&region);
         let pings_ok = pings(&region);
         let failover_ok = !opts.failover || failover(&region);
-        let wire_ok = only_ipsec_on_the_wire(wire);
+        let wire_ok = only_ipsec_on_the_wire(wire, "the CPE");
         if pings_ok && failover_ok && wire_ok {
             println!(
                 "\nlab OK in {:.1}s: both tunnels, BGP and routes up, the LAN reaches both DCs{}",
@@ -135,9 +135,12 @@ fn bring_up(region: &mut Region) -> bool {
     ok
 }
 
-/// The CPE's WAN egress since before the agent started: IKE and ESP only (R7, R12).
-pub(super) fn only_ipsec_on_the_wire(wire: Capture) -> bool {
-    heading("the CPE's WAN, captured egress (tcpdump -Q out) since before the agent started");
+/// A CPE's WAN egress since before the agent started: IKE and ESP only (R7, R12). `cpe`
+/// names it in the heading.
+pub(super) fn only_ipsec_on_the_wire(wire: Capture, cpe: &str) -> bool {
+    heading(&format!(
+        "{cpe}'s WAN, captured egress (tcpdump -Q out) since before the agent started"
+    ));
     match wire.stop() {
         Ok(seen) => {
             let clear = seen.not_ike_or_esp();

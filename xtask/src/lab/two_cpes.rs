@@ -58,8 +58,8 @@ pub fn run(opts: &InsideOptions) -> Result<()> {
         let pings_ok = pings(&region);
         let failover_ok = !opts.failover || failover(&region);
         let mut wire_ok = true;
-        for wire in wires {
-            wire_ok &= only_ipsec_on_the_wire(wire);
+        for (wire, cpe) in wires.into_iter().zip(["CPE 1", "CPE 2"]) {
+            wire_ok &= only_ipsec_on_the_wire(wire, cpe);
         }
         if pings_ok && failover_ok && wire_ok {
             println!(
