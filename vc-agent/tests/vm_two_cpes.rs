@@ -26,7 +26,7 @@ use vc_testkit::{
     capture::{Capture, Kind},
     region::{
         plan::{CISCO_PREFIX, DC1, DC2, DCS, DcPlan, LAN_HOST},
-        two_cpes::TwoCpeRegion,
+        two_cpes::{CPE_BIRD_EXAMPLE, TwoCpeRegion},
     },
     vm, wait_for,
 };
@@ -258,6 +258,7 @@ fn tunnel_a_shut(region: &TwoCpeRegion) {
     );
     pings_cross(region, DC1.host, &DC2);
     assert!(region.ent_routes_via(DC2.host, 2));
+    without_the_filter_the_backstop_leaks(region);
 
     let t = Instant::now();
     region.dc(1).bgp_up().expect("birdc enable");
@@ -270,6 +271,39 @@ fn tunnel_a_shut(region: &TwoCpeRegion) {
     );
     assert_eq!(set(&region.ent_learnt_from(1)), halves(&DC1));
     pings_cross(region, DC1.host, &DC1);
+}
+
+/// The negative control of the example's filter, while tunnel A is out of service: CPE 1's
+/// BIRD learning every kernel route instead of proto vc's only advertises vc's backstop (the
+/// /24, unreachable) to the router, which could send the LAN's traffic for the /24 to a CPE
+/// that drops it. Then the example's filter again, and the router forgets CPE 1.
+fn without_the_filter_the_backstop_leaks(region: &TwoCpeRegion) {
+    let bird = region.cpe(1).bird().expect("CPE 1's BIRD");
+    let unfiltered = CPE_BIRD_EXAMPLE.replace("import where krt_source = 201;", "import all;");
+    assert_ne!(unfiltered, CPE_BIRD_EXAMPLE, "the example's filter line");
+    bird.reconfigure(&unfiltered).expect("birdc configure");
+    wait_for(
+        Duration::from_secs(20),
+        "the backstop /24 leaked to the router",
+        || {
+            region
+                .ent_learnt_from(1)
+                .iter()
+                .any(|p| p == CISCO_PREFIX)
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}: {:?}", region.ent_learnt_from(1)));
+    eprintln!(
+        "without the filter, the router learns from CPE 1: {:?}; it sends DC1's host: {}",
+        region.ent_learnt_from(1),
+        region.ent_route_get(DC1.host)
+    );
+    bird.reconfigure(CPE_BIRD_EXAMPLE).expect("birdc configure");
+    wait_for(Duration::from_secs(20), "the leak withdrawn", || {
+        region.ent_learnt_from(1).is_empty().then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}: {:?}", region.ent_learnt_from(1)));
 }
 
 /// Tunnel A lost on the way: the internet path between CPE 1 and DC1 fails (IKE, ESP,
