@@ -275,7 +275,7 @@ fn tunnel_a_shut(region: &TwoCpeRegion) {
 
 /// The negative control of the example's filter, while tunnel A is out of service: CPE 1's
 /// BIRD learning every kernel route instead of proto vc's only advertises vc's backstop (the
-/// /24, unreachable) to the router, which could send the LAN's traffic for the /24 to a CPE
+/// /24, unreachable) to the router, which sends the LAN's traffic for DC1's half to a CPE
 /// that drops it. Then the example's filter again, and the router forgets CPE 1.
 fn without_the_filter_the_backstop_leaks(region: &TwoCpeRegion) {
     let bird = region.cpe(1).bird().expect("CPE 1's BIRD");
@@ -297,6 +297,12 @@ fn without_the_filter_the_backstop_leaks(region: &TwoCpeRegion) {
     eprintln!(
         "without the filter, the router learns from CPE 1: {:?}; it sends DC1's host: {}",
         region.ent_learnt_from(1),
+        region.ent_route_get(DC1.host)
+    );
+    // Two equal /24s: BIRD's tie-break (the lower router id) picks CPE 1's, the black hole.
+    assert!(
+        region.ent_routes_via(DC1.host, 1),
+        "{}",
         region.ent_route_get(DC1.host)
     );
     bird.reconfigure(CPE_BIRD_EXAMPLE).expect("birdc configure");
