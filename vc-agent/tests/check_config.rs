@@ -328,3 +328,42 @@ fn a_secret_file_readable_by_others_is_warned_about() {
     );
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// The lab's files (`vc_testkit::region::config`) pass as an admin's would: the one-CPE file
+/// and each two-CPE file; each of those terminates its own tunnel only and keeps apart what
+/// two agents on one host must not share (pins, state, vc's charon).
+#[test]
+fn the_labs_files_pass() {
+    use vc_testkit::region::{
+        config::{self, Model, Options},
+        plan::DCS,
+    };
+    let two = Options {
+        model: Model::TwoCpes,
+        default_requires: vec!["link"],
+        ..Options::default()
+    };
+    let mut files = vec![config::vc_toml()];
+    files.extend(DCS.iter().map(|dc| config::vc_toml_two_cpes(&two, dc)));
+    for text in &files {
+        let out = run("check-config", text);
+        assert!(
+            out.status.success(),
+            "{}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let cpes: Vec<vc_agent::config::Config> = files[1..]
+        .iter()
+        .map(|text| vc_agent::config::parse(text).expect("parses"))
+        .collect();
+    for (c, dc) in cpes.iter().zip(DCS) {
+        let terminated: Vec<u8> = c.terminated().map(|(id, _)| id.dc()).collect();
+        assert_eq!(terminated, [dc.n]);
+        assert_eq!(c.lan.default_requires.len(), 1);
+    }
+    let (first, second) = (&cpes[0], &cpes[1]);
+    assert_ne!(first.agent.pin_dir, second.agent.pin_dir);
+    assert_ne!(first.agent.state_dir, second.agent.state_dir);
+    assert_ne!(first.charon.run_dir, second.charon.run_dir);
+}

@@ -334,6 +334,7 @@ fn deployments_survive_rekeys_and_follow_the_lan() {
         dc_keepalives: [true, false],
         esp_proposals: ["aes256gcm16", "aes256gcm16-ecp384"],
         default_requires: vec!["link"],
+        ..Options::default()
     };
     let mut region = Region::build_with(bin, &options).expect("the region");
     region.start_agent().expect("vc-agent run");

@@ -197,7 +197,7 @@ fn judge(evidence: &Evidence, dc: &Dc) -> Vec<(bool, String)> {
     let sas = dc.sas();
     let steps: [&dyn Fn() -> (bool, String); 6] = [
         &|| ike(t, &sas, plan),
-        &|| child(t, &sas, plan),
+        &|| child(t, &sas, dc),
         &|| keepalives(t, dc),
         &|| ping(evidence.cpe, plan),
         &|| bgp(t, dc),
@@ -254,9 +254,10 @@ fn ike(t: &Value, sas: &super::dc::DcSas, plan: &DcPlan) -> (bool, String) {
     )
 }
 
-fn child(t: &Value, sas: &super::dc::DcSas, plan: &DcPlan) -> (bool, String) {
+fn child(t: &Value, sas: &super::dc::DcSas, dc: &Dc) -> (bool, String) {
+    let plan = dc.plan;
     let c = &t["ipsec"]["child"];
-    let (cpe_ts, dc_ts) = plan.selectors();
+    let (cpe_ts, dc_ts) = dc.selectors();
     let cpe_ok = text(&c["state"]) == "INSTALLED"
         && text(&c["mode"]) == "TUNNEL"
         && c["reqid"].as_u64() == Some(u64::from(plan.reqid()))

@@ -1,9 +1,11 @@
 //! The CPE's `vc.toml`: the activation form of this region, filled in as an admin would, plus
 //! what the lab needs apart from it (interface names, fast IKE retransmits, short keepalives,
 //! a BPF filesystem the CPE's namespace can see).
-use std::fmt::Write as _;
+use std::{fmt::Write as _, net::Ipv4Addr};
 
-use super::plan::{CISCO_PREFIX, CPE_ASN, CPE_PUBLIC, DC1, DC2, DcPlan, KEEPALIVE_INTERVAL_S};
+use super::plan::{
+    CISCO_PREFIX, CPE_ASN, CPE_PUBLIC, CPE2_PUBLIC, DC1, DC2, DcPlan, KEEPALIVE_INTERVAL_S,
+};
 
 /// Where the lab mounts a BPF filesystem for the agent's pins: `ip netns exec` mounts a fresh
 /// `/sys` for the command, so the default `/sys/fs/bpf` is no BPF filesystem inside the CPE's
@@ -23,6 +25,34 @@ pub struct Options {
     pub esp_proposals: [&'static str; 2],
     /// `[lan] default_requires` of the CPE, as TOML strings.
     pub default_requires: Vec<&'static str>,
+    /// One CPE for both tunnels, or two CPEs with one tunnel each ([`super::two_cpes`]).
+    pub model: Model,
+    /// The DCs' BGP hold time; `None`: BIRD's default (240 s). Short, it stands in for a
+    /// Cisco head end whose GRE keepalives take the tunnel, and so the session, down when the
+    /// path to the CPE is lost.
+    pub dc_hold_time_s: Option<u16>,
+}
+
+/// The deployment model of the region (`[deployment] model`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Model {
+    /// One CPE terminates both tunnels: [`super::Region`].
+    #[default]
+    OneCpe,
+    /// CPE 1 terminates tunnel A, CPE 2 tunnel B, an enterprise router on the LAN learns
+    /// which has which /25: [`super::two_cpes::TwoCpeRegion`].
+    TwoCpes,
+}
+
+impl Model {
+    /// The public (IPsec and GRE) address of the CPE that terminates `dc`'s tunnel.
+    #[must_use]
+    pub fn cpe_public(self, dc: &DcPlan) -> Ipv4Addr {
+        match (self, dc.n) {
+            (Model::TwoCpes, 2) => CPE2_PUBLIC,
+            _ => CPE_PUBLIC,
+        }
+    }
 }
 
 impl Default for Options {
@@ -32,18 +62,21 @@ impl Default for Options {
             dc_keepalives: [true; 2],
             esp_proposals: ["aes256gcm16"; 2],
             default_requires: Vec::new(),
+            model: Model::OneCpe,
+            dc_hold_time_s: None,
         }
     }
 }
 
 fn tunnel(c: &mut String, dc: &DcPlan, o: &Options) {
     let i = usize::from(dc.n - 1);
+    let cpe = o.model.cpe_public(dc);
     let _ = write!(
         c,
         r#"
 [tunnel.{t}]                                 # tunnel {T}, to DC{n}
-cpe_ipsec_address = "{CPE_PUBLIC}"
-cpe_gre_address = "{CPE_PUBLIC}"
+cpe_ipsec_address = "{cpe}"
+cpe_gre_address = "{cpe}"
 dc_ipsec_address = "{ipsec}"
 dc_gre_address = "{gre}"
 cpe_tunnel_ip = "{cpe_tunnel}/30"
@@ -79,16 +112,82 @@ pub fn vc_toml() -> String {
     vc_toml_with(&Options::default())
 }
 
-/// The whole file, with a scenario's changes.
+/// The whole file, with a scenario's changes (the one-CPE model: both tunnels).
 #[must_use]
 pub fn vc_toml_with(o: &Options) -> String {
-    let mut c = format!(
-        r#"# vc.toml of the lab's CPE: the activation form of region LAB (see vc.example.toml).
+    let mut c = head("the lab's CPE", "model = \"one-cpe\"");
+    tunnel(&mut c, &DC1, o);
+    tunnel(&mut c, &DC2, o);
+    tail(&mut c, o, None);
+    let _ = write!(
+        c,
+        r#"
+[agent]
+# `ip netns exec` mounts a fresh /sys: the lab mounts a BPF filesystem of its own.
+pin_dir = "{BPF_MOUNT}/vc"
+"#
+    );
+    c
+}
+
+/// Where the two-CPE model's CPE that terminates `dc`'s tunnel keeps what the agent's defaults
+/// would put in one place for both: pins, state (the status socket) and vc's charon. Their
+/// metrics need no port of their own: each CPE is its own network namespace.
+#[derive(Clone, Debug)]
+pub struct CpeDirs {
+    pub config: String,
+    pub pin_dir: String,
+    pub state_dir: String,
+    pub charon_run_dir: String,
+}
+
+impl CpeDirs {
+    /// The directories of CPE `n` (1: tunnel A, 2: tunnel B).
+    #[must_use]
+    pub fn of(n: u8) -> CpeDirs {
+        CpeDirs {
+            config: format!("/etc/vc/cpe{n}.toml"),
+            pin_dir: format!("{BPF_MOUNT}/vc-cpe{n}"),
+            state_dir: format!("/run/vc-cpe{n}"),
+            charon_run_dir: format!("/run/vc-cpe{n}/charon"),
+        }
+    }
+}
+
+/// The two-CPE model's file for the CPE that terminates `dc`'s tunnel (CPE `dc.n`): model
+/// `two-cpes`, that tunnel only, its own directories, and the default route advertised only
+/// while its LAN link is up (the other CPE then carries the LAN's traffic).
+#[must_use]
+pub fn vc_toml_two_cpes(o: &Options, dc: &DcPlan) -> String {
+    let mut c = head(
+        &format!("CPE {} (tunnel {})", dc.n, dc.tunnel.to_ascii_uppercase()),
+        &format!("model = \"two-cpes\"\ntunnel = \"{}\"", dc.tunnel),
+    );
+    tunnel(&mut c, dc, o);
+    let dirs = CpeDirs::of(dc.n);
+    tail(&mut c, o, Some(&dirs.charon_run_dir));
+    let _ = write!(
+        c,
+        r#"
+[agent]
+# `ip netns exec` mounts a fresh /sys: the lab mounts a BPF filesystem of its own. Two agents
+# in one VM: each its own pins and state (the VM's /run is shared by both namespaces).
+pin_dir = "{}"
+state_dir = "{}"
+"#,
+        dirs.pin_dir, dirs.state_dir
+    );
+    c
+}
+
+fn head(whose: &str, deployment: &str) -> String {
+    format!(
+        r#"# vc.toml of {whose}: the activation form of region LAB (see vc.example.toml).
 region = "LAB"
 mode = "ipsec"
 
 [deployment]
-model = "one-cpe"
+{deployment}
 
 [interfaces]
 wan = "wan0"
@@ -100,9 +199,12 @@ dc1_prefix = "{}"
 dc2_prefix = "{}"
 "#,
         DC1.prefix, DC2.prefix
-    );
-    tunnel(&mut c, &DC1, o);
-    tunnel(&mut c, &DC2, o);
+    )
+}
+
+/// `[lan]` (when a scenario sets conditions) and `[charon]` (with `run_dir`, if not vc's
+/// default).
+fn tail(c: &mut String, o: &Options, run_dir: Option<&str>) {
     if !o.default_requires.is_empty() {
         let list: Vec<String> = o
             .default_requires
@@ -111,18 +213,12 @@ dc2_prefix = "{}"
             .collect();
         let _ = write!(c, "\n[lan]\ndefault_requires = [{}]\n", list.join(", "));
     }
-    let _ = write!(
-        c,
-        r#"
-[charon]
-# Emulated CPUs make the first ESP SA install slow: retransmit after 2 s, give up after 3.
-retransmit_timeout_s = 2
-retransmit_tries = 3
-
-[agent]
-# `ip netns exec` mounts a fresh /sys: the lab mounts a BPF filesystem of its own.
-pin_dir = "{BPF_MOUNT}/vc"
-"#
+    c.push_str("\n[charon]\n");
+    if let Some(dir) = run_dir {
+        let _ = writeln!(c, "run_dir = \"{dir}\"");
+    }
+    c.push_str(
+        "# Emulated CPUs make the first ESP SA install slow: retransmit after 2 s, give up \
+         after 3.\nretransmit_timeout_s = 2\nretransmit_tries = 3\n",
     );
-    c
 }

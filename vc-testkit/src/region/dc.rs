@@ -2,13 +2,13 @@
 //! tunnel mode, the form's proposals), kernel `ip_gre` toward the CPE's GRE transport IP, BIRD
 //! 2 peering over the tunnel with the BGP password and exporting the DC's /25 and the shared
 //! /24, Cisco-format keepalives, and a host in its /25.
-use std::{fmt::Write as _, time::Duration};
+use std::{fmt::Write as _, net::Ipv4Addr, time::Duration};
 
 use anyhow::{Context, Result};
 
 use super::{
     keepalive::DcKeepalives,
-    plan::{CISCO_PREFIX, CPE_ASN, CPE_PUBLIC, CPE_WAN_NET, DcPlan, KEEPALIVE_INTERVAL_S},
+    plan::{CISCO_PREFIX, CPE_ASN, CPE_WAN_NET, DcPlan, KEEPALIVE_INTERVAL_S},
 };
 use crate::{
     NetNs,
@@ -22,8 +22,12 @@ pub const BGP_PROTOCOL: &str = "cpe";
 /// A running DC. Fields drop in order: its senders before its daemons before its namespace.
 pub struct Dc {
     pub plan: &'static DcPlan,
+    /// The public address of the CPE that terminates its tunnel (the deployment model's).
+    pub cpe: Ipv4Addr,
     /// It sends Cisco keepalives once its peers start.
     send_keepalives: bool,
+    /// Its BGP hold time, if not BIRD's default.
+    hold_time: Option<u16>,
     keepalives: Option<DcKeepalives>,
     bird: Option<Bird>,
     pub charon: Charon,
@@ -98,6 +102,7 @@ impl Dc {
     ) -> Result<Dc> {
         let i = usize::from(plan.n - 1);
         let other = plan.other();
+        let cpe = options.model.cpe_public(plan);
         ns.sh(&format!(
             "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
              sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
@@ -107,7 +112,7 @@ impl Dc {
              ip addr add {bb}/30 dev bb
              ip route add {other_prefix} via {other_bb}
              ip route add default via {other_bb} metric 1000
-             ip link add gre1 type gre local {gre} remote {CPE_PUBLIC} ttl 64
+             ip link add gre1 type gre local {gre} remote {cpe} ttl 64
              sysctl -qw net.ipv4.conf.gre1.rp_filter=0 net.ipv4.conf.gre1.accept_local=1
              ip addr add {tunnel}/30 dev gre1
              ip link set gre1 up",
@@ -123,12 +128,14 @@ impl Dc {
         ))
         .with_context(|| format!("building DC{}", plan.n))?;
         let charon = Charon::start(&ns, &format!("dc{}", plan.n))?;
-        let mut c = conn(plan);
+        let mut c = conn(plan, cpe);
         c.esp_proposals = options.esp_proposals[i].to_string();
         charon.load(&[c])?;
         Ok(Dc {
             plan,
+            cpe,
             send_keepalives: options.dc_keepalives[i],
+            hold_time: options.dc_hold_time_s,
             keepalives: None,
             bird: None,
             charon,
@@ -138,7 +145,7 @@ impl Dc {
 
     /// Starts BIRD and (unless off for this DC) the keepalive sender.
     pub fn start_peers(&mut self) -> Result<()> {
-        self.bird = Some(Bird::start(&self.ns, &bird_config(self.plan, &[]))?);
+        self.bird = Some(Bird::start(&self.ns, &self.bird_config(&[]))?);
         if self.send_keepalives {
             self.start_keepalives()?;
         }
@@ -150,7 +157,7 @@ impl Dc {
         self.keepalives = Some(DcKeepalives::start(
             &self.ns,
             self.plan.gre,
-            CPE_PUBLIC,
+            self.cpe,
             Duration::from_secs(u64::from(KEEPALIVE_INTERVAL_S)),
         )?);
         Ok(())
@@ -160,6 +167,12 @@ impl Dc {
     /// CPE's back, as kernel `ip_gre` does).
     pub fn stop_keepalives(&mut self) {
         self.keepalives = None;
+    }
+
+    /// The CPE's GRE-only selector and its own, as strongSwan prints them.
+    #[must_use]
+    pub fn selectors(&self) -> (String, String) {
+        self.plan.selectors_with(self.cpe)
     }
 
     /// What its charon lists now.
@@ -203,13 +216,18 @@ impl Dc {
         self.bird
             .as_ref()
             .context("BIRD is not running")?
-            .reconfigure(&bird_config(self.plan, extra))
+            .reconfigure(&self.bird_config(extra))
     }
 
     /// Shuts its BGP session down (Cease), as an operator at Cisco would; its routes leave
     /// the CPE, and its own route back to the CPE falls back to the backbone.
     pub fn bgp_down(&self) -> Result<()> {
         self.birdc(&format!("disable {BGP_PROTOCOL}"))
+    }
+
+    /// Its BIRD's configuration, announcing `extra` too.
+    fn bird_config(&self, extra: &[&str]) -> String {
+        bird_config(self.plan, extra, self.hold_time)
     }
 
     /// Brings its BGP session back.
@@ -276,14 +294,14 @@ pub fn tail(text: &str, n: usize) -> String {
 /// address, ids = addresses, GRE-only selectors between the GRE transport IPs, tunnel mode,
 /// the form's proposals, and trap policies (like a crypto map: GRE to the CPE never leaves in
 /// clear), DPD.
-fn conn(plan: &DcPlan) -> Conn {
+fn conn(plan: &DcPlan, cpe: Ipv4Addr) -> Conn {
     let mut c = Conn::gre_psk(
         &format!("dc{}", plan.n),
         &plan.ipsec.to_string(),
-        &CPE_PUBLIC.to_string(),
+        &cpe.to_string(),
         plan.psk,
     );
-    let (cpe_ts, dc_ts) = plan.selectors();
+    let (cpe_ts, dc_ts) = plan.selectors_with(cpe);
     c.local_ts = dc_ts;
     c.remote_ts = cpe_ts;
     c.child_extra.push("start_action = trap".into());
@@ -294,7 +312,7 @@ fn conn(plan: &DcPlan) -> Conn {
 /// BIRD peering with the CPE's tunnel IP: exports the /25 and the /24 (and `extra`), accepts
 /// what the CPE sends (0.0.0.0/0), and installs it in the DC's kernel table, so replies to the
 /// LAN follow the CPE's default over the tunnel (and the backbone when the session is down).
-fn bird_config(plan: &DcPlan, extra: &[&str]) -> String {
+fn bird_config(plan: &DcPlan, extra: &[&str], hold_time: Option<u16>) -> String {
     let peer = BgpPeer::new(
         BGP_PROTOCOL,
         plan.tunnel_ip,
@@ -308,6 +326,10 @@ fn bird_config(plan: &DcPlan, extra: &[&str]) -> String {
         peer
     } else {
         peer.export("extra", extra)
+    };
+    let peer = match hold_time {
+        Some(h) => peer.hold_time(h),
+        None => peer,
     };
     format!(
         "{}protocol kernel {{\n  ipv4 {{\n    export where source = RTS_BGP;\n  }};\n}}\n",

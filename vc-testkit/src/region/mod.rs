@@ -20,6 +20,7 @@ pub mod config;
 pub mod dc;
 pub mod keepalive;
 pub mod plan;
+pub mod two_cpes;
 
 use std::{
     fmt::Write as _,
@@ -85,6 +86,50 @@ fn preload_modules() {
         .status();
 }
 
+/// Checks that this runs in the test VM and loads the modules the region needs.
+fn in_the_vm() -> Result<()> {
+    if !vm::inside() {
+        bail!("the region runs in the test VM only (it names namespaces and writes /etc)");
+    }
+    preload_modules();
+    Ok(())
+}
+
+/// The WAN router: forwards between the CPE side (`cpe_dev`, already linked) and the DCs'
+/// links `d1` and `d2`.
+fn wan_router(wan: &NetNs, cpe_dev: &str) -> Result<()> {
+    let mut router = format!(
+        "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.disable_ipv6=1
+         ip addr add {WAN_GATEWAY}/24 dev {cpe_dev}"
+    );
+    for (dc, dev) in DCS.iter().zip(["d1", "d2"]) {
+        // Only the IPsec addresses are on the internet; the GRE transport IPs are not.
+        let _ = write!(
+            router,
+            "\nip addr add {}/30 dev {dev}; ip route add {}/32 via {}",
+            dc.router_link, dc.ipsec, dc.wan_link
+        );
+    }
+    wan.sh(&router).map(drop)
+}
+
+/// Mounts the BPF filesystem the agents pin to, makes `/etc/vc`, and returns the directory for
+/// logs and captures: in the VM run's results directory, which outlives the guest.
+fn results_dir() -> Result<PathBuf> {
+    std::fs::create_dir_all(config::BPF_MOUNT)?;
+    crate::netns::run(
+        Command::new("mount")
+            .args(["-t", "bpf", "bpf"])
+            .arg(config::BPF_MOUNT),
+    )?;
+    let dir = std::env::var_os(vm::RESULTS_DIR)
+        .map_or_else(std::env::temp_dir, PathBuf::from)
+        .join("region");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all("/etc/vc")?;
+    Ok(dir)
+}
+
 impl Region {
     /// Builds the namespaces, links, addresses and the DCs (charons loaded and waiting), and
     /// writes the CPE's config. `agent_bin` is the `vc-agent` binary to run.
@@ -94,10 +139,10 @@ impl Region {
 
     /// [`Region::build`] with a scenario's changes to both ends.
     pub fn build_with(agent_bin: &Path, options: &config::Options) -> Result<Region> {
-        if !vm::inside() {
-            bail!("the region runs in the test VM only (it names namespaces and writes /etc)");
+        if options.model != config::Model::OneCpe {
+            bail!("Region is the one-CPE model; the two-CPE model is two_cpes::TwoCpeRegion");
         }
-        preload_modules();
+        in_the_vm()?;
         let mut made = Vec::new();
         for name in ["lan", "cpe", "wan", "dc1", "dc2"] {
             made.push(NetNs::named(name)?);
@@ -117,35 +162,13 @@ impl Region {
             "ip addr add {CPE_LAN}/24 dev lan0; ip addr add {CPE_PUBLIC}/24 dev wan0
              ip route add default via {WAN_GATEWAY}"
         ))?;
-        let mut router = format!(
-            "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.disable_ipv6=1
-             ip addr add {WAN_GATEWAY}/24 dev c0"
-        );
-        for (dc, dev) in DCS.iter().zip(["d1", "d2"]) {
-            // Only the IPsec addresses are on the internet; the GRE transport IPs are not.
-            let _ = write!(
-                router,
-                "\nip addr add {}/30 dev {dev}; ip route add {}/32 via {}",
-                dc.router_link, dc.ipsec, dc.wan_link
-            );
-        }
-        wan.sh(&router)?;
+        wan_router(&wan, "c0")?;
         let dcs = vec![
             Dc::build_with(DCS[0], dc1, options)?,
             Dc::build_with(DCS[1], dc2, options)?,
         ];
 
-        std::fs::create_dir_all(config::BPF_MOUNT)?;
-        crate::netns::run(
-            Command::new("mount")
-                .args(["-t", "bpf", "bpf"])
-                .arg(config::BPF_MOUNT),
-        )?;
-        let dir = std::env::var_os(vm::RESULTS_DIR)
-            .map_or_else(std::env::temp_dir, PathBuf::from)
-            .join("region");
-        std::fs::create_dir_all(&dir)?;
-        std::fs::create_dir_all("/etc/vc")?;
+        let dir = results_dir()?;
         let text = config::vc_toml_with(options);
         std::fs::write(CONFIG_PATH, &text).context(CONFIG_PATH)?;
         std::fs::write(dir.join("vc.toml"), &text)?;

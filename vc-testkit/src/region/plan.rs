@@ -8,7 +8,10 @@ pub const LAN_HOST: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
 pub const CPE_LAN: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
 /// The CPE's public IPsec address, also its GRE transport IP for both tunnels.
 pub const CPE_PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
-/// The CPE's WAN link.
+/// In the two-CPE model: the second CPE's public IPsec and GRE address (tunnel B's end); the
+/// first CPE (tunnel A) keeps [`CPE_PUBLIC`].
+pub const CPE2_PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 20);
+/// The CPEs' WAN link.
 pub const CPE_WAN_NET: &str = "203.0.113.0/24";
 /// The WAN router's address on the CPE's link (the CPE's default gateway).
 pub const WAN_GATEWAY: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
@@ -106,10 +109,13 @@ impl DcPlan {
     /// The CPE's GRE-only selector and the DC's, as strongSwan prints them.
     #[must_use]
     pub fn selectors(&self) -> (String, String) {
-        (
-            format!("{CPE_PUBLIC}/32[gre]"),
-            format!("{}/32[gre]", self.gre),
-        )
+        self.selectors_with(CPE_PUBLIC)
+    }
+
+    /// [`DcPlan::selectors`] for a CPE at `cpe` (the two-CPE model's second CPE).
+    #[must_use]
+    pub fn selectors_with(&self, cpe: Ipv4Addr) -> (String, String) {
+        (format!("{cpe}/32[gre]"), format!("{}/32[gre]", self.gre))
     }
 }
 

@@ -26,24 +26,29 @@ pub struct InsideOptions {
     pub failover: bool,
     #[arg(long)]
     pub shell: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub model: super::Model,
 }
 
 /// Lines per log in a failure report (all of each is in `target/lab`).
-const LOG_LINES: usize = 30;
+pub(super) const LOG_LINES: usize = 30;
 /// How long both tunnels may take, from the agent's start to the last route.
-const UP_LIMIT: Duration = Duration::from_mins(1);
+pub(super) const UP_LIMIT: Duration = Duration::from_mins(1);
 
-fn heading(text: &str) {
+pub(super) fn heading(text: &str) {
     println!("\n== {text} ==");
 }
 
-fn indent(text: &str) {
+pub(super) fn indent(text: &str) {
     for line in text.trim_end().lines() {
         println!("  {line}");
     }
 }
 
 pub fn run(opts: &InsideOptions) -> Result<()> {
+    if opts.model == super::Model::TwoCpes {
+        return super::two_cpes::run(opts);
+    }
     let t0 = Instant::now();
     let agent = agent_path(&opts.agent)?;
     println!(
@@ -70,7 +75,7 @@ pub fn run(opts: &InsideOptions) -> Result<()> {
         show(&region);
         let pings_ok = pings(&region);
         let failover_ok = !opts.failover || failover(&region);
-        let wire_ok = only_ipsec_on_the_wire(wire);
+        let wire_ok = only_ipsec_on_the_wire(wire, "the CPE");
         if pings_ok && failover_ok && wire_ok {
             println!(
                 "\nlab OK in {:.1}s: both tunnels, BGP and routes up, the LAN reaches both DCs{}",
@@ -130,9 +135,12 @@ fn bring_up(region: &mut Region) -> bool {
     ok
 }
 
-/// The CPE's WAN egress since before the agent started: IKE and ESP only (R7, R12).
-fn only_ipsec_on_the_wire(wire: Capture) -> bool {
-    heading("the CPE's WAN, captured egress (tcpdump -Q out) since before the agent started");
+/// A CPE's WAN egress since before the agent started: IKE and ESP only (R7, R12). `cpe`
+/// names it in the heading.
+pub(super) fn only_ipsec_on_the_wire(wire: Capture, cpe: &str) -> bool {
+    heading(&format!(
+        "{cpe}'s WAN, captured egress (tcpdump -Q out) since before the agent started"
+    ));
     match wire.stop() {
         Ok(seen) => {
             let clear = seen.not_ike_or_esp();
@@ -258,14 +266,13 @@ fn failover(region: &Region) -> bool {
 
 /// A root shell on the serial console, in the VM's root namespaces, until it exits.
 fn shell(region: &Region) {
-    heading("shell");
     let dc_charon = |n: u8| region.dc(n).charon.pid();
     let bird = |n: u8| {
         region.dc(n).bird().map_or_else(String::new, |b| {
             b.dir().join("bird.ctl").display().to_string()
         })
     };
-    println!(
+    open_shell(&format!(
         "  the lab stays up until you exit. Namespaces: lan cpe wan dc1 dc2. For instance:
     ip netns exec cpe vc-agent status
     ip netns exec cpe ip route show proto vc
@@ -282,7 +289,13 @@ fn shell(region: &Region) {
         bird1 = bird(1),
         bird2 = bird(2),
         dir = region.dir.display()
-    );
+    ));
+}
+
+/// Prints `hints`, then runs a root shell on the serial console until it exits.
+pub(super) fn open_shell(hints: &str) {
+    heading("shell");
+    println!("{hints}");
     let status = Command::new("setsid")
         .args(["--ctty", "--wait", "bash", "--norc", "-i"])
         .env("PS1", "lab# ")
@@ -297,7 +310,7 @@ fn shell(region: &Region) {
 }
 
 /// The path of `vc-agent`, checked.
-fn agent_path(path: &Path) -> Result<&Path> {
+pub(super) fn agent_path(path: &Path) -> Result<&Path> {
     if path.is_file() {
         Ok(path)
     } else {

@@ -6,6 +6,7 @@
 //! The host half (this module) builds and boots; the guest half ([`inside`]) is this same
 //! binary, run in the VM as `xtask lab-inside`.
 mod inside;
+mod two_cpes;
 
 use std::{
     path::{Path, PathBuf},
@@ -22,9 +23,24 @@ use crate::{
     util::{sh, workspace_root},
 };
 
+/// The deployment the lab simulates (`[deployment] model`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Model {
+    /// One CPE terminates both tunnels.
+    #[default]
+    OneCpe,
+    /// Two CPEs, one tunnel each, and an enterprise router on the LAN that learns from each
+    /// CPE's BIRD which /25 it reaches.
+    TwoCpes,
+}
+
 #[derive(clap::Args)]
 pub struct Options {
-    /// Also take DC2's BGP session down and show DC2's /25 moving to tunnel A, then back (R21).
+    /// The deployment model: one CPE for both tunnels, or two CPEs with one tunnel each.
+    #[arg(long, value_enum, default_value_t)]
+    pub model: Model,
+    /// Also take DC2's BGP session down and show DC2's /25 moving to tunnel A, then back (R21);
+    /// with two CPEs, DC1's, its /25 moving to CPE 2.
     #[arg(long)]
     pub failover: bool,
     /// Then drop into a root shell in the VM with the lab up (exit it to power off).
@@ -58,6 +74,9 @@ pub fn run(opts: &Options) -> Result<()> {
     ];
     if opts.failover {
         argv.push("--failover".into());
+    }
+    if opts.model == Model::TwoCpes {
+        argv.extend(["--model".into(), "two-cpes".into()]);
     }
     eprintln!("lab: booting the VM (Debian's kernel under QEMU) …");
     let outcome = if opts.shell {
