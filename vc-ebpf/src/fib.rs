@@ -7,7 +7,7 @@
     clippy::cast_possible_wrap,
     reason = "the helper takes the size of its parameters (64 bytes) as i32"
 )]
-use core::mem::{size_of, zeroed};
+use core::mem::{MaybeUninit, size_of};
 
 use aya_ebpf::{
     bindings::{BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup},
@@ -15,6 +15,8 @@ use aya_ebpf::{
     helpers::bpf_fib_lookup as fib_lookup,
     programs::TcContext,
 };
+
+use crate::zero;
 
 const AF_INET: u8 = 2;
 
@@ -37,8 +39,9 @@ pub fn lookup(
     protocol: u8,
     tos: u8,
 ) -> Option<NextHop> {
-    // SAFETY: all-zero is a valid `bpf_fib_lookup`.
-    let mut params: bpf_fib_lookup = unsafe { zeroed() };
+    let mut slot = MaybeUninit::<bpf_fib_lookup>::uninit();
+    // All-zero is a valid `bpf_fib_lookup`; unset inputs (flags, mark, VLAN) must be zero.
+    let params = zero::init(&mut slot);
     params.family = AF_INET;
     params.l4_protocol = protocol;
     params.ifindex = ingress;
@@ -51,7 +54,7 @@ pub fn lookup(
     let rc = unsafe {
         fib_lookup(
             ctx.skb.skb.cast::<c_void>(),
-            &raw mut params,
+            &raw mut *params,
             size_of::<bpf_fib_lookup>() as i32,
             0,
         )

@@ -29,6 +29,8 @@ mod programs;
 mod route;
 #[cfg(target_arch = "bpf")]
 mod stats;
+#[cfg(target_arch = "bpf")]
+mod zero;
 
 #[cfg(target_arch = "bpf")]
 #[expect(

@@ -12,7 +12,7 @@
     reason = "bpf_redirect returns a TC action (i64) that the program returns as i32, and the \
               helper takes the size of its state (< 64 bytes) as u32"
 )]
-use core::mem::{size_of, zeroed};
+use core::mem::{MaybeUninit, size_of};
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT, bpf_xfrm_state},
@@ -31,6 +31,7 @@ use crate::{
         set_eth_dst,
     },
     stats::{Verdict, count_keepalive_reply, count_rx},
+    zero,
 };
 
 const AF_INET: u16 = 2;
@@ -145,14 +146,15 @@ const fn pass() -> Verdict {
 /// IPsec mode: the GRE must have been decrypted by this tunnel's child SA, from this DC.
 #[inline(always)]
 fn check_sa(ctx: &TcContext, tunnel: &Tunnel) -> Result<(), DropReason> {
-    // SAFETY: all-zero is a valid `bpf_xfrm_state`.
-    let mut state: bpf_xfrm_state = unsafe { zeroed() };
+    let mut slot = MaybeUninit::<bpf_xfrm_state>::uninit();
+    // All-zero is a valid `bpf_xfrm_state`.
+    let state = zero::init(&mut slot);
     // SAFETY: `state` is a writable buffer of the size passed.
     let err = unsafe {
         bpf_skb_get_xfrm_state(
             ctx.skb.skb,
             0,
-            &raw mut state,
+            &raw mut *state,
             size_of::<bpf_xfrm_state>() as u32,
             0,
         )
