@@ -24,7 +24,7 @@ use vc_common::{DropReason, Outcome, Tunnel, settings_flags};
 use crate::{
     fib,
     gre::{self, GRE_PROTO_IPV4, GRE_PROTO_KEEPALIVE},
-    maps::{TUNNEL_BY_REMOTE, settings, tunnel},
+    maps::{settings, tunnel_by_remote},
     mss,
     parse::{
         ETH_HLEN, ETH_P_IP, IPPROTO_GRE, IPV4_HLEN, Ipv4, TCP_HLEN, eth_proto, pull, set_eth,
@@ -48,11 +48,7 @@ pub fn try_wan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     if outer.protocol != IPPROTO_GRE {
         return Ok(pass());
     }
-    // SAFETY: the value is copied out before any other map operation.
-    let Some(id) = unsafe { TUNNEL_BY_REMOTE.get(outer.saddr) }.copied() else {
-        return Ok(pass());
-    };
-    let Some(tunnel) = tunnel(id) else {
+    let Some((id, tunnel)) = tunnel_by_remote(outer.saddr) else {
         return Ok(pass());
     };
     if outer.daddr != tunnel.local_gre {
