@@ -9,11 +9,10 @@ use aya_ebpf::{cty::c_void, helpers::bpf_skb_load_bytes, programs::TcContext};
 use vc_common::DropReason;
 
 use crate::{
-    parse::{IPPROTO_TCP, Ipv4, TCP_HLEN, TcpHdr, ptr_at, pull},
+    parse::{IPPROTO_TCP, Ipv4, TCP_HLEN, TCP_SYN, TcpHdr, ptr_at, pull},
     zero,
 };
 
-const TCP_SYN: u8 = 0x02;
 const TCPOPT_EOL: u8 = 0;
 const TCPOPT_NOP: u8 = 1;
 const TCPOPT_MSS: u8 = 2;

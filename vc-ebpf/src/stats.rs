@@ -1,7 +1,7 @@
 //! The single exit, where every verdict is counted by hook and reason, and the per-tunnel
 //! counters.
 use aya_ebpf::{
-    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
+    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action::{XDP_DROP, XDP_PASS}},
     helpers::bpf_ktime_get_coarse_ns,
 };
 use vc_common::{Counted, DropReason, Hook, Outcome, verdict_slot};
@@ -37,6 +37,31 @@ pub fn finish(hook: Hook, len: u32, result: Result<Verdict, DropReason>) -> i32 
         Ok(v) => (v.action, Counted::Outcome(v.outcome)),
         Err(reason) => (TC_ACT_SHOT, Counted::Drop(reason)),
     };
+    count(hook, len, counted);
+    action
+}
+
+/// The XDP programs' single exit. `None`: the frame goes up to the TC program on the same
+/// device (`XDP_PASS`), which decides and counts it, so it is not counted here. A verdict or
+/// a drop is counted as [`finish`] counts it, and its action returned as is (`XDP_REDIRECT`
+/// from `bpf_redirect`).
+#[inline(always)]
+pub fn finish_xdp(hook: Hook, len: u32, result: Option<Result<Verdict, DropReason>>) -> u32 {
+    match result {
+        None => XDP_PASS,
+        Some(Ok(v)) => {
+            count(hook, len, Counted::Outcome(v.outcome));
+            v.action.cast_unsigned()
+        }
+        Some(Err(reason)) => {
+            count(hook, len, Counted::Drop(reason));
+            XDP_DROP
+        }
+    }
+}
+
+#[inline(always)]
+fn count(hook: Hook, len: u32, counted: Counted) {
     if let Some(counter) = VERDICTS.get_ptr_mut(verdict_slot(hook, counted)) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         unsafe {
@@ -44,7 +69,6 @@ pub fn finish(hook: Hook, len: u32, result: Result<Verdict, DropReason>) -> i32 
             (*counter).bytes += u64::from(len);
         }
     }
-    action
 }
 
 /// Counts one inner packet of `bytes` encapsulated toward the DC of tunnel `id`.
