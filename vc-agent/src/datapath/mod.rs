@@ -34,7 +34,7 @@ pub use self::{
     attach::{AttachMode, Attachment, Direction},
     devices::{Netlink, TunnelDevices},
     maps::{DatapathMaps, Ipv4Prefix},
-    object::{PROGRAMS, Program, classifier, load},
+    object::{PROGRAMS, Program, XDP_PROGRAMS, classifier, load, xdp},
     reconcile::{AuditReport, HookState, Presence},
     spec::{DatapathSpec, Mode, TunnelSpec, tunnel_index, tunnel_interface},
     state::State,
