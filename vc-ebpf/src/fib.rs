@@ -80,14 +80,7 @@ fn lookup_from(
     params.__bindgen_anon_3.ipv4_src = src;
     params.__bindgen_anon_4.ipv4_dst = dst;
     // SAFETY: `params` is a valid, writable `bpf_fib_lookup` of the size passed.
-    let rc = unsafe {
-        fib_lookup(
-            ctx,
-            &raw mut *params,
-            size_of::<bpf_fib_lookup>() as i32,
-            0,
-        )
-    };
+    let rc = unsafe { fib_lookup(ctx, &raw mut *params, size_of::<bpf_fib_lookup>() as i32, 0) };
     (rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS)).then_some(NextHop {
         ifindex: params.ifindex,
         smac: params.smac,

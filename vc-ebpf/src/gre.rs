@@ -224,7 +224,12 @@ fn outer_id(gso_segs: u32) -> u16 {
 /// As [`decap`], for an XDP frame: the Ethernet header `eth` is written just before the inner
 /// packet and the head moved to it (`bpf_xdp_adjust_head`), so nothing is moved.
 #[inline(always)]
-pub fn decap_xdp(ctx: &XdpContext, outer: &Ipv4, gre: &Gre, eth: &EthHdr) -> Result<(), DropReason> {
+pub fn decap_xdp(
+    ctx: &XdpContext,
+    outer: &Ipv4,
+    gre: &Gre,
+    eth: &EthHdr,
+) -> Result<(), DropReason> {
     let len = outer.hlen + gre.len;
     if len > GRE_DECAP_MAX {
         return Err(DropReason::BadIpHeader);

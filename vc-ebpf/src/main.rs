@@ -35,7 +35,9 @@ mod zero;
 #[cfg(target_arch = "bpf")]
 #[expect(
     clippy::needless_pass_by_value,
-    reason = "the #[classifier] macro wants the context by value"
+    clippy::cast_possible_truncation,
+    reason = "the #[classifier] macro wants the context by value; an XDP frame's length fits \
+              u32"
 )]
 mod entry {
     use aya_ebpf::{

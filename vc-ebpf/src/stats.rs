@@ -1,7 +1,10 @@
 //! The single exit, where every verdict is counted by hook and reason, and the per-tunnel
 //! counters.
 use aya_ebpf::{
-    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action::{XDP_DROP, XDP_PASS}},
+    bindings::{
+        TC_ACT_SHOT, TC_ACT_UNSPEC,
+        xdp_action::{XDP_DROP, XDP_PASS},
+    },
     helpers::bpf_ktime_get_coarse_ns,
 };
 use vc_common::{Counted, DropReason, Hook, Outcome, verdict_slot};

@@ -6,9 +6,7 @@ use aya::{
     util::nr_cpus,
 };
 use ipnet::Ipv4Net;
-use vc_agent::datapath::{
-    DatapathMaps, PROGRAMS, Program, XDP_PROGRAMS, load, maps::VerdictCount,
-};
+use vc_agent::datapath::{DatapathMaps, PROGRAMS, Program, XDP_PROGRAMS, load, maps::VerdictCount};
 use vc_common::{
     Counted, Hook, Tunnel, TunnelStats, ipv4, ipv4_mask, settings_flags, tunnel_flags,
 };
@@ -97,7 +95,7 @@ impl Fixture {
             ]
             .concat(),
         )
-            .unwrap_or_else(|e| panic!("{test}: loading: {e:?}"));
+        .unwrap_or_else(|e| panic!("{test}: loading: {e:?}"));
         let ip_ids = ebpf
             .take_map(vc_common::maps::IP_ID)
             .expect("IP_ID in the object")

@@ -118,4 +118,3 @@ pub fn xdp(ebpf: &mut Ebpf, program: Program) -> Result<&mut Xdp> {
         .try_into()
         .with_context(|| format!("{} is not an XDP program", program.name()))
 }
-

@@ -57,7 +57,10 @@ fn xdp_encapsulation_matches_the_tc_fast_path() {
         f.assert_verdicts(Hook::LanRx, Outcome::Forwarded, 1);
         assert_eq!(f.stats(TUNNEL_A).fast_path_packets, 1);
         let tc = f.run(Program::LanRx, &rtp);
-        assert_eq!(tc.action, TC_ACT_REDIRECT, "the TC fast path to wan0 ({wan0})");
+        assert_eq!(
+            tc.action, TC_ACT_REDIRECT,
+            "the TC fast path to wan0 ({wan0})"
+        );
         assert_eq!(xdp.data, tc.data, "the same bytes leave the WAN");
 
         let syn = lan_frame(
@@ -66,15 +69,40 @@ fn xdp_encapsulation_matches_the_tc_fast_path() {
                 .in_ipv4(&Ipv4::new(LAN_HOST, DC1_HOST, 0), b""),
         );
         assert_passed(&mut f, Program::XdpLanRx, &syn, "a SYN (MSS clamp)");
-        let dying = lan_frame(&udp_in_ipv4(&Ipv4::new(LAN_HOST, DC1_HOST, 0).ttl(1), 1, 2, b"x"));
+        let dying = lan_frame(&udp_in_ipv4(
+            &Ipv4::new(LAN_HOST, DC1_HOST, 0).ttl(1),
+            1,
+            2,
+            b"x",
+        ));
         assert_passed(&mut f, Program::XdpLanRx, &dying, "TTL 1");
-        let big = lan_frame(&udp_in_ipv4(&Ipv4::new(LAN_HOST, DC1_HOST, 0), 1, 2, &[0; 1400]));
+        let big = lan_frame(&udp_in_ipv4(
+            &Ipv4::new(LAN_HOST, DC1_HOST, 0),
+            1,
+            2,
+            &[0; 1400],
+        ));
         assert_passed(&mut f, Program::XdpLanRx, &big, "over the tunnel MTU");
-        let spoofed = lan_frame(&udp_in_ipv4(&Ipv4::new(CPE_TUNNEL_A, DC1_HOST, 0), 1, 2, b"x"));
-        assert_passed(&mut f, Program::XdpLanRx, &spoofed, "our own source (TC drops it)");
+        let spoofed = lan_frame(&udp_in_ipv4(
+            &Ipv4::new(CPE_TUNNEL_A, DC1_HOST, 0),
+            1,
+            2,
+            b"x",
+        ));
+        assert_passed(
+            &mut f,
+            Program::XdpLanRx,
+            &spoofed,
+            "our own source (TC drops it)",
+        );
         assert_passed(&mut f, Program::XdpLanRx, &rtp[..30], "truncated");
         f.settings(settings_flags::FAST_PATH);
-        assert_passed(&mut f, Program::XdpLanRx, &rtp, "IPsec mode: XDP output skips XFRM");
+        assert_passed(
+            &mut f,
+            Program::XdpLanRx,
+            &rtp,
+            "IPsec mode: XDP output skips XFRM",
+        );
         f.settings(GRE_ONLY);
         std::process::Command::new("ip")
             .args(["neigh", "del", "198.51.100.254", "dev", "wan0"])
@@ -136,13 +164,28 @@ fn xdp_decapsulation_matches_the_tc_fast_path() {
         assert_passed(&mut f, Program::XdpWanRx, &dying, "TTL 1");
         let stranger = udp_in_ipv4(&Ipv4::new([192, 0, 2, 1], LAN_HOST, 0), 1, 2, b"x");
         let stranger = wan_gre_frame(DC1_GRE, &stranger);
-        assert_passed(&mut f, Program::XdpWanRx, &stranger, "a source the DC may not use");
+        assert_passed(
+            &mut f,
+            Program::XdpWanRx,
+            &stranger,
+            "a source the DC may not use",
+        );
         let syn = Tcp::syn(1460)
             .options(&[2, 4, 5, 0xb4])
             .in_ipv4(&Ipv4::new(DC1_HOST, LAN_HOST, 0), b"");
-        assert_passed(&mut f, Program::XdpWanRx, &wan_gre_frame(DC1_GRE, &syn), "a SYN");
+        assert_passed(
+            &mut f,
+            Program::XdpWanRx,
+            &wan_gre_frame(DC1_GRE, &syn),
+            "a SYN",
+        );
         f.settings(settings_flags::FAST_PATH);
-        assert_passed(&mut f, Program::XdpWanRx, &frame, "IPsec mode: no secpath at XDP");
+        assert_passed(
+            &mut f,
+            Program::XdpWanRx,
+            &frame,
+            "IPsec mode: no secpath at XDP",
+        );
         f.assert_verdicts(Hook::WanRx, Outcome::Forwarded, 2);
     })
     .expect("in the namespace");

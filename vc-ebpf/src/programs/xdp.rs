@@ -89,8 +89,8 @@ pub fn try_xdp_wan_rx(ctx: &XdpContext) -> Option<Result<Verdict, DropReason>> {
     }
     let inner = Ipv4::parse(ctx, outer.l4_offset() + gre.len).ok()?;
     // Only the DC may speak through its tunnel; keepalives and the rest are the TC program's.
-    let from_dc = inner.saddr & tunnel.cisco_mask == tunnel.cisco_net
-        || inner.saddr == tunnel.dc_tunnel_ip;
+    let from_dc =
+        inner.saddr & tunnel.cisco_mask == tunnel.cisco_net || inner.saddr == tunnel.dc_tunnel_ip;
     if inner.tot_len > outer.l4_len() - gre.len
         || inner.protocol == IPPROTO_GRE
         || !from_dc
