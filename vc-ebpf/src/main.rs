@@ -87,14 +87,14 @@ mod entry {
     #[xdp]
     pub fn vc_xdp_lan_rx(ctx: XdpContext) -> u32 {
         let len = (ctx.data_end() - ctx.data()) as u32;
-        finish_xdp(Hook::LanRx, len, programs::xdp::try_xdp_lan_rx(&ctx))
+        finish_xdp(Hook::XdpLanRx, len, programs::xdp::try_xdp_lan_rx(&ctx))
     }
 
     /// GRE-only mode's decapsulation at WAN ingress, ahead of `vc_wan_rx`.
     #[xdp]
     pub fn vc_xdp_wan_rx(ctx: XdpContext) -> u32 {
         let len = (ctx.data_end() - ctx.data()) as u32;
-        finish_xdp(Hook::WanRx, len, programs::xdp::try_xdp_wan_rx(&ctx))
+        finish_xdp(Hook::XdpWanRx, len, programs::xdp::try_xdp_wan_rx(&ctx))
     }
 
     /// The XDP baseline of `cargo xtask bench`.

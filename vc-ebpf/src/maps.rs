@@ -42,7 +42,7 @@ pub static PROTECTED: LpmTrie<u32, ProtectedPrefix> = LpmTrie::with_max_entries(
 pub static LOCAL_ADDRS: HashMap<u32, u32> = HashMap::with_max_entries(LOCAL_ADDRS_MAX, 0);
 
 /// Packets and bytes by (hook, outcome or drop reason): see `vc_common::verdict_slot`.
-#[expect(clippy::cast_possible_truncation, reason = "4 hooks")]
+#[expect(clippy::cast_possible_truncation, reason = "6 hooks")]
 #[map]
 pub static VERDICTS: PerCpuArray<VerdictCounter> =
     PerCpuArray::with_max_entries(Hook::ALL.len() as u32 * REASON_SLOTS, 0);

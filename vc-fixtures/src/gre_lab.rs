@@ -108,7 +108,25 @@ impl Topology {
     /// up), in the kernel and in the LPM map, as the route manager would write them.
     #[must_use]
     pub fn new(fast_path: bool) -> Self {
-        let topo = Self::dcs_only(fast_path);
+        Self::build(fast_path, false)
+    }
+
+    /// As [`Topology::new`] with the fast path, and the CPE's XDP fast paths attached to
+    /// its LAN and WAN veths. The veths they redirect into get NAPI on their far ends (GRO
+    /// on): a veth takes `XDP_REDIRECT`ed frames only into a NAPI instance, which it has
+    /// with GRO or an XDP program on the peer; without, the kernel drops them.
+    #[must_use]
+    pub fn with_xdp() -> Self {
+        Self::build(true, true)
+    }
+
+    fn build(fast_path: bool, xdp: bool) -> Self {
+        let mut topo = Self::dcs_only(fast_path);
+        topo.cpe_spec.xdp = xdp;
+        if xdp {
+            topo.lan.sh("ethtool -K eth0 gro on").expect("GRO on the LAN host");
+            topo.wan.sh("ethtool -K c0 gro on").expect("GRO on the WAN router");
+        }
         datapath_up(&topo.cpe, &topo.cpe_spec);
         topo.cpe
             .sh("ip route add 203.0.113.0/25 via 100.64.0.2 dev vc-dc1 && ip route add 203.0.113.128/25 via 100.64.0.6 dev vc-dc2 && ip route add 203.0.113.0/24 via 100.64.0.2 dev vc-dc1")
@@ -283,6 +301,7 @@ fn specs(pins: &Path, state: &Path, fast_path: bool) -> (DatapathSpec, DatapathS
                 wan_if: wan_if.into(),
                 lan_if: lan_if.map(str::to_string),
                 fast_path: fast,
+                xdp: false,
                 pin_dir: pins.join(name),
                 state_dir: state.join(name),
                 attach_mode: None,

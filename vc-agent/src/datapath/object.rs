@@ -52,14 +52,16 @@ impl Program {
         }
     }
 
-    /// The block of verdict counters it writes. An XDP program counts what it forwards
-    /// under the hook of the TC program behind it, which counts everything else.
+    /// The block of verdict counters it writes. An XDP program counts what it forwards (or
+    /// drops); what it passes up, the TC program behind it counts.
     #[must_use]
     pub const fn hook(self) -> Option<Hook> {
         match self {
             Program::TunnelTx => Some(Hook::TunnelTx),
-            Program::LanRx | Program::XdpLanRx => Some(Hook::LanRx),
-            Program::WanRx | Program::XdpWanRx => Some(Hook::WanRx),
+            Program::LanRx => Some(Hook::LanRx),
+            Program::WanRx => Some(Hook::WanRx),
+            Program::XdpLanRx => Some(Hook::XdpLanRx),
+            Program::XdpWanRx => Some(Hook::XdpWanRx),
             Program::WanGuard => Some(Hook::WanTxGuard),
             Program::Noop | Program::XdpNoop => None,
         }

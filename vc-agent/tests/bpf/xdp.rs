@@ -1,6 +1,6 @@
 //! GRE-only mode's XDP fast paths: what they forward leaves byte for byte as the TC fast path
-//! sends it (and is counted alike); everything else goes up to the TC program untouched and
-//! uncounted. In namespaces with the routes and neighbours the FIB lookups need.
+//! sends it (counted under the XDP hooks); everything else goes up to the TC program
+//! untouched and uncounted. In namespaces with the routes and neighbours the FIB lookups need.
 use vc_agent::datapath::Program;
 use vc_common::{Hook, Outcome, settings_flags};
 use vc_testkit::{
@@ -52,9 +52,11 @@ fn xdp_encapsulation_matches_the_tc_fast_path() {
             16384,
             &[7; 172],
         ));
+        assert_passed(&mut f, Program::XdpLanRx, &rtp, "no device XDP may redirect into");
+        f.maps().set_xdp_devices(0, wan0).expect("XDP devices");
         let xdp = f.run_xdp(Program::XdpLanRx, &rtp, LO);
         assert_eq!(xdp.action, XDP_REDIRECT);
-        f.assert_verdicts(Hook::LanRx, Outcome::Forwarded, 1);
+        f.assert_verdicts(Hook::XdpLanRx, Outcome::Forwarded, 1);
         assert_eq!(f.stats(TUNNEL_A).fast_path_packets, 1);
         let tc = f.run(Program::LanRx, &rtp);
         assert_eq!(
@@ -109,8 +111,11 @@ fn xdp_encapsulation_matches_the_tc_fast_path() {
             .status()
             .expect("ip neigh del");
         assert_passed(&mut f, Program::XdpLanRx, &rtp, "no neighbour yet");
-        // Only the forwarded frame and the TC run were counted.
-        f.assert_verdicts(Hook::LanRx, Outcome::Forwarded, 2);
+        // Only the forwarded frame and the TC run were counted, each under its own hook.
+        f.assert_all_verdicts(&[
+            (Hook::LanRx, Outcome::Forwarded.into(), 1),
+            (Hook::XdpLanRx, Outcome::Forwarded.into(), 1),
+        ]);
     })
     .expect("in the namespace");
 }
@@ -131,6 +136,7 @@ fn xdp_decapsulation_matches_the_tc_fast_path() {
          ip neigh add 10.1.0.10 lladdr 02:00:00:00:1a:0a dev lan0 nud permanent")
         .expect("cpe");
     let (tunnel, peer) = (ifindex(&cpe, "vc-dc1"), ifindex(&cpe, "vc-dc1p"));
+    let lan0 = ifindex(&cpe, "lan0");
     cpe.run_in(move || {
         let mut f = Fixture::new("xdp_decapsulation_matches_the_tc_fast_path").expect("root");
         f.settings(GRE_ONLY);
@@ -147,9 +153,11 @@ fn xdp_decapsulation_matches_the_tc_fast_path() {
         frame[24..26].copy_from_slice(&[0, 0]);
         let sum = vc_common::csum::ipv4_header(frame[14..34].try_into().expect("20 bytes"));
         frame[24..26].copy_from_slice(&sum.to_be_bytes());
+        assert_passed(&mut f, Program::XdpWanRx, &frame, "no device XDP may redirect into");
+        f.maps().set_xdp_devices(lan0, 0).expect("XDP devices");
         let xdp = f.run_xdp(Program::XdpWanRx, &frame, LO);
         assert_eq!(xdp.action, XDP_REDIRECT);
-        f.assert_verdicts(Hook::WanRx, Outcome::Forwarded, 1);
+        f.assert_verdicts(Hook::XdpWanRx, Outcome::Forwarded, 1);
         assert_eq!(f.stats(TUNNEL_A).rx_fast_path_packets, 1);
         let tc = f.run(Program::WanRx, &frame);
         assert_eq!(tc.action, TC_ACT_REDIRECT);
@@ -186,7 +194,10 @@ fn xdp_decapsulation_matches_the_tc_fast_path() {
             &frame,
             "IPsec mode: no secpath at XDP",
         );
-        f.assert_verdicts(Hook::WanRx, Outcome::Forwarded, 2);
+        f.assert_all_verdicts(&[
+            (Hook::WanRx, Outcome::Forwarded.into(), 1),
+            (Hook::XdpWanRx, Outcome::Forwarded.into(), 1),
+        ]);
     })
     .expect("in the namespace");
 }

@@ -8,7 +8,11 @@
 //! as it always did — non-IPv4, IP options, fragments, TTL about to expire, too big for the
 //! egress device, SYNs (MSS clamping needs the skb's checksum state), anything for the CPE
 //! itself or the tunnel interface, anything the TC program would drop. Forwarded frames are
-//! counted under the TC program's hook and tunnel counters, as the TC fast path counts them.
+//! counted under the XDP hooks, and in the tunnel counters as the TC fast path counts them.
+//!
+//! A frame is redirected only between the LAN and WAN devices the agent named in the
+//! settings (both with vc's XDP attached natively): `XDP_REDIRECT` to a device whose driver
+//! cannot transmit XDP frames (a bridge, a VLAN, a veth whose peer has no NAPI) drops it.
 #![expect(
     clippy::cast_possible_truncation,
     reason = "bpf_redirect returns an XDP action (i64) that the program returns as i32, and \
@@ -58,6 +62,9 @@ pub fn try_xdp_lan_rx(ctx: &XdpContext) -> Option<Result<Verdict, DropReason>> {
         ip.tos,
         (ip.tot_len + ENCAP_LEN) as u16,
     )?;
+    if next.ifindex != settings().xdp_wan_ifindex {
+        return None;
+    }
     // Decided: from here the frame changes, and a failure drops it, as in the TC program.
     Some((|| {
         ip.decrement_ttl(ctx)?;
@@ -108,7 +115,7 @@ pub fn try_xdp_wan_rx(ctx: &XdpContext) -> Option<Result<Verdict, DropReason>> {
         inner.tos,
         inner.tot_len as u16,
     )?;
-    if next.ifindex == tunnel.tunnel_ifindex {
+    if next.ifindex != settings().xdp_lan_ifindex {
         return None;
     }
     Some((|| {
