@@ -93,7 +93,7 @@ impl DatapathSpec {
             wan_if: config.interfaces.wan.clone(),
             lan_if: Some(config.interfaces.lan.clone()),
             fast_path: config.agent.fast_path,
-            xdp: config.mode == config::Mode::ExternalIpsec,
+            xdp: config.agent.xdp,
             pin_dir: PathBuf::from(&config.agent.pin_dir),
             state_dir: PathBuf::from(&config.agent.state_dir).join("datapath"),
             attach_mode: None,
