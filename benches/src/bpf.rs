@@ -42,6 +42,18 @@ struct Case {
     baseline: usize,
 }
 
+impl Case {
+    fn new(name: &'static str, program: Program, frame: Vec<u8>, settings: u32) -> Self {
+        Case {
+            name,
+            program,
+            frame,
+            settings,
+            baseline: if program.is_xdp() { XDP_NOOP } else { TC_NOOP },
+        }
+    }
+}
+
 /// Indexes of the two baselines in [`cases`].
 const TC_NOOP: usize = 0;
 const XDP_NOOP: usize = 1;
@@ -50,19 +62,13 @@ const LO: u32 = 1;
 
 /// The packets of one Virtual Connect call: 200-byte RTP in each direction, a SYN, and the
 /// traffic each program only looks at.
+/// A 200-byte RTP packet (EF), as a call carries it.
+fn rtp(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+    udp_in_ipv4(&Ipv4::new(src, dst, 0).tos(0xb8), 16384, 16384, &[0; 172])
+}
+
 fn cases() -> Vec<Case> {
-    let rtp_out = udp_in_ipv4(
-        &Ipv4::new(LAN_HOST, DC1_HOST, 0).tos(0xb8),
-        16384,
-        16384,
-        &[0; 172],
-    );
-    let rtp_in = udp_in_ipv4(
-        &Ipv4::new(DC1_HOST, LAN_HOST, 0).tos(0xb8),
-        16384,
-        16384,
-        &[0; 172],
-    );
+    let (rtp_out, rtp_in) = (rtp(LAN_HOST, DC1_HOST), rtp(DC1_HOST, LAN_HOST));
     let syn = Tcp::syn(1460)
         .options(&[1, 3, 3, 7, 4, 2, 2, 4, 5, 0xb4])
         .in_ipv4(&Ipv4::new(CPE_TUNNEL_A, DC1_HOST, 0), b"");
@@ -84,97 +90,79 @@ fn cases() -> Vec<Case> {
     let gre_only = settings_flags::EXTERNAL_IPSEC | settings_flags::FAST_PATH;
     let ipsec = settings_flags::FAST_PATH;
     vec![
-        Case {
-            name: "no-op classifier (baseline)",
-            program: Program::Noop,
-            frame: lan_frame(&rtp_out),
-            settings: ipsec,
-            baseline: TC_NOOP,
-        },
-        Case {
-            name: "no-op XDP program (XDP baseline)",
-            program: Program::XdpNoop,
-            frame: lan_frame(&rtp_out),
-            settings: ipsec,
-            baseline: XDP_NOOP,
-        },
-        Case {
-            name: "tunnel_tx: encapsulate 200 B RTP",
-            program: Program::TunnelTx,
-            frame: tunnel_frame(&rtp_out),
-            settings: ipsec,
-            baseline: TC_NOOP,
-        },
-        Case {
-            name: "tunnel_tx: clamp MSS + encapsulate SYN",
-            program: Program::TunnelTx,
-            frame: tunnel_frame(&syn),
-            settings: ipsec,
-            baseline: TC_NOOP,
-        },
-        Case {
-            name: "lan_rx: fast path 200 B RTP (LPM, TTL, encap, redirect)",
-            program: Program::LanRx,
-            frame: lan_frame(&rtp_out),
-            settings: ipsec,
-            baseline: TC_NOOP,
-        },
-        Case {
-            name: "lan_rx: not DC traffic (LPM miss)",
-            program: Program::LanRx,
-            frame: web,
-            settings: ipsec,
-            baseline: TC_NOOP,
-        },
-        Case {
-            name: "wan_rx: decapsulate 200 B RTP (GRE-only mode, FIB, to the LAN)",
-            program: Program::WanRx,
-            frame: wan_gre_frame(DC1_GRE, &rtp_in),
-            settings: gre_only,
-            baseline: TC_NOOP,
-        },
-        Case {
-            name: "lan_rx: GRE-only fast path 200 B RTP (+ FIB, straight to the WAN)",
-            program: Program::LanRx,
-            frame: lan_frame(&rtp_out),
-            settings: gre_only,
-            baseline: TC_NOOP,
-        },
-        Case {
-            name: "xdp_lan_rx: encapsulate 200 B RTP (LPM, FIB, to the WAN)",
-            program: Program::XdpLanRx,
-            frame: lan_frame(&rtp_out),
-            settings: gre_only,
-            baseline: XDP_NOOP,
-        },
-        Case {
-            name: "xdp_wan_rx: decapsulate 200 B RTP (FIB, to the LAN)",
-            program: Program::XdpWanRx,
-            frame: wan_gre_frame(DC1_GRE, &rtp_in),
-            settings: gre_only,
-            baseline: XDP_NOOP,
-        },
-        Case {
-            name: "wan_rx: ESP passed to XFRM",
-            program: Program::WanRx,
-            frame: esp.clone(),
-            settings: ipsec,
-            baseline: TC_NOOP,
-        },
-        Case {
-            name: "wan_guard: ESP passes",
-            program: Program::WanGuard,
-            frame: esp,
-            settings: ipsec,
-            baseline: TC_NOOP,
-        },
-        Case {
-            name: "wan_guard: clear GRE dropped",
-            program: Program::WanGuard,
-            frame: gre_out,
-            settings: ipsec,
-            baseline: TC_NOOP,
-        },
+        Case::new(
+            "no-op classifier (baseline)",
+            Program::Noop,
+            lan_frame(&rtp_out),
+            ipsec,
+        ),
+        Case::new(
+            "no-op XDP program (XDP baseline)",
+            Program::XdpNoop,
+            lan_frame(&rtp_out),
+            ipsec,
+        ),
+        Case::new(
+            "tunnel_tx: encapsulate 200 B RTP",
+            Program::TunnelTx,
+            tunnel_frame(&rtp_out),
+            ipsec,
+        ),
+        Case::new(
+            "tunnel_tx: clamp MSS + encapsulate SYN",
+            Program::TunnelTx,
+            tunnel_frame(&syn),
+            ipsec,
+        ),
+        Case::new(
+            "lan_rx: fast path 200 B RTP (LPM, TTL, encap, redirect)",
+            Program::LanRx,
+            lan_frame(&rtp_out),
+            ipsec,
+        ),
+        Case::new(
+            "lan_rx: not DC traffic (LPM miss)",
+            Program::LanRx,
+            web,
+            ipsec,
+        ),
+        Case::new(
+            "wan_rx: decapsulate 200 B RTP (GRE-only mode, FIB, to the LAN)",
+            Program::WanRx,
+            wan_gre_frame(DC1_GRE, &rtp_in),
+            gre_only,
+        ),
+        Case::new(
+            "lan_rx: GRE-only fast path 200 B RTP (+ FIB, straight to the WAN)",
+            Program::LanRx,
+            lan_frame(&rtp_out),
+            gre_only,
+        ),
+        Case::new(
+            "xdp_lan_rx: encapsulate 200 B RTP (LPM, FIB, to the WAN)",
+            Program::XdpLanRx,
+            lan_frame(&rtp_out),
+            gre_only,
+        ),
+        Case::new(
+            "xdp_wan_rx: decapsulate 200 B RTP (FIB, to the LAN)",
+            Program::XdpWanRx,
+            wan_gre_frame(DC1_GRE, &rtp_in),
+            gre_only,
+        ),
+        Case::new(
+            "wan_rx: ESP passed to XFRM",
+            Program::WanRx,
+            esp.clone(),
+            ipsec,
+        ),
+        Case::new("wan_guard: ESP passes", Program::WanGuard, esp, ipsec),
+        Case::new(
+            "wan_guard: clear GRE dropped",
+            Program::WanGuard,
+            gre_out,
+            ipsec,
+        ),
     ]
 }
 

@@ -75,8 +75,14 @@ pub fn run() -> Result<()> {
         ("plain forwarding, no vc (baseline)", &plain),
         ("vc GRE-only, tunnel interface (slow path)", &slow),
         ("vc GRE-only, LAN fast path (TC)", &fast),
-        ("plain forwarding, veths set for XDP (XDP baseline)", &plain_xdp),
-        ("vc GRE-only, TC fast path, veths set for XDP", &fast_xdp_veths),
+        (
+            "plain forwarding, veths set for XDP (XDP baseline)",
+            &plain_xdp,
+        ),
+        (
+            "vc GRE-only, TC fast path, veths set for XDP",
+            &fast_xdp_veths,
+        ),
         ("vc GRE-only, XDP fast paths", &xdp),
     ];
     println!("## Throughput through vc, GRE-only mode (iperf3, namespaces on this host)\n");

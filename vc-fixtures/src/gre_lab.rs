@@ -129,7 +129,9 @@ impl Topology {
         self.lan
             .sh("ethtool -K eth0 gro on tx off")
             .expect("the LAN host");
-        self.wan.sh("ethtool -K c0 gro on").expect("GRO on the WAN router");
+        self.wan
+            .sh("ethtool -K c0 gro on")
+            .expect("GRO on the WAN router");
         for dc in [&self.dc1, &self.dc2] {
             dc.sh("ethtool -K wan0 tx off").expect("a DC");
         }

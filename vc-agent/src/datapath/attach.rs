@@ -177,7 +177,11 @@ pub fn attach_xdp(prog: &mut Xdp, attachment: &Attachment, links_dir: &Path) -> 
         Err(e) if no_native_xdp(&e) => return Ok(false),
         Err(e) => return Err(e).with_context(what),
     };
-    let link: FdLink = prog.take_link(id).with_context(what)?.try_into().with_context(what)?;
+    let link: FdLink = prog
+        .take_link(id)
+        .with_context(what)?
+        .try_into()
+        .with_context(what)?;
     fs::create_dir_all(links_dir).with_context(|| format!("creating {}", links_dir.display()))?;
     let path = links_dir.join(attachment.pin_name());
     link.pin(&path)

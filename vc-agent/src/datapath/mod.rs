@@ -91,7 +91,11 @@ pub fn attachments(spec: &DatapathSpec) -> Vec<Attachment> {
     {
         list.push(Attachment::new(Program::LanRx, lan, Direction::Ingress));
     }
-    list.extend(xdp_attachments(spec).into_iter().filter(|_| wants_xdp(spec)));
+    list.extend(
+        xdp_attachments(spec)
+            .into_iter()
+            .filter(|_| wants_xdp(spec)),
+    );
     list
 }
 

@@ -140,11 +140,13 @@ async fn observe(
     id: Option<u32>,
 ) -> Result<Presence> {
     if attachment.direction == Direction::Xdp {
-        return Ok(match netlink.native_xdp_program(&attachment.device).await? {
-            None => Presence::NoDevice,
-            Some(Some(found)) if id.is_none_or(|id| id == found) => Presence::Attached,
-            Some(_) => Presence::Missing,
-        });
+        return Ok(
+            match netlink.native_xdp_program(&attachment.device).await? {
+                None => Presence::NoDevice,
+                Some(Some(found)) if id.is_none_or(|id| id == found) => Presence::Attached,
+                Some(_) => Presence::Missing,
+            },
+        );
     }
     let Some(ifindex) = netlink.ifindex(&attachment.device).await? else {
         return Ok(Presence::NoDevice);
@@ -242,12 +244,7 @@ async fn clsact_programs(
 /// Attaches the pinned program of `attachment`, replacing a stale link pin (one whose device
 /// is gone or that someone detached). `Ok(false)`: an XDP program the device cannot run
 /// natively, not attached.
-fn reattach(
-    attachment: &Attachment,
-    mode: AttachMode,
-    progs: &Path,
-    links: &Path,
-) -> Result<bool> {
+fn reattach(attachment: &Attachment, mode: AttachMode, progs: &Path, links: &Path) -> Result<bool> {
     let program = super::program_named(&attachment.program)?;
     let pin = progs.join(program.name());
     if program.is_xdp() {
@@ -345,8 +342,7 @@ impl Datapath {
         if !super::wants_xdp(spec) {
             for attachment in super::xdp_attachments(spec) {
                 let id = pinned_id(&progs, &attachment.program);
-                if observe(&netlink, &attachment, self.attach_mode, id).await?
-                    == Presence::Attached
+                if observe(&netlink, &attachment, self.attach_mode, id).await? == Presence::Attached
                 {
                     info!(device = %attachment.device, program = %attachment.program, "XDP fast path not wanted: detaching it");
                     attach::detach(&attachment, self.attach_mode, &links)?;
@@ -386,7 +382,10 @@ impl Datapath {
         let mut maps = self.lock();
         let settings = maps.settings()?;
         if (settings.xdp_lan_ifindex, settings.xdp_wan_ifindex) != (lan, wan) {
-            info!(lan, wan, "XDP fast paths redirect between ifindexes (0: none)");
+            info!(
+                lan,
+                wan, "XDP fast paths redirect between ifindexes (0: none)"
+            );
             maps.set_xdp_devices(lan, wan)?;
         }
         Ok(())

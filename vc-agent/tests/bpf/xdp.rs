@@ -52,7 +52,12 @@ fn xdp_encapsulation_matches_the_tc_fast_path() {
             16384,
             &[7; 172],
         ));
-        assert_passed(&mut f, Program::XdpLanRx, &rtp, "no device XDP may redirect into");
+        assert_passed(
+            &mut f,
+            Program::XdpLanRx,
+            &rtp,
+            "no device XDP may redirect into",
+        );
         f.maps().set_xdp_devices(0, wan0).expect("XDP devices");
         let xdp = f.run_xdp(Program::XdpLanRx, &rtp, LO);
         assert_eq!(xdp.action, XDP_REDIRECT);
@@ -153,7 +158,12 @@ fn xdp_decapsulation_matches_the_tc_fast_path() {
         frame[24..26].copy_from_slice(&[0, 0]);
         let sum = vc_common::csum::ipv4_header(frame[14..34].try_into().expect("20 bytes"));
         frame[24..26].copy_from_slice(&sum.to_be_bytes());
-        assert_passed(&mut f, Program::XdpWanRx, &frame, "no device XDP may redirect into");
+        assert_passed(
+            &mut f,
+            Program::XdpWanRx,
+            &frame,
+            "no device XDP may redirect into",
+        );
         f.maps().set_xdp_devices(lan0, 0).expect("XDP devices");
         let xdp = f.run_xdp(Program::XdpWanRx, &frame, LO);
         assert_eq!(xdp.action, XDP_REDIRECT);

@@ -19,7 +19,9 @@ fn forwarded(maps: &DatapathMaps, hook: Hook) -> u64 {
 
 /// Whether `device` in `ns` has an XDP program attached in driver mode.
 fn native_xdp(ns: &NetNs, device: &str) -> bool {
-    let out = ns.sh(&format!("ip -d link show dev {device}")).expect("ip link");
+    let out = ns
+        .sh(&format!("ip -d link show dev {device}"))
+        .expect("ip link");
     out.contains("prog/xdp ") || out.contains(" xdp ")
 }
 
@@ -41,8 +43,14 @@ fn gre_only_traffic_takes_xdp_where_the_devices_have_it() {
     assert!(native_xdp(&t.cpe, "lan0") && native_xdp(&t.cpe, "wan0"));
     traffic(&t);
     let maps = t.cpe_maps();
-    let (lan, wan) = (forwarded(&maps, Hook::XdpLanRx), forwarded(&maps, Hook::XdpWanRx));
-    assert!(lan > 0 && wan > 0, "XDP carried traffic both ways: {lan} out, {wan} in");
+    let (lan, wan) = (
+        forwarded(&maps, Hook::XdpLanRx),
+        forwarded(&maps, Hook::XdpWanRx),
+    );
+    assert!(
+        lan > 0 && wan > 0,
+        "XDP carried traffic both ways: {lan} out, {wan} in"
+    );
     assert_no_drops(&maps);
     let settings = maps.settings().expect("settings");
     assert_ne!(settings.xdp_lan_ifindex, 0);
