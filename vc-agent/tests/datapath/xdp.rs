@@ -1,7 +1,8 @@
 //! GRE-only mode's XDP fast paths as the datapath attaches them: on veths (native XDP) the
 //! traffic takes XDP both ways; on a LAN device without native XDP (a bridge) the TC programs
-//! carry everything and the datapath comes up whole all the same.
-use vc_agent::datapath::DatapathMaps;
+//! carry everything and the datapath comes up whole all the same; a detached XDP program is
+//! put back by the audit, as a TC one is.
+use vc_agent::datapath::{Datapath, DatapathMaps, Direction, Presence};
 use vc_common::{Counted, Hook, Outcome};
 use vc_fixtures::gre_lab::{DC1_HOST, LAN_HOST, Topology};
 use vc_testkit::{NetNs, privileged, traffic::tcp_transfer};
@@ -22,6 +23,16 @@ fn native_xdp(ns: &NetNs, device: &str) -> bool {
     let out = ns
         .sh(&format!("ip -d link show dev {device}"))
         .expect("ip link");
+    out.contains("prog/xdp ") || out.contains(" xdp ")
+}
+
+/// As [`native_xdp`], from a thread already in the namespace.
+fn native_xdp_here(device: &str) -> bool {
+    let out = std::process::Command::new("ip")
+        .args(["-d", "link", "show", "dev", device])
+        .output()
+        .expect("ip link");
+    let out = String::from_utf8_lossy(&out.stdout);
     out.contains("prog/xdp ") || out.contains(" xdp ")
 }
 
@@ -86,4 +97,36 @@ fn without_native_xdp_the_tc_programs_carry_everything() {
     assert_no_drops(&maps);
     let settings = maps.settings().expect("settings");
     assert_eq!((settings.xdp_lan_ifindex, settings.xdp_wan_ifindex), (0, 0));
+}
+
+#[test]
+fn a_detached_xdp_fast_path_is_put_back() {
+    if !privileged("a_detached_xdp_fast_path_is_put_back") {
+        return;
+    }
+    let mut t = Topology::dcs_only(true);
+    t.veths_for_xdp();
+    t.cpe_spec.xdp = true;
+    let spec = t.cpe_spec.clone();
+    let link = spec.pin_dir.join("links").join("lan0-xdp");
+    t.cpe
+        .run_in(move || {
+            vc_fixtures::block_on(async move {
+                let datapath = Datapath::up(spec).await.expect("up");
+                assert!(native_xdp_here("lan0"));
+                // The pin is the link's last reference: removing it detaches the program.
+                std::fs::remove_file(&link).expect("unpin");
+                assert!(!native_xdp_here("lan0"), "detached");
+                let report = datapath.reconcile().await.expect("reconcile");
+                assert!(native_xdp_here("lan0"), "put back");
+                assert!(report.repairs >= 1 && report.faults().is_empty());
+                let lan_xdp = report
+                    .hooks
+                    .iter()
+                    .find(|h| h.device == "lan0" && h.direction == Direction::Xdp)
+                    .expect("audited");
+                assert_eq!(lan_xdp.presence, Presence::Attached);
+            });
+        })
+        .expect("in the namespace");
 }
