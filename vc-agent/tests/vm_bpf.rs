@@ -6,7 +6,7 @@ use aya::programs::{
     ProgramError, TcAttachType,
     tc::{NlOptions, TcAttachOptions, qdisc_add_clsact},
 };
-use vc_agent::datapath::{PROGRAMS, Program, load, object::classifier};
+use vc_agent::datapath::{PROGRAMS, Program, XDP_PROGRAMS, load, object::classifier};
 use vc_testkit::{NetNs, veth, vm};
 
 /// `tc filter show dev <dev> <direction>` in the calling thread's namespace.
@@ -40,7 +40,7 @@ fn every_program_passes_the_6_1_verifier() {
     }
     // One program at a time, so that every rejection is reported with its verifier log.
     let mut rejected = Vec::new();
-    for program in PROGRAMS {
+    for program in PROGRAMS.into_iter().chain(XDP_PROGRAMS) {
         if let Err(e) = load(&[program]) {
             let log = verifier_log(&e).unwrap_or_else(|| format!("{e:#}"));
             eprintln!("{} rejected: {e:#}\n", program.name());

@@ -13,6 +13,10 @@ crate::labelled_enum! {
         WanRx = 2 => "wan_rx",
         /// TC egress of the WAN device, after XFRM: the fail-closed guard.
         WanTxGuard = 3 => "wan_tx_guard",
+        /// XDP of the LAN device, GRE-only mode: encapsulation of the plain common case.
+        XdpLanRx = 4 => "xdp_lan_rx",
+        /// XDP of the WAN device, GRE-only mode: decapsulation of the plain common case.
+        XdpWanRx = 5 => "xdp_wan_rx",
     }
 }
 
@@ -25,7 +29,7 @@ mod tests {
         for hook in Hook::ALL {
             assert_eq!(Hook::from_u32(hook as u32), Some(hook), "{hook:?}");
         }
-        assert_eq!(Hook::ALL.len(), 4);
-        assert_eq!(Hook::from_u32(4), None);
+        assert_eq!(Hook::ALL.len(), 6);
+        assert_eq!(Hook::from_u32(6), None);
     }
 }

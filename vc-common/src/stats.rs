@@ -40,8 +40,9 @@ pub struct TunnelStats {
     pub keepalive_reflected: u64,
     /// SYNs whose MSS was lowered.
     pub mss_clamped: u64,
-    /// `bpf_ktime_get_ns` (`CLOCK_MONOTONIC`) of the last packet and last keepalive reply
-    /// received on this CPU; the agent takes the maximum.
+    /// `bpf_ktime_get_coarse_ns` (`CLOCK_MONOTONIC_COARSE`: `CLOCK_MONOTONIC` to a tick) of
+    /// the last packet and last keepalive reply received on this CPU; the agent takes the
+    /// maximum.
     pub last_rx_ns: u64,
     pub last_keepalive_rx_ns: u64,
     /// Decapsulated packets the fast path sent straight to their egress device.

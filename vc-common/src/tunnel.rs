@@ -12,7 +12,7 @@ pub const LOCAL_ADDRS_MAX: u32 = 64;
 
 /// Bumped whenever a map's key, value or meaning changes. A restarted agent adopts pinned
 /// maps only when their layout version matches its own (it reads [`Settings::layout_version`]).
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 pub mod tunnel_flags {
     /// The slot holds a configured tunnel.
@@ -72,6 +72,11 @@ pub struct Settings {
     pub flags: u32,
     /// [`LAYOUT_VERSION`] of the agent that wrote the maps.
     pub layout_version: u32,
+    /// The LAN and WAN devices the XDP fast paths may redirect between: set only while
+    /// both have vc's XDP attached natively (a device takes `XDP_REDIRECT`ed frames only if
+    /// its driver transmits XDP frames); 0: the XDP programs redirect nothing.
+    pub xdp_lan_ifindex: u32,
+    pub xdp_wan_ifindex: u32,
 }
 
 impl Tunnel {

@@ -9,14 +9,14 @@ use aya_ebpf::{
         BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_GRE, BPF_F_ADJ_ROOM_FIXED_GSO,
         bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     },
-    helpers::bpf_get_prandom_u32,
-    programs::TcContext,
+    helpers::{bpf_get_prandom_u32, bpf_xdp_adjust_head},
+    programs::{TcContext, XdpContext},
 };
 use vc_common::{DropReason, Tunnel, csum};
 
 use crate::{
     maps::IP_ID,
-    parse::{ETH_HLEN, GreHdr, IPPROTO_GRE, IPV4_HLEN, Ipv4, ptr_at},
+    parse::{ETH_HLEN, EthHdr, GreHdr, IPPROTO_GRE, IPV4_HLEN, Ipv4, Packet, ptr_at},
 };
 
 pub const GRE_HLEN: usize = 4;
@@ -73,7 +73,7 @@ pub struct Gre {
 /// Parses and validates the GRE header at `offset`, `available` bytes before the IP payload
 /// ends.
 #[inline(always)]
-pub fn parse(ctx: &TcContext, offset: usize, available: usize) -> Result<Gre, DropReason> {
+pub fn parse(ctx: &impl Packet, offset: usize, available: usize) -> Result<Gre, DropReason> {
     let hdr: *const GreHdr = ptr_at(ctx, offset)?;
     // SAFETY: checked by `ptr_at`.
     let (flags, proto) = unsafe { (u16::from_be_bytes((*hdr).flags), (*hdr).proto) };
@@ -101,9 +101,9 @@ pub fn encap(ctx: &TcContext, ip: &Ipv4, tunnel: &Tunnel, hop: Hop) -> Result<()
     let inner: *const [u8; IPV4_HLEN] = ptr_at(ctx, ip.offset)?;
     // SAFETY: checked by `ptr_at`.
     let df = unsafe { (*inner)[6] } & IP_DF_BYTE;
-    let id = outer_id(ctx).to_be_bytes();
-    // GSO super-packets may exceed 64 KiB with their outer header; segmentation rewrites it.
-    let tot_len = (ip.tot_len + ENCAP_LEN).min(usize::from(u16::MAX)) as u16;
+    // SAFETY: the context is the kernel's `__sk_buff`.
+    let id = outer_id(unsafe { (*ctx.skb.skb).gso_segs });
+    let outer = outer_header(ip, tunnel, hop, id, df);
 
     // FIXED_GSO: segments were sized for the tunnel MTU, which already leaves room for the
     // outer headers; without it the kernel would shrink them by another 24 bytes (and it
@@ -116,7 +116,43 @@ pub fn encap(ctx: &TcContext, ip: &Ipv4, tunnel: &Tunnel, hop: Hop) -> Result<()
         ),
     )
     .map_err(|_| DropReason::RewriteFailed)?;
+    write_outer(ctx, &outer)
+}
 
+/// As [`encap`], for an XDP frame sent straight out of the WAN ([`Hop::Out`]): the room is
+/// made in front (`bpf_xdp_adjust_head`, a pointer move) and the Ethernet header is written
+/// anew for the next hop (`eth`), so nothing is moved.
+#[inline(always)]
+pub fn encap_xdp(
+    ctx: &XdpContext,
+    ip: &Ipv4,
+    tunnel: &Tunnel,
+    eth: &EthHdr,
+) -> Result<(), DropReason> {
+    let inner: *const [u8; IPV4_HLEN] = ptr_at(ctx, ip.offset)?;
+    // SAFETY: checked by `ptr_at`.
+    let df = unsafe { (*inner)[6] } & IP_DF_BYTE;
+    let outer = outer_header(ip, tunnel, Hop::Out, outer_id(1), df);
+    // SAFETY: the context is the kernel's `xdp_md`; a negative delta grows the headroom.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(ENCAP_LEN as i32)) } != 0 {
+        return Err(DropReason::RewriteFailed);
+    }
+    let hdr: *mut EthHdr = ptr_at(ctx, 0)?;
+    // SAFETY: checked by `ptr_at`, after the room was made.
+    unsafe {
+        (*hdr).dst = eth.dst;
+        (*hdr).src = eth.src;
+        (*hdr).proto = eth.proto;
+    }
+    write_outer(ctx, &outer)
+}
+
+/// The outer IPv4 header for `ip` in `tunnel`, checksum included.
+#[inline(always)]
+fn outer_header(ip: &Ipv4, tunnel: &Tunnel, hop: Hop, id: u16, df: u8) -> [u8; IPV4_HLEN] {
+    let id = id.to_be_bytes();
+    // GSO super-packets may exceed 64 KiB with their outer header; segmentation rewrites it.
+    let tot_len = (ip.tot_len + ENCAP_LEN).min(usize::from(u16::MAX)) as u16;
     let len = tot_len.to_be_bytes();
     let src = tunnel.local_gre.to_ne_bytes();
     let dst = tunnel.remote_gre.to_ne_bytes();
@@ -145,12 +181,17 @@ pub fn encap(ctx: &TcContext, ip: &Ipv4, tunnel: &Tunnel, hop: Hop) -> Result<()
     let check = csum::ipv4_header(&outer).to_be_bytes();
     outer[10] = check[0];
     outer[11] = check[1];
+    outer
+}
 
+/// Writes the outer IPv4 and base GRE header after the Ethernet header.
+#[inline(always)]
+fn write_outer(ctx: &impl Packet, outer: &[u8; IPV4_HLEN]) -> Result<(), DropReason> {
     let hdr: *mut [u8; IPV4_HLEN] = ptr_at(ctx, ETH_HLEN)?;
     let gre: *mut GreHdr = ptr_at(ctx, ETH_HLEN + IPV4_HLEN)?;
-    // SAFETY: checked by `ptr_at`, after the room was made.
+    // SAFETY: checked by `ptr_at`.
     unsafe {
-        *hdr = outer;
+        *hdr = *outer;
         (*gre).flags = [0, 0];
         (*gre).proto = GRE_PROTO_IPV4;
     }
@@ -164,9 +205,8 @@ pub fn encap(ctx: &TcContext, ip: &Ipv4, tunnel: &Tunnel, hop: Hop) -> Result<()
 /// counter found at 0 (never used, or wrapped) is started at a random value, so CPUs do not
 /// count in step.
 #[inline(always)]
-fn outer_id(ctx: &TcContext) -> u16 {
-    // SAFETY: the context is the kernel's `__sk_buff`.
-    let segments = unsafe { (*ctx.skb.skb).gso_segs }.max(1);
+fn outer_id(gso_segs: u32) -> u16 {
+    let segments = gso_segs.max(1);
     match IP_ID.get_ptr_mut(0) {
         // SAFETY: a per-CPU slot is only touched by programs on this CPU, one at a time.
         Some(counter) => unsafe {
@@ -181,6 +221,36 @@ fn outer_id(ctx: &TcContext) -> u16 {
     }
 }
 
+/// As [`decap`], for an XDP frame: the Ethernet header `eth` is written just before the inner
+/// packet and the head moved to it (`bpf_xdp_adjust_head`), so nothing is moved.
+#[inline(always)]
+pub fn decap_xdp(
+    ctx: &XdpContext,
+    outer: &Ipv4,
+    gre: &Gre,
+    eth: &EthHdr,
+) -> Result<(), DropReason> {
+    let len = outer.hlen + gre.len;
+    if len > GRE_DECAP_MAX {
+        return Err(DropReason::BadIpHeader);
+    }
+    let hdr: *mut EthHdr = ptr_at(ctx, len)?;
+    // SAFETY: checked by `ptr_at`.
+    unsafe {
+        (*hdr).dst = eth.dst;
+        (*hdr).src = eth.src;
+        (*hdr).proto = eth.proto;
+    }
+    // SAFETY: the context is the kernel's `xdp_md`; the frame is longer than `len`.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, len as i32) } != 0 {
+        return Err(DropReason::RewriteFailed);
+    }
+    Ok(())
+}
+
+/// The most [`decap_xdp`] strips: outer IPv4 with options and GRE with checksum.
+const GRE_DECAP_MAX: usize = 60 + 8;
+
 /// Removes the outer IPv4 and GRE headers, leaving the inner packet after the Ethernet header.
 /// `FIXED_GSO` keeps the GSO size of packets GRO merged on the WAN.
 #[inline(always)]
@@ -190,14 +260,23 @@ pub fn decap(ctx: &TcContext, outer: &Ipv4, gre: &Gre) -> Result<(), DropReason>
         .map_err(|_| DropReason::RewriteFailed)
 }
 
+/// Congestion experienced on the outer header over a Not-ECT inner packet: the signal cannot
+/// be passed on (RFC 6040 §4.2), the packet is dropped.
+#[inline(always)]
+pub const fn ce_on_not_ect(outer_tos: u8, inner_tos: u8) -> bool {
+    outer_tos & ECN_MASK == ECN_CE && inner_tos & ECN_MASK == ECN_NOT_ECT
+}
+
 /// RFC 6040 §4.2 decapsulation (normal mode), as Linux's tunnels do it: congestion
 /// experienced on the outer header reaches an ECN-capable inner packet as CE, an ECT(1)
 /// outer header turns an ECT(0) inner one into ECT(1), and CE over a Not-ECT inner packet
 /// cannot be passed on: the packet is dropped (the congestion signal must not be lost).
 #[inline(always)]
-pub fn decap_ecn(ctx: &TcContext, outer_tos: u8, inner: &Ipv4) -> Result<(), DropReason> {
+pub fn decap_ecn(ctx: &impl Packet, outer_tos: u8, inner: &Ipv4) -> Result<(), DropReason> {
+    if ce_on_not_ect(outer_tos, inner.tos) {
+        return Err(DropReason::CeOnNotEct);
+    }
     let ecn = match (outer_tos & ECN_MASK, inner.tos & ECN_MASK) {
-        (ECN_CE, ECN_NOT_ECT) => return Err(DropReason::CeOnNotEct),
         (ECN_CE, ECN_ECT0 | ECN_ECT1) => ECN_CE,
         (ECN_ECT1, ECN_ECT0) => ECN_ECT1,
         _ => return Ok(()),

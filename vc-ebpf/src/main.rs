@@ -29,17 +29,27 @@ mod programs;
 mod route;
 #[cfg(target_arch = "bpf")]
 mod stats;
+#[cfg(target_arch = "bpf")]
+mod zero;
 
 #[cfg(target_arch = "bpf")]
 #[expect(
     clippy::needless_pass_by_value,
-    reason = "the #[classifier] macro wants the context by value"
+    clippy::cast_possible_truncation,
+    reason = "the #[classifier] macro wants the context by value; an XDP frame's length fits \
+              u32"
 )]
 mod entry {
-    use aya_ebpf::{macros::classifier, programs::TcContext};
+    use aya_ebpf::{
+        macros::{classifier, xdp},
+        programs::{TcContext, XdpContext},
+    };
     use vc_common::Hook;
 
-    use crate::{programs, stats::finish};
+    use crate::{
+        programs,
+        stats::{finish, finish_xdp},
+    };
 
     #[classifier]
     pub fn vc_tunnel_tx(ctx: TcContext) -> i32 {
@@ -71,6 +81,26 @@ mod entry {
             len,
             programs::wan_guard::try_wan_guard(&ctx),
         )
+    }
+
+    /// GRE-only mode's encapsulation at LAN ingress, ahead of `vc_lan_rx`.
+    #[xdp]
+    pub fn vc_xdp_lan_rx(ctx: XdpContext) -> u32 {
+        let len = (ctx.data_end() - ctx.data()) as u32;
+        finish_xdp(Hook::XdpLanRx, len, programs::xdp::try_xdp_lan_rx(&ctx))
+    }
+
+    /// GRE-only mode's decapsulation at WAN ingress, ahead of `vc_wan_rx`.
+    #[xdp]
+    pub fn vc_xdp_wan_rx(ctx: XdpContext) -> u32 {
+        let len = (ctx.data_end() - ctx.data()) as u32;
+        finish_xdp(Hook::XdpWanRx, len, programs::xdp::try_xdp_wan_rx(&ctx))
+    }
+
+    /// The XDP baseline of `cargo xtask bench`.
+    #[xdp]
+    pub fn vc_xdp_noop(_ctx: XdpContext) -> u32 {
+        2
     }
 
     /// The baseline of `cargo xtask bench`: a classifier that does nothing, so per-packet costs

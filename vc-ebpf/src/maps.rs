@@ -18,11 +18,13 @@ pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 #[map]
 pub static TUNNELS: Array<Tunnel> = Array::with_max_entries(MAX_TUNNELS, 0);
 
-/// Tunnel id by the ifindex of its hidden peer (`vc-dcNp`), for the tunnel transmit program.
+/// Tunnel id by the ifindex of its hidden peer (`vc-dcNp`). The programs find a tunnel by
+/// scanning [`TUNNELS`] ([`tunnel_by_peer`]); the agent keeps this index for tools.
 #[map]
 pub static TUNNEL_BY_PEER: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TUNNELS, 0);
 
-/// Tunnel id by the DC's GRE transport address, for WAN receive.
+/// Tunnel id by the DC's GRE transport address; the programs scan [`TUNNELS`]
+/// ([`tunnel_by_remote`]), the agent keeps this index for tools.
 #[map]
 pub static TUNNEL_BY_REMOTE: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TUNNELS, 0);
 
@@ -40,7 +42,7 @@ pub static PROTECTED: LpmTrie<u32, ProtectedPrefix> = LpmTrie::with_max_entries(
 pub static LOCAL_ADDRS: HashMap<u32, u32> = HashMap::with_max_entries(LOCAL_ADDRS_MAX, 0);
 
 /// Packets and bytes by (hook, outcome or drop reason): see `vc_common::verdict_slot`.
-#[expect(clippy::cast_possible_truncation, reason = "4 hooks")]
+#[expect(clippy::cast_possible_truncation, reason = "6 hooks")]
 #[map]
 pub static VERDICTS: PerCpuArray<VerdictCounter> =
     PerCpuArray::with_max_entries(Hook::ALL.len() as u32 * REASON_SLOTS, 0);
@@ -69,4 +71,22 @@ pub fn tunnel(id: u32) -> Option<&'static Tunnel> {
 pub fn tunnel_stats(id: u32) -> Option<&'static mut TunnelStats> {
     // SAFETY: a per-CPU slot is only touched by programs on this CPU, one at a time.
     TUNNEL_STATS.get_ptr_mut(id).map(|p| unsafe { &mut *p })
+}
+
+/// The configured tunnel whose hidden peer is `ifindex`, and its id. A scan of the few
+/// tunnels: array lookups the verifier inlines, where a hash lookup is a call and a hash.
+#[inline(always)]
+pub fn tunnel_by_peer(ifindex: u32) -> Option<(u32, &'static Tunnel)> {
+    find_tunnel(|t| t.peer_ifindex == ifindex)
+}
+
+/// The configured tunnel to the DC whose GRE address is `remote`, and its id.
+#[inline(always)]
+pub fn tunnel_by_remote(remote: u32) -> Option<(u32, &'static Tunnel)> {
+    find_tunnel(|t| t.remote_gre == remote)
+}
+
+#[inline(always)]
+fn find_tunnel(matches: impl Fn(&Tunnel) -> bool) -> Option<(u32, &'static Tunnel)> {
+    (0..MAX_TUNNELS).find_map(|id| tunnel(id).filter(|t| matches(t)).map(|t| (id, t)))
 }

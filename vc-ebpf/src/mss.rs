@@ -3,12 +3,16 @@
     clippy::cast_possible_truncation,
     reason = "lengths and offsets are bounded by the skb (< 64 KiB); the helpers take u32/i32"
 )]
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{cty::c_void, helpers::bpf_skb_load_bytes, programs::TcContext};
 use vc_common::DropReason;
 
-use crate::parse::{IPPROTO_TCP, Ipv4, TCP_HLEN, TcpHdr, ptr_at};
+use crate::{
+    parse::{IPPROTO_TCP, Ipv4, TCP_HLEN, TCP_SYN, TcpHdr, ptr_at, pull},
+    zero,
+};
 
-const TCP_SYN: u8 = 0x02;
 const TCPOPT_EOL: u8 = 0;
 const TCPOPT_NOP: u8 = 1;
 const TCPOPT_MSS: u8 = 2;
@@ -46,16 +50,20 @@ pub fn clamp(ctx: &TcContext, ip: &Ipv4, mss: u16) -> Result<bool, DropReason> {
     if header_len < TCP_HLEN || header_len > ip.l4_len() {
         return Err(DropReason::BadTcpHeader);
     }
-    let Some(option) = find_mss(ctx, l4 + TCP_HLEN, l4 + header_len)? else {
+    let Some((option, current)) = find_mss(ctx, l4 + TCP_HLEN, l4 + header_len)? else {
         return Ok(false);
     };
-    let current: [u8; 2] = ctx.load(option + 2).map_err(|_| DropReason::Truncated)?;
     if u16::from_be_bytes(current) <= mss {
         return Ok(false);
     }
     let wanted = mss.to_be_bytes();
-    ctx.store(option + 2, &wanted, 0)
-        .map_err(|_| DropReason::RewriteFailed)?;
+    // Written in place rather than with `bpf_skb_store_bytes` (the same bytes, and neither
+    // touches the skb's checksum state): the option was copied out whole, so it exists and
+    // can be made linear.
+    pull(ctx, option + TCPOLEN_MSS);
+    let value: *mut [u8; 2] = ptr_at(ctx, option + 2).map_err(|_| DropReason::RewriteFailed)?;
+    // SAFETY: checked by `ptr_at`.
+    unsafe { *value = wanted };
     // One's complement sums are byte-order independent up to a swap (RFC 1071 §2(B)): a
     // value at an odd offset from the segment start is summed byte-swapped.
     let (old, new) = if (option + 2 - l4).is_multiple_of(2) {
@@ -76,7 +84,8 @@ pub fn clamp(ctx: &TcContext, ip: &Ipv4, mss: u16) -> Result<bool, DropReason> {
     Ok(true)
 }
 
-/// The offset of the MSS option between `start` and `end`, walking the option list
+/// The offset and the current value of the MSS option between `start` and `end`, walking
+/// the option list
 /// (RFC 9293 §3.1). Options with impossible lengths are a malformed header.
 ///
 /// Shaped for the verifier, 6.1's as much as 6.18's. The options are copied to the stack
@@ -86,12 +95,17 @@ pub fn clamp(ctx: &TcContext, ip: &Ipv4, mss: u16) -> Result<bool, DropReason> {
 /// next option starts, which keeps the explored states few. Loops over the packet or over
 /// packet offsets exhausted 6.1's budget of a million instructions.
 #[inline(always)]
-fn find_mss(ctx: &TcContext, start: usize, end: usize) -> Result<Option<usize>, DropReason> {
+fn find_mss(
+    ctx: &TcContext,
+    start: usize,
+    end: usize,
+) -> Result<Option<(usize, [u8; 2])>, DropReason> {
     let len = end - start;
     if len == 0 || len > MAX_OPTION_BYTES {
         return Ok(None);
     }
-    let mut options = [0u8; OPTION_BUFFER];
+    let mut slot = MaybeUninit::<Options>::uninit();
+    let options = zero::init(&mut slot);
     // The verifier must see a size in 1..=64 at the call; LLVM folds the checks above into
     // one on `len - 1`, which bounds a copy of `len`, not `len`. This is the same value.
     let size = ((len - 1) & (OPTION_BUFFER - 1)) + 1;
@@ -100,7 +114,7 @@ fn find_mss(ctx: &TcContext, start: usize, end: usize) -> Result<Option<usize>, 
         bpf_skb_load_bytes(
             ctx.skb.skb as *const c_void,
             start as u32,
-            options.as_mut_ptr().cast(),
+            options.0.as_mut_ptr().cast(),
             size as u32,
         )
     };
@@ -110,15 +124,16 @@ fn find_mss(ctx: &TcContext, start: usize, end: usize) -> Result<Option<usize>, 
     let mut walk = Walk {
         next: 0,
         mss: NOT_FOUND,
+        value: [0; 2],
     };
     macro_rules! steps {
-        ($($position:literal)*) => { $( walk.step::<$position>(&options)?; )* };
+        ($($position:literal)*) => { $( walk.step::<$position>(&options.0)?; )* };
     }
     steps!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19
            20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39);
     if walk.mss != NOT_FOUND {
         return if walk.mss + TCPOLEN_MSS <= len {
-            Ok(Some(start + walk.mss))
+            Ok(Some((start + walk.mss, walk.value)))
         } else {
             Err(DropReason::BadTcpHeader)
         };
@@ -147,7 +162,13 @@ struct Walk {
     next: usize,
     /// Where the MSS option starts, or `NOT_FOUND`.
     mss: usize,
+    /// The MSS option's value, once found.
+    value: [u8; 2],
 }
+
+/// The stack copy of the options, word-aligned so that [`zero::init`] can fill it.
+#[repr(C, align(8))]
+struct Options([u8; OPTION_BUFFER]);
 
 impl Walk {
     /// Looks at byte `P` if an option starts there.
@@ -166,6 +187,7 @@ impl Walk {
                 }
                 if kind == TCPOPT_MSS {
                     self.mss = P;
+                    self.value = [options[P + 2], options[P + 3]];
                     self.next = EOL_AT + P;
                 } else {
                     self.next = P + len;

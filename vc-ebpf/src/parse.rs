@@ -8,7 +8,7 @@
 )]
 use core::mem::size_of;
 
-use aya_ebpf::programs::TcContext;
+use aya_ebpf::programs::{TcContext, XdpContext};
 use vc_common::{DropReason, csum};
 
 pub const ETH_HLEN: usize = 14;
@@ -19,6 +19,7 @@ pub const IPPROTO_GRE: u8 = 47;
 pub const IPV4_HLEN: usize = 20;
 pub const TCP_HLEN: usize = 20;
 pub const UDP_HLEN: usize = 8;
+pub const TCP_SYN: u8 = 0x02;
 
 const IP_DF: u16 = 0x4000;
 const IP_MF: u16 = 0x2000;
@@ -64,11 +65,55 @@ pub struct GreHdr {
     pub proto: [u8; 2],
 }
 
+/// What the parsers need of a program's context: the linear packet data and its length, the
+/// same for a TC program's skb and an XDP program's frame.
+pub trait Packet {
+    fn data(&self) -> usize;
+    fn data_end(&self) -> usize;
+    /// The whole packet's length (an skb may hold more than its linear data).
+    fn len(&self) -> usize;
+}
+
+impl Packet for TcContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        TcContext::data(self)
+    }
+
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        TcContext::data_end(self)
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        TcContext::len(self) as usize
+    }
+}
+
+impl Packet for XdpContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        XdpContext::data(self)
+    }
+
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        XdpContext::data_end(self)
+    }
+
+    /// vc's XDP programs take single-buffer frames only: all of it is linear.
+    #[inline(always)]
+    fn len(&self) -> usize {
+        XdpContext::data_end(self) - XdpContext::data(self)
+    }
+}
+
 /// A pointer to a `T` at `offset`, if all of it lies in the linear packet data.
 /// Pointers from here are invalid after any helper that may move the data (`adjust_room`,
 /// `store`, `l4_csum_replace`): call again.
 #[inline(always)]
-pub fn ptr_at<T>(ctx: &TcContext, offset: usize) -> Result<*mut T, DropReason> {
+pub fn ptr_at<T>(ctx: &impl Packet, offset: usize) -> Result<*mut T, DropReason> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + size_of::<T>() > end {
@@ -81,7 +126,7 @@ pub fn ptr_at<T>(ctx: &TcContext, offset: usize) -> Result<*mut T, DropReason> {
 /// the headers of skbs whose head is paged. A no-op compare in the common case.
 #[inline(always)]
 pub fn pull(ctx: &TcContext, len: usize) {
-    let len = len.min(ctx.len() as usize);
+    let len = len.min(TcContext::len(ctx) as usize);
     if ctx.data() + len > ctx.data_end() {
         // Failure leaves the data as it was; `ptr_at` then reports the truncation.
         let _ = ctx.pull_data(len as u32);
@@ -109,7 +154,7 @@ impl Ipv4 {
     /// Parses and validates: version 4, IHL ≥ 5, header inside total length, total length
     /// inside the frame.
     #[inline(always)]
-    pub fn parse(ctx: &TcContext, offset: usize) -> Result<Ipv4, DropReason> {
+    pub fn parse(ctx: &impl Packet, offset: usize) -> Result<Ipv4, DropReason> {
         let hdr: *const Ipv4Hdr = ptr_at(ctx, offset)?;
         // SAFETY: `ptr_at` checked that the header lies in the packet.
         let hdr = unsafe { &*hdr };
@@ -118,7 +163,7 @@ impl Ipv4 {
         }
         let hlen = usize::from(hdr.version_ihl & 0x0f) * 4;
         let tot_len = usize::from(u16::from_be_bytes(hdr.tot_len));
-        let available = (ctx.len() as usize).saturating_sub(offset);
+        let available = ctx.len().saturating_sub(offset);
         if hlen < IPV4_HLEN || tot_len < hlen || tot_len > available {
             return Err(DropReason::BadIpHeader);
         }
@@ -163,14 +208,14 @@ impl Ipv4 {
     }
 
     #[inline(always)]
-    pub fn header(&self, ctx: &TcContext) -> Result<*mut Ipv4Hdr, DropReason> {
+    pub fn header(&self, ctx: &impl Packet) -> Result<*mut Ipv4Hdr, DropReason> {
         ptr_at(ctx, self.offset)
     }
 
     /// What a router does to a packet it forwards (RFC 1812 §5.3.1), with the checksum
     /// updated incrementally.
     #[inline(always)]
-    pub fn decrement_ttl(&self, ctx: &TcContext) -> Result<(), DropReason> {
+    pub fn decrement_ttl(&self, ctx: &impl Packet) -> Result<(), DropReason> {
         let hdr = self.header(ctx)?;
         // SAFETY: checked by `ptr_at` inside `header`.
         unsafe {
@@ -186,7 +231,7 @@ impl Ipv4 {
 
 /// The `EtherType` of the frame, or `Truncated`.
 #[inline(always)]
-pub fn eth_proto(ctx: &TcContext) -> Result<[u8; 2], DropReason> {
+pub fn eth_proto(ctx: &impl Packet) -> Result<[u8; 2], DropReason> {
     let eth: *const EthHdr = ptr_at(ctx, 0)?;
     // SAFETY: checked by `ptr_at`.
     Ok(unsafe { (*eth).proto })
@@ -194,7 +239,7 @@ pub fn eth_proto(ctx: &TcContext) -> Result<[u8; 2], DropReason> {
 
 /// Rewrites the destination MAC so the receiving device takes the frame as its own.
 #[inline(always)]
-pub fn set_eth_dst(ctx: &TcContext, mac: [u8; 6]) -> Result<(), DropReason> {
+pub fn set_eth_dst(ctx: &impl Packet, mac: [u8; 6]) -> Result<(), DropReason> {
     let eth: *mut EthHdr = ptr_at(ctx, 0)?;
     // SAFETY: checked by `ptr_at`.
     unsafe { (*eth).dst = mac };
@@ -203,7 +248,7 @@ pub fn set_eth_dst(ctx: &TcContext, mac: [u8; 6]) -> Result<(), DropReason> {
 
 /// Rewrites both MACs, for a frame sent out of another device.
 #[inline(always)]
-pub fn set_eth(ctx: &TcContext, src: [u8; 6], dst: [u8; 6]) -> Result<(), DropReason> {
+pub fn set_eth(ctx: &impl Packet, src: [u8; 6], dst: [u8; 6]) -> Result<(), DropReason> {
     let eth: *mut EthHdr = ptr_at(ctx, 0)?;
     // SAFETY: checked by `ptr_at`.
     unsafe {

@@ -1,8 +1,11 @@
 //! The single exit, where every verdict is counted by hook and reason, and the per-tunnel
 //! counters.
 use aya_ebpf::{
-    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
-    helpers::bpf_ktime_get_ns,
+    bindings::{
+        TC_ACT_SHOT, TC_ACT_UNSPEC,
+        xdp_action::{XDP_DROP, XDP_PASS},
+    },
+    helpers::bpf_ktime_get_coarse_ns,
 };
 use vc_common::{Counted, DropReason, Hook, Outcome, verdict_slot};
 
@@ -37,6 +40,31 @@ pub fn finish(hook: Hook, len: u32, result: Result<Verdict, DropReason>) -> i32 
         Ok(v) => (v.action, Counted::Outcome(v.outcome)),
         Err(reason) => (TC_ACT_SHOT, Counted::Drop(reason)),
     };
+    count(hook, len, counted);
+    action
+}
+
+/// The XDP programs' single exit. `None`: the frame goes up to the TC program on the same
+/// device (`XDP_PASS`), which decides and counts it, so it is not counted here. A verdict or
+/// a drop is counted as [`finish`] counts it, and its action returned as is (`XDP_REDIRECT`
+/// from `bpf_redirect`).
+#[inline(always)]
+pub fn finish_xdp(hook: Hook, len: u32, result: Option<Result<Verdict, DropReason>>) -> u32 {
+    match result {
+        None => XDP_PASS,
+        Some(Ok(v)) => {
+            count(hook, len, Counted::Outcome(v.outcome));
+            v.action.cast_unsigned()
+        }
+        Some(Err(reason)) => {
+            count(hook, len, Counted::Drop(reason));
+            XDP_DROP
+        }
+    }
+}
+
+#[inline(always)]
+fn count(hook: Hook, len: u32, counted: Counted) {
     if let Some(counter) = VERDICTS.get_ptr_mut(verdict_slot(hook, counted)) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         unsafe {
@@ -44,7 +72,6 @@ pub fn finish(hook: Hook, len: u32, result: Result<Verdict, DropReason>) -> i32 
             (*counter).bytes += u64::from(len);
         }
     }
-    action
 }
 
 /// Counts one inner packet of `bytes` encapsulated toward the DC of tunnel `id`.
@@ -59,7 +86,9 @@ pub fn count_tx(id: u32, bytes: usize, fast_path: bool, keepalive: bool, clamped
     }
 }
 
-/// Counts one inner packet of `bytes` decapsulated from the DC of tunnel `id`.
+/// Counts one inner packet of `bytes` decapsulated from the DC of tunnel `id`. The times are
+/// the coarse clock's (a tick's precision): they date the last packet for liveness, and the
+/// precise clock costs more than the rest of the counting per packet.
 #[inline(always)]
 pub fn count_rx(id: u32, bytes: usize, reflected_keepalive: bool, clamped: bool, fast_path: bool) {
     if let Some(s) = tunnel_stats(id) {
@@ -69,7 +98,7 @@ pub fn count_rx(id: u32, bytes: usize, reflected_keepalive: bool, clamped: bool,
         s.keepalive_reflected += u64::from(reflected_keepalive);
         s.mss_clamped += u64::from(clamped);
         // SAFETY: no preconditions.
-        s.last_rx_ns = unsafe { bpf_ktime_get_ns() };
+        s.last_rx_ns = unsafe { bpf_ktime_get_coarse_ns() };
     }
 }
 
@@ -79,7 +108,7 @@ pub fn count_keepalive_reply(id: u32) {
     if let Some(s) = tunnel_stats(id) {
         s.keepalive_rx += 1;
         // SAFETY: no preconditions.
-        let now = unsafe { bpf_ktime_get_ns() };
+        let now = unsafe { bpf_ktime_get_coarse_ns() };
         s.last_keepalive_rx_ns = now;
         s.last_rx_ns = now;
     }

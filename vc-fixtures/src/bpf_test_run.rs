@@ -6,7 +6,7 @@ use aya::{
     util::nr_cpus,
 };
 use ipnet::Ipv4Net;
-use vc_agent::datapath::{DatapathMaps, PROGRAMS, Program, load, maps::VerdictCount};
+use vc_agent::datapath::{DatapathMaps, PROGRAMS, Program, XDP_PROGRAMS, load, maps::VerdictCount};
 use vc_common::{
     Counted, Hook, Tunnel, TunnelStats, ipv4, ipv4_mask, settings_flags, tunnel_flags,
 };
@@ -87,8 +87,15 @@ impl Fixture {
         if !vc_testkit::privileged(test) {
             return None;
         }
-        let mut ebpf = load(&[PROGRAMS.as_slice(), &[Program::Noop]].concat())
-            .unwrap_or_else(|e| panic!("{test}: loading: {e:?}"));
+        let mut ebpf = load(
+            &[
+                PROGRAMS.as_slice(),
+                &XDP_PROGRAMS,
+                &[Program::Noop, Program::XdpNoop],
+            ]
+            .concat(),
+        )
+        .unwrap_or_else(|e| panic!("{test}: loading: {e:?}"));
         let ip_ids = ebpf
             .take_map(vc_common::maps::IP_ID)
             .expect("IP_ID in the object")
@@ -201,6 +208,15 @@ impl Fixture {
 
     pub fn run_ctx(&mut self, program: Program, frame: &[u8], ctx: SkbCtx) -> Outcome {
         self.try_run_ctx(program, frame, ctx).expect("test run")
+    }
+
+    /// Runs an XDP program on `frame` as received on `ingress_ifindex` (0: no device).
+    pub fn run_xdp(&mut self, program: Program, frame: &[u8], ingress_ifindex: u32) -> Outcome {
+        if let Some(id) = self.pinned_ip_id {
+            self.set_ip_ids(id);
+        }
+        let prog = vc_agent::datapath::xdp(&mut self.ebpf, program).expect("XDP program");
+        testrun::run_xdp(prog, frame, ingress_ifindex, 1).expect("test run")
     }
 
     /// A run the kernel may refuse (some malformed frames).

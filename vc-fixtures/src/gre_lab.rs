@@ -108,7 +108,49 @@ impl Topology {
     /// up), in the kernel and in the LPM map, as the route manager would write them.
     #[must_use]
     pub fn new(fast_path: bool) -> Self {
-        let topo = Self::dcs_only(fast_path);
+        Self::build(fast_path, false)
+    }
+
+    /// As [`Topology::new`] with the fast path, and the CPE's XDP fast paths attached to
+    /// its LAN and WAN veths, the veths set up as [`Topology::veths_for_xdp`] says.
+    #[must_use]
+    pub fn with_xdp() -> Self {
+        Self::build(true, true)
+    }
+
+    /// What XDP on the CPE's veths needs of their far ends. NAPI where frames are
+    /// redirected to (GRO on): a veth takes `XDP_REDIRECT`ed frames only into a NAPI
+    /// instance, which it has with GRO or an XDP program on the peer; without, the kernel
+    /// drops them. And senders (LAN host, DCs) that checksum in software, as frames from a
+    /// NIC are: a veth hands on a local sender's partial checksum (`CHECKSUM_PARTIAL`, the
+    /// offload), which an XDP frame cannot carry, so a redirected TCP segment would arrive
+    /// with a bad checksum. Also applied to a plain topology, for a like-for-like baseline.
+    pub fn veths_for_xdp(&self) {
+        self.lan
+            .sh("ethtool -K eth0 gro on tx off")
+            .expect("the LAN host");
+        self.wan
+            .sh("ethtool -K c0 gro on")
+            .expect("GRO on the WAN router");
+        for dc in [&self.dc1, &self.dc2] {
+            dc.sh("ethtool -K wan0 tx off").expect("a DC");
+        }
+    }
+
+    fn build(fast_path: bool, xdp: bool) -> Self {
+        let mut topo = Self::dcs_only(fast_path);
+        topo.cpe_spec.xdp = xdp;
+        if xdp {
+            topo.veths_for_xdp();
+        }
+        topo.cpe_up();
+        topo
+    }
+
+    /// Brings up the CPE's datapath as `cpe_spec` says, with its routes in the kernel and
+    /// the LPM map (for topologies made by [`Topology::dcs_only`]).
+    pub fn cpe_up(&self) {
+        let topo = self;
         datapath_up(&topo.cpe, &topo.cpe_spec);
         topo.cpe
             .sh("ip route add 203.0.113.0/25 via 100.64.0.2 dev vc-dc1 && ip route add 203.0.113.128/25 via 100.64.0.6 dev vc-dc2 && ip route add 203.0.113.0/24 via 100.64.0.2 dev vc-dc1")
@@ -119,7 +161,6 @@ impl Topology {
         maps.set_route(net("203.0.113.128/25"), 1 << 1)
             .expect("route");
         maps.set_route(net("203.0.113.0/24"), 0b11).expect("route");
-        topo
     }
 
     /// The namespaces with the two DC ends up and routing the LAN back over their tunnel;
@@ -283,6 +324,7 @@ fn specs(pins: &Path, state: &Path, fast_path: bool) -> (DatapathSpec, DatapathS
                 wan_if: wan_if.into(),
                 lan_if: lan_if.map(str::to_string),
                 fast_path: fast,
+                xdp: false,
                 pin_dir: pins.join(name),
                 state_dir: state.join(name),
                 attach_mode: None,

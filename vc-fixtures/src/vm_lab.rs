@@ -67,6 +67,7 @@ fn spec(pins: &std::path::Path) -> DatapathSpec {
         wan_if: "wan0".into(),
         lan_if: Some("lan0".into()),
         fast_path: true,
+        xdp: false,
         pin_dir: pins.join("vc"),
         state_dir: pins.with_extension("state"),
         attach_mode: None,

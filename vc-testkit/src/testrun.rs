@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 
 /// Size of the kernel's `struct __sk_buff` (6.1 and 6.18 alike).
 const SKB_CTX_LEN: usize = 192;
@@ -46,6 +46,39 @@ pub const TC_ACT_OK: i32 = 0;
 pub const TC_NEXT: i32 = -1;
 pub const TC_ACT_SHOT: i32 = 2;
 pub const TC_ACT_REDIRECT: i32 = 7;
+
+/// `XDP_DROP`, `XDP_PASS`, `XDP_REDIRECT`.
+pub const XDP_DROP: i32 = 1;
+pub const XDP_PASS: i32 = 2;
+pub const XDP_REDIRECT: i32 = 4;
+
+/// Size of the kernel's `struct xdp_md`.
+const XDP_CTX_LEN: usize = 24;
+const XDP_INGRESS_IFINDEX: usize = 12;
+
+/// Runs the XDP `program` on `frame` `repeat` times, as received on `ingress_ifindex` (a
+/// device in the caller's namespace; 0 for none). The frame gets the kernel's XDP headroom.
+pub fn run_xdp(program: &Xdp, frame: &[u8], ingress_ifindex: u32, repeat: u32) -> Result<Outcome> {
+    let mut ctx_in = [0u8; XDP_CTX_LEN];
+    ctx_in[4..8].copy_from_slice(&u32::try_from(frame.len())?.to_ne_bytes());
+    ctx_in[XDP_INGRESS_IFINDEX..XDP_INGRESS_IFINDEX + 4]
+        .copy_from_slice(&ingress_ifindex.to_ne_bytes());
+    let mut data_out = vec![0u8; frame.len() + 256];
+    let mut opts = TestRunOptions::new();
+    opts.data_in = Some(frame);
+    opts.data_out = Some(&mut data_out);
+    if ingress_ifindex != 0 {
+        opts.ctx_in = Some(&ctx_in);
+    }
+    opts.repeat = repeat;
+    let result = program.test_run(opts).context("BPF_PROG_TEST_RUN failed")?;
+    data_out.truncate(result.data_size_out as usize);
+    Ok(Outcome {
+        action: result.return_value.cast_signed(),
+        data: data_out,
+        duration: result.duration,
+    })
+}
 
 /// Runs `program` on `frame` (an Ethernet frame, at least 14 bytes) `repeat` times.
 pub fn run(program: &SchedClassifier, frame: &[u8], ctx: SkbCtx, repeat: u32) -> Result<Outcome> {

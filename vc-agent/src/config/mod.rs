@@ -86,6 +86,11 @@ pub struct AgentSettings {
     /// chain for that traffic, like an nftables flowtable).
     #[serde(default = "defaults::fast_path")]
     pub fast_path: bool,
+    /// GRE-only mode: also run the fast paths in XDP on the LAN and WAN devices, where both
+    /// have native XDP. Off by default: the senders must deliver complete checksums, as
+    /// NICs do (see `docs/datapath.md`). Ignored in IPsec mode (XDP output skips XFRM).
+    #[serde(default)]
+    pub xdp: bool,
     /// A directory on a BPF filesystem for the datapath's pinned maps and links.
     #[serde(default = "defaults::pin_dir")]
     pub pin_dir: String,
@@ -105,6 +110,7 @@ impl Default for AgentSettings {
     fn default() -> Self {
         AgentSettings {
             fast_path: defaults::fast_path(),
+            xdp: false,
             pin_dir: defaults::pin_dir(),
             state_dir: defaults::state_dir(),
             metrics_listen: defaults::metrics_listen(),

@@ -6,7 +6,7 @@ use std::{fs, io, path::Path};
 use anyhow::{Context, Result};
 use aya::{
     programs::{
-        LinkOrder, SchedClassifier,
+        LinkOrder, ProgramError, SchedClassifier, Xdp, XdpMode,
         links::{FdLink, LinkError, PinnedLink},
         tc::{self, NlOptions, TcAttachOptions, TcAttachType, TcError},
     },
@@ -51,13 +51,28 @@ impl AttachMode {
 pub enum Direction {
     Ingress,
     Egress,
+    /// XDP, in the driver, before TC ingress (always a pinned link, whatever the TC mode).
+    Xdp,
 }
 
 impl Direction {
-    fn tc(self) -> TcAttachType {
+    /// As the status and metrics show it.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
         match self {
-            Direction::Ingress => TcAttachType::Ingress,
-            Direction::Egress => TcAttachType::Egress,
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+            Direction::Xdp => "xdp",
+        }
+    }
+
+    /// The TC hook; `None` for XDP.
+    #[must_use]
+    pub const fn tc(self) -> Option<TcAttachType> {
+        match self {
+            Direction::Ingress => Some(TcAttachType::Ingress),
+            Direction::Egress => Some(TcAttachType::Egress),
+            Direction::Xdp => None,
         }
     }
 }
@@ -81,11 +96,7 @@ impl Attachment {
     }
 
     fn pin_name(&self) -> String {
-        let dir = match self.direction {
-            Direction::Ingress => "ingress",
-            Direction::Egress => "egress",
-        };
-        format!("{}-{dir}", self.device)
+        format!("{}-{}", self.device, self.direction.name())
     }
 }
 
@@ -125,8 +136,12 @@ pub fn attach(
             })
         }
     };
+    let direction = attachment
+        .direction
+        .tc()
+        .with_context(|| format!("{}: not a TC attachment", what()))?;
     let id = prog
-        .attach_with_options(&attachment.device, attachment.direction.tc(), options)
+        .attach_with_options(&attachment.device, direction, options)
         .with_context(what)?;
     let link = prog.take_link(id).with_context(what)?;
     match mode {
@@ -147,6 +162,38 @@ pub fn attach(
     Ok(())
 }
 
+/// Attaches the XDP `prog` as `attachment` says, in native (driver) mode only, with a pinned
+/// link. `Ok(false)`: the device has no native XDP, and nothing was attached; generic (skb)
+/// XDP would cost more than the TC programs behind it save.
+pub fn attach_xdp(prog: &mut Xdp, attachment: &Attachment, links_dir: &Path) -> Result<bool> {
+    let what = || {
+        format!(
+            "attaching {} to {} (XDP)",
+            attachment.program, attachment.device
+        )
+    };
+    let id = match prog.attach(&attachment.device, XdpMode::Driver) {
+        Ok(id) => id,
+        Err(e) if no_native_xdp(&e) => return Ok(false),
+        Err(e) => return Err(e).with_context(what),
+    };
+    let link: FdLink = prog
+        .take_link(id)
+        .with_context(what)?
+        .try_into()
+        .with_context(what)?;
+    fs::create_dir_all(links_dir).with_context(|| format!("creating {}", links_dir.display()))?;
+    let path = links_dir.join(attachment.pin_name());
+    link.pin(&path)
+        .with_context(|| format!("pinning link {}", path.display()))?;
+    Ok(true)
+}
+
+/// The kernel's answer to a native-mode attach on a device whose driver has no XDP.
+fn no_native_xdp(e: &ProgramError) -> bool {
+    matches!(e, ProgramError::SyscallError(e) if e.io_error.raw_os_error() == Some(libc::EOPNOTSUPP))
+}
+
 /// Drops the pinned tcx link of `attachment`, if any, detaching it if it is still attached:
 /// before pinning a new one where a stale link (device gone, or detached by someone) stays
 /// pinned.
@@ -156,6 +203,12 @@ pub fn unpin_link(attachment: &Attachment, links_dir: &Path) -> Result<()> {
 
 /// Removes an attachment made by [`attach`]; one already gone is fine.
 pub fn detach(attachment: &Attachment, mode: AttachMode, links_dir: &Path) -> Result<()> {
+    // XDP is attached by a pinned link whatever the TC mode.
+    let mode = if attachment.direction == Direction::Xdp {
+        AttachMode::Tcx
+    } else {
+        mode
+    };
     match mode {
         AttachMode::Tcx => {
             let path = links_dir.join(attachment.pin_name());
@@ -171,11 +224,10 @@ pub fn detach(attachment: &Attachment, mode: AttachMode, links_dir: &Path) -> Re
             }
         }
         AttachMode::Clsact => {
-            match tc::qdisc_detach_program(
-                &attachment.device,
-                attachment.direction.tc(),
-                &attachment.program,
-            ) {
+            let Some(direction) = attachment.direction.tc() else {
+                return Ok(());
+            };
+            match tc::qdisc_detach_program(&attachment.device, direction, &attachment.program) {
                 Ok(()) => {}
                 Err(TcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {

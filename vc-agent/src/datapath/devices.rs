@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use anyhow::{Context, Result, bail};
 use futures::TryStreamExt;
 use netlink_packet_route::{
-    link::{LinkAttribute, LinkMessage},
+    link::{LinkAttribute, LinkMessage, LinkXdp},
     neighbour::NeighbourState,
 };
 use rtnetlink::{Handle, LinkUnspec, LinkVeth};
@@ -49,6 +49,21 @@ impl Netlink {
 
     pub async fn ifindex(&self, name: &str) -> Result<Option<u32>> {
         Ok(self.link(name).await?.map(|l| l.header.index))
+    }
+
+    /// The id of the XDP program attached to `name` in native mode: `None` when there is no
+    /// such device, `Some(None)` when it has none.
+    pub async fn native_xdp_program(&self, name: &str) -> Result<Option<Option<u32>>> {
+        let Some(link) = self.link(name).await? else {
+            return Ok(None);
+        };
+        Ok(Some(link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Xdp(xdp) => xdp.iter().find_map(|x| match x {
+                LinkXdp::DrvProgId(id) => Some(*id),
+                _ => None,
+            }),
+            _ => None,
+        })))
     }
 
     /// The MTU of the link with index `index`.

@@ -108,12 +108,23 @@ impl DatapathMaps {
         self.settings.get(&0, 0).context("reading SETTINGS")
     }
 
-    /// Writes the settings, stamped with this agent's layout version.
+    /// Sets the `settings_flags` (and the layout version), leaving the XDP devices as they
+    /// are.
     pub fn set_settings(&mut self, flags: u32) -> Result<()> {
-        let settings = Settings {
-            flags,
-            layout_version: LAYOUT_VERSION,
-        };
+        let mut settings = self.settings()?;
+        settings.flags = flags;
+        settings.layout_version = LAYOUT_VERSION;
+        self.settings
+            .set(0, settings, 0)
+            .context("writing SETTINGS")
+    }
+
+    /// The LAN and WAN devices (ifindexes) the XDP fast paths may redirect between; 0, 0:
+    /// none (see [`Settings::xdp_lan_ifindex`]).
+    pub fn set_xdp_devices(&mut self, lan: u32, wan: u32) -> Result<()> {
+        let mut settings = self.settings()?;
+        settings.xdp_lan_ifindex = lan;
+        settings.xdp_wan_ifindex = wan;
         self.settings
             .set(0, settings, 0)
             .context("writing SETTINGS")

@@ -34,7 +34,7 @@ pub use self::{
     attach::{AttachMode, Attachment, Direction},
     devices::{Netlink, TunnelDevices},
     maps::{DatapathMaps, Ipv4Prefix},
-    object::{PROGRAMS, Program, classifier, load},
+    object::{PROGRAMS, Program, XDP_PROGRAMS, classifier, load, xdp},
     reconcile::{AuditReport, HookState, Presence},
     spec::{DatapathSpec, Mode, TunnelSpec, tunnel_index, tunnel_interface},
     state::State,
@@ -72,7 +72,9 @@ pub fn progs_dir(spec: &DatapathSpec) -> PathBuf {
 
 /// Which program goes where, in the order they are attached: the guard first, so that no
 /// moment has decapsulation or the fast path without it. The LAN fast path only when it is
-/// on: switched off, `vc_lan_rx` is not attached at all.
+/// on: switched off, `vc_lan_rx` is not attached at all. The XDP fast paths last (each
+/// passes what it does not carry up to the TC program already there), in GRE-only mode
+/// with the fast path on only.
 #[must_use]
 pub fn attachments(spec: &DatapathSpec) -> Vec<Attachment> {
     let mut list = vec![
@@ -89,6 +91,33 @@ pub fn attachments(spec: &DatapathSpec) -> Vec<Attachment> {
     {
         list.push(Attachment::new(Program::LanRx, lan, Direction::Ingress));
     }
+    list.extend(
+        xdp_attachments(spec)
+            .into_iter()
+            .filter(|_| wants_xdp(spec)),
+    );
+    list
+}
+
+/// Whether `spec` wants the XDP fast paths: GRE-only mode, the fast path on, and asked for.
+/// In IPsec mode never: XDP output skips XFRM.
+#[must_use]
+pub fn wants_xdp(spec: &DatapathSpec) -> bool {
+    spec.xdp && spec.fast_path && spec.mode == Mode::ExternalIpsec
+}
+
+/// The XDP attachments a spec can have, wanted or not.
+#[must_use]
+pub fn xdp_attachments(spec: &DatapathSpec) -> Vec<Attachment> {
+    let mut list = Vec::new();
+    if let Some(lan) = &spec.lan_if {
+        list.push(Attachment::new(Program::XdpLanRx, lan, Direction::Xdp));
+    }
+    list.push(Attachment::new(
+        Program::XdpWanRx,
+        &spec.wan_if,
+        Direction::Xdp,
+    ));
     list
 }
 
@@ -102,12 +131,16 @@ pub fn all_attachments(spec: &DatapathSpec) -> Vec<Attachment> {
     {
         list.push(Attachment::new(Program::LanRx, lan, Direction::Ingress));
     }
+    if !wants_xdp(spec) {
+        list.extend(xdp_attachments(spec));
+    }
     list
 }
 
 pub(crate) fn program_named(name: &str) -> Result<Program> {
     PROGRAMS
         .into_iter()
+        .chain(XDP_PROGRAMS)
         .find(|p| p.name() == name)
         .with_context(|| format!("no program {name}"))
 }
@@ -178,18 +211,21 @@ impl Datapath {
         state.ip_forward_before = Some(sysctl::enable_forwarding()?);
         state.save(&spec.state_dir)?;
 
-        let mut ebpf = load(&PROGRAMS)?;
+        let mut ebpf = load(&[PROGRAMS.as_slice(), &XDP_PROGRAMS].concat())?;
         // The programs before the maps: pinned maps mean a datapath to adopt, whose programs
         // must then be there to attach.
         let progs_dir = progs_dir(spec);
         remove_pins(&progs_dir)?;
         fs::create_dir_all(&progs_dir)
             .with_context(|| format!("creating {}", progs_dir.display()))?;
-        for program in PROGRAMS {
+        for program in PROGRAMS.into_iter().chain(XDP_PROGRAMS) {
             let path = progs_dir.join(program.name());
-            classifier(&mut ebpf, program)?
-                .pin(&path)
-                .with_context(|| format!("pinning {}", path.display()))?;
+            let pinned = if program.is_xdp() {
+                xdp(&mut ebpf, program)?.pin(&path)
+            } else {
+                classifier(&mut ebpf, program)?.pin(&path)
+            };
+            pinned.with_context(|| format!("pinning {}", path.display()))?;
         }
         let maps_dir = maps_dir(spec);
         fs::create_dir_all(&maps_dir)

@@ -1,6 +1,9 @@
 //! The BPF object embedded at build time, and loading it through the verifier.
 use anyhow::{Context, Result, bail};
-use aya::{Ebpf, EbpfLoader, programs::SchedClassifier};
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{SchedClassifier, Xdp},
+};
 use vc_common::Hook;
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vc-ebpf"));
@@ -14,9 +17,18 @@ pub enum Program {
     WanGuard,
     /// The benchmarks' baseline: returns at once.
     Noop,
+    /// GRE-only mode's XDP encapsulation at LAN ingress (ahead of `LanRx`).
+    XdpLanRx,
+    /// GRE-only mode's XDP decapsulation at WAN ingress (ahead of `WanRx`).
+    XdpWanRx,
+    /// The XDP baseline: passes at once.
+    XdpNoop,
 }
 
-/// The datapath's programs (the baseline is not one of them).
+/// GRE-only mode's XDP programs.
+pub const XDP_PROGRAMS: [Program; 2] = [Program::XdpLanRx, Program::XdpWanRx];
+
+/// The datapath's TC programs (the baseline is not one of them).
 pub const PROGRAMS: [Program; 4] = [
     Program::TunnelTx,
     Program::LanRx,
@@ -34,19 +46,34 @@ impl Program {
             Program::WanRx => "vc_wan_rx",
             Program::WanGuard => "vc_wan_guard",
             Program::Noop => "vc_noop",
+            Program::XdpLanRx => "vc_xdp_lan_rx",
+            Program::XdpWanRx => "vc_xdp_wan_rx",
+            Program::XdpNoop => "vc_xdp_noop",
         }
     }
 
-    /// The block of verdict counters it writes.
+    /// The block of verdict counters it writes. An XDP program counts what it forwards (or
+    /// drops); what it passes up, the TC program behind it counts.
     #[must_use]
     pub const fn hook(self) -> Option<Hook> {
         match self {
             Program::TunnelTx => Some(Hook::TunnelTx),
             Program::LanRx => Some(Hook::LanRx),
             Program::WanRx => Some(Hook::WanRx),
+            Program::XdpLanRx => Some(Hook::XdpLanRx),
+            Program::XdpWanRx => Some(Hook::XdpWanRx),
             Program::WanGuard => Some(Hook::WanTxGuard),
-            Program::Noop => None,
+            Program::Noop | Program::XdpNoop => None,
         }
+    }
+
+    /// An XDP program (the others are TC classifiers).
+    #[must_use]
+    pub const fn is_xdp(self) -> bool {
+        matches!(
+            self,
+            Program::XdpLanRx | Program::XdpWanRx | Program::XdpNoop
+        )
     }
 }
 
@@ -68,9 +95,12 @@ pub fn load(programs: &[Program]) -> Result<Ebpf> {
         .load(object()?)
         .context("loading the BPF object")?;
     for &program in programs {
-        classifier(&mut ebpf, program)?
-            .load()
-            .with_context(|| format!("the verifier rejected {}", program.name()))?;
+        let loaded = if program.is_xdp() {
+            xdp(&mut ebpf, program)?.load()
+        } else {
+            classifier(&mut ebpf, program)?.load()
+        };
+        loaded.with_context(|| format!("the verifier rejected {}", program.name()))?;
     }
     Ok(ebpf)
 }
@@ -81,4 +111,12 @@ pub fn classifier(ebpf: &mut Ebpf, program: Program) -> Result<&mut SchedClassif
         .with_context(|| format!("{} is not in the BPF object", program.name()))?
         .try_into()
         .with_context(|| format!("{} is not a classifier", program.name()))
+}
+
+/// An XDP program of a loaded object.
+pub fn xdp(ebpf: &mut Ebpf, program: Program) -> Result<&mut Xdp> {
+    ebpf.program_mut(program.name())
+        .with_context(|| format!("{} is not in the BPF object", program.name()))?
+        .try_into()
+        .with_context(|| format!("{} is not an XDP program", program.name()))
 }

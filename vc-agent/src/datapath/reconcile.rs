@@ -20,7 +20,8 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use aya::programs::{ProgramInfo, SchedClassifier, tc::TcAttachType};
+use aya::programs::{ProgramInfo, SchedClassifier, Xdp};
+use aya_obj::programs::XdpAttachType;
 use futures::{StreamExt, TryStreamExt};
 use ipnet::Ipv4Net;
 use netlink_packet_route::tc::{TcAttribute, TcFilterBpfOption, TcOption};
@@ -46,6 +47,9 @@ pub enum Presence {
     Missing,
     /// No device of that name.
     NoDevice,
+    /// An XDP fast path that could not be attached (no native XDP on the device): the TC
+    /// programs there carry everything. Not a fault.
+    TcOnly,
 }
 
 impl Presence {
@@ -55,7 +59,14 @@ impl Presence {
             Presence::Attached => "attached",
             Presence::Missing => "MISSING",
             Presence::NoDevice => "NO DEVICE",
+            Presence::TcOnly => "tc only (no native XDP)",
         }
+    }
+
+    /// Whether it leaves a hole: anything but attached, or an XDP fast path left to TC.
+    #[must_use]
+    pub fn is_fault(self) -> bool {
+        !matches!(self, Presence::Attached | Presence::TcOnly)
     }
 }
 
@@ -88,7 +99,7 @@ impl AuditReport {
         let mut faults: Vec<String> = self
             .hooks
             .iter()
-            .filter(|h| h.presence != Presence::Attached)
+            .filter(|h| h.presence.is_fault())
             .map(|h| {
                 format!(
                     "{} on {} {}: {}",
@@ -110,17 +121,7 @@ impl AuditReport {
 
 #[must_use]
 pub const fn direction_name(d: Direction) -> &'static str {
-    match d {
-        Direction::Ingress => "ingress",
-        Direction::Egress => "egress",
-    }
-}
-
-fn tc_type(d: Direction) -> TcAttachType {
-    match d {
-        Direction::Ingress => TcAttachType::Ingress,
-        Direction::Egress => TcAttachType::Egress,
-    }
+    d.name()
 }
 
 /// The pinned program's id: what must be attached (a program of the same name from another
@@ -138,6 +139,15 @@ async fn observe(
     mode: AttachMode,
     id: Option<u32>,
 ) -> Result<Presence> {
+    if attachment.direction == Direction::Xdp {
+        return Ok(
+            match netlink.native_xdp_program(&attachment.device).await? {
+                None => Presence::NoDevice,
+                Some(Some(found)) if id.is_none_or(|id| id == found) => Presence::Attached,
+                Some(_) => Presence::Missing,
+            },
+        );
+    }
     let Some(ifindex) = netlink.ifindex(&attachment.device).await? else {
         return Ok(Presence::NoDevice);
     };
@@ -148,7 +158,8 @@ async fn observe(
     };
     let found = match mode {
         AttachMode::Tcx => {
-            match SchedClassifier::query_tcx(&attachment.device, tc_type(attachment.direction)) {
+            let direction = attachment.direction.tc().context("a TC attachment")?;
+            match SchedClassifier::query_tcx(&attachment.device, direction) {
                 Ok((_, programs)) => programs.iter().any(|p| is_ours(p.id(), p.name_as_str())),
                 // Renamed or deleted between the two looks.
                 Err(e) if is_no_device(&e) => return Ok(Presence::NoDevice),
@@ -192,6 +203,7 @@ async fn clsact_programs(
     request = match direction {
         Direction::Ingress => request.ingress(),
         Direction::Egress => request.egress(),
+        Direction::Xdp => return Ok(Vec::new()),
     };
     let messages: Vec<_> = match request.execute().try_collect().await {
         Ok(m) => m,
@@ -230,16 +242,24 @@ async fn clsact_programs(
 }
 
 /// Attaches the pinned program of `attachment`, replacing a stale link pin (one whose device
-/// is gone or that someone detached).
-fn reattach(attachment: &Attachment, mode: AttachMode, progs: &Path, links: &Path) -> Result<()> {
+/// is gone or that someone detached). `Ok(false)`: an XDP program the device cannot run
+/// natively, not attached.
+fn reattach(attachment: &Attachment, mode: AttachMode, progs: &Path, links: &Path) -> Result<bool> {
     let program = super::program_named(&attachment.program)?;
     let pin = progs.join(program.name());
+    if program.is_xdp() {
+        let mut prog = Xdp::from_pin(&pin, XdpAttachType::Interface)
+            .with_context(|| format!("opening the pinned program {}", pin.display()))?;
+        attach::unpin_link(attachment, links)?;
+        return attach::attach_xdp(&mut prog, attachment, links);
+    }
     let mut prog = SchedClassifier::from_pin(&pin)
         .with_context(|| format!("opening the pinned program {}", pin.display()))?;
     if mode == AttachMode::Tcx {
         attach::unpin_link(attachment, links)?;
     }
-    attach::attach(&mut prog, program, attachment, mode, links)
+    attach::attach(&mut prog, program, attachment, mode, links)?;
+    Ok(true)
 }
 
 impl Datapath {
@@ -262,11 +282,21 @@ impl Datapath {
         }
 
         let (progs, links) = (progs_dir(spec), links_dir(spec));
+        let before = self.audit().hooks;
         let mut hooks = Vec::new();
         for attachment in attachments(spec) {
             let id = pinned_id(&progs, &attachment.program);
             let mut presence = observe(&netlink, &attachment, self.attach_mode, id).await?;
-            if presence == Presence::Missing {
+            let xdp = attachment.direction == Direction::Xdp;
+            // An XDP fast path the device cannot run stays left to TC, without a warning at
+            // every audit.
+            let tc_only = xdp
+                && before.iter().any(|h| {
+                    h.program == attachment.program
+                        && h.device == attachment.device
+                        && h.presence == Presence::TcOnly
+                });
+            if presence == Presence::Missing && !tc_only {
                 warn!(
                     program = %attachment.program,
                     device = %attachment.device,
@@ -274,13 +304,22 @@ impl Datapath {
                     "not attached: attaching it again"
                 );
                 match reattach(&attachment, self.attach_mode, &progs, &links) {
-                    Ok(()) => repairs += 1,
+                    Ok(true) => repairs += 1,
+                    Ok(false) => info!(
+                        program = %attachment.program,
+                        device = %attachment.device,
+                        "no native XDP on the device: the TC programs carry everything"
+                    ),
                     Err(e) => warn!(program = %attachment.program, "re-attaching: {e:#}"),
                 }
                 presence = observe(&netlink, &attachment, self.attach_mode, id).await?;
                 if presence == Presence::Attached {
                     info!(program = %attachment.program, device = %attachment.device, "re-attached");
                 }
+            }
+            if xdp && presence == Presence::Missing {
+                // Never a hole: what XDP does not carry, the TC programs behind it do.
+                presence = Presence::TcOnly;
             }
             hooks.push(HookState {
                 program: attachment.program.clone(),
@@ -299,6 +338,17 @@ impl Datapath {
                 attach::detach(&lan_rx, self.attach_mode, &links)?;
             }
         }
+        self.set_xdp_devices(&netlink, &hooks).await?;
+        if !super::wants_xdp(spec) {
+            for attachment in super::xdp_attachments(spec) {
+                let id = pinned_id(&progs, &attachment.program);
+                if observe(&netlink, &attachment, self.attach_mode, id).await? == Presence::Attached
+                {
+                    info!(device = %attachment.device, program = %attachment.program, "XDP fast path not wanted: detaching it");
+                    attach::detach(&attachment, self.attach_mode, &links)?;
+                }
+            }
+        }
 
         let mut report = self
             .audit
@@ -309,6 +359,36 @@ impl Datapath {
         report.backstop_missing = wanted.difference(&present).copied().collect();
         report.repairs += repairs;
         Ok(report.clone())
+    }
+
+    /// Lets the XDP fast paths redirect between the LAN and WAN devices while both have
+    /// them attached natively, and not otherwise: redirected into a device that cannot
+    /// transmit XDP frames, a frame would be dropped.
+    async fn set_xdp_devices(&self, netlink: &Netlink, hooks: &[HookState]) -> Result<()> {
+        let spec = &self.spec;
+        let attached = |program: Program| {
+            hooks
+                .iter()
+                .any(|h| h.program == program.name() && h.presence == Presence::Attached)
+        };
+        let (mut lan, mut wan) = (0, 0);
+        if let Some(lan_if) = &spec.lan_if
+            && attached(Program::XdpLanRx)
+            && attached(Program::XdpWanRx)
+        {
+            lan = netlink.ifindex(lan_if).await?.unwrap_or_default();
+            wan = netlink.ifindex(&spec.wan_if).await?.unwrap_or_default();
+        }
+        let mut maps = self.lock();
+        let settings = maps.settings()?;
+        if (settings.xdp_lan_ifindex, settings.xdp_wan_ifindex) != (lan, wan) {
+            info!(
+                lan,
+                wan, "XDP fast paths redirect between ifindexes (0: none)"
+            );
+            maps.set_xdp_devices(lan, wan)?;
+        }
+        Ok(())
     }
 
     /// The last audit (see [`Datapath::reconcile`]).

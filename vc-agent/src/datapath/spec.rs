@@ -32,6 +32,10 @@ pub struct DatapathSpec {
     pub lan_if: Option<String>,
     /// Whether the LAN fast path encapsulates (it can be switched at run time).
     pub fast_path: bool,
+    /// GRE-only mode with the fast path on: also attach the XDP fast paths on the LAN and
+    /// WAN devices, where they have native XDP (elsewhere the TC programs do it all). Never
+    /// in IPsec mode: XDP output skips XFRM.
+    pub xdp: bool,
     /// A directory on a BPF filesystem for maps and links.
     pub pin_dir: PathBuf,
     /// A directory for the record of host settings to restore.
@@ -89,6 +93,7 @@ impl DatapathSpec {
             wan_if: config.interfaces.wan.clone(),
             lan_if: Some(config.interfaces.lan.clone()),
             fast_path: config.agent.fast_path,
+            xdp: config.agent.xdp,
             pin_dir: PathBuf::from(&config.agent.pin_dir),
             state_dir: PathBuf::from(&config.agent.state_dir).join("datapath"),
             attach_mode: None,

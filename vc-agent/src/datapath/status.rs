@@ -10,7 +10,7 @@ use vc_common::{Counted, Hook, Tunnel, TunnelStats};
 use super::{
     AttachMode,
     maps::VerdictCount,
-    reconcile::{AuditReport, Presence, direction_name},
+    reconcile::{AuditReport, direction_name},
 };
 use crate::config::TunnelId;
 
@@ -155,7 +155,7 @@ impl fmt::Display for DatapathStatus {
         for p in &k.backstop_missing {
             writeln!(f, "    backstop unreachable {p}: MISSING")?;
         }
-        if k.hooks.iter().any(|h| h.presence != Presence::Attached) {
+        if k.hooks.iter().any(|h| h.presence.is_fault()) {
             writeln!(
                 f,
                 "    FAULT: a program is not attached (the backstop routes hold)"

@@ -18,7 +18,7 @@ use crate::fixture::{
 const GATEWAY_MAC: [u8; 6] = [2, 0, 0, 0, 0xfe, 0xfe];
 const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 0x1a, 0x0a];
 
-fn mac(ns: &NetNs, dev: &str) -> [u8; 6] {
+pub fn mac(ns: &NetNs, dev: &str) -> [u8; 6] {
     let text = ns
         .sh(&format!("cat /sys/class/net/{dev}/address"))
         .expect("address");
@@ -30,7 +30,7 @@ fn mac(ns: &NetNs, dev: &str) -> [u8; 6] {
     bytes.try_into().expect("six bytes")
 }
 
-fn ifindex(ns: &NetNs, dev: &str) -> u32 {
+pub fn ifindex(ns: &NetNs, dev: &str) -> u32 {
     ns.sh(&format!("cat /sys/class/net/{dev}/ifindex"))
         .expect("ifindex")
         .trim()

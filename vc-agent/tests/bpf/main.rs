@@ -12,3 +12,4 @@ mod tunnel_tx;
 mod verifier;
 mod wan_guard;
 mod wan_rx;
+mod xdp;

@@ -1,6 +1,7 @@
 //! The datapath live on this host, GRE-only mode, vc at both ends (see `topology`): every
 //! packet path with real traffic, judged by ping, TCP, tcpdump and tshark.
 mod failclosed;
+mod xdp;
 
 use vc_agent::datapath::DatapathMaps;
 use vc_common::{DropReason, Hook, Outcome};

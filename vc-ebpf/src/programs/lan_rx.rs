@@ -15,7 +15,7 @@ use vc_common::{DropReason, Outcome, Tunnel, settings_flags};
 use crate::{
     fib,
     gre::{self, Hop},
-    maps::{LOCAL_ADDRS, TUNNEL_BY_REMOTE, settings, tunnel},
+    maps::{LOCAL_ADDRS, settings, tunnel, tunnel_by_remote},
     mss,
     parse::{
         ETH_HLEN, ETH_P_IP, IPPROTO_GRE, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN, Ipv4, TCP_HLEN,
@@ -40,8 +40,7 @@ pub fn try_lan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     // GRE to a DC's GRE address is the tunnel itself: only the CPE originates it. A LAN host
     // sending it could inject into the tunnel (GRE-only mode) or, refused by XFRM's selectors,
     // have it routed out in clear.
-    // SAFETY: only presence is tested.
-    if ip.protocol == IPPROTO_GRE && unsafe { TUNNEL_BY_REMOTE.get(ip.daddr) }.is_some() {
+    if ip.protocol == IPPROTO_GRE && tunnel_by_remote(ip.daddr).is_some() {
         return Err(DropReason::LanGreToDc);
     }
     let Some(id) = select_tunnel(ip.daddr)? else {

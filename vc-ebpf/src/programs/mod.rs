@@ -3,3 +3,4 @@ pub mod lan_rx;
 pub mod tunnel_tx;
 pub mod wan_guard;
 pub mod wan_rx;
+pub mod xdp;

@@ -9,7 +9,7 @@ use vc_common::{DropReason, Outcome, Tunnel};
 
 use crate::{
     gre::{self, GRE_HLEN, GRE_PROTO_KEEPALIVE, Hop},
-    maps::{TUNNEL_BY_PEER, tunnel},
+    maps::tunnel_by_peer,
     mss,
     parse::{
         ETH_HLEN, ETH_P_IP, GreHdr, IPPROTO_GRE, IPV4_HLEN, Ipv4, TCP_HLEN, eth_proto, ptr_at, pull,
@@ -21,11 +21,7 @@ use crate::{
 pub fn try_tunnel_tx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     // SAFETY: the context is the kernel's `__sk_buff`.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    // SAFETY: the value is copied out before any other map operation.
-    let id = unsafe { TUNNEL_BY_PEER.get(ifindex) }
-        .copied()
-        .ok_or(DropReason::UnknownTunnel)?;
-    let tunnel = tunnel(id).ok_or(DropReason::UnknownTunnel)?;
+    let (id, tunnel) = tunnel_by_peer(ifindex).ok_or(DropReason::UnknownTunnel)?;
     // Only IPv4 crosses the tunnel: IPv6 neighbour discovery and the like end here.
     if eth_proto(ctx)? != ETH_P_IP {
         return Err(DropReason::NotIpv4);

@@ -12,7 +12,7 @@
     reason = "bpf_redirect returns a TC action (i64) that the program returns as i32, and the \
               helper takes the size of its state (< 64 bytes) as u32"
 )]
-use core::mem::{size_of, zeroed};
+use core::mem::{MaybeUninit, size_of};
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT, bpf_xfrm_state},
@@ -24,13 +24,14 @@ use vc_common::{DropReason, Outcome, Tunnel, settings_flags};
 use crate::{
     fib,
     gre::{self, GRE_PROTO_IPV4, GRE_PROTO_KEEPALIVE},
-    maps::{TUNNEL_BY_REMOTE, settings, tunnel},
+    maps::{settings, tunnel_by_remote},
     mss,
     parse::{
         ETH_HLEN, ETH_P_IP, IPPROTO_GRE, IPV4_HLEN, Ipv4, TCP_HLEN, eth_proto, pull, set_eth,
         set_eth_dst,
     },
     stats::{Verdict, count_keepalive_reply, count_rx},
+    zero,
 };
 
 const AF_INET: u16 = 2;
@@ -47,11 +48,7 @@ pub fn try_wan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     if outer.protocol != IPPROTO_GRE {
         return Ok(pass());
     }
-    // SAFETY: the value is copied out before any other map operation.
-    let Some(id) = unsafe { TUNNEL_BY_REMOTE.get(outer.saddr) }.copied() else {
-        return Ok(pass());
-    };
-    let Some(tunnel) = tunnel(id) else {
+    let Some((id, tunnel)) = tunnel_by_remote(outer.saddr) else {
         return Ok(pass());
     };
     if outer.daddr != tunnel.local_gre {
@@ -145,14 +142,15 @@ const fn pass() -> Verdict {
 /// IPsec mode: the GRE must have been decrypted by this tunnel's child SA, from this DC.
 #[inline(always)]
 fn check_sa(ctx: &TcContext, tunnel: &Tunnel) -> Result<(), DropReason> {
-    // SAFETY: all-zero is a valid `bpf_xfrm_state`.
-    let mut state: bpf_xfrm_state = unsafe { zeroed() };
+    let mut slot = MaybeUninit::<bpf_xfrm_state>::uninit();
+    // All-zero is a valid `bpf_xfrm_state`.
+    let state = zero::init(&mut slot);
     // SAFETY: `state` is a writable buffer of the size passed.
     let err = unsafe {
         bpf_skb_get_xfrm_state(
             ctx.skb.skb,
             0,
-            &raw mut state,
+            &raw mut *state,
             size_of::<bpf_xfrm_state>() as u32,
             0,
         )
