@@ -136,13 +136,7 @@ pub fn run() -> Result<()> {
     };
     let cases = cases();
     let started = Instant::now();
-    // Interleaved rounds, best (lowest) mean per case: noise on a shared machine only adds.
-    let mut best = vec![f64::INFINITY; cases.len()];
-    for _ in 0..ROUNDS {
-        for (case, best) in cases.iter().zip(&mut best) {
-            *best = best.min(mean_ns(&mut f, case));
-        }
-    }
+    let best = best_ns(&mut f, &cases);
     let baseline = best[0];
     println!("## Per-program cost (`BPF_PROG_TEST_RUN`)\n");
     println!(
@@ -159,6 +153,28 @@ pub fn run() -> Result<()> {
          each program adds to it. Throughput is judged end to end (see the iperf3 sections)."
     );
     Ok(())
+}
+
+/// Interleaved rounds, best (lowest) mean per case: noise on a shared machine only adds.
+fn best_ns(f: &mut Fixture, cases: &[Case]) -> Vec<f64> {
+    let mut best = vec![f64::INFINITY; cases.len()];
+    for _ in 0..ROUNDS {
+        for (case, best) in cases.iter().zip(&mut best) {
+            *best = best.min(mean_ns(f, case));
+        }
+    }
+    best
+}
+
+/// Each case's name and ns/packet, measured as `run` measures them: for other sections (the
+/// estimate on paper), which must not parse this section's Markdown.
+pub fn figures() -> Result<Vec<(&'static str, f64)>> {
+    let Some(mut f) = Fixture::new("bpf figures") else {
+        anyhow::bail!("the BPF benchmark needs root");
+    };
+    let cases = cases();
+    let best = best_ns(&mut f, &cases);
+    Ok(cases.iter().map(|c| c.name).zip(best).collect())
 }
 
 fn kernel_release() -> String {
