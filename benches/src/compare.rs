@@ -293,9 +293,9 @@ impl Comparison {
         }
         if self.measures.iter().any(|m| m.is_cost()) {
             out.push_str(
-                "CPU cost: busy CPU seconds of the whole kernel (user + system + irq + softirq, \
-                 all CPUs, from /proc/stat) during the transfer, per GB delivered, at half the \
-                 baseline's saturated rate. It includes the LAN host's and the DC's share (one \
+                "CPU cost: busy CPU seconds of the whole kernel during the transfer (elapsed \
+                 time × CPUs − idle time from /proc/stat, which a tickless kernel measures \
+                 exactly), per GB delivered, at half the baseline's saturated rate. It includes the LAN host's and the DC's share (one \
                  kernel runs every namespace), the same for every setup. × baseline is the \
                  baseline's cost ÷ this cost: above 1 is cheaper. Delivered: median receiver \
                  rate, to show the load was carried.\n\n",
