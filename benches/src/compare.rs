@@ -226,9 +226,9 @@ impl Comparison {
     #[must_use]
     pub fn throughput_table(&self, measure: Measure) -> String {
         let m = self.index(measure);
-        let mut out = format!(
+        let mut out = String::from(
             "| CPE | LAN → DC Mbit/s | × baseline | DC → LAN Mbit/s | × baseline |\n\
-             |---|---:|---:|---:|---:|\n"
+             |---|---:|---:|---:|---:|\n",
         );
         for (s, name) in self.names.iter().enumerate() {
             let _ = write!(out, "| {name} |");

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-/// `/proc/stat` counts in USER_HZ ticks, which Linux fixes at 100 on every architecture vc
+/// `/proc/stat` counts in `USER_HZ` ticks, which Linux fixes at 100 on every architecture vc
 /// runs on (the ABI value, whatever the kernel's HZ).
 const TICKS_PER_SECOND: f64 = 100.0;
 
@@ -33,7 +33,7 @@ impl Sample {
     /// Busy CPU seconds, all CPUs together, from `self` until `later`.
     #[must_use]
     pub fn busy_until(&self, later: &Sample) -> f64 {
-        #[allow(clippy::cast_precision_loss)] // a handful of CPUs
+        #[expect(clippy::cast_precision_loss, reason = "a handful of CPUs")]
         let capacity = (later.at - self.at).as_secs_f64() * self.cpus as f64;
         (capacity - (later.idle - self.idle)).max(0.0)
     }
@@ -57,7 +57,10 @@ fn idle_of(stat: &str) -> Result<(f64, usize)> {
         .lines()
         .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
         .count();
-    #[allow(clippy::cast_precision_loss)] // ticks since boot stay far below 2^52
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "ticks since boot stay far below 2^52"
+    )]
     Ok((idle as f64 / TICKS_PER_SECOND, cpus.max(1)))
 }
 

@@ -82,16 +82,15 @@ impl Setups for Rebuilt {
     fn lab(&mut self, s: usize) -> Result<&Lab> {
         if self.current.as_ref().is_none_or(|(c, _)| *c != s) {
             self.current = None;
-            let lab = match s {
-                0 => Lab::on(Cpe::KernelGre, &self.link),
-                _ => {
-                    let lab = Lab::on(Cpe::Vc, &self.link);
-                    if s == 2 {
-                        // IPsec mode (flags 0) without the fast path.
-                        lab.maps().set_settings(0)?;
-                    }
-                    lab
+            let lab = if s == 0 {
+                Lab::on(Cpe::KernelGre, &self.link)
+            } else {
+                let lab = Lab::on(Cpe::Vc, &self.link);
+                if s == 2 {
+                    // IPsec mode (flags 0) without the fast path.
+                    lab.maps().set_settings(0)?;
                 }
+                lab
             };
             self.current = Some((s, lab));
         }
@@ -203,7 +202,9 @@ struct VethPair;
 impl VethPair {
     fn new() -> Result<Self> {
         let ok = Command::new("ip")
-            .args(["link", "add", VETH[0], "type", "veth", "peer", "name", VETH[1]])
+            .args([
+                "link", "add", VETH[0], "type", "veth", "peer", "name", VETH[1],
+            ])
             .status()
             .context("ip link add")?
             .success();

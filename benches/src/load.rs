@@ -69,7 +69,11 @@ impl Load {
         let mut args: Vec<String> = ["-c", server, "-J", "-t"]
             .map(String::from)
             .into_iter()
-            .chain([self.seconds.to_string(), "-P".into(), self.streams.to_string()])
+            .chain([
+                self.seconds.to_string(),
+                "-P".into(),
+                self.streams.to_string(),
+            ])
             .collect();
         if let Some(len) = self.udp_len {
             args.extend(["-u".into(), "-l".into(), len.to_string()]);
@@ -163,7 +167,12 @@ mod tests {
             "-c 10.0.0.1 -J -t 3 -P 1"
         );
         assert_eq!(
-            Load::udp(200, 2).at(5e6).streams(4).on_cpu(1).args("h").join(" "),
+            Load::udp(200, 2)
+                .at(5e6)
+                .streams(4)
+                .on_cpu(1)
+                .args("h")
+                .join(" "),
             "-c h -J -t 2 -P 4 -u -l 200 -b 5000000 -A 1,1"
         );
         assert_eq!(

@@ -59,8 +59,8 @@ pub fn run() -> Result<()> {
     let figures = bpf::figures()?;
     // vc's programs on each packet of the IPsec fast path.
     let up = program_ns(&figures, "lan_rx: fast path")? + program_ns(&figures, "wan_guard: ESP")?;
-    let down = program_ns(&figures, "wan_rx: ESP passed")?
-        + program_ns(&figures, "wan_rx: decapsulate")?;
+    let down =
+        program_ns(&figures, "wan_rx: ESP passed")? + program_ns(&figures, "wan_rx: decapsulate")?;
     println!("## On paper: one tunnel at Cisco's 250 Mbit/s cap\n");
     println!(
         "`cargo xtask bench` · one core of this host ({}) · AES-GCM from `openssl speed -evp` \

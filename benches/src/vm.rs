@@ -49,7 +49,7 @@ pub fn run_in_vm(inside: &str, clock: GuestClock, clock_name: &str) -> Result<()
     let outcome = VmRun::new(&format!("bench-{inside}"), &[exe, inside])
         .clock(clock)
         .env("VC_BENCH_CLOCK", clock_name)
-        .timeout(Duration::from_mins(120))
+        .timeout(Duration::from_hours(2))
         .run()?;
     if !outcome.passed() {
         bail!("the VM benchmark failed:\n{}", outcome.report());
@@ -85,7 +85,7 @@ pub const SETUP_NAMES: [&str; 3] = [
     "vc + XFRM, tunnel interface (slow path)",
 ];
 
-/// The claim to decide: vc ≥ 1.05× ip_gre + XFRM with the fast path, ≥ 1.0× without, both
+/// The claim to decide: vc ≥ 1.05× `ip_gre` + XFRM with the fast path, ≥ 1.0× without, both
 /// directions, by throughput and by CPU cost per GB.
 pub fn verdict(c: &Comparison) -> Verdict {
     let mut claims = Vec::new();

@@ -133,8 +133,10 @@ impl Lab {
                         .status()
                         .is_ok_and(|s| s.success());
                     assert!(moved, "cannot move {dev} into {}", ns.name());
-                    ns.sh(&format!("ip link set {dev} name wan0 && ip link set wan0 up"))
-                        .unwrap_or_else(|e| panic!("{dev} as wan0: {e:#}"));
+                    ns.sh(&format!(
+                        "ip link set {dev} name wan0 && ip link set wan0 up"
+                    ))
+                    .unwrap_or_else(|e| panic!("{dev} as wan0: {e:#}"));
                 }
             }
         }

@@ -14,7 +14,7 @@ pub struct Options {
     /// Only these sections (bpf, iperf, paper, vm), printed and not written to BENCHMARKS.md.
     #[arg(long, value_delimiter = ',')]
     section: Vec<String>,
-    /// Hardware mode: compare vc and Linux ip_gre + XFRM on this box's NICs (or a veth pair)
+    /// Hardware mode: compare vc and Linux `ip_gre` + XFRM on this box's NICs (or a veth pair)
     /// and write target/BENCHMARKS-hw.md instead (see docs/benchmarks.md).
     #[arg(long)]
     hw: bool,
@@ -24,7 +24,7 @@ pub struct Options {
     /// Hardware mode: the NIC that plays the DC's end of the cable.
     #[arg(long, requires_all = ["hw", "wan_if"])]
     dc_if: Option<String>,
-    /// Hardware mode in the test VM, on a veth pair (for a kernel without ip_gre or ESP).
+    /// Hardware mode in the test VM, on a veth pair (for a kernel without `ip_gre` or ESP).
     #[arg(long, requires = "hw")]
     in_vm: bool,
 }

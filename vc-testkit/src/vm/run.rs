@@ -145,7 +145,13 @@ impl VmRun {
         fs::write(&script, self.script(results.path()))
             .with_context(|| format!("{}", script.display()))?;
         let _slot = slots::acquire(SLOT_PATIENCE)?;
-        let mut cmd = qemu::command_with(&dir, Some(&script), Some(results.path()), self.init, self.clock);
+        let mut cmd = qemu::command_with(
+            &dir,
+            Some(&script),
+            Some(results.path()),
+            self.init,
+            self.clock,
+        );
         if self.interactive {
             cmd.stdin(Stdio::inherit())
                 .stdout(Stdio::inherit())
