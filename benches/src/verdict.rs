@@ -39,18 +39,21 @@ impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "\n### Verdict\n\nClaim: {}. Each line is judged on the median of its per-round ratios; \
-             \"unanimous\" when every round falls on the same side of the goal.\n\n\
+            "\n### Verdict\n\nClaim: {}. Each line is judged on the median of its per-round ratios \
+             (three decimals here, so that a median just below the goal does not read as the \
+             goal); \"unanimous\" when every round falls on the same side of the goal.\n\n\
              | ratio | goal | median (min–max) | met | rounds |\n|---|---:|---:|:---:|---|",
             self.title
         )?;
         for c in &self.claims {
             writeln!(
                 f,
-                "| {} | ≥ {:.2} | {} | {} | {} |",
+                "| {} | ≥ {:.2} | {:.3} ({:.3}–{:.3}) | {} | {} |",
                 c.what,
                 c.goal,
-                c.spread.cell(),
+                c.spread.median,
+                c.spread.min,
+                c.spread.max,
                 if c.met() { "yes" } else { "no" },
                 if c.unanimous() { "unanimous" } else { "split" }
             )?;
