@@ -15,7 +15,7 @@
 //! It runs in a namespace of its own with the devices, routes and neighbours the fast paths
 //! look up, so that GRE-only mode's cases take the path they take in production (a FIB hit,
 //! straight to the WAN or the LAN). XDP programs are compared with a no-op XDP program.
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use vc_agent::datapath::Program;
@@ -29,6 +29,8 @@ use vc_testkit::{
     packet::{self, IPPROTO_ESP, Ipv4, Tcp, udp_in_ipv4},
     testrun::SkbCtx,
 };
+
+use crate::stats::{self, Spread};
 
 const SAMPLES: u32 = 3_000;
 const ROUNDS: usize = 41;
@@ -212,47 +214,65 @@ fn devices() -> Result<(NetNs, [u32; 4])> {
     Ok((ns, ifindex))
 }
 
-pub fn run() -> Result<()> {
+/// Every case's kernel-timed ns/packet in each of [`ROUNDS`] interleaved rounds
+/// (`ns[case][round]`), measured in the bench's namespace, and how long that took.
+struct Samples {
+    cases: Vec<Case>,
+    ns: Vec<Vec<f64>>,
+    elapsed: Duration,
+}
+
+fn sample() -> Result<Samples> {
     if !vc_testkit::privilege::is_root() {
         anyhow::bail!("the BPF benchmark needs root");
     }
     let (ns, [lan, wan, tunnel, peer]) = devices()?;
-    ns.run_in(move || measure(lan, wan, tunnel, peer))?
+    ns.run_in(move || sample_in(lan, wan, tunnel, peer))?
 }
 
-fn measure(lan: u32, wan: u32, tunnel: u32, peer: u32) -> Result<()> {
+fn sample_in(lan: u32, wan: u32, tunnel: u32, peer: u32) -> Result<Samples> {
     let mut f = Fixture::new("bpf bench").context("root")?;
     f.set_devices(TUNNEL_A, tunnel, peer);
     f.maps().set_xdp_devices(lan, wan)?;
     let cases = cases();
     let started = Instant::now();
-    // ns[case][round]; the no-op is case 0, measured in every round with the others.
+    // The no-ops are measured in every round with the others.
     let mut ns = vec![Vec::with_capacity(ROUNDS); cases.len()];
     for _ in 0..ROUNDS {
         for (case, ns) in cases.iter().zip(&mut ns) {
             ns.push(mean_ns(&mut f, case, peer));
         }
     }
-    let baselines = [ns[TC_NOOP].clone(), ns[XDP_NOOP].clone()];
+    Ok(Samples {
+        cases,
+        ns,
+        elapsed: started.elapsed(),
+    })
+}
+
+pub fn run() -> Result<()> {
+    let Samples { cases, ns, elapsed } = sample()?;
+    let baselines = [&ns[TC_NOOP], &ns[XDP_NOOP]];
     println!("## Per-program cost (`BPF_PROG_TEST_RUN`)\n");
     println!(
         "`cargo xtask bench` · kernel {} · {ROUNDS} interleaved rounds of {SAMPLES} single runs \
          per case on fresh packets; ratios to the no-op of the same round · {:.1} s\n",
         kernel_release(),
-        started.elapsed().as_secs_f64()
+        elapsed.as_secs_f64()
     );
     println!(
         "| case | ns/packet (median) | × no-op min | × no-op median | × no-op max |\n\
          |---|---:|---:|---:|---:|"
     );
     for (case, ns) in cases.iter().zip(&ns) {
-        let baseline = &baselines[case.baseline];
-        let ratios: Vec<f64> = ns.iter().zip(baseline).map(|(n, b)| n / b).collect();
-        let (min, median, max) = spread(ratios);
+        let ratio = Spread::of(&stats::ratios(ns, baselines[case.baseline]));
         println!(
-            "| {} | {:.1} | {min:.2} | {median:.2} | {max:.2} |",
+            "| {} | {:.1} | {:.2} | {:.2} | {:.2} |",
             case.name,
-            spread(ns.clone()).1
+            Spread::of(ns).median,
+            ratio.min,
+            ratio.median,
+            ratio.max
         );
     }
     println!(
@@ -263,16 +283,15 @@ fn measure(lan: u32, wan: u32, tunnel: u32, peer: u32) -> Result<()> {
     Ok(())
 }
 
-/// Minimum, median and maximum.
-fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    let median = if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        f64::midpoint(values[n / 2 - 1], values[n / 2])
-    };
-    (values[0], median, values[n - 1])
+/// Each case's name and median ns/packet, measured as `run` measures them: for other sections
+/// (the estimate on paper), which must not parse this section's Markdown.
+pub fn figures() -> Result<Vec<(&'static str, f64)>> {
+    let Samples { cases, ns, .. } = sample()?;
+    Ok(cases
+        .iter()
+        .map(|c| c.name)
+        .zip(ns.iter().map(|ns| Spread::of(ns).median))
+        .collect())
 }
 
 fn kernel_release() -> String {

@@ -1,23 +1,55 @@
 //! vc + XFRM against Linux `ip_gre` + XFRM on the CPE, same SAs, same boot of the test VM
-//! (Debian's 6.1 kernel under QEMU). Software-emulated CPUs make absolute figures
-//! meaningless; the ratio is the result.
+//! (Debian's 6.1 kernel under QEMU). Emulated CPUs make absolute figures meaningless; the
+//! result is each setup's ratio to the baseline of the same round, and the spread of those
+//! ratios over the rounds (see `compare`).
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use vc_fixtures::vm_lab::{Cpe, DC_HOST, LAN_HOST, Lab};
-use vc_testkit::vm::{self, VmRun};
+use vc_fixtures::vm_lab::{Cpe, Lab};
+use vc_testkit::vm::{self, VmRun, qemu::GuestClock};
 
-use crate::iperf::iperf3;
+use crate::{
+    compare::{Built, Comparison, DIRECTIONS, Measure, compare},
+    verdict::Verdict,
+};
 
-const ROUNDS: usize = 3;
+/// Rounds unless `VC_BENCH_ROUNDS` says otherwise.
+const ROUNDS: usize = 5;
+/// Seconds of guest time per transfer.
+const SECONDS: u32 = 3;
+/// `-icount shift`: one guest instruction is 2^SHIFT ns of guest time (a 500 MHz guest CPU).
+const ICOUNT_SHIFT: u8 = 1;
 
-/// On the host: boots the VM running `vc-bench vm-inside` and prints what it measured.
-pub fn run() -> Result<()> {
+/// What drives the guest's clock (`VC_BENCH_CLOCK`: `icount`, the default, or `host`).
+fn clock() -> Result<(&'static str, GuestClock)> {
+    match std::env::var("VC_BENCH_CLOCK").as_deref() {
+        Ok("icount") | Err(_) => Ok((
+            "icount",
+            GuestClock::Instructions {
+                shift: ICOUNT_SHIFT,
+            },
+        )),
+        Ok("host") => Ok(("host", GuestClock::Host)),
+        Ok(other) => bail!("VC_BENCH_CLOCK={other}: expected icount or host"),
+    }
+}
+
+/// `VC_BENCH_ROUNDS`, else `default`.
+pub fn rounds(default: usize) -> Result<usize> {
+    std::env::var("VC_BENCH_ROUNDS").map_or(Ok(default), |r| {
+        r.parse().with_context(|| format!("VC_BENCH_ROUNDS={r}"))
+    })
+}
+
+/// On the host: boots the VM running `vc-bench <inside>` and prints what it measured.
+pub fn run_in_vm(inside: &str, clock: GuestClock, clock_name: &str) -> Result<()> {
     vm::ready().map_err(|why| anyhow::anyhow!("cannot boot the test VM: {why}"))?;
     let exe = std::env::current_exe().context("own path")?;
     let exe = exe.to_str().context("path")?;
-    let outcome = VmRun::new("bench-vm", &[exe, "vm-inside"])
-        .timeout(Duration::from_mins(15))
+    let outcome = VmRun::new(&format!("bench-{inside}"), &[exe, inside])
+        .clock(clock)
+        .env("VC_BENCH_CLOCK", clock_name)
+        .timeout(Duration::from_hours(2))
         .run()?;
     if !outcome.passed() {
         bail!("the VM benchmark failed:\n{}", outcome.report());
@@ -25,55 +57,84 @@ pub fn run() -> Result<()> {
     for line in outcome.output.lines().skip_while(|l| !l.starts_with("## ")) {
         println!("{line}");
     }
+    println!(
+        "\nWall time of the VM run on the host: {:.0} s.",
+        outcome.wall.as_secs_f64()
+    );
     Ok(())
 }
 
-/// In the guest.
-pub fn inside() -> Result<()> {
+pub fn run() -> Result<()> {
+    let (name, clock) = clock()?;
+    run_in_vm("vm-inside", clock, name)
+}
+
+/// The three CPEs of the comparison, in one boot: the baseline first.
+pub fn labs() -> Result<[Lab; 3]> {
     let kernel = Lab::new(Cpe::KernelGre);
     let fast = Lab::new(Cpe::Vc);
     let slow = Lab::new(Cpe::Vc);
     // IPsec mode (flags 0) without the fast path.
     slow.maps().set_settings(0)?;
-    let setups = [
-        ("Linux ip_gre + XFRM (baseline)", &kernel),
-        ("vc + XFRM, LAN fast path", &fast),
-        ("vc + XFRM, tunnel interface (slow path)", &slow),
-    ];
-    let mut up = vec![Vec::new(); setups.len()];
-    let mut down = vec![Vec::new(); setups.len()];
-    for _ in 0..ROUNDS {
-        for (i, (_, lab)) in setups.iter().enumerate() {
-            up[i].push(iperf3(&lab.lan, &lab.dc, DC_HOST, false)?);
-            down[i].push(iperf3(&lab.dc, &lab.lan, LAN_HOST, false)?);
+    Ok([kernel, fast, slow])
+}
+
+pub const SETUP_NAMES: [&str; 3] = [
+    "Linux ip_gre + XFRM (baseline)",
+    "vc + XFRM, LAN fast path",
+    "vc + XFRM, tunnel interface (slow path)",
+];
+
+/// The claim to decide: vc ≥ 1.05× `ip_gre` + XFRM with the fast path, ≥ 1.0× without, both
+/// directions, by throughput and by CPU cost per GB.
+pub fn verdict(c: &Comparison) -> Verdict {
+    let mut claims = Vec::new();
+    for (s, goal) in [(1, 1.05), (2, 1.0)] {
+        for measure in [Measure::THROUGHPUT, Measure::TcpCost, Measure::VoiceCost] {
+            for d in 0..DIRECTIONS.len() {
+                claims.push(c.claim(measure, d, s, goal));
+            }
         }
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+    Verdict {
+        title: "vc ≥ 1.05× Linux ip_gre + XFRM with the fast path, ≥ 1.0× without, both \
+                directions, by throughput and by CPU cost per GB"
+            .into(),
+        claims,
+    }
+}
+
+/// In the guest.
+pub fn inside() -> Result<()> {
+    let rounds = rounds(ROUNDS)?;
+    let (clock, _) = clock()?;
+    let labs = labs()?;
+    let mut setups = Built(SETUP_NAMES.iter().copied().zip(&labs).collect());
+    let measures = [Measure::THROUGHPUT, Measure::TcpCost, Measure::VoiceCost];
+    let c = compare(&mut setups, &measures, rounds, SECONDS)?;
+
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let clock_text = if clock == "icount" {
+        format!(
+            "QEMU TCG with `-icount shift={ICOUNT_SHIFT},sleep=on` (one vCPU): while the guest \
+             works its clock counts its instructions, so CPU-bound figures do not depend on \
+             the host's load (chosen over the host's clock, on which the same comparison moved \
+             by 30 % from one machine to another and from run to run with the load of other \
+             processes)"
+        )
+    } else {
+        "QEMU TCG on the host's clock (2 vCPUs): guest figures move with the host's load"
+            .to_string()
     };
-    let up: Vec<f64> = up.into_iter().map(median).collect();
-    let down: Vec<f64> = down.into_iter().map(median).collect();
     println!("## GRE over IPsec in the VM: vc against Linux ip_gre, same XFRM\n");
     println!(
-        "`cargo xtask bench` · Debian {} under QEMU (TCG, 2 vCPUs, software AES-GCM) · iperf3 \
-         TCP, median of {ROUNDS} interleaved rounds · ratios only: the CPUs are emulated\n",
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
+        "`cargo xtask bench` · Debian {} · {clock_text} · software AES-GCM (same SAs for \
+         all) · {rounds} interleaved rounds (setups in rotating order), {SECONDS} s of guest \
+         time per transfer · each ratio is to the baseline of the same round; cells show the \
+         median ratio and (min–max) over the rounds\n",
+        kernel.trim()
     );
-    println!(
-        "| CPE | LAN → DC Mbit/s | × baseline | DC → LAN Mbit/s | × baseline |\n|---|---:|---:|---:|---:|"
-    );
-    for (i, (name, _)) in setups.iter().enumerate() {
-        println!(
-            "| {name} | {:.0} | {:.2} | {:.0} | {:.2} |",
-            up[i] * 1000.0,
-            up[i] / up[0],
-            down[i] * 1000.0,
-            down[i] / down[0]
-        );
-    }
-    println!("\nGoal: ≥ 1.0× (vc must not be slower than the kernel's own GRE).");
+    print!("{}", c.tables());
+    print!("{}", verdict(&c));
     Ok(())
 }

@@ -53,12 +53,39 @@ fn xfrm(ns: &NetNs, local: Ipv4Addr, remote: Ipv4Addr, keys: [(&str, &str); 2]) 
     .unwrap_or_else(|e| panic!("xfrm in {}: {e:#}", ns.name()));
 }
 
+/// The CPE's WAN link to the DC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WanLink {
+    /// A veth pair made for the lab.
+    Veth,
+    /// Two devices of this box linked to each other (two NICs cabled back to back, or a veth
+    /// pair standing in for them): `cpe` becomes the CPE's WAN device, `dc` the DC's. They are
+    /// moved into the lab's namespaces as `wan0` (losing their addresses) and given back,
+    /// under their own names, when the lab is dropped.
+    Cabled { cpe: String, dc: String },
+}
+
 pub struct Lab {
     pub lan: NetNs,
     pub cpe: NetNs,
     pub dc: NetNs,
     pub spec: DatapathSpec,
+    link: WanLink,
     _bpffs: TempBpfFs,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let WanLink::Cabled { cpe, dc } = &self.link {
+            for (ns, name) in [(&self.cpe, cpe), (&self.dc, dc)] {
+                // Best effort: a device left behind returns to the root namespace anyway
+                // when its namespace goes, only under the name wan0.
+                let _ = ns.sh(&format!(
+                    "ip link set wan0 down; ip link set wan0 name {name}; ip link set {name} netns 1"
+                ));
+            }
+        }
+    }
 }
 
 fn spec(pins: &std::path::Path) -> DatapathSpec {
@@ -90,9 +117,30 @@ fn spec(pins: &std::path::Path) -> DatapathSpec {
 impl Lab {
     #[must_use]
     pub fn new(cpe_kind: Cpe) -> Self {
+        Lab::on(cpe_kind, &WanLink::Veth)
+    }
+
+    /// The lab with its WAN link on `link`.
+    #[must_use]
+    pub fn on(cpe_kind: Cpe, link: &WanLink) -> Self {
         let [lan, cpe, dc] = ["vlan", "vcpe", "vdc"].map(|tag| NetNs::new(tag).expect("netns"));
         veth(&lan, "eth0", &cpe, "lan0").expect("veth");
-        veth(&cpe, "wan0", &dc, "wan0").expect("veth");
+        match link {
+            WanLink::Veth => veth(&cpe, "wan0", &dc, "wan0").expect("veth"),
+            WanLink::Cabled { cpe: a, dc: b } => {
+                for (ns, dev) in [(&cpe, a), (&dc, b)] {
+                    let moved = std::process::Command::new("ip")
+                        .args(["link", "set", "dev", dev, "netns", ns.name()])
+                        .status()
+                        .is_ok_and(|s| s.success());
+                    assert!(moved, "cannot move {dev} into {}", ns.name());
+                    ns.sh(&format!(
+                        "ip link set {dev} name wan0 && ip link set wan0 up"
+                    ))
+                    .unwrap_or_else(|e| panic!("{dev} as wan0: {e:#}"));
+                }
+            }
+        }
         lan.sh("ip addr add 10.1.0.10/24 dev eth0; ip route add default via 10.1.0.1")
             .expect("lan");
         cpe.sh("ip addr add 10.1.0.1/24 dev lan0; ip addr add 198.51.100.1/24 dev wan0")
@@ -126,6 +174,7 @@ impl Lab {
             cpe,
             dc,
             spec,
+            link: link.clone(),
             _bpffs: bpffs,
         };
         match cpe_kind {

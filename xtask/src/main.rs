@@ -38,8 +38,8 @@ enum Task {
     Lint,
     /// Format every workspace with the pinned nightly's rustfmt (`rustfmt.toml`).
     Fmt,
-    /// Run the benchmarks (as root) and write BENCHMARKS.md.
-    Bench,
+    /// Run the benchmarks (as root) and write BENCHMARKS.md; `--hw` for the hardware mode.
+    Bench(bench::Options),
     /// Provision the test VM (Debian's stock kernel, unpacked, and a busybox initramfs) in
     /// target/vm or `$VC_VM_DIR`. Part of `setup`; quick when present.
     VmSetup(vm::SetupOptions),
@@ -63,7 +63,7 @@ fn main() -> Result<()> {
         Task::Test(opts) => test::run(&opts),
         Task::Lint => lint::run(),
         Task::Fmt => lint::format(),
-        Task::Bench => bench::run(),
+        Task::Bench(opts) => bench::run(&opts),
         Task::VmSetup(opts) => vm::setup(&opts),
         Task::VmShell(opts) => vm::shell(&opts),
         Task::Fuzz(opts) => fuzz::run(&opts),

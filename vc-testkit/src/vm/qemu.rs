@@ -42,20 +42,41 @@ pub enum GuestInit {
     Systemd,
 }
 
+/// What the guest's clocks follow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GuestClock {
+    /// The host's clock, with one host thread per vCPU (`thread=multi`): fast, but what the
+    /// guest measures depends on how much CPU the host gives it.
+    #[default]
+    Host,
+    /// Virtual time counted in instructions (`-icount shift=N,sleep=on`): while the guest
+    /// runs, each instruction advances its clock by 2^N ns, whatever the host's load; while
+    /// it is idle, the clock follows the host's. Every vCPU runs on one host thread (icount
+    /// needs `thread=single`). Work the guest does is then timed by the instructions it takes:
+    /// for benchmarks, whose same-run ratios must not move with what else runs on the
+    /// machine. (`sleep=off`, skipping idle time, is not usable: while the guest waits for
+    /// its 9p root the clock races through timers, and the crypto module loads time out.)
+    /// Slower than `Host`,
+    /// and with one vCPU: QEMU 7.2 under icount hangs bringing up a second one ("Booting SMP
+    /// configuration").
+    Instructions { shift: u8 },
+}
+
 /// QEMU booting the guest. With `run` the guest's init runs that script with its results in
 /// `results`; without, it starts a shell on the console. Stdio is left to the caller.
 #[must_use]
 pub fn command(dir: &VmDir, run: Option<&Path>, results: Option<&Path>) -> Command {
-    command_with(dir, run, results, GuestInit::Script)
+    command_with(dir, run, results, GuestInit::Script, GuestClock::Host)
 }
 
-/// [`command`], with `init` running the guest's command.
+/// [`command`], with `init` running the guest's command and `clock` driving its time.
 #[must_use]
 pub fn command_with(
     dir: &VmDir,
     run: Option<&Path>,
     results: Option<&Path>,
     init: GuestInit,
+    clock: GuestClock,
 ) -> Command {
     let mut append = String::from(
         // panic=-1 with -no-reboot: a guest panic ends QEMU instead of hanging it.
@@ -73,8 +94,19 @@ pub fn command_with(
         append.push_str(" vcinit=systemd");
     }
     let mut cmd = Command::new(QEMU);
-    cmd.args(["-accel", "tcg,thread=multi", "-cpu", "max"])
-        .args(["-smp", &env_or("VC_VM_SMP", "2")])
+    let smp = match clock {
+        GuestClock::Host => {
+            cmd.args(["-accel", "tcg,thread=multi"]);
+            env_or("VC_VM_SMP", "2")
+        }
+        GuestClock::Instructions { shift } => {
+            cmd.args(["-accel", "tcg,thread=single", "-icount"])
+                .arg(format!("shift={shift},sleep=on"));
+            "1".into()
+        }
+    };
+    cmd.args(["-cpu", "max"])
+        .args(["-smp", &smp])
         .args(["-m", &env_or("VC_VM_MEM", "1024")])
         // Every test network is namespaces and veths inside the guest: no NIC.
         .args(["-nographic", "-no-reboot", "-nic", "none"])

@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 
 use super::{
     dir::{VmDir, check_path},
-    qemu::{self, GuestInit, Qemu},
+    qemu::{self, GuestClock, GuestInit, Qemu},
     slots,
 };
 
@@ -46,6 +46,7 @@ pub struct VmRun {
     echo: bool,
     interactive: bool,
     init: GuestInit,
+    clock: GuestClock,
 }
 
 impl VmRun {
@@ -66,6 +67,7 @@ impl VmRun {
             echo: false,
             interactive: false,
             init: GuestInit::Script,
+            clock: GuestClock::Host,
         }
     }
 
@@ -99,6 +101,13 @@ impl VmRun {
     #[must_use]
     pub fn under_systemd(mut self) -> Self {
         self.init = GuestInit::Systemd;
+        self
+    }
+
+    /// Drives the guest's clock by `clock` (see [`GuestClock::Instructions`]: for benchmarks).
+    #[must_use]
+    pub fn clock(mut self, clock: GuestClock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -136,7 +145,13 @@ impl VmRun {
         fs::write(&script, self.script(results.path()))
             .with_context(|| format!("{}", script.display()))?;
         let _slot = slots::acquire(SLOT_PATIENCE)?;
-        let mut cmd = qemu::command_with(&dir, Some(&script), Some(results.path()), self.init);
+        let mut cmd = qemu::command_with(
+            &dir,
+            Some(&script),
+            Some(results.path()),
+            self.init,
+            self.clock,
+        );
         if self.interactive {
             cmd.stdin(Stdio::inherit())
                 .stdout(Stdio::inherit())
