@@ -2,4 +2,5 @@
 //! they are tested byte for byte and fuzzed quickly (the fuzz build needs nothing heavier than
 //! this crate). The agent wraps them in its sessions and clients.
 pub mod bgp;
+pub mod gre;
 pub mod vici;

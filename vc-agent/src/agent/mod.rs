@@ -190,6 +190,10 @@ impl Agent {
         agent
             .tasks
             .push(datapath::reconcile::watch(Arc::clone(&agent.datapath)));
+        agent.tasks.push(
+            datapath::reassembled::deliver(Arc::clone(&agent.datapath))
+                .context("starting the delivery of reassembled GRE")?,
+        );
         agent.tasks.push(path_mtu::follow(
             Arc::clone(&agent.datapath),
             agent.plan.esp,

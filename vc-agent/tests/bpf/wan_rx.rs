@@ -224,18 +224,35 @@ fn nested_gre_and_non_ipv4_payloads_are_dropped() {
     );
 }
 
+/// Outer fragments of a tunnel's GRE are left untouched for the kernel to reassemble (the
+/// agent delivers the datagram); in IPsec mode only those the tunnel's SA decrypted, so a
+/// clear fragment is dropped like clear GRE.
 #[test]
-fn outer_fragments_are_dropped() {
-    let Some(mut f) = gre_only("outer_fragments_are_dropped") else {
+fn outer_fragments_are_left_to_the_kernel() {
+    let Some(mut f) = gre_only("outer_fragments_are_left_to_the_kernel") else {
         return;
     };
     let gre = packet::gre(0, 0x0800, &[], &dc_udp(DC1_HOST));
     for frag_off in [0x2000, 0x0008] {
         let outer = Ipv4::new(DC1_GRE, CPE_GRE, packet::IPPROTO_GRE).frag_off(frag_off);
-        let out = f.run(Program::WanRx, &wan_frame(&outer.packet(&gre)));
-        assert_eq!(out.action, TC_ACT_SHOT, "frag_off {frag_off:#06x}");
+        let frame = wan_frame(&outer.packet(&gre));
+        let out = f.run(Program::WanRx, &frame);
+        assert_eq!(
+            (out.action, &out.data),
+            (TC_ACT_OK, &frame),
+            "frag_off {frag_off:#06x}"
+        );
     }
-    f.assert_verdicts(Hook::WanRx, DropReason::OuterFragment, 2);
+    f.assert_verdicts(Hook::WanRx, Outcome::OuterFragmentToStack, 2);
+    assert_eq!(f.stats(TUNNEL_A).rx_packets, 0);
+
+    let Some(mut f) = Fixture::new("outer_fragments_are_left_to_the_kernel (IPsec)") else {
+        return;
+    };
+    let outer = Ipv4::new(DC1_GRE, CPE_GRE, packet::IPPROTO_GRE).frag_off(0x2000);
+    let out = f.run(Program::WanRx, &wan_frame(&outer.packet(&gre)));
+    assert_eq!(out.action, TC_ACT_SHOT);
+    f.assert_verdicts(Hook::WanRx, DropReason::NoSecpath, 1);
 }
 
 #[test]
