@@ -365,7 +365,11 @@ fn outers(frames: &[Vec<u8>]) -> Vec<Outer> {
 }
 
 fn observe(cpe: Cpe, fast_path: bool, label: &str) -> Seen {
-    let lab = Lab::new(cpe);
+    let mut lab = Lab::new(cpe);
+    if cpe == Cpe::Vc {
+        // As `vc-agent run` does: outer GRE fragments reach the LAN through the agent.
+        lab.deliver_reassembled();
+    }
     if cpe == Cpe::Vc && !fast_path {
         lab.maps().set_settings(0).expect("fast path off");
     }

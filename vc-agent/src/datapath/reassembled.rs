@@ -35,6 +35,9 @@ const ECN_MASK: u8 = 0x03;
 const ECN_ECT1: u8 = 0x01;
 const ECN_ECT0: u8 = 0x02;
 const ECN_CE: u8 = 0x03;
+const IP_DF: u16 = 0x4000;
+const IP_MF: u16 = 0x2000;
+const IP_OFFSET: u16 = 0x1fff;
 
 /// Why a reassembled datagram was not delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -54,12 +57,15 @@ pub enum Refusal {
     InnerSourceNotAllowed,
     /// RFC 6040: CE outside, Not-ECT inside.
     CeOnNotEct,
+    /// Larger than the tunnel interface's MTU with DF set: it cannot cross the veth whole,
+    /// and may not be fragmented.
+    TooBig,
     /// Sending into the tunnel interface failed.
     SendFailed,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::Malformed,
         Refusal::GreUnsupported,
         Refusal::UnknownTunnel,
@@ -67,6 +73,7 @@ impl Refusal {
         Refusal::BadInnerHeader,
         Refusal::InnerSourceNotAllowed,
         Refusal::CeOnNotEct,
+        Refusal::TooBig,
         Refusal::SendFailed,
     ];
 
@@ -81,6 +88,7 @@ impl Refusal {
             Refusal::BadInnerHeader => "bad_inner_header",
             Refusal::InnerSourceNotAllowed => "inner_source_not_allowed",
             Refusal::CeOnNotEct => "ce_on_not_ect",
+            Refusal::TooBig => "too_big",
             Refusal::SendFailed => "send_failed",
         }
     }
@@ -207,6 +215,87 @@ fn decap_tos(outer: u8, inner: u8) -> Result<Option<u8>, Refusal> {
     Ok(Some((inner & !ECN_MASK) | ecn).filter(|tos| *tos != inner))
 }
 
+/// `packet` (a valid IPv4 packet) in pieces of at most `mtu` bytes, as a router forwarding
+/// it into a smaller link would cut it (RFC 791): a veth drops a frame larger than the
+/// receiving end's MTU, and the tunnel interface's is the tunnel MTU, smaller than what a DC
+/// may send when it fragments outside. Only options with the copy flag go into the later
+/// fragments. DF set and too big: refused.
+pub fn fragment(packet: &[u8], mtu: u16) -> Result<Vec<Vec<u8>>, Refusal> {
+    let mtu = usize::from(mtu);
+    if packet.len() <= mtu {
+        return Ok(vec![packet.to_vec()]);
+    }
+    let flags = u16::from_be_bytes([packet[6], packet[7]]);
+    if flags & IP_DF != 0 {
+        return Err(Refusal::TooBig);
+    }
+    let hlen = usize::from(packet[0] & 0x0f) * 4;
+    let first_header = &packet[..hlen];
+    let later_header = copied_options(first_header);
+    let base = usize::from(flags & IP_OFFSET) * 8;
+    let last_more = flags & IP_MF != 0;
+    let data = &packet[hlen..];
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let header = if at == 0 {
+            first_header
+        } else {
+            &later_header[..]
+        };
+        let room = (mtu.saturating_sub(header.len()) / 8) * 8;
+        if room == 0 {
+            return Err(Refusal::TooBig);
+        }
+        let end = (at + room).min(data.len());
+        let more = end < data.len() || last_more;
+        let offset = u16::try_from((base + at) / 8).map_err(|_| Refusal::BadInnerHeader)?;
+        let mut piece = Vec::with_capacity(header.len() + end - at);
+        piece.extend_from_slice(header);
+        piece.extend_from_slice(&data[at..end]);
+        let total = u16::try_from(piece.len()).map_err(|_| Refusal::BadInnerHeader)?;
+        piece[0] = 0x40 | u8::try_from(header.len() / 4).map_err(|_| Refusal::BadInnerHeader)?;
+        piece[2..4].copy_from_slice(&total.to_be_bytes());
+        let frag = offset | if more { IP_MF } else { 0 };
+        piece[6..8].copy_from_slice(&frag.to_be_bytes());
+        piece[10..12].fill(0);
+        let check = csum::checksum(&piece[..header.len()]);
+        piece[10..12].copy_from_slice(&check.to_be_bytes());
+        pieces.push(piece);
+        at = end;
+    }
+    Ok(pieces)
+}
+
+/// The header of a later fragment: the fixed 20 bytes and the options with the copy flag,
+/// padded to a multiple of 4 with end-of-list.
+fn copied_options(header: &[u8]) -> Vec<u8> {
+    let mut out = header[..20].to_vec();
+    let options = &header[20..];
+    let mut i = 0;
+    while i < options.len() {
+        let kind = options[i];
+        match kind {
+            0 => break,
+            1 => i += 1,
+            _ => {
+                let len = options.get(i + 1).map_or(0, |l| usize::from(*l));
+                if len < 2 || i + len > options.len() {
+                    break;
+                }
+                if kind & 0x80 != 0 {
+                    out.extend_from_slice(&options[i..i + len]);
+                }
+                i += len;
+            }
+        }
+    }
+    while out.len() % 4 != 0 {
+        out.push(0);
+    }
+    out
+}
+
 /// The Ethernet frame that, sent out of the hidden peer, arrives on the tunnel interface.
 #[must_use]
 pub fn frame(tunnel: &TunnelSpec, inner: &[u8]) -> Vec<u8> {
@@ -258,7 +347,10 @@ pub fn deliver(datapath: Arc<Datapath>) -> Result<Task> {
     let endpoints: Vec<Endpoint> = tunnels.iter().map(Endpoint::from).collect();
     let mut senders = Vec::new();
     for t in &tunnels {
-        senders.push((t.id, FrameSender::new(datapath.devices(t.id)?.peer_ifindex)?));
+        senders.push((
+            t.id,
+            FrameSender::new(datapath.devices(t.id)?.peer_ifindex)?,
+        ));
     }
     info!("delivering reassembled outer GRE fragments");
     Ok(Task::spawn("reassembled-gre", async move {
@@ -275,16 +367,18 @@ pub fn deliver(datapath: Arc<Datapath>) -> Result<Task> {
             let outcome = judge(&buf[..n], &endpoints).and_then(|d| {
                 let tunnel = tunnels.iter().find(|t| t.id == d.id);
                 let sender = senders.iter().find(|(id, _)| *id == d.id);
-                match (tunnel, sender) {
-                    (Some(t), Some((_, s))) => s
-                        .send(&frame(t, &d.inner))
-                        .map(|()| d.inner.len())
-                        .map_err(|e| {
-                            debug!("delivering a reassembled datagram: {e:#}");
-                            Refusal::SendFailed
-                        }),
-                    _ => Err(Refusal::UnknownTunnel),
+                let (Some(t), Some((_, s))) = (tunnel, sender) else {
+                    return Err(Refusal::UnknownTunnel);
+                };
+                // The tunnel MTU now: it follows the path.
+                let mtu = datapath.lock().tunnel(t.id).map_or(t.mtu, |e| e.mtu);
+                for piece in fragment(&d.inner, mtu)? {
+                    s.send(&frame(t, &piece)).map_err(|e| {
+                        debug!("delivering a reassembled datagram: {e:#}");
+                        Refusal::SendFailed
+                    })?;
                 }
+                Ok(d.inner.len())
             });
             let mut counters = datapath.counters();
             match outcome {
@@ -307,7 +401,10 @@ async fn recv(socket: &AsyncFd<Socket>, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: `recv` only writes initialised bytes into the buffer; viewing the
         // initialised `u8` buffer as `MaybeUninit<u8>` is sound.
         let uninit = unsafe {
-            std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<std::mem::MaybeUninit<u8>>(), buf.len())
+            std::slice::from_raw_parts_mut(
+                buf.as_mut_ptr().cast::<std::mem::MaybeUninit<u8>>(),
+                buf.len(),
+            )
         };
         match guard.try_io(|s| s.get_ref().recv(uninit)) {
             Ok(result) => return result,
@@ -320,7 +417,7 @@ async fn recv(socket: &AsyncFd<Socket>, buf: &mut [u8]) -> io::Result<usize> {
 mod tests {
     use std::net::Ipv4Addr;
 
-    use super::{Delivery, Endpoint, Refusal, judge};
+    use super::{Delivery, Endpoint, Refusal, fragment, judge};
 
     const DC_GRE: [u8; 4] = [192, 0, 2, 11];
     const CPE_GRE: [u8; 4] = [203, 0, 113, 10];
@@ -338,25 +435,7 @@ mod tests {
     fn inner(src: [u8; 4], tos: u8, proto: u8, len: usize) -> Vec<u8> {
         let mut ip = vec![0u8; len];
         ip[..20].copy_from_slice(&[
-            0x45,
-            tos,
-            0,
-            0,
-            0,
-            7,
-            0,
-            0,
-            63,
-            proto,
-            0,
-            0,
-            src[0],
-            src[1],
-            src[2],
-            src[3],
-            10,
-            1,
-            0,
+            0x45, tos, 0, 0, 0, 7, 0, 0, 63, proto, 0, 0, src[0], src[1], src[2], src[3], 10, 1, 0,
             10,
         ]);
         ip[2..4].copy_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
@@ -421,7 +500,10 @@ mod tests {
     fn what_wan_receive_drops_is_refused() {
         let ok = inner([198, 18, 7, 10], 0, 17, 200);
         let cases = [
-            (datagram([192, 0, 2, 99], 0, 0x0800, &ok), Refusal::UnknownTunnel),
+            (
+                datagram([192, 0, 2, 99], 0, 0x0800, &ok),
+                Refusal::UnknownTunnel,
+            ),
             (datagram(DC_GRE, 0, 0x86dd, &ok), Refusal::InnerNotIpv4),
             (
                 datagram(DC_GRE, 0, 0x0800, &inner([192, 0, 2, 1], 0, 17, 200)),
@@ -431,8 +513,14 @@ mod tests {
                 datagram(DC_GRE, 0, 0x0800, &inner([198, 18, 7, 10], 0, 47, 200)),
                 Refusal::InnerSourceNotAllowed,
             ),
-            (datagram(DC_GRE, 0, 0x0800, &ok[..100]), Refusal::BadInnerHeader),
-            (datagram(DC_GRE, 0, 0x0800, &ok[..10]), Refusal::BadInnerHeader),
+            (
+                datagram(DC_GRE, 0, 0x0800, &ok[..100]),
+                Refusal::BadInnerHeader,
+            ),
+            (
+                datagram(DC_GRE, 0, 0x0800, &ok[..10]),
+                Refusal::BadInnerHeader,
+            ),
             (ok.clone(), Refusal::Malformed),
         ];
         for (d, why) in cases {
@@ -441,6 +529,56 @@ mod tests {
         let mut keyed = datagram(DC_GRE, 0, 0x0800, &ok);
         keyed[20] = 0x20;
         assert_eq!(judge(&keyed, &endpoints()), Err(Refusal::GreUnsupported));
+    }
+
+    #[test]
+    fn larger_than_the_tunnel_mtu_is_cut_as_a_router_would() {
+        let packet = inner([198, 18, 7, 10], 0, 17, 3028);
+        let pieces = fragment(&packet, 1400).unwrap();
+        assert_eq!(pieces.len(), 3);
+        let mut data = Vec::new();
+        for (i, p) in pieces.iter().enumerate() {
+            assert!(p.len() <= 1400);
+            assert_eq!(vc_common::csum::checksum(&p[..20]), 0);
+            let flags = u16::from_be_bytes([p[6], p[7]]);
+            assert_eq!(usize::from(flags & 0x1fff) * 8, data.len(), "piece {i}");
+            assert_eq!(flags & 0x2000 != 0, i < 2, "MF of piece {i}");
+            assert_eq!(usize::from(u16::from_be_bytes([p[2], p[3]])), p.len());
+            assert_eq!(p[4..6], packet[4..6], "same ID");
+            data.extend_from_slice(&p[20..]);
+        }
+        assert_eq!(data, packet[20..]);
+        assert_eq!(fragment(&packet, 3028).unwrap(), vec![packet.clone()]);
+        let mut df = packet.clone();
+        df[6] = 0x40;
+        assert_eq!(fragment(&df, 1400), Err(Refusal::TooBig));
+    }
+
+    #[test]
+    fn a_fragment_is_cut_further_and_only_copied_options_repeat() {
+        // A middle fragment (offset 1000 B, MF) with a copied option (type 0x83, loose source
+        // route, 8 bytes) and a not-copied one (record route 0x07, 4 bytes: invalid but
+        // skippable).
+        let mut packet = vec![0x48, 0, 0, 0, 0, 9, 0x20, 125, 64, 17, 0, 0];
+        packet.extend_from_slice(&[198, 18, 7, 10, 10, 1, 0, 10]);
+        packet.extend_from_slice(&[0x83, 7, 4, 1, 2, 3, 4, 0x07, 4, 4, 0, 0]);
+        packet.extend_from_slice(&[0xaa; 1000]);
+        let len = u16::try_from(packet.len()).unwrap();
+        packet[2..4].copy_from_slice(&len.to_be_bytes());
+        let pieces = fragment(&packet, 600).unwrap();
+        assert_eq!(pieces[0][0], 0x48, "the first keeps every option");
+        assert_eq!(pieces[0][20..32], packet[20..32]);
+        let later = &pieces[1];
+        assert_eq!(later[0], 0x47, "20 + 8 bytes of copied option");
+        assert_eq!(later[20..27], [0x83, 7, 4, 1, 2, 3, 4]);
+        let last = pieces.last().unwrap();
+        assert_ne!(
+            u16::from_be_bytes([last[6], last[7]]) & 0x2000,
+            0,
+            "MF stays"
+        );
+        let first_offset = u16::from_be_bytes([later[6], later[7]]) & 0x1fff;
+        assert_eq!(usize::from(first_offset - 125) * 8, pieces[0].len() - 32);
     }
 
     #[test]

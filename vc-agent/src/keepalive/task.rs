@@ -20,8 +20,7 @@ use super::{
 };
 use crate::{
     config::TunnelId,
-    datapath::FrameSender,
-    datapath::{SharedMaps, TunnelSpec},
+    datapath::{FrameSender, SharedMaps, TunnelSpec},
     ipsec::Snapshot,
     routes::RouteHandle,
     task::Task as Supervised,

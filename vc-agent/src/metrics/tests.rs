@@ -431,7 +431,10 @@ fn datapath_values_are_the_status_zeros_included() {
     assert_eq!(val("vc_reassembled_delivered_packets_total", &[]), 7);
     assert_eq!(val("vc_reassembled_delivered_bytes_total", &[]), 21_000);
     assert_eq!(
-        val("vc_reassembled_refused_total", &[("reason", "unknown_tunnel")]),
+        val(
+            "vc_reassembled_refused_total",
+            &[("reason", "unknown_tunnel")]
+        ),
         2
     );
     assert_eq!(
