@@ -40,6 +40,12 @@ crate::labelled_enum! {
         /// the whole datagram from a raw GRE socket, checks it and delivers its inner packet
         /// into the tunnel interface.
         OuterFragmentToStack = 10 => "outer_fragment_to_stack",
+        /// WAN receive: GRE whose inner packet is larger than the tunnel MTU (a DC whose
+        /// tunnel MTU is larger than ours, or ESP fragmented after encryption and reassembled
+        /// before it) and not GSO: a veth drops a frame larger than the receiving end's MTU,
+        /// so it is left whole to the kernel and delivered by the agent, cut to the tunnel
+        /// MTU, as outer fragments are.
+        OversizeToStack = 11 => "oversize_to_stack",
     }
 }
 
@@ -255,6 +261,7 @@ mod tests {
         // Append-only: these slots are in datapaths already deployed.
         assert_eq!(Outcome::AlreadyEncapsulated as u32, 8);
         assert_eq!(Outcome::OuterFragmentToStack as u32, 10);
+        assert_eq!(Outcome::OversizeToStack as u32, 11);
         assert_eq!(DropReason::Truncated as u32, 16);
         assert_eq!(DropReason::RedirectFailed as u32, 34);
         assert_eq!(DropReason::ClearFromProtected as u32, 36);

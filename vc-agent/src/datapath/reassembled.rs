@@ -119,12 +119,11 @@ pub struct ReassembledCounters {
 
 impl ReassembledCounters {
     fn refuse(&mut self, why: Refusal) {
-        match self.refused.iter_mut().find(|(r, _)| *r == why) {
-            Some((_, n)) => *n += 1,
-            None => {
-                self.refused.push((why, 1));
-                self.refused.sort_unstable();
-            }
+        if let Some((_, n)) = self.refused.iter_mut().find(|(r, _)| *r == why) {
+            *n += 1;
+        } else {
+            self.refused.push((why, 1));
+            self.refused.sort_unstable();
         }
     }
 
@@ -290,7 +289,7 @@ fn copied_options(header: &[u8]) -> Vec<u8> {
             }
         }
     }
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
     out
@@ -384,7 +383,7 @@ pub fn deliver(datapath: Arc<Datapath>) -> Result<Task> {
             match outcome {
                 Ok(bytes) => {
                     counters.delivered_packets += 1;
-                    counters.delivered_bytes += bytes as u64;
+                    counters.delivered_bytes += u64::try_from(bytes).unwrap_or(u64::MAX);
                 }
                 Err(why) => {
                     debug!(reason = why.name(), "reassembled GRE datagram refused");
@@ -406,9 +405,8 @@ async fn recv(socket: &AsyncFd<Socket>, buf: &mut [u8]) -> io::Result<usize> {
                 buf.len(),
             )
         };
-        match guard.try_io(|s| s.get_ref().recv(uninit)) {
-            Ok(result) => return result,
-            Err(_would_block) => {}
+        if let Ok(result) = guard.try_io(|s| s.get_ref().recv(uninit)) {
+            return result;
         }
     }
 }

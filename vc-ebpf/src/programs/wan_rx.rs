@@ -83,6 +83,13 @@ pub fn try_wan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
         return Err(DropReason::BadIpHeader);
     }
     let keepalive = check_inner_source(&inner, tunnel)?;
+    // SAFETY: reading a field of the program's own skb.
+    if inner.tot_len > usize::from(tunnel.mtu) && unsafe { (*ctx.skb.skb).gso_size } == 0 {
+        // Could not cross into the tunnel interface (a veth drops a frame larger than the
+        // receiving end's MTU): left whole to the kernel, delivered by the agent as outer
+        // fragments are.
+        return Ok(Verdict::new(TC_ACT_OK, Outcome::OversizeToStack));
+    }
     gre::decap_ecn(ctx, outer.tos, &inner)?;
     gre::decap(ctx, &outer, &gre)?;
 
