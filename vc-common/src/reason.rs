@@ -35,6 +35,17 @@ crate::labelled_enum! {
         /// Fast path: the IPv4 header carries options, which the kernel's forwarding
         /// processes (record route, timestamps, source routes): left to it.
         HandoverOptions = 9 => "handover_options",
+        /// WAN receive: an outer GRE fragment for this tunnel (in IPsec mode decrypted by its
+        /// SA), left to the kernel, which reassembles it on local delivery; the agent takes
+        /// the whole datagram from a raw GRE socket, checks it and delivers its inner packet
+        /// into the tunnel interface.
+        OuterFragmentToStack = 10 => "outer_fragment_to_stack",
+        /// WAN receive: GRE whose inner packet is larger than the tunnel MTU (a DC whose
+        /// tunnel MTU is larger than ours, or ESP fragmented after encryption and reassembled
+        /// before it) and not GSO: a veth drops a frame larger than the receiving end's MTU,
+        /// so it is left whole to the kernel and delivered by the agent, cut to the tunnel
+        /// MTU, as outer fragments are.
+        OversizeToStack = 11 => "oversize_to_stack",
     }
 }
 
@@ -70,7 +81,8 @@ crate::labelled_enum! {
         InnerSourceNotAllowed = 28 => "inner_source_not_allowed",
         /// GRE inside GRE that is not a keepalive.
         NestedGre = 29 => "nested_gre",
-        /// An outer GRE fragment: not reassembled in the datapath.
+        /// Retired, no longer counted: outer GRE fragments are left to the kernel's
+        /// reassembly (`outer_fragment_to_stack`). Kept so that the number is never reused.
         OuterFragment = 30 => "outer_fragment",
         /// Guard: clear GRE leaving the WAN in IPsec mode.
         ClearGre = 31 => "clear_gre",
@@ -248,6 +260,8 @@ mod tests {
     fn the_numbers_are_the_counters_ever_shipped() {
         // Append-only: these slots are in datapaths already deployed.
         assert_eq!(Outcome::AlreadyEncapsulated as u32, 8);
+        assert_eq!(Outcome::OuterFragmentToStack as u32, 10);
+        assert_eq!(Outcome::OversizeToStack as u32, 11);
         assert_eq!(DropReason::Truncated as u32, 16);
         assert_eq!(DropReason::RedirectFailed as u32, 34);
         assert_eq!(DropReason::ClearFromProtected as u32, 36);

@@ -9,9 +9,11 @@
 //! The DC is Linux `ip_gre` + XFRM, keyed by hand (the IKE daemon's part is proven by the
 //! IPsec tests). The CPE is vc, or, as the benchmarks' baseline, Linux `ip_gre` with the
 //! same XFRM state.
-use std::net::Ipv4Addr;
+use std::{net::Ipv4Addr, sync::Arc};
 
-use vc_agent::datapath::{AttachMode, Datapath, DatapathMaps, DatapathSpec, Mode, TunnelSpec};
+use vc_agent::datapath::{
+    AttachMode, Datapath, DatapathMaps, DatapathSpec, Mode, TunnelSpec, reassembled,
+};
 use vc_common::{DropReason, Hook};
 use vc_testkit::{NetNs, bpffs::TempBpfFs, veth};
 
@@ -66,6 +68,12 @@ pub enum WanLink {
 }
 
 pub struct Lab {
+    /// With vc: the agent's delivery of reassembled outer GRE fragments, on a thread in the
+    /// CPE's namespace until the lab is dropped (first, before its namespaces go).
+    delivery: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        std::thread::JoinHandle<()>,
+    )>,
     pub lan: NetNs,
     pub cpe: NetNs,
     pub dc: NetNs,
@@ -76,6 +84,11 @@ pub struct Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // The delivery thread first: it sends out of devices the rest of this takes away.
+        if let Some((stop, thread)) = self.delivery.take() {
+            drop(stop);
+            let _ = thread.join();
+        }
         if let WanLink::Cabled { cpe, dc } = &self.link {
             for (ns, name) in [(&self.cpe, cpe), (&self.dc, dc)] {
                 // Best effort: a device left behind returns to the root namespace anyway
@@ -169,7 +182,8 @@ impl Lab {
 
         let bpffs = TempBpfFs::new().expect("bpffs");
         let spec = spec(bpffs.path());
-        let lab = Lab {
+        let mut lab = Lab {
+            delivery: None,
             lan,
             cpe,
             dc,
@@ -196,7 +210,7 @@ impl Lab {
             .expect("kernel GRE on the CPE");
     }
 
-    fn vc_up(&self) {
+    fn vc_up(&mut self) {
         let up = self.spec.clone();
         let mode = self
             .cpe
@@ -212,6 +226,43 @@ impl Lab {
         self.maps()
             .set_route("203.0.113.0/24".parse().expect("prefix"), 1)
             .expect("LPM route");
+    }
+
+    /// Runs the agent's delivery of reassembled outer GRE fragments
+    /// (`vc_agent::datapath::reassembled`) until the lab is dropped, as `vc-agent run` does
+    /// beside the datapath. Only for a lab with vc's datapath.
+    pub fn deliver_reassembled(&mut self) {
+        let spec = self.spec.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let thread = self
+            .cpe
+            .spawn_in(move || {
+                block_on(async move {
+                    let started = async {
+                        let datapath = Arc::new(Datapath::open(spec).await?);
+                        reassembled::deliver(datapath)
+                    };
+                    match started.await {
+                        Ok(task) => {
+                            let _ = ready_tx.send(Ok(()));
+                            tokio::select! {
+                                end = task.ended() => panic!("the delivery ended: {end}"),
+                                _ = stopped => task.abort(),
+                            }
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(format!("{e:#}")));
+                        }
+                    }
+                });
+            })
+            .expect("thread in the CPE");
+        ready
+            .recv()
+            .expect("the delivery thread")
+            .unwrap_or_else(|e| panic!("starting the delivery of reassembled GRE: {e}"));
+        self.delivery = Some((stop, thread));
     }
 
     #[must_use]
@@ -230,3 +281,4 @@ impl Lab {
             .sum()
     }
 }
+

@@ -2,4 +2,7 @@
 //! they are tested byte for byte and fuzzed quickly (the fuzz build needs nothing heavier than
 //! this crate). The agent wraps them in its sessions and clients.
 pub mod bgp;
+pub mod datagram_fuzz;
+pub mod gre;
+pub mod icmp;
 pub mod vici;

@@ -3,7 +3,7 @@
 //! stays a regression test.
 use std::{fs, path::Path};
 
-use vc_wire::{bgp, vici};
+use vc_wire::{bgp, datagram_fuzz, vici};
 
 #[test]
 fn the_kept_fuzz_corpus_passes_every_decoder_check() {
@@ -11,6 +11,7 @@ fn the_kept_fuzz_corpus_passes_every_decoder_check() {
     for (target, check) in bgp::packet::fuzz::TARGETS
         .into_iter()
         .chain(vici::fuzz::TARGETS)
+        .chain(datagram_fuzz::TARGETS)
     {
         let dir = corpus.join(target);
         let mut n = 0;

@@ -187,9 +187,7 @@ impl Agent {
             control_tx,
             control: Some(control),
         };
-        agent
-            .tasks
-            .push(datapath::reconcile::watch(Arc::clone(&agent.datapath)));
+        agent.tasks.extend(datapath_tasks(&agent.datapath)?);
         agent.tasks.push(path_mtu::follow(
             Arc::clone(&agent.datapath),
             agent.plan.esp,
@@ -582,6 +580,16 @@ fn follow_lan(
 
 /// `vc-agent run`: tells systemd it is ready once everything is up (`Type=notify`), and
 /// keeps its status line current.
+/// The datapath's own tasks: the watch that keeps its programs attached, and the delivery of
+/// reassembled outer GRE fragments.
+fn datapath_tasks(datapath: &Arc<Datapath>) -> Result<[Task; 2]> {
+    Ok([
+        datapath::reconcile::watch(Arc::clone(datapath)),
+        datapath::reassembled::deliver(Arc::clone(datapath))
+            .context("starting the delivery of reassembled GRE")?,
+    ])
+}
+
 pub async fn run(config: Config, path: PathBuf) -> Result<()> {
     let mut agent = Agent::start(config, Some(path)).await?;
     service::notify(&Notice::Ready(status_line(&agent.status())));

@@ -126,6 +126,7 @@ impl Sources {
                 attach_mode: self.datapath.attach_mode(),
                 fast_path: plan.datapath.fast_path,
                 kernel: self.datapath.audit(),
+                reassembled: self.datapath.reassembled(),
                 verdicts: maps
                     .verdicts()
                     .unwrap_or_default()

@@ -6,10 +6,12 @@ pub mod attach;
 pub mod backstop;
 pub mod bpffs;
 pub mod devices;
+pub mod frames;
 pub mod maps;
 pub mod mtu;
 pub mod object;
 pub mod purge;
+pub mod reassembled;
 pub mod reconcile;
 pub mod show;
 pub mod spec;
@@ -33,8 +35,10 @@ use vc_common::{settings_flags, tunnel_flags};
 pub use self::{
     attach::{AttachMode, Attachment, Direction},
     devices::{Netlink, TunnelDevices},
+    frames::FrameSender,
     maps::{DatapathMaps, Ipv4Prefix},
     object::{PROGRAMS, Program, XDP_PROGRAMS, classifier, load, xdp},
+    reassembled::{ReassembledCounters, Refusal},
     reconcile::{AuditReport, HookState, Presence},
     spec::{DatapathSpec, Mode, TunnelSpec, tunnel_index, tunnel_interface},
     state::State,
@@ -53,6 +57,8 @@ pub struct Datapath {
     adopted: bool,
     /// What the kernel had at the last [`Datapath::reconcile`].
     audit: Mutex<AuditReport>,
+    /// Reassembled outer GRE datagrams delivered or refused ([`reassembled`]).
+    reassembled: Mutex<ReassembledCounters>,
 }
 
 fn maps_dir(spec: &DatapathSpec) -> PathBuf {
@@ -244,6 +250,7 @@ impl Datapath {
             attach_mode,
             adopted: false,
             audit: Mutex::default(),
+            reassembled: Mutex::default(),
         };
         datapath.write_maps(netlink, true).await?;
         // Attaching is the reconcile `up` runs next, the same that repairs later.
@@ -282,6 +289,7 @@ impl Datapath {
             attach_mode: state.attach_mode.unwrap_or_else(AttachMode::detect),
             adopted: true,
             audit: Mutex::default(),
+            reassembled: Mutex::default(),
         }
     }
 

@@ -10,6 +10,7 @@ use vc_common::{Counted, Hook, Tunnel, TunnelStats};
 use super::{
     AttachMode,
     maps::VerdictCount,
+    reassembled::ReassembledCounters,
     reconcile::{AuditReport, direction_name},
 };
 use crate::config::TunnelId;
@@ -26,6 +27,9 @@ pub struct DatapathStatus {
     pub verdicts: Vec<VerdictLine>,
     /// The LPM map: prefix → tunnels.
     pub routes: Vec<RouteLine>,
+    /// Outer GRE fragments the kernel reassembled, delivered or refused by the agent.
+    #[serde(default)]
+    pub reassembled: ReassembledCounters,
 }
 
 /// One program's count of one outcome (all tunnels together). In JSON the hook and reason
@@ -174,6 +178,23 @@ impl fmt::Display for DatapathStatus {
                 tunnels.join(", ")
             )?;
         }
+        let r = &self.reassembled;
+        let refused: Vec<String> = r
+            .refused
+            .iter()
+            .map(|(why, n)| format!("{} {n}", why.name()))
+            .collect();
+        writeln!(
+            f,
+            "  reassembled outer GRE: delivered {} pkts {} B, refused {}",
+            r.delivered_packets,
+            r.delivered_bytes,
+            if refused.is_empty() {
+                "none".to_string()
+            } else {
+                refused.join(", ")
+            }
+        )?;
         writeln!(f, "  packets by program and outcome:")?;
         for v in &self.verdicts {
             writeln!(

@@ -12,7 +12,7 @@ use crate::{
 
 /// The datapath's drop reasons that say why GRE from a DC did not reach its tunnel, with
 /// what each means for an engineer.
-pub const RX_DROPS: [(Hook, DropReason, &str); 7] = [
+pub const RX_DROPS: [(Hook, DropReason, &str); 6] = [
     (
         Hook::WanRx,
         DropReason::NoSecpath,
@@ -38,11 +38,6 @@ pub const RX_DROPS: [(Hook, DropReason, &str); 7] = [
         Hook::WanRx,
         DropReason::GreUnsupported,
         "GRE with key or sequence number",
-    ),
-    (
-        Hook::WanRx,
-        DropReason::OuterFragment,
-        "fragmented outer packets",
     ),
 ];
 

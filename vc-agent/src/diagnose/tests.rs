@@ -124,6 +124,7 @@ fn status(mode: Mode, tunnel: TunnelStatus) -> AgentStatus {
             kernel: crate::status::AuditReport::default(),
             verdicts: Vec::new(),
             routes: Vec::new(),
+            reassembled: crate::status::ReassembledCounters::default(),
         },
     }
 }

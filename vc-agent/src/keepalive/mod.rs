@@ -5,17 +5,14 @@
 //! | module | job |
 //! |---|---|
 //! | `packet` | the keepalive frame (pure) |
-//! | `sender` | sending it into the tunnel interface |
 //! | `liveness` | the judge: counters in, up/down out (pure) |
 //! | `task` | one task per tunnel tying them to the datapath, IPsec and the route manager |
 //! | `status` | the keepalive piece of the agent's status, with its text |
 pub mod liveness;
 pub mod packet;
-pub mod sender;
 pub mod status;
 pub mod task;
 
 pub use liveness::{Liveness, LivenessConfig, LivenessEvent, TunnelLiveness};
 pub use packet::keepalive_frame;
-pub use sender::KeepaliveSender;
 pub use task::{KeepaliveTask, KeepaliveTunnel, KeepaliveView};

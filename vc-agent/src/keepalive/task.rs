@@ -14,13 +14,13 @@ use tracing::{info, warn};
 use vc_common::TunnelStats;
 
 use super::{
-    KeepaliveSender, Liveness, LivenessConfig, TunnelLiveness, keepalive_frame,
+    Liveness, LivenessConfig, TunnelLiveness, keepalive_frame,
     liveness::{self, SignalStates},
     status::{KeepaliveStatus, LivenessSignal},
 };
 use crate::{
     config::TunnelId,
-    datapath::{SharedMaps, TunnelSpec},
+    datapath::{FrameSender, SharedMaps, TunnelSpec},
     ipsec::Snapshot,
     routes::RouteHandle,
     task::Task as Supervised,
@@ -96,7 +96,7 @@ impl KeepaliveTask {
             spec.remote_gre,
         );
         let sender = if tunnel.config.send {
-            Some(KeepaliveSender::new(tunnel.tunnel_ifindex)?)
+            Some(FrameSender::new(tunnel.tunnel_ifindex)?)
         } else {
             None
         };
@@ -153,7 +153,7 @@ struct Task {
     id: TunnelId,
     index: u32,
     config: LivenessConfig,
-    sender: Option<KeepaliveSender>,
+    sender: Option<FrameSender>,
     frame: Vec<u8>,
     maps: SharedMaps,
     ipsec: Option<watch::Receiver<Snapshot>>,

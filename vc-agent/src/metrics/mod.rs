@@ -21,7 +21,8 @@ use tracing::{info, warn};
 
 use self::http::{Request, Response};
 use crate::status::{
-    AgentStatus, BgpState, BgpStatus, Counted, Hook, Presence, TunnelStatus, direction_name,
+    AgentStatus, BgpState, BgpStatus, Counted, Hook, Presence, Refusal, TunnelStatus,
+    direction_name,
 };
 
 /// Where the collector gets the state from (the running agent's sources).
@@ -526,6 +527,28 @@ fn datapath_families(f: &mut Families, s: &AgentStatus) {
         "Protected prefixes without their backstop (unreachable) route.",
         None,
         [(Vec::new(), gauge_of(k.backstop_missing.len() as u64))],
+    );
+    let r = &s.datapath.reassembled;
+    f.counter(
+        "vc_reassembled_delivered_packets",
+        "Outer GRE fragments reassembled by the kernel whose inner packet the agent delivered \
+         into its tunnel interface.",
+        None,
+        [(Vec::new(), r.delivered_packets)],
+    );
+    f.counter(
+        "vc_reassembled_delivered",
+        "Bytes of the inner packets delivered from reassembled outer GRE fragments.",
+        Some(Unit::Bytes),
+        [(Vec::new(), r.delivered_bytes)],
+    );
+    f.counter(
+        "vc_reassembled_refused",
+        "Reassembled GRE datagrams the agent refused, by reason.",
+        None,
+        Refusal::ALL
+            .into_iter()
+            .map(|why| (vec![("reason", why.name().to_string())], r.refused(why))),
     );
 }
 

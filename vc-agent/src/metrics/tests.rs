@@ -12,7 +12,7 @@ use crate::status::{
 };
 
 /// Every family the agent promises (R25), with its type.
-pub const FAMILIES: [(&str, &str); 45] = [
+pub const FAMILIES: [(&str, &str); 48] = [
     ("vc_agent_info", "gauge"),
     ("vc_agent_uptime_seconds", "gauge"),
     ("vc_charon_up", "gauge"),
@@ -58,6 +58,9 @@ pub const FAMILIES: [(&str, &str); 45] = [
     ("vc_datapath_attached", "gauge"),
     ("vc_datapath_repairs_total", "counter"),
     ("vc_datapath_backstop_missing", "gauge"),
+    ("vc_reassembled_delivered_packets_total", "counter"),
+    ("vc_reassembled_delivered_bytes_total", "counter"),
+    ("vc_reassembled_refused_total", "counter"),
 ];
 
 fn tunnel(id: TunnelId) -> TunnelStatus {
@@ -203,6 +206,11 @@ fn status() -> AgentStatus {
                 prefix: "203.0.113.0/24".parse().expect("prefix"),
                 tunnels: vec![TunnelId::A],
             }],
+            reassembled: crate::status::ReassembledCounters {
+                delivered_packets: 7,
+                delivered_bytes: 21_000,
+                refused: vec![(crate::status::Refusal::UnknownTunnel, 2)],
+            },
         },
     }
 }
@@ -420,6 +428,19 @@ fn datapath_values_are_the_status_zeros_included() {
     );
     assert_eq!(val("vc_datapath_repairs_total", &[]), 3);
     assert_eq!(val("vc_datapath_backstop_missing", &[]), 0);
+    assert_eq!(val("vc_reassembled_delivered_packets_total", &[]), 7);
+    assert_eq!(val("vc_reassembled_delivered_bytes_total", &[]), 21_000);
+    assert_eq!(
+        val(
+            "vc_reassembled_refused_total",
+            &[("reason", "unknown_tunnel")]
+        ),
+        2
+    );
+    assert_eq!(
+        val("vc_reassembled_refused_total", &[("reason", "malformed")]),
+        0
+    );
 }
 
 #[test]

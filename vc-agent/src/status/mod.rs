@@ -22,6 +22,7 @@ pub use crate::{
     config::{Mode, TunnelId},
     datapath::{
         AttachMode,
+        reassembled::{ReassembledCounters, Refusal},
         reconcile::{AuditReport, HookState, Presence, direction_name},
         status::{DatapathStatus, RouteLine, TunnelCounters, VerdictLine},
     },

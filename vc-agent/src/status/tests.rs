@@ -80,6 +80,7 @@ fn status() -> AgentStatus {
                 prefix: prefix("203.0.113.0/24"),
                 tunnels: vec![TunnelId::A, TunnelId::B],
             }],
+            reassembled: crate::status::ReassembledCounters::default(),
         },
     }
 }

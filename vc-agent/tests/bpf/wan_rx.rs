@@ -13,7 +13,7 @@ use vc_testkit::{
 
 use crate::fixture::{
     A_TUNNEL_MAC, B_TUNNEL_MAC, CPE_GRE, CPE_TUNNEL_A, DC1_GRE, DC1_HOST, DC1_TUNNEL, DC2_GRE,
-    DC2_HOST, Fixture, INTERNET_HOST, LAN_HOST, MSS, TUNNEL_A, TUNNEL_B, l3, wan_frame,
+    DC2_HOST, Fixture, INTERNET_HOST, LAN_HOST, MSS, MTU, TUNNEL_A, TUNNEL_B, l3, wan_frame,
     wan_gre_frame,
 };
 
@@ -224,18 +224,59 @@ fn nested_gre_and_non_ipv4_payloads_are_dropped() {
     );
 }
 
+/// Outer fragments of a tunnel's GRE are left untouched for the kernel to reassemble (the
+/// agent delivers the datagram); in IPsec mode only those the tunnel's SA decrypted, so a
+/// clear fragment is dropped like clear GRE.
 #[test]
-fn outer_fragments_are_dropped() {
-    let Some(mut f) = gre_only("outer_fragments_are_dropped") else {
+fn outer_fragments_are_left_to_the_kernel() {
+    let Some(mut f) = gre_only("outer_fragments_are_left_to_the_kernel") else {
         return;
     };
     let gre = packet::gre(0, 0x0800, &[], &dc_udp(DC1_HOST));
     for frag_off in [0x2000, 0x0008] {
         let outer = Ipv4::new(DC1_GRE, CPE_GRE, packet::IPPROTO_GRE).frag_off(frag_off);
-        let out = f.run(Program::WanRx, &wan_frame(&outer.packet(&gre)));
-        assert_eq!(out.action, TC_ACT_SHOT, "frag_off {frag_off:#06x}");
+        let frame = wan_frame(&outer.packet(&gre));
+        let out = f.run(Program::WanRx, &frame);
+        assert_eq!(
+            (out.action, &out.data),
+            (TC_ACT_OK, &frame),
+            "frag_off {frag_off:#06x}"
+        );
     }
-    f.assert_verdicts(Hook::WanRx, DropReason::OuterFragment, 2);
+    f.assert_verdicts(Hook::WanRx, Outcome::OuterFragmentToStack, 2);
+    assert_eq!(f.stats(TUNNEL_A).rx_packets, 0);
+
+    let Some(mut f) = Fixture::new("outer_fragments_are_left_to_the_kernel (IPsec)") else {
+        return;
+    };
+    let outer = Ipv4::new(DC1_GRE, CPE_GRE, packet::IPPROTO_GRE).frag_off(0x2000);
+    let out = f.run(Program::WanRx, &wan_frame(&outer.packet(&gre)));
+    assert_eq!(out.action, TC_ACT_SHOT);
+    f.assert_verdicts(Hook::WanRx, DropReason::NoSecpath, 1);
+}
+
+/// An inner packet larger than the tunnel MTU cannot cross into the tunnel interface (a veth
+/// drops it): the GRE packet is left whole to the kernel, for the agent to deliver in pieces.
+/// At the MTU it is decapsulated as usual.
+#[test]
+fn inner_packets_over_the_tunnel_mtu_are_left_to_the_kernel() {
+    let Some(mut f) = gre_only("inner_packets_over_the_tunnel_mtu_are_left_to_the_kernel") else {
+        return;
+    };
+    let sized = |len: usize| {
+        udp_in_ipv4(
+            &Ipv4::new(DC1_HOST, LAN_HOST, 0),
+            5060,
+            5060,
+            &vec![0x42; len - 28],
+        )
+    };
+    let big = wan_gre_frame(DC1_GRE, &sized(usize::from(MTU) + 1));
+    let out = f.run(Program::WanRx, &big);
+    assert_eq!((out.action, &out.data), (TC_ACT_OK, &big));
+    f.assert_verdicts(Hook::WanRx, Outcome::OversizeToStack, 1);
+    let fits = wan_gre_frame(DC1_GRE, &sized(usize::from(MTU)));
+    assert_eq!(f.run(Program::WanRx, &fits).action, TC_ACT_REDIRECT);
 }
 
 #[test]

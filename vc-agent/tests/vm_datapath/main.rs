@@ -7,9 +7,9 @@ use std::{
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use vc_agent::{
-    datapath::Datapath,
+    datapath::{Datapath, FrameSender},
     ipsec::policy::{self, BlockPolicy, Blocked, Direction as XfrmDirection},
-    keepalive::{KeepaliveSender, keepalive_frame},
+    keepalive::keepalive_frame,
 };
 use vc_common::{DropReason, Hook};
 use vc_fixtures::{
@@ -114,7 +114,7 @@ fn keepalives_both_ways(lab: &Lab, dc_gre: &Socket) {
     let tunnel = &lab.spec.tunnels[0];
     let frame = keepalive_frame(tunnel.tunnel_mac(), tunnel.peer_mac(), CPE_GRE, DC_GRE);
     lab.cpe
-        .run_in(move || KeepaliveSender::new(ifindex)?.send(&frame))
+        .run_in(move || FrameSender::new(ifindex)?.send(&frame))
         .expect("thread")
         .expect("send our keepalive");
     wait_for(Duration::from_secs(5), "the keepalive reply", || {

@@ -6,7 +6,8 @@
 //! forwarding to the LAN, and reflection of the DC's keepalives.
 //!
 //! Crossing the veth scrubs the skb's secpath, so after it the kernel enforces nothing: in
-//! IPsec mode the SA check here is the only IPsec enforcement point.
+//! IPsec mode the SA check here is the only IPsec enforcement point. Outer fragments that
+//! pass it are left to the kernel to reassemble (see `Outcome::OuterFragmentToStack`).
 #![expect(
     clippy::cast_possible_truncation,
     reason = "bpf_redirect returns a TC action (i64) that the program returns as i32, and the \
@@ -54,11 +55,15 @@ pub fn try_wan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
     if outer.daddr != tunnel.local_gre {
         return Ok(pass());
     }
-    if outer.is_fragment() {
-        return Err(DropReason::OuterFragment);
-    }
     if settings().flags & settings_flags::EXTERNAL_IPSEC == 0 {
         check_sa(ctx, tunnel)?;
+    }
+    if outer.is_fragment() {
+        // The kernel reassembles fragments addressed to us on local delivery, and the agent
+        // takes the datagram from there (a raw GRE socket, after the XFRM inbound policy
+        // check). Only fragments of this tunnel's SA get that far: the check above is the
+        // same as for whole packets.
+        return Ok(Verdict::new(TC_ACT_OK, Outcome::OuterFragmentToStack));
     }
 
     pull(ctx, outer.l4_offset() + GRE_MAX_HLEN + IPV4_HLEN);
@@ -75,6 +80,13 @@ pub fn try_wan_rx(ctx: &TcContext) -> Result<Verdict, DropReason> {
         return Err(DropReason::BadIpHeader);
     }
     let keepalive = check_inner_source(&inner, tunnel)?;
+    // SAFETY: reading a field of the program's own skb.
+    if inner.tot_len > usize::from(tunnel.mtu) && unsafe { (*ctx.skb.skb).gso_size } == 0 {
+        // Could not cross into the tunnel interface (a veth drops a frame larger than the
+        // receiving end's MTU): left whole to the kernel, delivered by the agent as outer
+        // fragments are.
+        return Ok(Verdict::new(TC_ACT_OK, Outcome::OversizeToStack));
+    }
     gre::decap_ecn(ctx, outer.tos, &inner)?;
     gre::decap(ctx, &outer, &gre)?;
 

@@ -1,6 +1,7 @@
-//! Sends keepalive frames into a tunnel interface through an `AF_PACKET` socket: the frame
-//! leaves the tunnel interface like any packet the kernel routed there, so it takes the same
-//! path (tunnel transmit, XFRM) as the traffic whose path it proves.
+//! Sends whole Ethernet frames out of one device through an `AF_PACKET` socket. Sent out of a
+//! tunnel interface (a keepalive), a frame takes the path of any packet the kernel routed
+//! there (tunnel transmit, XFRM); sent out of its hidden peer (a reassembled datagram's inner
+//! packet), it arrives on the tunnel interface as if received from the DC.
 use std::{
     io,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
@@ -8,13 +9,13 @@ use std::{
 
 use anyhow::{Context, Result};
 
-pub struct KeepaliveSender {
+pub struct FrameSender {
     socket: OwnedFd,
     ifindex: u32,
 }
 
-impl KeepaliveSender {
-    /// A sender on the interface with index `ifindex` (in the calling thread's namespace).
+impl FrameSender {
+    /// A sender out of the interface with index `ifindex` (in the calling thread's namespace).
     pub fn new(ifindex: u32) -> Result<Self> {
         // Protocol 0: this socket only sends and receives nothing.
         // SAFETY: plain socket(2) call.
@@ -24,7 +25,7 @@ impl KeepaliveSender {
         }
         // SAFETY: `fd` is a socket we own.
         let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(KeepaliveSender { socket, ifindex })
+        Ok(FrameSender { socket, ifindex })
     }
 
     /// Sends one complete Ethernet frame out of the interface.
@@ -48,7 +49,7 @@ impl KeepaliveSender {
             )
         };
         if sent < 0 {
-            return Err(io::Error::last_os_error()).context("sending a keepalive");
+            return Err(io::Error::last_os_error()).context("sending a frame");
         }
         Ok(())
     }
