@@ -108,6 +108,13 @@ const FRAGMENT: usize = 1200;
 /// what a Cisco head end does with a DF=0 packet larger than the path by default
 /// ("fragmentation before encryption"). (Linux fragments the ESP packet instead when it sends
 /// through `ip_gre`; the CPE's kernel reassembles that before decryption.)
+///
+/// A header-included raw socket's flow (what XFRM matches policies on) is `IPPROTO_RAW` (the
+/// 6.1 kernel has no `IP_PROTOCOL` control message to say GRE) from the socket's address, not
+/// the header's, which DC1's GRE-only policy does not match: the fragments would leave in
+/// clear (and the CPE drop them, `no_secpath`). So the socket is bound to DC1's GRE address,
+/// and while the fragments are sent DC1 holds one more policy, for any protocol between the
+/// same addresses, with its child SA's template, below charon's in priority.
 fn send_from_dc1(region: &Region, packets: &[Vec<u8>]) {
     let mut fragments = Vec::new();
     for (id, gre) in (0x4400u16..).zip(packets) {
@@ -126,73 +133,46 @@ fn send_from_dc1(region: &Region, packets: &[Vec<u8>]) {
             );
         }
     }
-    region
-        .dc(1)
-        .ns
-        .run_in(move || {
-            let s = Socket::new(
-                Domain::IPV4,
-                Type::RAW,
-                Some(Protocol::from(i32::from(packet::IPPROTO_GRE))),
-            )
-            .expect("raw GRE socket");
-            s.set_header_included_v4(true).expect("IP_HDRINCL");
-            for f in fragments {
-                send_as_gre(&s, &f);
-            }
-        })
-        .expect("thread in DC1");
-}
-
-/// Sends one whole IPv4 packet (`IP_HDRINCL`) with an `IP_PROTOCOL` control message: a
-/// header-included raw socket's flow is otherwise `IPPROTO_RAW`, which DC1's GRE-only XFRM
-/// policy does not match, and the fragment would leave in clear.
-fn send_as_gre(s: &Socket, packet: &[u8]) {
-    use std::os::fd::AsRawFd;
-    /// `<linux/in.h>`; the libc crate lacks it.
-    const IP_PROTOCOL: libc::c_int = 52;
-    let mut to = libc::sockaddr_in {
-        sin_family: libc::sa_family_t::try_from(libc::AF_INET).expect("AF_INET"),
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(CPE_PUBLIC.octets()),
-        },
-        sin_zero: [0; 8],
-    };
-    let mut iov = libc::iovec {
-        iov_base: packet.as_ptr().cast_mut().cast(),
-        iov_len: packet.len(),
-    };
-    let protocol: libc::c_int = libc::c_int::from(packet::IPPROTO_GRE);
-    // SAFETY: CMSG_SPACE is a pure computation.
-    let space = unsafe { libc::CMSG_SPACE(u32::try_from(size_of::<libc::c_int>()).expect("size")) };
-    let mut control = vec![0u8; usize::try_from(space).expect("space")];
-    // SAFETY: all-zero is a valid msghdr; every pointer set below outlives the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&raw mut to).cast();
-    msg.msg_namelen = libc::socklen_t::try_from(size_of::<libc::sockaddr_in>()).expect("size");
-    msg.msg_iov = &raw mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len();
-    // SAFETY: the control buffer has room for one int-sized message.
-    let sent = unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
-        (*cmsg).cmsg_level = libc::IPPROTO_IP;
-        (*cmsg).cmsg_type = IP_PROTOCOL;
-        (*cmsg).cmsg_len = usize::try_from(libc::CMSG_LEN(
-            u32::try_from(size_of::<libc::c_int>()).expect("size"),
+    let dc1 = &region.dc(1).ns;
+    let states = dc1
+        .sh(&format!(
+            "ip xfrm state list src {} dst {CPE_PUBLIC} proto esp",
+            DC1.ipsec
         ))
-        .expect("cmsg length");
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), protocol);
-        libc::sendmsg(s.as_raw_fd(), &raw const msg, 0)
-    };
-    assert!(
-        sent >= 0,
-        "sending {} bytes: {}",
-        packet.len(),
-        std::io::Error::last_os_error()
-    );
+        .expect("DC1's SAs");
+    let reqid = states
+        .split_whitespace()
+        .skip_while(|w| *w != "reqid")
+        .nth(1)
+        .and_then(|r| r.split('(').next()?.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("no child SA from DC1 to the CPE: {states}"));
+    let selector = format!("src {}/32 dst {CPE_PUBLIC}/32 dir out", DC1.gre);
+    dc1.sh(&format!(
+        "ip xfrm policy add {selector} priority 900000 tmpl src {} dst {CPE_PUBLIC} proto esp \
+         reqid {reqid} mode tunnel",
+        DC1.ipsec
+    ))
+    .expect("DC1's policy for its raw socket");
+    let sent = dc1.run_in(move || {
+        let s = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(i32::from(packet::IPPROTO_GRE))),
+        )
+        .expect("raw GRE socket");
+        s.set_header_included_v4(true).expect("IP_HDRINCL");
+        // The flow's source is the socket's, not the header's: bound, it is DC1's GRE address.
+        s.bind(&SockAddr::from(SocketAddrV4::new(DC1.gre, 0)))
+            .expect("bound to DC1's GRE address");
+        let to = SockAddr::from(SocketAddrV4::new(CPE_PUBLIC, 0));
+        for f in &fragments {
+            s.send_to(f, &to)
+                .unwrap_or_else(|e| panic!("sending {} bytes: {e}", f.len()));
+        }
+    });
+    dc1.sh(&format!("ip xfrm policy delete {selector}"))
+        .expect("DC1's extra policy removed");
+    sent.expect("thread in DC1");
 }
 
 /// DC1 sends DF=0 GRE packets larger than the path; they reach the CPE as outer GRE
