@@ -109,10 +109,9 @@ const FRAGMENT: usize = 1200;
 /// ("fragmentation before encryption"). (Linux fragments the ESP packet instead when it sends
 /// through `ip_gre`; the CPE's kernel reassembles that before decryption.)
 ///
-/// A header-included raw socket's flow (what XFRM matches policies on) is `IPPROTO_RAW` (the
-/// 6.1 kernel has no `IP_PROTOCOL` control message to say GRE) from the socket's address, not
-/// the header's, which DC1's GRE-only policy does not match: the fragments would leave in
-/// clear (and the CPE drop them, `no_secpath`). So the socket is bound to DC1's GRE address,
+/// A header-included raw socket's flow (what XFRM matches policies on) is not the header's: its
+/// protocol is `IPPROTO_RAW` and its source the socket's address, which DC1's GRE-only policy
+/// does not match: the fragments would leave in clear (and the CPE drop them, `no_secpath`). So the socket is bound to DC1's GRE address,
 /// and while the fragments are sent DC1 holds one more policy, for any protocol between the
 /// same addresses, with its child SA's template, below charon's in priority.
 fn send_from_dc1(region: &Region, packets: &[Vec<u8>]) {
