@@ -562,8 +562,9 @@ fn wan_cut_moves_the_dc_prefix(region: &Region) {
 /// from the CPE to DC2, so the CPE cannot make new ones for a while. The CPE hears the DELETE;
 /// the /25 moves at once (charon's down events act without waiting for missed keepalives),
 /// well within the dead interval. Meanwhile nothing counts as a keepalive heard on tunnel B:
-/// with no SA nothing is decrypted, and GRE in clear is refused (fail-closed).
-/// Once IKE passes again, the CPE's retries bring the tunnel back.
+/// with no SA nothing is decrypted, and GRE in clear is refused (fail-closed). Once IKE passes
+/// again, the CPE's retries bring the tunnel back, and it stays: the keepalives that could not
+/// flow without an SA were no misses.
 fn ike_sa_deletion_moves_the_dc_prefix(region: &Region) {
     region
         .wan
@@ -606,11 +607,20 @@ EOF",
         .wait_route(DC2.host, "vc-dc2", Duration::from_mins(2))
         .map(|_| t_back.elapsed());
     let (reached, _) = Region::ping(&region.lan, DC2.host, 3);
+    // Two intervals more, in which keepalives flow over the new SA.
+    std::thread::sleep(Duration::from_secs(2 * u64::from(KEEPALIVE_INTERVAL_S)));
+    let after = status(region);
     let log = agent_log(region);
     let delete = log[log_before..]
         .lines()
         .find(|l| l.contains("received DELETE for IKE_SA vc-b"))
         .map(str::to_string);
+    // The outage (several intervals) took the tunnel down by its SA; the silence it caused is
+    // no keepalive miss, so the SA's return is not followed by a keepalive "down" (a flap).
+    let keepalive_downs: Vec<&str> = log[log_before..]
+        .lines()
+        .filter(|l| l.contains("keepalives") && l.contains("tunnel=B") && l.contains("WentDown"))
+        .collect();
     eprintln!(
         "MEASURE IKE SA deleted by DC2 (IKE from the CPE dropped meanwhile): swanctl returned \
          after {deleted:?}; DC2's /25 via tunnel A after {moved:?} (dead interval {:?}); \
@@ -633,6 +643,12 @@ EOF",
     );
     back.unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
     assert!(reached, "the LAN does not reach DC2's host after recovery");
+    assert!(
+        keepalive_downs.is_empty(),
+        "the SA's absence counted as missed keepalives: {keepalive_downs:?}"
+    );
+    let b = &tunnel(&after, &DC2).keepalive;
+    assert!(b.alive && b.missed == 0, "{b:?}");
 }
 
 /// The seconds since midnight (UTC) of an agent log line (`2026-12-05T09:03:55.721306Z ...`).

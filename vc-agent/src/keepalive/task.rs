@@ -187,6 +187,12 @@ async fn run(mut t: Task) {
     let mut last_replies = 0;
     let mut alive = true;
     let mut last_by = Vec::new();
+    // The child SA was seen missing since the last keepalive (IPsec mode). Silence in such an
+    // interval is no miss ([`Liveness::excused_tick`]): without an SA nothing could be heard,
+    // and the SA's own signal holds the tunnel down meanwhile. The keepalives' state waits as
+    // it was: up (an SA that comes back is not followed by a keepalive "down" for the silence
+    // its absence caused, a flap of the routes), or down until one is heard.
+    let mut sa_gap = false;
     // Until the controller goes (the agent stopping): then only the polls look at the SAs.
     let mut sa_events = t.ipsec.is_some();
     loop {
@@ -206,6 +212,11 @@ async fn run(mut t: Task) {
             .unwrap_or_else(PoisonError::into_inner)
             .tunnel_stats(t.index)
             .unwrap_or_default();
+        let child_sa = t
+            .ipsec
+            .as_ref()
+            .is_some_and(|w| w.borrow().sas.tunnel(t.id).child_up());
+        sa_gap |= t.ipsec.is_some() && !child_sa;
         if matches!(wake, Wake::Keepalive) {
             // The interval since the last keepalive is over: judge it, then send the next.
             let heard = stats.keepalive_rx + stats.keepalive_reflected;
@@ -213,13 +224,19 @@ async fn run(mut t: Task) {
             // it may have them off too, and the intervals it was silent are no misses.
             let judged = t.config.send || stats.keepalive_reflected > 0;
             if judged_once && judged {
-                if let Some(event) = judge.tick(heard) {
+                let event = if sa_gap {
+                    judge.excused_tick(heard)
+                } else {
+                    judge.tick(heard)
+                };
+                if let Some(event) = event {
                     info!(tunnel = %t.id, ?event, missed = judge.missed(), "keepalives");
                 }
             } else {
                 judge.baseline(heard);
                 judged_once = true;
             }
+            sa_gap = t.ipsec.is_some() && !child_sa;
             if let Some(sender) = &t.sender
                 && let Err(e) = sender.send(&t.frame)
             {
@@ -233,10 +250,7 @@ async fn run(mut t: Task) {
         );
         let signal_states = SignalStates {
             keepalives: judge.state() == TunnelLiveness::Up,
-            child_sa: t
-                .ipsec
-                .as_ref()
-                .is_some_and(|w| w.borrow().sas.tunnel(t.id).child_up()),
+            child_sa,
             bgp: (t.bgp)(),
         };
         let now_alive = liveness::alive(&by, signal_states);
