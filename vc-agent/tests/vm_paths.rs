@@ -108,6 +108,12 @@ const FRAGMENT: usize = 1200;
 /// what a Cisco head end does with a DF=0 packet larger than the path by default
 /// ("fragmentation before encryption"). (Linux fragments the ESP packet instead when it sends
 /// through `ip_gre`; the CPE's kernel reassembles that before decryption.)
+///
+/// A header-included raw socket's flow (what XFRM matches policies on) is not the header's: its
+/// protocol is `IPPROTO_RAW` and its source the socket's address, which DC1's GRE-only policy
+/// does not match: the fragments would leave in clear (and the CPE drop them, `no_secpath`). So the socket is bound to DC1's GRE address,
+/// and while the fragments are sent DC1 holds one more policy, for any protocol between the
+/// same addresses, with its child SA's template, below charon's in priority.
 fn send_from_dc1(region: &Region, packets: &[Vec<u8>]) {
     let mut fragments = Vec::new();
     for (id, gre) in (0x4400u16..).zip(packets) {
@@ -126,73 +132,46 @@ fn send_from_dc1(region: &Region, packets: &[Vec<u8>]) {
             );
         }
     }
-    region
-        .dc(1)
-        .ns
-        .run_in(move || {
-            let s = Socket::new(
-                Domain::IPV4,
-                Type::RAW,
-                Some(Protocol::from(i32::from(packet::IPPROTO_GRE))),
-            )
-            .expect("raw GRE socket");
-            s.set_header_included_v4(true).expect("IP_HDRINCL");
-            for f in fragments {
-                send_as_gre(&s, &f);
-            }
-        })
-        .expect("thread in DC1");
-}
-
-/// Sends one whole IPv4 packet (`IP_HDRINCL`) with an `IP_PROTOCOL` control message: a
-/// header-included raw socket's flow is otherwise `IPPROTO_RAW`, which DC1's GRE-only XFRM
-/// policy does not match, and the fragment would leave in clear.
-fn send_as_gre(s: &Socket, packet: &[u8]) {
-    use std::os::fd::AsRawFd;
-    /// `<linux/in.h>`; the libc crate lacks it.
-    const IP_PROTOCOL: libc::c_int = 52;
-    let mut to = libc::sockaddr_in {
-        sin_family: libc::sa_family_t::try_from(libc::AF_INET).expect("AF_INET"),
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(CPE_PUBLIC.octets()),
-        },
-        sin_zero: [0; 8],
-    };
-    let mut iov = libc::iovec {
-        iov_base: packet.as_ptr().cast_mut().cast(),
-        iov_len: packet.len(),
-    };
-    let protocol: libc::c_int = libc::c_int::from(packet::IPPROTO_GRE);
-    // SAFETY: CMSG_SPACE is a pure computation.
-    let space = unsafe { libc::CMSG_SPACE(u32::try_from(size_of::<libc::c_int>()).expect("size")) };
-    let mut control = vec![0u8; usize::try_from(space).expect("space")];
-    // SAFETY: all-zero is a valid msghdr; every pointer set below outlives the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&raw mut to).cast();
-    msg.msg_namelen = libc::socklen_t::try_from(size_of::<libc::sockaddr_in>()).expect("size");
-    msg.msg_iov = &raw mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len();
-    // SAFETY: the control buffer has room for one int-sized message.
-    let sent = unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
-        (*cmsg).cmsg_level = libc::IPPROTO_IP;
-        (*cmsg).cmsg_type = IP_PROTOCOL;
-        (*cmsg).cmsg_len = usize::try_from(libc::CMSG_LEN(
-            u32::try_from(size_of::<libc::c_int>()).expect("size"),
+    let dc1 = &region.dc(1).ns;
+    let states = dc1
+        .sh(&format!(
+            "ip xfrm state list src {} dst {CPE_PUBLIC} proto esp",
+            DC1.ipsec
         ))
-        .expect("cmsg length");
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), protocol);
-        libc::sendmsg(s.as_raw_fd(), &raw const msg, 0)
-    };
-    assert!(
-        sent >= 0,
-        "sending {} bytes: {}",
-        packet.len(),
-        std::io::Error::last_os_error()
-    );
+        .expect("DC1's SAs");
+    let reqid = states
+        .split_whitespace()
+        .skip_while(|w| *w != "reqid")
+        .nth(1)
+        .and_then(|r| r.split('(').next()?.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("no child SA from DC1 to the CPE: {states}"));
+    let selector = format!("src {}/32 dst {CPE_PUBLIC}/32 dir out", DC1.gre);
+    dc1.sh(&format!(
+        "ip xfrm policy add {selector} priority 900000 tmpl src {} dst {CPE_PUBLIC} proto esp \
+         reqid {reqid} mode tunnel",
+        DC1.ipsec
+    ))
+    .expect("DC1's policy for its raw socket");
+    let sent = dc1.run_in(move || {
+        let s = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(i32::from(packet::IPPROTO_GRE))),
+        )
+        .expect("raw GRE socket");
+        s.set_header_included_v4(true).expect("IP_HDRINCL");
+        // The flow's source is the socket's, not the header's: bound, it is DC1's GRE address.
+        s.bind(&SockAddr::from(SocketAddrV4::new(DC1.gre, 0)))
+            .expect("bound to DC1's GRE address");
+        let to = SockAddr::from(SocketAddrV4::new(CPE_PUBLIC, 0));
+        for f in &fragments {
+            s.send_to(f, &to)
+                .unwrap_or_else(|e| panic!("sending {} bytes: {e}", f.len()));
+        }
+    });
+    dc1.sh(&format!("ip xfrm policy delete {selector}"))
+        .expect("DC1's extra policy removed");
+    sent.expect("thread in DC1");
 }
 
 /// DC1 sends DF=0 GRE packets larger than the path; they reach the CPE as outer GRE
@@ -580,8 +559,12 @@ fn wan_cut_moves_the_dc_prefix(region: &Region) {
 }
 
 /// SA deletion: DC2 deletes its IKE SA (and with it the child) while the router drops IKE
-/// between them, so the CPE cannot make new ones for a while. The /25 moves within the dead
-/// interval; once IKE passes again, the CPE's retries bring the tunnel back.
+/// from the CPE to DC2, so the CPE cannot make new ones for a while. The CPE hears the DELETE;
+/// the /25 moves at once (charon's down events act without waiting for missed keepalives),
+/// well within the dead interval. Meanwhile nothing counts as a keepalive heard on tunnel B:
+/// with no SA nothing is decrypted, and GRE in clear is refused (fail-closed). Once IKE passes
+/// again, the CPE's retries bring the tunnel back, and it stays: the keepalives that could not
+/// flow without an SA were no misses.
 fn ike_sa_deletion_moves_the_dc_prefix(region: &Region) {
     region
         .wan
@@ -597,32 +580,75 @@ EOF",
             dc = DC2.ipsec
         ))
         .expect("the router drops IKE from the CPE to DC2");
+    let log_before = agent_log(region).len();
     let t = Instant::now();
+    // `--force`: DC2 sends its DELETE and drops the SA at once, as a head end clearing its
+    // SAs does. Without it swanctl waits for the answer the router drops (charon's
+    // retransmits, about 24 s), and the time measured would be swanctl's.
     region
         .dc(2)
         .charon
-        .swanctl(&["--terminate", "--ike", "dc2"])
+        .swanctl(&["--terminate", "--ike", "dc2", "--force"])
         .expect("DC2 deletes its IKE SA");
+    let deleted = t.elapsed();
     let moved = region
         .wait_route(DC2.host, "vc-dc1", Duration::from_secs(30))
         .map(|_| t.elapsed());
-    std::thread::sleep(Duration::from_secs(2));
+    let heard = |s: &AgentStatus| {
+        let k = &tunnel(s, &DC2).keepalive;
+        k.replies + k.reflected
+    };
+    let before = status(region);
+    std::thread::sleep(Duration::from_secs(2 * u64::from(KEEPALIVE_INTERVAL_S)));
+    let during = status(region);
     let t_back = Instant::now();
     heal(region);
     let back = region
         .wait_route(DC2.host, "vc-dc2", Duration::from_mins(2))
         .map(|_| t_back.elapsed());
     let (reached, _) = Region::ping(&region.lan, DC2.host, 3);
+    // Two intervals more, in which keepalives flow over the new SA.
+    std::thread::sleep(Duration::from_secs(2 * u64::from(KEEPALIVE_INTERVAL_S)));
+    let after = status(region);
+    let log = agent_log(region);
+    let delete = log[log_before..]
+        .lines()
+        .find(|l| l.contains("received DELETE for IKE_SA vc-b"))
+        .map(str::to_string);
+    // The outage (several intervals) took the tunnel down by its SA; the silence it caused is
+    // no keepalive miss, so the SA's return is not followed by a keepalive "down" (a flap).
+    let keepalive_downs: Vec<&str> = log[log_before..]
+        .lines()
+        .filter(|l| l.contains("keepalives") && l.contains("tunnel=B") && l.contains("WentDown"))
+        .collect();
     eprintln!(
-        "MEASURE IKE SA deleted by DC2 (IKE from the CPE dropped meanwhile): DC2's /25 via \
-         tunnel A after {moved:?} (dead interval {:?}); IKE let through → back via tunnel B \
-         after {back:?}; LAN → DC2's host: {reached}",
-        dead_interval()
+        "MEASURE IKE SA deleted by DC2 (IKE from the CPE dropped meanwhile): swanctl returned \
+         after {deleted:?}; DC2's /25 via tunnel A after {moved:?} (dead interval {:?}); \
+         keepalives heard on tunnel B with no SA: {} → {}, no_secpath +{}; IKE let through → \
+         back via tunnel B after {back:?}; LAN → DC2's host: {reached}; the agent: {}",
+        dead_interval(),
+        heard(&before),
+        heard(&during),
+        wan_rx(&during, DropReason::NoSecpath) - wan_rx(&before, DropReason::NoSecpath),
+        delete.as_deref().unwrap_or("no DELETE logged")
     );
+    assert!(delete.is_some(), "the CPE never heard DC2's DELETE");
     let moved = moved.unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(40)));
-    assert!(moved <= move_bound(), "moved after {moved:?}");
+    // Charon's event, not missed keepalives, moves it: within the dead interval.
+    assert!(moved <= dead_interval(), "moved after {moved:?}");
+    assert_eq!(
+        heard(&during),
+        heard(&before),
+        "a keepalive counted as heard on a tunnel without an SA"
+    );
     back.unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
     assert!(reached, "the LAN does not reach DC2's host after recovery");
+    assert!(
+        keepalive_downs.is_empty(),
+        "the SA's absence counted as missed keepalives: {keepalive_downs:?}"
+    );
+    let b = &tunnel(&after, &DC2).keepalive;
+    assert!(b.alive && b.missed == 0, "{b:?}");
 }
 
 /// The seconds since midnight (UTC) of an agent log line (`2026-12-05T09:03:55.721306Z ...`).

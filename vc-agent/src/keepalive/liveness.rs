@@ -155,6 +155,16 @@ impl Liveness {
             }
         }
     }
+
+    /// One interval passed in which silence says nothing about the path (the child SA was
+    /// missing for some of it, so nothing could be heard): a keepalive heard counts as in
+    /// [`Liveness::tick`]; silence is no miss, and the state stays as it was.
+    pub fn excused_tick(&mut self, heard: u64) -> Option<LivenessEvent> {
+        if heard == self.heard {
+            return None;
+        }
+        self.tick(heard)
+    }
 }
 
 #[cfg(test)]
@@ -260,6 +270,32 @@ mod tests {
             TunnelLiveness::Up,
             "two misses after a reset are not three"
         );
+    }
+
+    #[test]
+    fn an_excused_silence_is_no_miss_and_a_keepalive_heard_still_counts() {
+        let mut l = three();
+        l.tick(0);
+        assert_eq!(l.missed(), 1);
+        for _ in 0..5 {
+            assert_eq!(l.excused_tick(0), None);
+        }
+        assert_eq!(l.missed(), 1, "silence while the SA was missing");
+        assert_eq!(l.state(), TunnelLiveness::Up);
+        assert_eq!(l.tick(0), None);
+        assert_eq!(
+            l.tick(0),
+            Some(LivenessEvent::WentDown),
+            "misses resume where they were"
+        );
+        assert_eq!(l.excused_tick(0), None);
+        assert_eq!(
+            l.state(),
+            TunnelLiveness::Down,
+            "down stays down until one is heard"
+        );
+        assert_eq!(l.excused_tick(1), Some(LivenessEvent::WentUp));
+        assert_eq!(l.missed(), 0);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::Result;
-use tokio::sync::watch;
+use tokio::{sync::watch, time::MissedTickBehavior};
 use tracing::{info, warn};
 use vc_common::TunnelStats;
 
@@ -26,8 +26,9 @@ use crate::{
     task::Task as Supervised,
 };
 
-/// How often the SA state is looked at between keepalives: a child SA going down moves the
-/// traffic within a second, without waiting for missed keepalives.
+/// How often the SA state and the BGP session are looked at between keepalives (besides at
+/// each SA snapshot the controller publishes, which is when a child SA going down moves the
+/// traffic, without waiting for missed keepalives).
 const POLL: Duration = Duration::from_secs(1);
 
 /// Whether the tunnel's BGP session is Established (the agent's, from its speaker): this room
@@ -162,38 +163,80 @@ struct Task {
     view: Arc<Mutex<KeepaliveView>>,
 }
 
-async fn run(t: Task) {
+/// What woke the task.
+enum Wake {
+    /// An interval is over: judge it, send the next keepalive.
+    Keepalive,
+    /// The SA state or BGP may have changed.
+    Look,
+}
+
+async fn run(mut t: Task) {
     let mut judge = Liveness::new(t.config);
-    let mut tick = tokio::time::interval(POLL);
-    let mut next_keepalive = Instant::now();
+    // Keepalives on a fixed schedule of their own, not on the poll's ticks: an interval begun
+    // "now" and checked at a later whole tick slips a tick whenever that tick wakes a little
+    // earlier in its period than the one before (often, on a loaded CPU), and the judgement
+    // of `retries` intervals then takes up to half as long again. `Delay` after a stall: a
+    // burst of late ticks would judge intervals too short for any answer to come back in.
+    let mut keepalives = tokio::time::interval(t.config.interval.max(Duration::from_millis(1)));
+    keepalives.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut poll = tokio::time::interval(POLL);
+    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // The first keepalive has had no interval to be answered in: nothing to judge yet.
     let mut judged_once = false;
     let mut last_replies = 0;
     let mut alive = true;
     let mut last_by = Vec::new();
+    // The child SA was seen missing since the last keepalive (IPsec mode). Silence in such an
+    // interval is no miss ([`Liveness::excused_tick`]): without an SA nothing could be heard,
+    // and the SA's own signal holds the tunnel down meanwhile. The keepalives' state waits as
+    // it was: up (an SA that comes back is not followed by a keepalive "down" for the silence
+    // its absence caused, a flap of the routes), or down until one is heard.
+    let mut sa_gap = false;
+    // Until the controller goes (the agent stopping): then only the polls look at the SAs.
+    let mut sa_events = t.ipsec.is_some();
     loop {
-        tick.tick().await;
+        let wake = tokio::select! {
+            biased;
+            _ = keepalives.tick() => Wake::Keepalive,
+            // An SA going down takes the tunnel down as charon reports it, not at the next poll.
+            changed = sa_changed(t.ipsec.as_mut()), if sa_events => {
+                sa_events = changed;
+                Wake::Look
+            }
+            _ = poll.tick() => Wake::Look,
+        };
         let stats = t
             .maps
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .tunnel_stats(t.index)
             .unwrap_or_default();
-        if Instant::now() >= next_keepalive {
-            next_keepalive = Instant::now() + t.config.interval;
+        let child_sa = t
+            .ipsec
+            .as_ref()
+            .is_some_and(|w| w.borrow().sas.tunnel(t.id).child_up());
+        sa_gap |= t.ipsec.is_some() && !child_sa;
+        if matches!(wake, Wake::Keepalive) {
             // The interval since the last keepalive is over: judge it, then send the next.
             let heard = stats.keepalive_rx + stats.keepalive_reflected;
             // With ours off, the DC's silence is judged only once it has sent one: until then
             // it may have them off too, and the intervals it was silent are no misses.
             let judged = t.config.send || stats.keepalive_reflected > 0;
             if judged_once && judged {
-                if let Some(event) = judge.tick(heard) {
+                let event = if sa_gap {
+                    judge.excused_tick(heard)
+                } else {
+                    judge.tick(heard)
+                };
+                if let Some(event) = event {
                     info!(tunnel = %t.id, ?event, missed = judge.missed(), "keepalives");
                 }
             } else {
                 judge.baseline(heard);
                 judged_once = true;
             }
+            sa_gap = t.ipsec.is_some() && !child_sa;
             if let Some(sender) = &t.sender
                 && let Err(e) = sender.send(&t.frame)
             {
@@ -207,10 +250,7 @@ async fn run(t: Task) {
         );
         let signal_states = SignalStates {
             keepalives: judge.state() == TunnelLiveness::Up,
-            child_sa: t
-                .ipsec
-                .as_ref()
-                .is_some_and(|w| w.borrow().sas.tunnel(t.id).child_up()),
+            child_sa,
             bgp: (t.bgp)(),
         };
         let now_alive = liveness::alive(&by, signal_states);
@@ -242,5 +282,13 @@ async fn run(t: Task) {
             last_replies = stats.keepalive_rx;
             view.last_reply_at = Some(Instant::now());
         }
+    }
+}
+
+/// Waits for the controller's next SA snapshot; false once the controller is gone.
+async fn sa_changed(ipsec: Option<&mut watch::Receiver<Snapshot>>) -> bool {
+    match ipsec {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }
