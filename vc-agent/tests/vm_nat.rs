@@ -2,7 +2,8 @@
 //! (`vc_testkit::region` with `Options::nat`: strongSwan, kernel `ip_gre` and BIRD 2 as the
 //! DCs), in one VM boot. The CPE's WAN address is private (192.168.1.10); the WAN router
 //! translates it to the form's public address (203.0.113.10) toward the DCs. vc's config
-//! differs from the lab's by `cpe_local_address` only; the DCs' by nothing.
+//! differs from the lab's by `cpe_local_address` only, the DCs' by nothing; the CPE holds the
+//! public address (its GRE transport IP) on `lo`.
 //!
 //! - both tunnels up with NAT-T: the agent and both DCs see the NAT, IKE on UDP 4500, ESP in
 //!   UDP; BGP Established on both tunnels;
@@ -13,6 +14,9 @@
 //!   ESP-in-UDP on port 4500, with the CPE's private address inside and the public one
 //!   outside; the same judge (tcpdump) sees the inner pings where they are in clear (DC's
 //!   `gre1`): the negative control;
+//! - outer GRE fragments from DC1 (fragmentation before encryption), each in its own
+//!   ESP-in-UDP, reassembled and delivered to the LAN host: the CPE holds its GRE transport
+//!   IP, the public address, on `lo`;
 //! - the path MTU with NAT-T: the router's link toward DC1 drops to 1300 and answers the
 //!   CPE's ESP-in-UDP with fragmentation-needed; tunnel A's MTU follows within a second,
 //!   counting NAT-T's UDP header, and a LAN TCP transfer completes.
@@ -26,6 +30,7 @@ use std::{
 use vc_agent::status::{AgentStatus, TunnelStatus};
 use vc_testkit::{
     capture::{self, Capture, Direction, Packets},
+    packet::{self, Ipv4, udp_in_ipv4},
     region::{
         Region,
         config::Options,
@@ -83,6 +88,7 @@ fn cpe_behind_a_nat() {
 
     tunnels_use_nat_t(&region);
     traffic_only_in_udp_4500(&region);
+    outer_fragments_are_delivered(&region);
     path_mtu_follows_with_nat_t(&region);
 }
 
@@ -167,7 +173,11 @@ fn only_udp_4500(seen: &Packets, cpe: Ipv4Addr) {
         .filter(|p| p.udp_ports != Some((4500, 4500)))
         .map(|p| p.line.as_str())
         .collect();
-    assert!(off_port.is_empty(), "{}: not UDP 4500: {off_port:#?}", seen.label);
+    assert!(
+        off_port.is_empty(),
+        "{}: not UDP 4500: {off_port:#?}",
+        seen.label
+    );
     let ends: BTreeSet<String> = DCS
         .iter()
         .flat_map(|dc| {
@@ -232,7 +242,12 @@ fn traffic_only_in_udp_4500(region: &Region) {
         )
         .expect("capture on the LAN host");
         let (out, summary) = Region::ping(&region.lan, dc.host, 5);
-        assert!(out, "LAN → DC{}'s host: {summary}\n{}", dc.n, region.logs(30));
+        assert!(
+            out,
+            "LAN → DC{}'s host: {summary}\n{}",
+            dc.n,
+            region.logs(30)
+        );
         let (back, summary) = Region::ping(&region.dc(dc.n).ns, LAN_HOST, 5);
         assert!(back, "DC{}'s host → LAN: {summary}", dc.n);
         let port = 5060 + u16::from(dc.n);
@@ -240,8 +255,8 @@ fn traffic_only_in_udp_4500(region: &Region) {
         // The LAN host's SYN carries the MSS of its 1500-byte link, DC's that of `gre1`.
         let got = tcp_transfer(&region.lan, dc_ns, dc.host, port, 200_000).expect("TCP to DC");
         assert_eq!(got, 200_000);
-        let got = tcp_transfer(dc_ns, &region.lan, LAN_HOST, port + 10, 200_000)
-            .expect("TCP from DC");
+        let got =
+            tcp_transfer(dc_ns, &region.lan, LAN_HOST, port + 10, 200_000).expect("TCP from DC");
         assert_eq!(got, 200_000);
         let inner = gre1.stop().expect("capture");
         lan.stop().expect("capture");
@@ -279,14 +294,105 @@ fn traffic_only_in_udp_4500(region: &Region) {
             .iter()
             .filter(|p| p.line.contains("ICMP echo"))
             .count();
-        assert!(echoes >= 20, "DC{}'s gre1 saw {echoes} echoes:\n{inner}", dc.n);
+        assert!(
+            echoes >= 20,
+            "DC{}'s gre1 saw {echoes} echoes:\n{inner}",
+            dc.n
+        );
     }
     for dc in DCS {
         let (a, b) = (&tunnel(&before, dc).counters, &tunnel(&after, dc).counters);
         assert!(
-            a.tx_packets + 100 < b.tx_packets && a.rx_packets + 100 < b.rx_packets,
+            // 10 pings each way, and TCP each way (in GSO segments, counted as sent).
+            a.tx_packets + 20 < b.tx_packets && a.rx_packets + 20 < b.rx_packets,
             "tunnel {}: {a:?} → {b:?}",
             dc.tunnel
+        );
+    }
+}
+
+/// Inner datagrams DC1 sends in outer fragments: UDP to the LAN host, `PROBE_BYTES` each,
+/// inner IDs from `PROBE_ID`.
+const PROBES: u16 = 3;
+const PROBE_ID: u16 = 0x6100;
+const PROBE_BYTES: usize = 3000;
+
+/// DC1 fragments GRE before encryption (a Cisco head end's default for DF=0 packets larger
+/// than the path): the outer fragments, each in its own ESP-in-UDP, are addressed to the
+/// CPE's GRE transport IP, the public address. The CPE holds it (on `lo`, see the region), so
+/// its kernel reassembles them and the agent delivers every datagram to the LAN host whole.
+/// (Without it the kernel forwards the fragments toward the NAT instead, and `vc_wan_guard`
+/// drops them as clear GRE: fail closed, but lost.)
+fn outer_fragments_are_delivered(region: &Region) {
+    let before = status(region);
+    let file = results("nat-fragments-lan.pcap");
+    let lan = Capture::start(
+        &region.lan,
+        "eth0",
+        Direction::In,
+        &format!("ip src {}", DC1.host),
+        &file,
+    )
+    .expect("capture on the LAN host");
+    let probes: Vec<Vec<u8>> = (0..PROBES)
+        .map(|i| {
+            let inner = udp_in_ipv4(
+                &Ipv4::new(DC1.host.octets(), LAN_HOST.octets(), 0)
+                    .id(PROBE_ID + i)
+                    .frag_off(0),
+                4000,
+                4001,
+                &[0x5a; PROBE_BYTES],
+            );
+            packet::gre(0, 0x0800, &[], &inner)
+        })
+        .collect();
+    let wire = Capture::start(
+        &region.wan,
+        "d1",
+        Direction::Both,
+        "ip",
+        &results("nat-fragments-router-d1.pcap"),
+    )
+    .expect("capture on the router");
+    region
+        .dc(1)
+        .send_gre_fragments(&probes, 1200, 0x4600)
+        .expect("DC1 sends outer fragments");
+    std::thread::sleep(Duration::from_secs(1));
+    lan.stop().expect("capture");
+    let wire = wire.stop().expect("capture");
+    let after = status(region);
+    let delivered = after.datapath.reassembled.delivered_packets
+        - before.datapath.reassembled.delivered_packets;
+    let mut arrived = std::collections::BTreeMap::<u16, usize>::new();
+    for f in capture::frames(&file).expect("pcap") {
+        let ip = &f[14..];
+        let hlen = usize::from(ip[0] & 0x0f) * 4;
+        let len = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        *arrived
+            .entry(u16::from_be_bytes([ip[4], ip[5]]))
+            .or_default() += len - hlen;
+    }
+    eprintln!(
+        "MEASURE outer GRE fragments behind a NAT: {PROBES} datagrams from DC1 in fragments \
+         of 1200 B, each in its own ESP-in-UDP ({wire}): the agent delivered {delivered}; at \
+         the LAN host, bytes per inner ID: {arrived:?}; refused {:?}",
+        after.datapath.reassembled.refused
+    );
+    only_udp_4500(&wire, CPE_PUBLIC);
+    assert_eq!(
+        delivered,
+        u64::from(PROBES),
+        "verdicts {:?}\n{}",
+        after.datapath.verdicts,
+        region.logs(30)
+    );
+    for i in 0..PROBES {
+        assert_eq!(
+            arrived.get(&(PROBE_ID + i)),
+            Some(&(PROBE_BYTES + 8)),
+            "inner datagram {i} at the LAN host"
         );
     }
 }

@@ -103,96 +103,13 @@ const PROBE_BYTES: usize = 3000;
 /// The GRE bytes in each outer fragment DC1 sends (a multiple of 8).
 const FRAGMENT: usize = 1200;
 
-/// Sends each of `packets` (GRE) from DC1's GRE address in outer fragments of at most
-/// `FRAGMENT` bytes, built here (`IP_HDRINCL`) and each encrypted by DC1's XFRM on its own:
-/// what a Cisco head end does with a DF=0 packet larger than the path by default
-/// ("fragmentation before encryption"). (Linux fragments the ESP packet instead when it sends
-/// through `ip_gre`; the CPE's kernel reassembles that before decryption.)
+/// Sends each of `packets` (GRE) from DC1 in outer fragments of at most `FRAGMENT` bytes,
+/// each encrypted on its own, as a Cisco head end sends a DF=0 packet larger than the path.
 fn send_from_dc1(region: &Region, packets: &[Vec<u8>]) {
-    let mut fragments = Vec::new();
-    for (id, gre) in (0x4400u16..).zip(packets) {
-        for (at, piece) in (0..).step_by(FRAGMENT).zip(gre.chunks(FRAGMENT)) {
-            let more = if at + piece.len() < gre.len() {
-                0x2000
-            } else {
-                0
-            };
-            let offset = u16::try_from(at / 8).expect("offset");
-            fragments.push(
-                Ipv4::new(DC1.gre.octets(), CPE_PUBLIC.octets(), packet::IPPROTO_GRE)
-                    .id(id)
-                    .frag_off(more | offset)
-                    .packet(piece),
-            );
-        }
-    }
     region
         .dc(1)
-        .ns
-        .run_in(move || {
-            let s = Socket::new(
-                Domain::IPV4,
-                Type::RAW,
-                Some(Protocol::from(i32::from(packet::IPPROTO_GRE))),
-            )
-            .expect("raw GRE socket");
-            s.set_header_included_v4(true).expect("IP_HDRINCL");
-            for f in fragments {
-                send_as_gre(&s, &f);
-            }
-        })
-        .expect("thread in DC1");
-}
-
-/// Sends one whole IPv4 packet (`IP_HDRINCL`) with an `IP_PROTOCOL` control message: a
-/// header-included raw socket's flow is otherwise `IPPROTO_RAW`, which DC1's GRE-only XFRM
-/// policy does not match, and the fragment would leave in clear.
-fn send_as_gre(s: &Socket, packet: &[u8]) {
-    use std::os::fd::AsRawFd;
-    /// `<linux/in.h>`; the libc crate lacks it.
-    const IP_PROTOCOL: libc::c_int = 52;
-    let mut to = libc::sockaddr_in {
-        sin_family: libc::sa_family_t::try_from(libc::AF_INET).expect("AF_INET"),
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(CPE_PUBLIC.octets()),
-        },
-        sin_zero: [0; 8],
-    };
-    let mut iov = libc::iovec {
-        iov_base: packet.as_ptr().cast_mut().cast(),
-        iov_len: packet.len(),
-    };
-    let protocol: libc::c_int = libc::c_int::from(packet::IPPROTO_GRE);
-    // SAFETY: CMSG_SPACE is a pure computation.
-    let space = unsafe { libc::CMSG_SPACE(u32::try_from(size_of::<libc::c_int>()).expect("size")) };
-    let mut control = vec![0u8; usize::try_from(space).expect("space")];
-    // SAFETY: all-zero is a valid msghdr; every pointer set below outlives the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&raw mut to).cast();
-    msg.msg_namelen = libc::socklen_t::try_from(size_of::<libc::sockaddr_in>()).expect("size");
-    msg.msg_iov = &raw mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len();
-    // SAFETY: the control buffer has room for one int-sized message.
-    let sent = unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
-        (*cmsg).cmsg_level = libc::IPPROTO_IP;
-        (*cmsg).cmsg_type = IP_PROTOCOL;
-        (*cmsg).cmsg_len = usize::try_from(libc::CMSG_LEN(
-            u32::try_from(size_of::<libc::c_int>()).expect("size"),
-        ))
-        .expect("cmsg length");
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), protocol);
-        libc::sendmsg(s.as_raw_fd(), &raw const msg, 0)
-    };
-    assert!(
-        sent >= 0,
-        "sending {} bytes: {}",
-        packet.len(),
-        std::io::Error::last_os_error()
-    );
+        .send_gre_fragments(packets, FRAGMENT, 0x4400)
+        .expect("DC1 sends outer fragments");
 }
 
 /// DC1 sends DF=0 GRE packets larger than the path; they reach the CPE as outer GRE

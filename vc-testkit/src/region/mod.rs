@@ -18,6 +18,7 @@
 pub mod checks;
 pub mod config;
 pub mod dc;
+pub mod fragments;
 pub mod keepalive;
 pub mod plan;
 pub mod two_cpes;
@@ -38,8 +39,7 @@ use self::{
     checks::Evidence,
     dc::{Dc, tail},
     plan::{
-        CPE_LAN, CPE_NAT_WAN, CPE_NAT_WAN_NET, CPE_PUBLIC, DCS, LAN_HOST, NAT_GATEWAY,
-        WAN_GATEWAY,
+        CPE_LAN, CPE_NAT_WAN, CPE_NAT_WAN_NET, CPE_PUBLIC, DCS, LAN_HOST, NAT_GATEWAY, WAN_GATEWAY,
     },
 };
 use crate::{
@@ -200,6 +200,9 @@ impl Region {
              ip route add default via {gateway}"
         ))?;
         if options.nat {
+            // The GRE transport IP (the public address) stays the CPE's own: the outer
+            // fragments a DC sends to it are reassembled on local delivery.
+            cpe.sh(&format!("ip addr add {CPE_PUBLIC}/32 dev lo"))?;
             nat_router(&wan, "c0")?;
         } else {
             wan_router(&wan, "c0")?;
