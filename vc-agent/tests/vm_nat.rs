@@ -3,7 +3,8 @@
 //! DCs), in one VM boot. The CPE's WAN address is private (192.168.1.10); the WAN router
 //! translates it to the form's public address (203.0.113.10) toward the DCs. vc's config
 //! differs from the lab's by `cpe_local_address` only, the DCs' by nothing; the CPE holds the
-//! public address (its GRE transport IP) on `lo`.
+//! public address (its GRE transport IP) on `lo` (the test takes it away until the fragments'
+//! negative control).
 //!
 //! - both tunnels up with NAT-T: the agent and both DCs see the NAT, IKE on UDP 4500, ESP in
 //!   UDP; BGP Established on both tunnels;
@@ -15,19 +16,21 @@
 //!   outside; the same judge (tcpdump) sees the inner pings where they are in clear (DC's
 //!   `gre1`): the negative control;
 //! - outer GRE fragments from DC1 (fragmentation before encryption), each in its own
-//!   ESP-in-UDP, reassembled and delivered to the LAN host: the CPE holds its GRE transport
-//!   IP, the public address, on `lo`;
+//!   ESP-in-UDP: while the CPE does not hold its GRE transport IP (the public address) the
+//!   kernel forwards them back toward the NAT and `vc_wan_guard` drops them as clear GRE (and
+//!   the agent warned at start); once it holds it on `lo`, they are reassembled and delivered
+//!   to the LAN host;
 //! - the path MTU with NAT-T: the router's link toward DC1 drops to 1300 and answers the
 //!   CPE's ESP-in-UDP with fragmentation-needed; tunnel A's MTU follows within a second,
 //!   counting NAT-T's UDP header, and a LAN TCP transfer completes.
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     net::Ipv4Addr,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use vc_agent::status::{AgentStatus, TunnelStatus};
+use vc_agent::status::{AgentStatus, Counted, DropReason, Hook, Outcome, TunnelStatus};
 use vc_testkit::{
     capture::{self, Capture, Direction, Packets},
     packet::{self, Ipv4, udp_in_ipv4},
@@ -74,6 +77,8 @@ fn cpe_behind_a_nat() {
         ..Options::default()
     };
     let mut region = Region::build_with(bin, &options).expect("the region behind a NAT");
+    // Until the fragments' negative control, the CPE does not hold its GRE transport IP.
+    hold_gre_address(&region, false);
     region.start_agent().expect("vc-agent run");
     let t = Instant::now();
     region
@@ -88,6 +93,8 @@ fn cpe_behind_a_nat() {
 
     tunnels_use_nat_t(&region);
     traffic_only_in_udp_4500(&region);
+    unheld_gre_address_loses_fragments(&region);
+    hold_gre_address(&region, true);
     outer_fragments_are_delivered(&region);
     path_mtu_follows_with_nat_t(&region);
 }
@@ -312,20 +319,56 @@ fn traffic_only_in_udp_4500(region: &Region) {
 }
 
 /// Inner datagrams DC1 sends in outer fragments: UDP to the LAN host, `PROBE_BYTES` each,
-/// inner IDs from `PROBE_ID`.
+/// inner IDs from `PROBE_ID`, in outer fragments of `FRAGMENT` bytes of GRE.
 const PROBES: u16 = 3;
 const PROBE_ID: u16 = 0x6100;
 const PROBE_BYTES: usize = 3000;
+const FRAGMENT: usize = 1200;
+/// Outer fragments per datagram: GRE 4 + IPv4 20 + UDP 8 + the payload, in `FRAGMENT`s.
+const FRAGMENTS_EACH: u64 = (4 + 20 + 8 + PROBE_BYTES).div_ceil(FRAGMENT) as u64;
+
+/// Whether the CPE holds its GRE transport IP (the public address) on `lo`.
+fn hold_gre_address(region: &Region, held: bool) {
+    region
+        .cpe
+        .sh(&format!(
+            "ip addr {} {CPE_PUBLIC}/32 dev lo",
+            if held { "add" } else { "del" }
+        ))
+        .expect("the CPE's GRE address on lo");
+}
+
+/// The packets `hook` counted with `reason`.
+fn counted(s: &AgentStatus, hook: Hook, reason: impl Into<Counted>) -> u64 {
+    let reason = reason.into();
+    s.datapath
+        .verdicts
+        .iter()
+        .find(|v| v.hook == hook && v.reason == reason)
+        .map_or(0, |v| v.packets)
+}
+
+/// What became of DC1's fragmented datagrams.
+struct Fragments {
+    /// Datagrams the agent delivered after the kernel reassembled them.
+    delivered: u64,
+    /// Outer fragments `vc_wan_rx` left to the kernel.
+    to_stack: u64,
+    /// Packets `vc_wan_guard` dropped as clear GRE.
+    clear_gre: u64,
+    /// At the LAN host, the payload bytes per inner ID.
+    arrived: BTreeMap<u16, usize>,
+    /// The router's link to DC1 meanwhile.
+    wire: Packets,
+}
 
 /// DC1 fragments GRE before encryption (a Cisco head end's default for DF=0 packets larger
-/// than the path): the outer fragments, each in its own ESP-in-UDP, are addressed to the
-/// CPE's GRE transport IP, the public address. The CPE holds it (on `lo`, see the region), so
-/// its kernel reassembles them and the agent delivers every datagram to the LAN host whole.
-/// (Without it the kernel forwards the fragments toward the NAT instead, and `vc_wan_guard`
-/// drops them as clear GRE: fail closed, but lost.)
-fn outer_fragments_are_delivered(region: &Region) {
+/// than the path): `PROBES` UDP datagrams for the LAN host, inner IDs from `first_id`, in
+/// outer fragments of 1200 bytes, each in its own ESP-in-UDP, addressed to the CPE's GRE
+/// transport IP, the public address.
+fn fragments_from_dc1(region: &Region, tag: &str, first_id: u16) -> Fragments {
     let before = status(region);
-    let file = results("nat-fragments-lan.pcap");
+    let file = results(&format!("nat-fragments-{tag}-lan.pcap"));
     let lan = Capture::start(
         &region.lan,
         "eth0",
@@ -334,11 +377,19 @@ fn outer_fragments_are_delivered(region: &Region) {
         &file,
     )
     .expect("capture on the LAN host");
+    let wire = Capture::start(
+        &region.wan,
+        "d1",
+        Direction::Both,
+        "ip",
+        &results(&format!("nat-fragments-{tag}-router-d1.pcap")),
+    )
+    .expect("capture on the router");
     let probes: Vec<Vec<u8>> = (0..PROBES)
         .map(|i| {
             let inner = udp_in_ipv4(
                 &Ipv4::new(DC1.host.octets(), LAN_HOST.octets(), 0)
-                    .id(PROBE_ID + i)
+                    .id(first_id + i)
                     .frag_off(0),
                 4000,
                 4001,
@@ -347,25 +398,15 @@ fn outer_fragments_are_delivered(region: &Region) {
             packet::gre(0, 0x0800, &[], &inner)
         })
         .collect();
-    let wire = Capture::start(
-        &region.wan,
-        "d1",
-        Direction::Both,
-        "ip",
-        &results("nat-fragments-router-d1.pcap"),
-    )
-    .expect("capture on the router");
     region
         .dc(1)
-        .send_gre_fragments(&probes, 1200, 0x4600)
+        .send_gre_fragments(&probes, FRAGMENT, first_id)
         .expect("DC1 sends outer fragments");
     std::thread::sleep(Duration::from_secs(1));
     lan.stop().expect("capture");
     let wire = wire.stop().expect("capture");
     let after = status(region);
-    let delivered = after.datapath.reassembled.delivered_packets
-        - before.datapath.reassembled.delivered_packets;
-    let mut arrived = std::collections::BTreeMap::<u16, usize>::new();
+    let mut arrived = BTreeMap::<u16, usize>::new();
     for f in capture::frames(&file).expect("pcap") {
         let ip = &f[14..];
         let hlen = usize::from(ip[0] & 0x0f) * 4;
@@ -374,23 +415,58 @@ fn outer_fragments_are_delivered(region: &Region) {
             .entry(u16::from_be_bytes([ip[4], ip[5]]))
             .or_default() += len - hlen;
     }
+    let delta =
+        |hook, reason: Counted| counted(&after, hook, reason) - counted(&before, hook, reason);
+    let f = Fragments {
+        delivered: after.datapath.reassembled.delivered_packets
+            - before.datapath.reassembled.delivered_packets,
+        to_stack: delta(Hook::WanRx, Outcome::OuterFragmentToStack.into()),
+        clear_gre: delta(Hook::WanTxGuard, DropReason::ClearGre.into()),
+        arrived,
+        wire,
+    };
     eprintln!(
-        "MEASURE outer GRE fragments behind a NAT: {PROBES} datagrams from DC1 in fragments \
-         of 1200 B, each in its own ESP-in-UDP ({wire}): the agent delivered {delivered}; at \
-         the LAN host, bytes per inner ID: {arrived:?}; refused {:?}",
-        after.datapath.reassembled.refused
+        "MEASURE outer GRE fragments behind a NAT ({tag}): {PROBES} datagrams from DC1 in \
+         fragments of {FRAGMENT} B ({}): wan_rx left {} fragments to the kernel, the agent delivered \
+         {}, wan_guard dropped {} as clear GRE; at the LAN host, bytes per inner ID: {:?}",
+        f.wire, f.to_stack, f.delivered, f.clear_gre, f.arrived
     );
-    only_udp_4500(&wire, CPE_PUBLIC);
-    assert_eq!(
-        delivered,
-        u64::from(PROBES),
-        "verdicts {:?}\n{}",
-        after.datapath.verdicts,
-        region.logs(30)
+    only_udp_4500(&f.wire, CPE_PUBLIC);
+    f
+}
+
+/// The negative control: without its GRE transport IP the CPE's kernel does not reassemble
+/// the outer fragments but forwards them back toward the NAT, where `vc_wan_guard` drops them
+/// as clear GRE: nothing reaches the LAN host, nothing leaves in clear. The agent said so
+/// at start.
+fn unheld_gre_address_loses_fragments(region: &Region) {
+    let log = agent_log(region);
+    let warning = log
+        .lines()
+        .find(|l| l.contains("the GRE transport IP is not an address of this host"));
+    eprintln!("the agent at start: {warning:?}");
+    assert!(
+        warning.is_some_and(|w| w.contains(&CPE_PUBLIC.to_string())),
+        "no warning about the unheld GRE address"
     );
+    let f = fragments_from_dc1(region, "unheld", 0x6000);
+    let fragments = u64::from(PROBES) * FRAGMENTS_EACH;
+    assert_eq!(f.to_stack, fragments);
+    assert_eq!(f.delivered, 0);
+    assert_eq!(f.clear_gre, fragments);
+    assert!(f.arrived.is_empty(), "{:?}", f.arrived);
+}
+
+/// Holding it, the CPE's kernel reassembles them and the agent delivers every datagram to the
+/// LAN host whole.
+fn outer_fragments_are_delivered(region: &Region) {
+    let f = fragments_from_dc1(region, "held", PROBE_ID);
+    assert_eq!(f.to_stack, u64::from(PROBES) * FRAGMENTS_EACH);
+    assert_eq!(f.delivered, u64::from(PROBES));
+    assert_eq!(f.clear_gre, 0);
     for i in 0..PROBES {
         assert_eq!(
-            arrived.get(&(PROBE_ID + i)),
+            f.arrived.get(&(PROBE_ID + i)),
             Some(&(PROBE_BYTES + 8)),
             "inner datagram {i} at the LAN host"
         );
