@@ -1,4 +1,4 @@
-//! What the path between the CPE and the DCs does to the tunnels (issue 12), with the whole
+//! What the path between the CPE and the DCs does to the tunnels, with the whole
 //! agent in IPsec mode on the lab's region (`vc_testkit::region`: strongSwan, kernel `ip_gre`
 //! and BIRD 2 as the DCs), in one VM boot:
 //!

@@ -1,4 +1,4 @@
-//! Virtual Connect deployments end to end with the whole agent (issue 12), in the test VM:
+//! Virtual Connect deployments end to end with the whole agent, in the test VM:
 //! the real `vc-agent run` on the CPE of the lab's region (`vc_testkit::region`), against DC1
 //! and DC2 as Cisco's head ends (strongSwan, kernel `ip_gre`, BIRD 2, Cisco keepalives).
 //!

@@ -341,6 +341,17 @@ impl Datapath {
         for device in devices {
             local.extend(ipv4_addresses(netlink, &device).await?);
         }
+        let host = host_ipv4_addresses(netlink).await?;
+        for t in self.spec.unheld_gre_addresses(&host) {
+            warn!(
+                tunnel = %t.name,
+                gre_address = %t.local_gre,
+                "the GRE transport IP is not an address of this host: outer GRE fragments \
+                 from the DC cannot be reassembled and are dropped (clear_gre); hold it on \
+                 the host (behind a NAT: ip addr add {}/32 dev lo)",
+                t.local_gre
+            );
+        }
         let mut maps = self.lock();
         let mut flags = 0;
         if self.spec.mode == Mode::ExternalIpsec {
@@ -533,14 +544,31 @@ async fn ipv4_addresses(netlink: &Netlink, device: &str) -> Result<Vec<Ipv4Addr>
         .try_collect()
         .await
         .with_context(|| format!("listing addresses of {device}"))?;
-    Ok(messages
+    Ok(ipv4_locals(&messages))
+}
+
+/// Every IPv4 address of this host (its network namespace), on any device.
+async fn host_ipv4_addresses(netlink: &Netlink) -> Result<Vec<Ipv4Addr>> {
+    let messages: Vec<_> = netlink
+        .handle()
+        .address()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .context("listing the host's addresses")?;
+    Ok(ipv4_locals(&messages))
+}
+
+fn ipv4_locals(messages: &[netlink_packet_route::address::AddressMessage]) -> Vec<Ipv4Addr> {
+    messages
         .iter()
         .flat_map(|m| &m.attributes)
         .filter_map(|a| match a {
             AddressAttribute::Local(std::net::IpAddr::V4(v4)) => Some(*v4),
             _ => None,
         })
-        .collect())
+        .collect()
 }
 
 fn remove_pins(dir: &std::path::Path) -> Result<()> {

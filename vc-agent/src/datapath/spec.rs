@@ -122,6 +122,20 @@ impl DatapathSpec {
         let index = tunnel_index(id);
         self.tunnels.iter().find(|t| t.id == index)
     }
+
+    /// The tunnels whose GRE transport IP is none of `host`'s addresses. Whole GRE packets
+    /// do not need it (`vc_wan_rx` takes them to the tunnel interface), but outer fragments
+    /// from the DC are reassembled only on local delivery: without it the kernel forwards them
+    /// back toward the WAN, where the guard drops them as clear GRE. Behind a NAT the GRE
+    /// transport IP is usually the public address, which only the NAT holds unless the CPE
+    /// holds it too.
+    #[must_use]
+    pub fn unheld_gre_addresses(&self, host: &[Ipv4Addr]) -> Vec<&TunnelSpec> {
+        self.tunnels
+            .iter()
+            .filter(|t| !host.contains(&t.local_gre))
+            .collect()
+    }
 }
 
 impl TunnelSpec {
@@ -161,5 +175,27 @@ impl TunnelSpec {
             mtu: self.mtu,
             mss: self.mss,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::DatapathSpec;
+
+    #[test]
+    fn gre_addresses_the_host_does_not_hold_are_named() {
+        let config = crate::config::parse(crate::config::tests::VALID).expect("config");
+        let spec = DatapathSpec::from_config(&config);
+        let public = spec.tunnels[0].local_gre;
+        let private = Ipv4Addr::new(192, 168, 1, 10);
+        assert!(spec.unheld_gre_addresses(&[private, public]).is_empty());
+        let unheld: Vec<&str> = spec
+            .unheld_gre_addresses(&[private])
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(unheld, ["vc-dc1", "vc-dc2"]);
     }
 }

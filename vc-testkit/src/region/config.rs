@@ -4,7 +4,8 @@
 use std::{fmt::Write as _, net::Ipv4Addr};
 
 use super::plan::{
-    CISCO_PREFIX, CPE_ASN, CPE_PUBLIC, CPE2_PUBLIC, DC1, DC2, DcPlan, KEEPALIVE_INTERVAL_S,
+    CISCO_PREFIX, CPE_ASN, CPE_NAT_WAN, CPE_PUBLIC, CPE2_PUBLIC, DC1, DC2, DcPlan,
+    KEEPALIVE_INTERVAL_S,
 };
 
 /// Where the lab mounts a BPF filesystem for the agent's pins: `ip netns exec` mounts a fresh
@@ -31,6 +32,12 @@ pub struct Options {
     /// Cisco head end whose GRE keepalives take the tunnel, and so the session, down when the
     /// path to the CPE is lost.
     pub dc_hold_time_s: Option<u16>,
+    /// The CPE behind a NAT: its WAN address is private ([`CPE_NAT_WAN`]) and the WAN router
+    /// translates it to [`CPE_PUBLIC`] toward the DCs, so IKE floats to UDP 4500 and ESP goes
+    /// in UDP. The DCs and the activation form are unchanged: the public address stays the
+    /// CPE's IPsec address, IKE identity and GRE transport IP; vc's config gains
+    /// `cpe_local_address`. One-CPE model only.
+    pub nat: bool,
 }
 
 /// The deployment model of the region (`[deployment] model`).
@@ -64,6 +71,7 @@ impl Default for Options {
             default_requires: Vec::new(),
             model: Model::OneCpe,
             dc_hold_time_s: None,
+            nat: false,
         }
     }
 }
@@ -104,6 +112,14 @@ keepalive_retries = 3
         psk = dc.psk,
         password = dc.bgp_password,
     );
+    if o.nat {
+        // The form's public address stays the IPsec address, the IKE identity and the GRE
+        // transport IP (inside ESP, the NAT never sees it); IKE leaves from the WAN's own.
+        let _ = writeln!(
+            c,
+            "cpe_local_address = \"{CPE_NAT_WAN}\"        # behind the router's NAT"
+        );
+    }
 }
 
 /// The whole file, the lab's own.

@@ -47,6 +47,8 @@ pub struct DcSas {
     pub remote_ts: String,
     /// IKE SAs listed (more than one: a duplicate from simultaneous initiation).
     pub ike_sas: usize,
+    /// Where the IKE SA's peer is, `address[port]`: port 4500 once NAT-T floated.
+    pub ike_remote: String,
 }
 
 impl DcSas {
@@ -74,6 +76,8 @@ impl DcSas {
                         sas.child = rest.to_string();
                     }
                 }
+            } else if indent == 2 && l.starts_with("remote '") {
+                sas.ike_remote = l.rsplit(" @ ").next().unwrap_or("").to_string();
             } else if indent == 2 && l.contains('/') && !l.contains(' ') {
                 sas.ike_proposal = l.to_string();
             } else if in_child && let Some(ts) = l.strip_prefix("local ") {
@@ -362,6 +366,7 @@ mod tests {
         assert_eq!(sas.child, "INSTALLED, TUNNEL, ESP:AES_GCM_16-256");
         assert_eq!(sas.local_ts, "192.0.2.11/32[gre]");
         assert_eq!(sas.remote_ts, "203.0.113.10/32[gre]");
+        assert_eq!(sas.ike_remote, "203.0.113.10[500]");
         assert!(!DcSas::parse("").ike_established);
     }
 }

@@ -18,6 +18,7 @@
 pub mod checks;
 pub mod config;
 pub mod dc;
+pub mod fragments;
 pub mod keepalive;
 pub mod plan;
 pub mod two_cpes;
@@ -37,7 +38,9 @@ pub use self::checks::Checklist;
 use self::{
     checks::Evidence,
     dc::{Dc, tail},
-    plan::{CPE_LAN, CPE_PUBLIC, DCS, LAN_HOST, WAN_GATEWAY},
+    plan::{
+        CPE_LAN, CPE_NAT_WAN, CPE_NAT_WAN_NET, CPE_PUBLIC, DCS, LAN_HOST, NAT_GATEWAY, WAN_GATEWAY,
+    },
 };
 use crate::{
     netns::{Daemon, NetNs, veth, wait_for},
@@ -83,6 +86,7 @@ fn preload_modules() {
             "aesni_intel",
         ])
         .args(["ip_gre", "veth", "sch_ingress", "cls_bpf"])
+        .args(["nft_chain_nat", "nft_nat"])
         .status();
 }
 
@@ -98,9 +102,14 @@ fn in_the_vm() -> Result<()> {
 /// The WAN router: forwards between the CPE side (`cpe_dev`, already linked) and the DCs'
 /// links `d1` and `d2`.
 fn wan_router(wan: &NetNs, cpe_dev: &str) -> Result<()> {
+    wan_router_with(wan, cpe_dev, &format!("{WAN_GATEWAY}/24"))
+}
+
+/// [`wan_router`] with `cpe_side` (address/prefix) on the CPE's link.
+fn wan_router_with(wan: &NetNs, cpe_dev: &str, cpe_side: &str) -> Result<()> {
     let mut router = format!(
         "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.disable_ipv6=1
-         ip addr add {WAN_GATEWAY}/24 dev {cpe_dev}"
+         ip addr add {cpe_side} dev {cpe_dev}"
     );
     for (dc, dev) in DCS.iter().zip(["d1", "d2"]) {
         // Only the IPsec addresses are on the internet; the GRE transport IPs are not.
@@ -111,6 +120,29 @@ fn wan_router(wan: &NetNs, cpe_dev: &str) -> Result<()> {
         );
     }
     wan.sh(&router).map(drop)
+}
+
+/// The WAN router as a NAT in front of the CPE ([`config::Options::nat`]): the CPE's private
+/// link on `cpe_dev`, and everything from it toward the DCs translated to the public address
+/// [`CPE_PUBLIC`], which the router holds (a home or branch router's masquerade to its one
+/// public address; the lab's router has an address per DC link, so it names the public one).
+/// Connection tracking maps the replies, and ICMP errors about them, back to the CPE; nothing
+/// else from the DCs reaches the private link.
+fn nat_router(wan: &NetNs, cpe_dev: &str) -> Result<()> {
+    wan_router_with(wan, cpe_dev, &format!("{NAT_GATEWAY}/24"))?;
+    wan.sh(&format!(
+        "ip addr add {CPE_PUBLIC}/32 dev lo
+         nft -f - <<EOF
+table ip vc_nat {{
+  chain post {{
+    type nat hook postrouting priority srcnat;
+    ip saddr {CPE_NAT_WAN_NET} oifname {{ \"d1\", \"d2\" }} snat to {CPE_PUBLIC}
+  }}
+}}
+EOF"
+    ))
+    .context("the router's NAT")
+    .map(drop)
 }
 
 /// Mounts the BPF filesystem the agents pin to, makes `/etc/vc`, and returns the directory for
@@ -158,11 +190,23 @@ impl Region {
         lan.sh(&format!(
             "ip addr add {LAN_HOST}/24 dev eth0; ip route add default via {CPE_LAN}"
         ))?;
+        let (wan_address, gateway) = if options.nat {
+            (format!("{CPE_NAT_WAN}/24"), NAT_GATEWAY)
+        } else {
+            (format!("{CPE_PUBLIC}/24"), WAN_GATEWAY)
+        };
         cpe.sh(&format!(
-            "ip addr add {CPE_LAN}/24 dev lan0; ip addr add {CPE_PUBLIC}/24 dev wan0
-             ip route add default via {WAN_GATEWAY}"
+            "ip addr add {CPE_LAN}/24 dev lan0; ip addr add {wan_address} dev wan0
+             ip route add default via {gateway}"
         ))?;
-        wan_router(&wan, "c0")?;
+        if options.nat {
+            // The GRE transport IP (the public address) stays the CPE's own: the outer
+            // fragments a DC sends to it are reassembled on local delivery.
+            cpe.sh(&format!("ip addr add {CPE_PUBLIC}/32 dev lo"))?;
+            nat_router(&wan, "c0")?;
+        } else {
+            wan_router(&wan, "c0")?;
+        }
         let dcs = vec![
             Dc::build_with(DCS[0], dc1, options)?,
             Dc::build_with(DCS[1], dc2, options)?,

@@ -13,6 +13,13 @@ pub const CPE_PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 pub const CPE2_PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 20);
 /// The CPEs' WAN link.
 pub const CPE_WAN_NET: &str = "203.0.113.0/24";
+/// Behind a NAT ([`super::config::Options::nat`]): the CPE's WAN address, private, which the
+/// WAN router translates to [`CPE_PUBLIC`] toward the DCs (vc's `cpe_local_address`).
+pub const CPE_NAT_WAN: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
+/// Behind a NAT: the router's address on the CPE's private link (the CPE's default gateway).
+pub const NAT_GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
+/// Behind a NAT: the CPE's private WAN link.
+pub const CPE_NAT_WAN_NET: &str = "192.168.1.0/24";
 /// The WAN router's address on the CPE's link (the CPE's default gateway).
 pub const WAN_GATEWAY: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 /// Cisco's /24 for the region; each DC announces its /25 and this.

@@ -205,6 +205,9 @@ impl TwoCpeRegion {
         if options.model != Model::TwoCpes {
             bail!("TwoCpeRegion needs Model::TwoCpes");
         }
+        if options.nat {
+            bail!("the lab's NAT is the one-CPE model's");
+        }
         let mut options = options.clone();
         if options.default_requires.is_empty() {
             options.default_requires = vec!["link"];
