@@ -17,7 +17,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use vc_agent::status::{AgentStatus, ChildMode, ChildState, IkeState, Mode, TunnelStatus};
+use vc_agent::status::{AgentStatus, ChildMode, ChildState, IkeState, Mode};
+use vc_fixtures::region_agent::{status, tunnel};
 use vc_testkit::{
     NetNs,
     capture::{Capture, Kind, Packets},
@@ -29,21 +30,6 @@ use vc_testkit::{
     traffic::tcp_transfer,
     vm, wait_for,
 };
-
-fn status(region: &Region) -> AgentStatus {
-    let json = region
-        .status_json()
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
-    serde_json::from_str(&json).expect("vc-agent status --json")
-}
-
-fn tunnel<'a>(status: &'a AgentStatus, dc: &DcPlan) -> &'a TunnelStatus {
-    status
-        .tunnels
-        .iter()
-        .find(|t| t.ends.dc == dc.n)
-        .unwrap_or_else(|| panic!("no tunnel to DC{} in the status", dc.n))
-}
 
 fn set(items: &[impl ToString]) -> BTreeSet<String> {
     items.iter().map(ToString::to_string).collect()

@@ -26,18 +26,19 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::Ipv4Addr,
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
-use vc_agent::status::{AgentStatus, Counted, DropReason, Hook, Outcome, TunnelStatus};
+use vc_agent::status::{AgentStatus, Counted, DropReason, Hook, Outcome};
+use vc_fixtures::region_agent::{agent_log, interface_mtu, log_time, results, status, tunnel};
 use vc_testkit::{
     capture::{self, Capture, Direction, Packets},
     packet::{self, Ipv4, udp_in_ipv4},
     region::{
         Region,
         config::Options,
-        plan::{CPE_NAT_WAN, CPE_PUBLIC, DC1, DCS, DcPlan, LAN_HOST},
+        plan::{CPE_NAT_WAN, CPE_PUBLIC, DC1, DCS, LAN_HOST},
     },
     traffic::tcp_transfer,
     vm, wait_for,
@@ -45,26 +46,6 @@ use vc_testkit::{
 
 /// The lab's `mss` (vc's default, Cisco's ask).
 const MSS: u16 = 1350;
-
-fn status(region: &Region) -> AgentStatus {
-    let json = region
-        .status_json()
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
-    serde_json::from_str(&json).expect("vc-agent status --json")
-}
-
-fn tunnel<'a>(s: &'a AgentStatus, dc: &DcPlan) -> &'a TunnelStatus {
-    s.tunnels
-        .iter()
-        .find(|t| t.ends.dc == dc.n)
-        .unwrap_or_else(|| panic!("no tunnel to DC{} in the status", dc.n))
-}
-
-fn results(name: &str) -> PathBuf {
-    std::env::var_os(vm::RESULTS_DIR)
-        .map_or_else(std::env::temp_dir, PathBuf::from)
-        .join(name)
-}
 
 #[test]
 fn cpe_behind_a_nat() {
@@ -473,16 +454,6 @@ fn outer_fragments_are_delivered(region: &Region) {
     }
 }
 
-/// The tunnel interface's MTU on the CPE.
-fn interface_mtu(region: &Region, dc: &DcPlan) -> u32 {
-    region
-        .cpe
-        .sh(&format!("cat /sys/class/net/{}/mtu", dc.interface()))
-        .ok()
-        .and_then(|m| m.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// The router's link toward DC1 drops to 1300 and answers the CPE's larger ESP-in-UDP (DF
 /// copied from the LAN's TCP) with fragmentation-needed, quoting UDP 4500 from the CPE's
 /// private address (the router checks the size before it translates). The agent's ICMP
@@ -585,20 +556,4 @@ fn path_mtu_follows_with_nat_t(region: &Region) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// The seconds since midnight (UTC) of an agent log line (`2026-12-05T09:03:55.721306Z ...`).
-fn log_time(line: &str) -> Option<f64> {
-    let time = line.split_whitespace().next()?.split_once('T')?.1;
-    let mut parts = time.trim_end_matches('Z').split(':');
-    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
-    Some(
-        f64::from(h.parse::<u32>().ok()? * 3600 + m.parse::<u32>().ok()? * 60)
-            + s.parse::<f64>().ok()?,
-    )
-}
-
-/// The agent's log so far.
-fn agent_log(region: &Region) -> String {
-    std::fs::read_to_string(region.agent_log_path()).unwrap_or_default()
 }

@@ -33,8 +33,9 @@ use std::{
 
 use vc_agent::{
     ipsec::vici::{Client, Message},
-    status::{AgentStatus, LivenessSignal, TunnelStatus},
+    status::{AgentStatus, LivenessSignal},
 };
+use vc_fixtures::region_agent::{agent_log, status, tunnel};
 use vc_testkit::{
     region::{
         Region,
@@ -57,20 +58,6 @@ fn status_of(bin: &Path) -> Option<AgentStatus> {
         .output()
         .ok()?;
     serde_json::from_slice(&out.stdout).ok()
-}
-
-fn status(region: &Region) -> AgentStatus {
-    let json = region
-        .status_json()
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
-    serde_json::from_str(&json).expect("vc-agent status --json")
-}
-
-fn tunnel<'a>(s: &'a AgentStatus, dc: &DcPlan) -> &'a TunnelStatus {
-    s.tunnels
-        .iter()
-        .find(|t| t.ends.dc == dc.n)
-        .unwrap_or_else(|| panic!("no tunnel to DC{} in the status", dc.n))
 }
 
 /// What the watcher saw go wrong: `(seconds since it started, DC, what)`.
@@ -593,11 +580,6 @@ fn dc_deletes_its_sa(region: &Region, bin: &Path) {
             .any(|l| l.contains("tunnel liveness changed")),
         "{noticed:?}"
     );
-}
-
-/// The agent's log so far.
-fn agent_log(region: &Region) -> String {
-    std::fs::read_to_string(region.agent_log_path()).unwrap_or_default()
 }
 
 /// A line of the agent's log that says an SA went down or a tunnel's liveness changed.

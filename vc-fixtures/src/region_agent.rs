@@ -1,0 +1,64 @@
+//! The whole agent on the lab's region (`vc_testkit::region`), as the VM tests read it: its
+//! status, its log, the CPE's tunnel interfaces, and where a test keeps its captures.
+use std::path::PathBuf;
+
+use vc_agent::status::{AgentStatus, TunnelStatus};
+use vc_testkit::{
+    region::{Region, plan::DcPlan},
+    vm,
+};
+
+/// `vc-agent status --json` on the region's CPE; panics with the region's logs if it fails.
+#[must_use]
+pub fn status(region: &Region) -> AgentStatus {
+    let json = region
+        .status_json()
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
+    serde_json::from_str(&json).expect("vc-agent status --json")
+}
+
+/// The tunnel to `dc` in `s`.
+#[must_use]
+pub fn tunnel<'a>(s: &'a AgentStatus, dc: &DcPlan) -> &'a TunnelStatus {
+    s.tunnels
+        .iter()
+        .find(|t| t.ends.dc == dc.n)
+        .unwrap_or_else(|| panic!("no tunnel to DC{} in the status", dc.n))
+}
+
+/// Where a test writes a capture or a log worth keeping: the VM run's results directory,
+/// else the temporary directory.
+pub fn results(name: &str) -> PathBuf {
+    std::env::var_os(vm::RESULTS_DIR)
+        .map_or_else(std::env::temp_dir, PathBuf::from)
+        .join(name)
+}
+
+/// The agent's log so far.
+#[must_use]
+pub fn agent_log(region: &Region) -> String {
+    std::fs::read_to_string(region.agent_log_path()).unwrap_or_default()
+}
+
+/// The seconds since midnight (UTC) of an agent log line (`2026-12-05T09:03:55.721306Z ...`).
+#[must_use]
+pub fn log_time(line: &str) -> Option<f64> {
+    let time = line.split_whitespace().next()?.split_once('T')?.1;
+    let mut parts = time.trim_end_matches('Z').split(':');
+    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(
+        f64::from(h.parse::<u32>().ok()? * 3600 + m.parse::<u32>().ok()? * 60)
+            + s.parse::<f64>().ok()?,
+    )
+}
+
+/// The MTU of the CPE's tunnel interface to `dc` (0 if it cannot be read).
+#[must_use]
+pub fn interface_mtu(region: &Region, dc: &DcPlan) -> u32 {
+    region
+        .cpe
+        .sh(&format!("cat /sys/class/net/{}/mtu", dc.interface()))
+        .ok()
+        .and_then(|m| m.trim().parse().ok())
+        .unwrap_or(0)
+}
