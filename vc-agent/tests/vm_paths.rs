@@ -15,13 +15,14 @@
 //!   other tunnel within the keepalive dead interval (measured), and back on recovery.
 use std::{
     net::SocketAddrV4,
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use vc_agent::status::{AgentStatus, Counted, Hook, Outcome, TunnelStatus};
+use vc_agent::status::{AgentStatus, Counted, Hook, Outcome};
 use vc_common::DropReason;
+use vc_fixtures::region_agent::{agent_log, interface_mtu, log_time, results, status, tunnel};
 use vc_testkit::{
     capture::{self, Capture, Direction},
     packet::{self, Ipv4, udp_in_ipv4},
@@ -32,20 +33,6 @@ use vc_testkit::{
     vm, wait_for,
 };
 
-fn status(region: &Region) -> AgentStatus {
-    let json = region
-        .status_json()
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
-    serde_json::from_str(&json).expect("vc-agent status --json")
-}
-
-fn tunnel<'a>(s: &'a AgentStatus, dc: &DcPlan) -> &'a TunnelStatus {
-    s.tunnels
-        .iter()
-        .find(|t| t.ends.dc == dc.n)
-        .unwrap_or_else(|| panic!("no tunnel to DC{} in the status", dc.n))
-}
-
 /// The packets `vc_wan_rx` counted with `reason`.
 fn wan_rx(s: &AgentStatus, reason: impl Into<Counted>) -> u64 {
     let reason = reason.into();
@@ -54,12 +41,6 @@ fn wan_rx(s: &AgentStatus, reason: impl Into<Counted>) -> u64 {
         .iter()
         .find(|v| v.hook == Hook::WanRx && v.reason == reason)
         .map_or(0, |v| v.packets)
-}
-
-fn results(name: &str) -> PathBuf {
-    std::env::var_os(vm::RESULTS_DIR)
-        .map_or_else(std::env::temp_dir, PathBuf::from)
-        .join(name)
 }
 
 /// `XfrmOutPolBlock` of the CPE's namespace: packets an XFRM block policy stopped.
@@ -103,77 +84,6 @@ const PROBE_BYTES: usize = 3000;
 /// The GRE bytes in each outer fragment DC1 sends (a multiple of 8).
 const FRAGMENT: usize = 1200;
 
-/// Sends each of `packets` (GRE) from DC1's GRE address in outer fragments of at most
-/// `FRAGMENT` bytes, built here (`IP_HDRINCL`) and each encrypted by DC1's XFRM on its own:
-/// what a Cisco head end does with a DF=0 packet larger than the path by default
-/// ("fragmentation before encryption"). (Linux fragments the ESP packet instead when it sends
-/// through `ip_gre`; the CPE's kernel reassembles that before decryption.)
-///
-/// A header-included raw socket's flow (what XFRM matches policies on) is not the header's: its
-/// protocol is `IPPROTO_RAW` and its source the socket's address, which DC1's GRE-only policy
-/// does not match: the fragments would leave in clear (and the CPE drop them, `no_secpath`). So the socket is bound to DC1's GRE address,
-/// and while the fragments are sent DC1 holds one more policy, for any protocol between the
-/// same addresses, with its child SA's template, below charon's in priority.
-fn send_from_dc1(region: &Region, packets: &[Vec<u8>]) {
-    let mut fragments = Vec::new();
-    for (id, gre) in (0x4400u16..).zip(packets) {
-        for (at, piece) in (0..).step_by(FRAGMENT).zip(gre.chunks(FRAGMENT)) {
-            let more = if at + piece.len() < gre.len() {
-                0x2000
-            } else {
-                0
-            };
-            let offset = u16::try_from(at / 8).expect("offset");
-            fragments.push(
-                Ipv4::new(DC1.gre.octets(), CPE_PUBLIC.octets(), packet::IPPROTO_GRE)
-                    .id(id)
-                    .frag_off(more | offset)
-                    .packet(piece),
-            );
-        }
-    }
-    let dc1 = &region.dc(1).ns;
-    let states = dc1
-        .sh(&format!(
-            "ip xfrm state list src {} dst {CPE_PUBLIC} proto esp",
-            DC1.ipsec
-        ))
-        .expect("DC1's SAs");
-    let reqid = states
-        .split_whitespace()
-        .skip_while(|w| *w != "reqid")
-        .nth(1)
-        .and_then(|r| r.split('(').next()?.parse::<u32>().ok())
-        .unwrap_or_else(|| panic!("no child SA from DC1 to the CPE: {states}"));
-    let selector = format!("src {}/32 dst {CPE_PUBLIC}/32 dir out", DC1.gre);
-    dc1.sh(&format!(
-        "ip xfrm policy add {selector} priority 900000 tmpl src {} dst {CPE_PUBLIC} proto esp \
-         reqid {reqid} mode tunnel",
-        DC1.ipsec
-    ))
-    .expect("DC1's policy for its raw socket");
-    let sent = dc1.run_in(move || {
-        let s = Socket::new(
-            Domain::IPV4,
-            Type::RAW,
-            Some(Protocol::from(i32::from(packet::IPPROTO_GRE))),
-        )
-        .expect("raw GRE socket");
-        s.set_header_included_v4(true).expect("IP_HDRINCL");
-        // The flow's source is the socket's, not the header's: bound, it is DC1's GRE address.
-        s.bind(&SockAddr::from(SocketAddrV4::new(DC1.gre, 0)))
-            .expect("bound to DC1's GRE address");
-        let to = SockAddr::from(SocketAddrV4::new(CPE_PUBLIC, 0));
-        for f in &fragments {
-            s.send_to(f, &to)
-                .unwrap_or_else(|e| panic!("sending {} bytes: {e}", f.len()));
-        }
-    });
-    dc1.sh(&format!("ip xfrm policy delete {selector}"))
-        .expect("DC1's extra policy removed");
-    sent.expect("thread in DC1");
-}
-
 /// DC1 sends DF=0 GRE packets larger than the path; they reach the CPE as outer GRE
 /// fragments, each in its own ESP packet. Every inner datagram reaches the LAN host whole
 /// (in fragments of the LAN's MTU, which the CPE makes when it forwards), both counters show
@@ -208,7 +118,10 @@ fn outer_fragments_are_delivered(region: &Region) {
             packet::gre(0, 0x0800, &[], &inner)
         })
         .collect();
-    send_from_dc1(region, &probes);
+    region
+        .dc(1)
+        .send_gre_fragments(&probes, FRAGMENT, 0x4400)
+        .expect("DC1 sends outer fragments");
     std::thread::sleep(Duration::from_secs(1));
     lan.stop().expect("capture");
     let clear_icmp = router.stop().expect("capture");
@@ -324,16 +237,6 @@ fn clear_fragments_are_not(region: &Region) {
         after.datapath.reassembled, before.datapath.reassembled,
         "the agent saw a clear datagram"
     );
-}
-
-/// The tunnel interface's MTU on the CPE.
-fn interface_mtu(region: &Region, dc: &DcPlan) -> u32 {
-    region
-        .cpe
-        .sh(&format!("cat /sys/class/net/{}/mtu", dc.interface()))
-        .ok()
-        .and_then(|m| m.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// The path toward DC1 shrinks to 1300 (the router's link to it); the router
@@ -649,20 +552,4 @@ EOF",
     );
     let b = &tunnel(&after, &DC2).keepalive;
     assert!(b.alive && b.missed == 0, "{b:?}");
-}
-
-/// The seconds since midnight (UTC) of an agent log line (`2026-12-05T09:03:55.721306Z ...`).
-fn log_time(line: &str) -> Option<f64> {
-    let time = line.split_whitespace().next()?.split_once('T')?.1;
-    let mut parts = time.trim_end_matches('Z').split(':');
-    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
-    Some(
-        f64::from(h.parse::<u32>().ok()? * 3600 + m.parse::<u32>().ok()? * 60)
-            + s.parse::<f64>().ok()?,
-    )
-}
-
-/// The agent's log so far.
-fn agent_log(region: &Region) -> String {
-    std::fs::read_to_string(region.agent_log_path()).unwrap_or_default()
 }
