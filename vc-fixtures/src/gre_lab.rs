@@ -90,6 +90,8 @@ fn tunnel(
     TunnelSpec {
         id,
         name: name.into(),
+        // Every end of this topology has one WAN device, wan0.
+        wan_if: "wan0".into(),
         local_gre: local,
         remote_gre: remote,
         remote_ipsec: remote,

@@ -11,7 +11,7 @@
 //! | `ike_lab` | a CPE and a DC namespace with charon, vc's IPsec controller on the CPE | `ipsec_charon`, `ipsec_vm`, `diagnose` tests |
 //! | `bgp_lab` | vc's BGP speakers against BIRD DCs in namespaces | `bgp_bird` tests |
 //! | `vm_lab` | the IPsec lab inside the VM: LAN host, CPE (vc or kernel GRE), DC | `vm_datapath` tests, `vc-bench vm` |
-//! | `region_agent` | the whole agent on the VM's region: its status and log, the CPE's tunnel MTU, where captures go | `vm_agent`, `vm_scenarios`, `vm_paths`, `vm_nat` tests |
+//! | `region_agent` | the whole agent on the VM's region: its status and log, the CPE's tunnel MTU, where captures go | `vm_agent`, `vm_scenarios`, `vm_paths`, `vm_wan` tests |
 //! | `watched` | a datapath up with the agent's watch task (repairs what the host removes) | `datapath`, `vm_datapath` tests |
 /// Runs `f` to completion on a current-thread runtime of the calling thread (which a test
 /// may have moved into a namespace).

@@ -114,6 +114,7 @@ fn spec(pins: &std::path::Path) -> DatapathSpec {
         tunnels: vec![TunnelSpec {
             id: 0,
             name: "vc-dc1".into(),
+            wan_if: "wan0".into(),
             local_gre: CPE_GRE,
             remote_gre: DC_GRE,
             remote_ipsec: DC_GRE,

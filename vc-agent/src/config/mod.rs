@@ -325,6 +325,11 @@ pub struct Tunnel {
     /// reordered are not dropped as replays.
     #[serde(default = "defaults::replay_window")]
     pub replay_window: u32,
+    /// The WAN device this tunnel's IKE and ESP leave by, when not `interfaces.wan` (tunnel A
+    /// on one ISP, B on another). The host's routes must send the DC's IPsec address out of it;
+    /// vc checks that they do (status, diagnose) and guards every WAN device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wan: Option<String>,
     /// When a NAT maps the CPE's WAN address to `cpe_ipsec_address`: the WAN address itself,
     /// which IKE is sent from. Default: `cpe_ipsec_address`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -587,6 +592,12 @@ impl Config {
 }
 
 impl Tunnel {
+    /// The WAN device of this tunnel: its own `wan`, else the host's `interfaces.wan`.
+    #[must_use]
+    pub fn wan<'a>(&'a self, interfaces: &'a Interfaces) -> &'a str {
+        self.wan.as_deref().unwrap_or(&interfaces.wan)
+    }
+
     /// The address IKE is sent from: `cpe_local_address` behind a NAT, else the public one.
     #[must_use]
     pub fn local_address(&self) -> Ipv4Addr {

@@ -267,6 +267,16 @@ impl Checker {
             self.fault(p("cpe_asn"), FaultKind::AsnEqual(t.cisco_asn));
         }
 
+        // Its own WAN device, if any: a name the kernel takes, and not the LAN.
+        if let Some(wan) = &t.wan {
+            if !interface_name_ok(wan) {
+                self.fault(p("wan"), FaultKind::InterfaceName(wan.clone()));
+            }
+            if *wan == c.interfaces.lan {
+                self.fault(p("wan"), FaultKind::InterfaceSame(wan.clone()));
+            }
+        }
+
         // Transport addresses (R3): unicast, and no two the same within the tunnel.
         let addrs = transport(t);
         for (f, a) in addrs

@@ -11,8 +11,9 @@ use futures::TryStreamExt;
 use netlink_packet_route::{
     link::{LinkAttribute, LinkMessage, LinkXdp},
     neighbour::NeighbourState,
+    route::RouteAttribute,
 };
-use rtnetlink::{Handle, LinkUnspec, LinkVeth};
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::spec::TunnelSpec;
 
@@ -81,6 +82,39 @@ impl Netlink {
                 _ => None,
             })
             .with_context(|| format!("link {index} has no MTU"))
+    }
+
+    /// The name of the link with index `index`, if there is one.
+    pub async fn name(&self, index: u32) -> Result<Option<String>> {
+        let mut links = self.handle.link().get().match_index(index).execute();
+        let Ok(Some(link)) = links.try_next().await else {
+            return Ok(None);
+        };
+        Ok(link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfName(name) => Some(name.clone()),
+            _ => None,
+        }))
+    }
+
+    /// The device the kernel's routes send a packet for `dst` out of (`ip route get`), if
+    /// any route does.
+    pub async fn route_device(&self, dst: Ipv4Addr) -> Result<Option<String>> {
+        let request = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst, 32)
+            .build();
+        let mut routes = self.handle.route().get(request).execute();
+        // ENETUNREACH and the like: no route, which is an answer, not an error.
+        let Ok(Some(route)) = routes.try_next().await else {
+            return Ok(None);
+        };
+        let oif = route.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        });
+        match oif {
+            Some(index) => self.name(index).await,
+            None => Ok(None),
+        }
     }
 
     /// Creates (or finds, when a previous run made it) the tunnel's interface pair and

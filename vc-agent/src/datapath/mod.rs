@@ -18,6 +18,7 @@ pub mod spec;
 pub mod state;
 pub mod status;
 pub mod sysctl;
+pub mod wan_route;
 
 use std::{
     fs,
@@ -83,10 +84,13 @@ pub fn progs_dir(spec: &DatapathSpec) -> PathBuf {
 /// with the fast path on only.
 #[must_use]
 pub fn attachments(spec: &DatapathSpec) -> Vec<Attachment> {
-    let mut list = vec![
-        Attachment::new(Program::WanGuard, &spec.wan_if, Direction::Egress),
-        Attachment::new(Program::WanRx, &spec.wan_if, Direction::Ingress),
-    ];
+    let mut list = Vec::new();
+    for wan in spec.wan_devices() {
+        list.push(Attachment::new(Program::WanGuard, wan, Direction::Egress));
+    }
+    for wan in spec.wan_devices() {
+        list.push(Attachment::new(Program::WanRx, wan, Direction::Ingress));
+    }
     list.extend(
         spec.tunnels
             .iter()
@@ -119,11 +123,11 @@ pub fn xdp_attachments(spec: &DatapathSpec) -> Vec<Attachment> {
     if let Some(lan) = &spec.lan_if {
         list.push(Attachment::new(Program::XdpLanRx, lan, Direction::Xdp));
     }
-    list.push(Attachment::new(
-        Program::XdpWanRx,
-        &spec.wan_if,
-        Direction::Xdp,
-    ));
+    list.extend(
+        spec.wan_devices()
+            .into_iter()
+            .map(|wan| Attachment::new(Program::XdpWanRx, wan, Direction::Xdp)),
+    );
     list
 }
 
@@ -336,7 +340,12 @@ impl Datapath {
     /// tunnel keeps the liveness it had.
     async fn write_maps(&mut self, netlink: &Netlink, fresh: bool) -> Result<()> {
         let mut local = Vec::new();
-        let mut devices = vec![self.spec.wan_if.clone()];
+        let mut devices: Vec<String> = self
+            .spec
+            .wan_devices()
+            .into_iter()
+            .map(String::from)
+            .collect();
         devices.extend(self.spec.lan_if.clone());
         for device in devices {
             local.extend(ipv4_addresses(netlink, &device).await?);
@@ -500,6 +509,13 @@ fn validate(spec: &DatapathSpec) -> Result<()> {
     }
     for tunnel in &spec.tunnels {
         devices::check_name(&tunnel.name)?;
+        if spec.lan_if.as_ref() == Some(&tunnel.wan_if) {
+            bail!(
+                "tunnel {}'s WAN device {} is the LAN device",
+                tunnel.name,
+                tunnel.wan_if
+            );
+        }
         if tunnel.id >= vc_common::MAX_TUNNELS {
             bail!("tunnel id {} out of range", tunnel.id);
         }
@@ -511,8 +527,9 @@ fn validate(spec: &DatapathSpec) -> Result<()> {
 /// the programs read the `EtherType` at byte 12, which on such a device is part of the source
 /// address, so the guard would pass everything.
 async fn check_ethernet(netlink: &Netlink, spec: &DatapathSpec) -> Result<()> {
-    let mut devices = vec![("WAN", &spec.wan_if)];
-    devices.extend(spec.lan_if.iter().map(|l| ("LAN", l)));
+    let mut devices: Vec<(&str, &str)> =
+        spec.wan_devices().into_iter().map(|w| ("WAN", w)).collect();
+    devices.extend(spec.lan_if.iter().map(|l| ("LAN", l.as_str())));
     for (role, name) in devices {
         let link = netlink
             .link(name)

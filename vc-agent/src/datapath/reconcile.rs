@@ -31,6 +31,7 @@ use tracing::{info, warn};
 use super::{
     AttachMode, Attachment, Datapath, Direction, Netlink, Program, attach, attachments, backstop,
     links_dir, progs_dir,
+    wan_route::{self, WanRoute},
 };
 use crate::task::Task;
 
@@ -90,6 +91,10 @@ pub struct AuditReport {
     pub backstop_missing: Vec<Ipv4Net>,
     /// Attachments and backstop routes put back since the agent started.
     pub repairs: u64,
+    /// Where the host's routes send each tunnel's outer packets. Not a fault (nothing can
+    /// leak), but a tunnel on the wrong WAN or on none ([`WanRoute::problem`]).
+    #[serde(default)]
+    pub wan_routes: Vec<WanRoute>,
 }
 
 impl AuditReport {
@@ -350,10 +355,20 @@ impl Datapath {
             }
         }
 
+        let wan_routes = wan_route::observe(&netlink, spec).await?;
         let mut report = self
             .audit
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for route in &wan_routes {
+            // Said once per change, not at every audit.
+            if !report.wan_routes.contains(route)
+                && let Some(problem) = route.problem()
+            {
+                warn!("{problem}: route the DC out of that device");
+            }
+        }
+        report.wan_routes = wan_routes;
         report.hooks = hooks;
         report.backstop = wanted.intersection(&present).copied().collect();
         report.backstop_missing = wanted.difference(&present).copied().collect();
@@ -366,15 +381,19 @@ impl Datapath {
     /// transmit XDP frames, a frame would be dropped.
     async fn set_xdp_devices(&self, netlink: &Netlink, hooks: &[HookState]) -> Result<()> {
         let spec = &self.spec;
-        let attached = |program: Program| {
-            hooks
-                .iter()
-                .any(|h| h.program == program.name() && h.presence == Presence::Attached)
+        let attached = |program: Program, device: &str| {
+            hooks.iter().any(|h| {
+                h.program == program.name()
+                    && h.device == device
+                    && h.presence == Presence::Attached
+            })
         };
         let (mut lan, mut wan) = (0, 0);
+        // The LAN's XDP redirects to the host's WAN only: a tunnel on another WAN device
+        // leaves its traffic to the TC fast path.
         if let Some(lan_if) = &spec.lan_if
-            && attached(Program::XdpLanRx)
-            && attached(Program::XdpWanRx)
+            && attached(Program::XdpLanRx, lan_if)
+            && attached(Program::XdpWanRx, &spec.wan_if)
         {
             lan = netlink.ifindex(lan_if).await?.unwrap_or_default();
             wan = netlink.ifindex(&spec.wan_if).await?.unwrap_or_default();

@@ -26,7 +26,8 @@ pub enum Mode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DatapathSpec {
     pub mode: Mode,
-    /// The device toward the internet: WAN receive and the transmit guard attach here.
+    /// The host's device toward the internet. WAN receive and the transmit guard attach
+    /// here and on every tunnel's own WAN device ([`DatapathSpec::wan_devices`]).
     pub wan_if: String,
     /// The device toward the enterprise network: the fast path attaches here, if given.
     pub lan_if: Option<String>,
@@ -53,6 +54,9 @@ pub struct TunnelSpec {
     pub id: u32,
     /// The tunnel interface (`vc-dc1`); its hidden peer gets a `p` appended.
     pub name: String,
+    /// The WAN device its IKE and ESP (GRE in GRE-only mode) leave by: the host's WAN
+    /// unless the tunnel names its own.
+    pub wan_if: String,
     pub local_gre: Ipv4Addr,
     pub remote_gre: Ipv4Addr,
     /// The DC's IPsec address: the peer of the SA that must have decrypted its GRE.
@@ -102,6 +106,7 @@ impl DatapathSpec {
                 .map(|(id, t)| TunnelSpec {
                     id: tunnel_index(id),
                     name: tunnel_interface(id),
+                    wan_if: t.wan(&config.interfaces).to_string(),
                     local_gre: t.cpe_gre_address,
                     remote_gre: t.dc_gre_address,
                     remote_ipsec: t.dc_ipsec_address,
@@ -114,6 +119,19 @@ impl DatapathSpec {
                 })
                 .collect(),
         }
+    }
+
+    /// Every WAN device, the host's first: the guard and WAN receive attach on each, so
+    /// that whichever one the kernel routes by, nothing leaves it in clear.
+    #[must_use]
+    pub fn wan_devices(&self) -> Vec<&str> {
+        let mut devices = vec![self.wan_if.as_str()];
+        for t in &self.tunnels {
+            if !devices.contains(&t.wan_if.as_str()) {
+                devices.push(&t.wan_if);
+            }
+        }
+        devices
     }
 
     /// The spec of one tunnel.

@@ -159,6 +159,16 @@ impl fmt::Display for DatapathStatus {
         for p in &k.backstop_missing {
             writeln!(f, "    backstop unreachable {p}: MISSING")?;
         }
+        for route in &k.wan_routes {
+            match route.problem() {
+                None => writeln!(
+                    f,
+                    "    {} → DC {} leaves by {}",
+                    route.tunnel, route.dc, route.wan
+                )?,
+                Some(problem) => writeln!(f, "    WARNING {problem}")?,
+            }
+        }
         if k.hooks.iter().any(|h| h.presence.is_fault()) {
             writeln!(
                 f,

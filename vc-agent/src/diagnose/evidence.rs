@@ -95,6 +95,18 @@ impl<'a> Context<'a> {
         self.status.mode == Mode::Ipsec
     }
 
+    /// The audit's word on this tunnel's route to its DC, when it does not leave by the
+    /// tunnel's WAN device.
+    pub fn wan_route_problem(&self) -> Option<String> {
+        self.status
+            .datapath
+            .kernel
+            .wan_routes
+            .iter()
+            .find(|r| r.tunnel == self.t.ends.interface)
+            .and_then(crate::datapath::wan_route::WanRoute::problem)
+    }
+
     /// `a` → `tunnel.a`: the config section an engineer edits.
     pub fn section(&self) -> String {
         format!("tunnel.{}", self.t.ends.id.key())

@@ -145,6 +145,9 @@ pub enum Cause {
     WrongPrefixesFromCisco,
     /// 0.0.0.0/0 is not advertised.
     DefaultNotAdvertised,
+    /// The host's routes send the tunnel's outer packets out of another device than its
+    /// WAN, or nowhere.
+    WrongWan,
 }
 
 impl Cause {
@@ -178,6 +181,7 @@ impl Cause {
             Cause::PrefixMissing => "prefix not sent by the DC",
             Cause::WrongPrefixesFromCisco => "wrong prefixes from Cisco",
             Cause::DefaultNotAdvertised => "0.0.0.0/0 not advertised",
+            Cause::WrongWan => "DC not routed out of the tunnel's WAN device",
         }
     }
 }

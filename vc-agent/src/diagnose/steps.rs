@@ -138,9 +138,26 @@ fn ike_down(c: &Context, ipsec: &IpsecStatus) -> Judged {
     };
     let mut causes: Vec<Likely> = charon_down(c).into_iter().collect();
     if causes.is_empty() {
+        causes.extend(wrong_wan(c));
         causes.extend(failure_causes(c, ipsec, true));
     }
     judged(Verdict::Fail, detail, causes)
+}
+
+/// The tunnel's outer packets do not leave by its WAN device: IKE goes to the wrong ISP (or
+/// nowhere), which any later failure follows from.
+fn wrong_wan(c: &Context) -> Option<Likely> {
+    let problem = c.wan_route_problem()?;
+    Some(likely(
+        Cause::WrongWan,
+        format!(
+            "the host's routes do not send this tunnel out of its WAN device ({}.wan, else \
+             interfaces.wan): add a route to the DC's address via that ISP's gateway on that \
+             device",
+            c.section()
+        ),
+        vec![problem],
+    ))
 }
 
 /// The likely causes of the recorded IKE failure; `ike_stage`: the IKE SA is not up, so a
@@ -417,6 +434,7 @@ fn no_keepalive_causes(c: &Context) -> Vec<Likely> {
             evidence,
         ));
     } else {
+        causes.extend(wrong_wan(c));
         let mut evidence = vec![format!("GRE decapsulated from the DC: {}", rx.text())];
         if let Some((esp_in, esp_out)) = esp {
             evidence.push(format!(

@@ -5,6 +5,7 @@ use ipnet::Ipv4Net;
 use super::{Cause, Diagnosis, Observation, Ping, Step, Verdict, diagnose};
 use crate::{
     bgp::packet::Notification,
+    datapath::wan_route::WanRoute,
     status::{
         AgentStatus, AttachMode, BgpState, BgpStatus, CharonStatus, ChildMode, ChildState,
         ChildStatus, DatapathStatus, Direction, DropReason, Failure, FailureStatus, Hook, IkeState,
@@ -153,6 +154,7 @@ struct Case {
     after_verdicts: Vec<VerdictLine>,
     ping: Option<Ping>,
     charon: Option<CharonStatus>,
+    wan_routes: Vec<WanRoute>,
 }
 
 impl Case {
@@ -165,6 +167,7 @@ impl Case {
             after_verdicts: Vec::new(),
             ping: Some(ping(3)),
             charon: None,
+            wan_routes: Vec::new(),
         }
     }
 
@@ -213,6 +216,7 @@ impl Case {
         if let Some(c) = self.charon {
             after.charon = Some(c);
         }
+        after.datapath.kernel.wan_routes = self.wan_routes;
         diagnose(&Observation {
             status: after,
             before: Some(before),
@@ -402,6 +406,37 @@ fn ike_failures_are_step_1_with_their_cause() {
             "charon's line is the evidence: {d}"
         );
     }
+}
+
+#[test]
+fn a_tunnel_routed_out_of_another_wan_is_named_first() {
+    let route = |leaves_by: &str| WanRoute {
+        tunnel: "vc-dc1".into(),
+        wan: "wan1".into(),
+        dc: [192, 0, 2, 10].into(),
+        leaves_by: Some(leaves_by.into()),
+    };
+    let down = ike_down(
+        Failure::PeerUnreachable { port: None },
+        "giving up after 5 retransmits",
+    );
+    let mut case = Case::ipsec().both(&down);
+    case.wan_routes = vec![route("wan0")];
+    let d = fails_at(case, Step::IkeSa, Cause::WrongWan);
+    let step = d.tunnel(TunnelId::A).expect("a").step(Step::IkeSa);
+    assert_eq!(step.causes[0].cause, Cause::WrongWan, "{d}");
+    assert!(step.causes[0].evidence[0].contains("leaves by wan0"), "{d}");
+    assert!(step.causes[0].text.contains("tunnel.a.wan"), "{d}");
+
+    let mut right = Case::ipsec().both(&down);
+    right.wan_routes = vec![route("wan1")];
+    let d = fails_at(right, Step::IkeSa, Cause::PeerUnreachable);
+    assert!(
+        !d.tunnel(TunnelId::A)
+            .expect("a")
+            .causes()
+            .contains(&Cause::WrongWan)
+    );
 }
 
 #[test]

@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use self::http::{Request, Response};
 use crate::status::{
-    AgentStatus, BgpState, BgpStatus, Counted, Hook, Presence, Refusal, TunnelStatus,
+    AgentStatus, AuditReport, BgpState, BgpStatus, Counted, Hook, Presence, Refusal, TunnelStatus,
     direction_name,
 };
 
@@ -499,7 +499,33 @@ fn datapath_families(f: &mut Families, s: &AgentStatus) {
         None,
         [(Vec::new(), flag(s.datapath.fast_path))],
     );
-    let k = &s.datapath.kernel;
+    kernel_families(f, &s.datapath.kernel);
+    let r = &s.datapath.reassembled;
+    f.counter(
+        "vc_reassembled_delivered_packets",
+        "Outer GRE fragments reassembled by the kernel whose inner packet the agent delivered \
+         into its tunnel interface.",
+        None,
+        [(Vec::new(), r.delivered_packets)],
+    );
+    f.counter(
+        "vc_reassembled_delivered",
+        "Bytes of the inner packets delivered from reassembled outer GRE fragments.",
+        Some(Unit::Bytes),
+        [(Vec::new(), r.delivered_bytes)],
+    );
+    f.counter(
+        "vc_reassembled_refused",
+        "Reassembled GRE datagrams the agent refused, by reason.",
+        None,
+        Refusal::ALL
+            .into_iter()
+            .map(|why| (vec![("reason", why.name().to_string())], r.refused(why))),
+    );
+}
+
+/// What the audit found in the kernel: attachments, repairs, backstop routes, WAN routes.
+fn kernel_families(f: &mut Families, k: &AuditReport) {
     f.gauge(
         "vc_datapath_attached",
         "Each datapath program's attachment as the kernel has it (0: missing, a fault the \
@@ -528,27 +554,17 @@ fn datapath_families(f: &mut Families, s: &AgentStatus) {
         None,
         [(Vec::new(), gauge_of(k.backstop_missing.len() as u64))],
     );
-    let r = &s.datapath.reassembled;
-    f.counter(
-        "vc_reassembled_delivered_packets",
-        "Outer GRE fragments reassembled by the kernel whose inner packet the agent delivered \
-         into its tunnel interface.",
+    f.gauge(
+        "vc_datapath_wan_route_ok",
+        "Whether the host's routes send each tunnel's outer packets (to the DC's IPsec address) \
+         out of the tunnel's WAN device (0: another device or no route).",
         None,
-        [(Vec::new(), r.delivered_packets)],
-    );
-    f.counter(
-        "vc_reassembled_delivered",
-        "Bytes of the inner packets delivered from reassembled outer GRE fragments.",
-        Some(Unit::Bytes),
-        [(Vec::new(), r.delivered_bytes)],
-    );
-    f.counter(
-        "vc_reassembled_refused",
-        "Reassembled GRE datagrams the agent refused, by reason.",
-        None,
-        Refusal::ALL
-            .into_iter()
-            .map(|why| (vec![("reason", why.name().to_string())], r.refused(why))),
+        k.wan_routes.iter().map(|r| {
+            (
+                vec![("interface", r.tunnel.clone()), ("wan", r.wan.clone())],
+                flag(r.ok()),
+            )
+        }),
     );
 }
 

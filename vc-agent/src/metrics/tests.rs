@@ -12,7 +12,7 @@ use crate::status::{
 };
 
 /// Every family the agent promises (R25), with its type.
-pub const FAMILIES: [(&str, &str); 48] = [
+pub const FAMILIES: [(&str, &str); 49] = [
     ("vc_agent_info", "gauge"),
     ("vc_agent_uptime_seconds", "gauge"),
     ("vc_charon_up", "gauge"),
@@ -58,6 +58,7 @@ pub const FAMILIES: [(&str, &str); 48] = [
     ("vc_datapath_attached", "gauge"),
     ("vc_datapath_repairs_total", "counter"),
     ("vc_datapath_backstop_missing", "gauge"),
+    ("vc_datapath_wan_route_ok", "gauge"),
     ("vc_reassembled_delivered_packets_total", "counter"),
     ("vc_reassembled_delivered_bytes_total", "counter"),
     ("vc_reassembled_refused_total", "counter"),
@@ -197,6 +198,12 @@ fn status() -> AgentStatus {
                 backstop: vec!["203.0.113.0/24".parse().expect("prefix")],
                 backstop_missing: Vec::new(),
                 repairs: 3,
+                wan_routes: vec![crate::datapath::wan_route::WanRoute {
+                    tunnel: "vc-dc2".into(),
+                    wan: "wan1".into(),
+                    dc: [192, 0, 2, 20].into(),
+                    leaves_by: Some("wan0".into()),
+                }],
             },
             verdicts: vec![
                 VerdictLine::new(Hook::WanRx, DropReason::NoSecpath, 5, 500),
@@ -427,6 +434,14 @@ fn datapath_values_are_the_status_zeros_included() {
         1
     );
     assert_eq!(val("vc_datapath_repairs_total", &[]), 3);
+    assert_eq!(
+        val(
+            "vc_datapath_wan_route_ok",
+            &[("interface", "vc-dc2"), ("wan", "wan1")]
+        ),
+        0,
+        "routed out of wan0"
+    );
     assert_eq!(val("vc_datapath_backstop_missing", &[]), 0);
     assert_eq!(val("vc_reassembled_delivered_packets_total", &[]), 7);
     assert_eq!(val("vc_reassembled_delivered_bytes_total", &[]), 21_000);

@@ -4,7 +4,7 @@
 use std::{fmt::Write as _, net::Ipv4Addr};
 
 use super::plan::{
-    CISCO_PREFIX, CPE_ASN, CPE_NAT_WAN, CPE_PUBLIC, CPE2_PUBLIC, DC1, DC2, DcPlan,
+    CISCO_PREFIX, CPE_ASN, CPE_NAT_WAN, CPE_PUBLIC, CPE_WAN2, CPE2_PUBLIC, DC1, DC2, DcPlan,
     KEEPALIVE_INTERVAL_S,
 };
 
@@ -38,6 +38,10 @@ pub struct Options {
     /// CPE's IPsec address, IKE identity and GRE transport IP; vc's config gains
     /// `cpe_local_address`. One-CPE model only.
     pub nat: bool,
+    /// Tunnel B on a second WAN device (`wan1`, "ISP 2"): its own public address
+    /// [`CPE_WAN2`] on its own link to the router, `wan = "wan1"` in its section, and a host
+    /// route to DC2's IPsec address through that link. One-CPE model only.
+    pub two_wans: bool,
 }
 
 /// The deployment model of the region (`[deployment] model`).
@@ -62,6 +66,18 @@ impl Model {
     }
 }
 
+impl Options {
+    /// The public (IPsec and GRE) address of the CPE end of `dc`'s tunnel.
+    #[must_use]
+    pub fn cpe_public(&self, dc: &DcPlan) -> Ipv4Addr {
+        if self.two_wans && self.model == Model::OneCpe && dc.n == 2 {
+            CPE_WAN2
+        } else {
+            self.model.cpe_public(dc)
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -72,13 +88,14 @@ impl Default for Options {
             model: Model::OneCpe,
             dc_hold_time_s: None,
             nat: false,
+            two_wans: false,
         }
     }
 }
 
 fn tunnel(c: &mut String, dc: &DcPlan, o: &Options) {
     let i = usize::from(dc.n - 1);
-    let cpe = o.model.cpe_public(dc);
+    let cpe = o.cpe_public(dc);
     let _ = write!(
         c,
         r#"
@@ -112,6 +129,9 @@ keepalive_retries = 3
         psk = dc.psk,
         password = dc.bgp_password,
     );
+    if o.cpe_public(dc) == CPE_WAN2 {
+        let _ = writeln!(c, "wan = \"wan1\"                               # ISP 2");
+    }
     if o.nat {
         // The form's public address stays the IPsec address, the IKE identity and the GRE
         // transport IP (inside ESP, the NAT never sees it); IKE leaves from the WAN's own.

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use super::{
     keepalive::DcKeepalives,
-    plan::{CISCO_PREFIX, CPE_ASN, CPE_WAN_NET, DcPlan, KEEPALIVE_INTERVAL_S},
+    plan::{CISCO_PREFIX, CPE_ASN, CPE_WAN_NET, CPE_WAN2_NET, DcPlan, KEEPALIVE_INTERVAL_S},
 };
 use crate::{
     NetNs,
@@ -106,7 +106,7 @@ impl Dc {
     ) -> Result<Dc> {
         let i = usize::from(plan.n - 1);
         let other = plan.other();
-        let cpe = options.model.cpe_public(plan);
+        let cpe = options.cpe_public(plan);
         ns.sh(&format!(
             "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
              sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
@@ -131,6 +131,13 @@ impl Dc {
             tunnel = plan.tunnel_ip,
         ))
         .with_context(|| format!("building DC{}", plan.n))?;
+        if options.two_wans {
+            // The CPE's second ISP, on the internet like its first.
+            ns.sh(&format!(
+                "ip route add {CPE_WAN2_NET} via {}",
+                plan.router_link
+            ))?;
+        }
         let charon = Charon::start(&ns, &format!("dc{}", plan.n))?;
         let mut c = conn(plan, cpe);
         c.esp_proposals = options.esp_proposals[i].to_string();

@@ -39,7 +39,8 @@ use self::{
     checks::Evidence,
     dc::{Dc, tail},
     plan::{
-        CPE_LAN, CPE_NAT_WAN, CPE_NAT_WAN_NET, CPE_PUBLIC, DCS, LAN_HOST, NAT_GATEWAY, WAN_GATEWAY,
+        CPE_LAN, CPE_NAT_WAN, CPE_NAT_WAN_NET, CPE_PUBLIC, CPE_WAN2, DCS, LAN_HOST, NAT_GATEWAY,
+        WAN_GATEWAY, WAN2_GATEWAY,
     },
 };
 use crate::{
@@ -174,6 +175,9 @@ impl Region {
         if options.model != config::Model::OneCpe {
             bail!("Region is the one-CPE model; the two-CPE model is two_cpes::TwoCpeRegion");
         }
+        if options.nat && options.two_wans {
+            bail!("a NAT in front of two WAN devices is not a lab scenario");
+        }
         in_the_vm()?;
         let mut made = Vec::new();
         for name in ["lan", "cpe", "wan", "dc1", "dc2"] {
@@ -184,6 +188,9 @@ impl Region {
             .map_err(|_| anyhow::anyhow!("five namespaces"))?;
         veth(&lan, "eth0", &cpe, "lan0")?;
         veth(&cpe, "wan0", &wan, "c0")?;
+        if options.two_wans {
+            veth(&cpe, "wan1", &wan, "c1")?;
+        }
         veth(&wan, "d1", &dc1, "wan")?;
         veth(&wan, "d2", &dc2, "wan")?;
         veth(&dc1, "bb", &dc2, "bb")?;
@@ -206,6 +213,16 @@ impl Region {
             nat_router(&wan, "c0")?;
         } else {
             wan_router(&wan, "c0")?;
+        }
+        if options.two_wans {
+            // ISP 2: tunnel B's own address and link; the host routes DC2's IPsec address
+            // out of it, as an operator would (vc does not route the underlay).
+            wan.sh(&format!("ip addr add {WAN2_GATEWAY}/30 dev c1"))?;
+            cpe.sh(&format!(
+                "ip addr add {CPE_WAN2}/30 dev wan1
+                 ip route add {}/32 via {WAN2_GATEWAY} dev wan1",
+                DCS[1].ipsec
+            ))?;
         }
         let dcs = vec![
             Dc::build_with(DCS[0], dc1, options)?,

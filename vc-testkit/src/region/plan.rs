@@ -11,6 +11,13 @@ pub const CPE_PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 /// In the two-CPE model: the second CPE's public IPsec and GRE address (tunnel B's end); the
 /// first CPE (tunnel A) keeps [`CPE_PUBLIC`].
 pub const CPE2_PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 20);
+/// With a second WAN device ([`super::config::Options::two_wans`]): tunnel B's public IPsec
+/// and GRE address, from "ISP 2", on the CPE's `wan1`.
+pub const CPE_WAN2: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 130);
+/// ISP 2's gateway: the WAN router's end of the CPE's second link.
+pub const WAN2_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 129);
+/// The CPE's second WAN link.
+pub const CPE_WAN2_NET: &str = "198.51.100.128/30";
 /// The CPEs' WAN link.
 pub const CPE_WAN_NET: &str = "203.0.113.0/24";
 /// Behind a NAT ([`super::config::Options::nat`]): the CPE's WAN address, private, which the
@@ -136,4 +143,11 @@ pub const DRAWING: &str = r"
   tunnel A: cpe vc-dc1 100.64.10.2/30 ~~ GRE in ESP ~~ dc1 gre1 100.64.10.1/30
   tunnel B: cpe vc-dc2 100.64.10.6/30 ~~ GRE in ESP ~~ dc2 gre1 100.64.10.5/30
   both DCs announce 198.18.7.0/24 too; the CPE (AS 65010) announces only 0.0.0.0/0
+";
+
+/// What `--two-wans` changes in [`DRAWING`].
+pub const TWO_WANS: &str = r"
+  two WANs: tunnel B leaves by the CPE's wan1 (ISP 2: 198.51.100.130/30, the router's c1 at
+  198.51.100.129); the CPE routes DC2's IPsec address out of it: ip route add 192.0.2.20/32
+  via 198.51.100.129 dev wan1. Tunnel A keeps wan0 and the default route.
 ";

@@ -13,7 +13,8 @@ use vc_testkit::{
     capture::{Capture, Kind},
     region::{
         Checklist, Region,
-        plan::{DC1, DC2, DCS, DRAWING, LAN_HOST},
+        config::Options,
+        plan::{DC1, DC2, DCS, DRAWING, LAN_HOST, TWO_WANS},
     },
 };
 
@@ -28,6 +29,8 @@ pub struct InsideOptions {
     pub shell: bool,
     #[arg(long, value_enum, default_value_t)]
     pub model: super::Model,
+    #[arg(long)]
+    pub two_wans: bool,
 }
 
 /// Lines per log in a failure report (all of each is in `target/lab`).
@@ -58,7 +61,14 @@ pub fn run(opts: &InsideOptions) -> Result<()> {
             .trim()
     );
     print!("{DRAWING}");
-    let mut region = Region::build(agent)?;
+    let options = Options {
+        two_wans: opts.two_wans,
+        ..Options::default()
+    };
+    if opts.two_wans {
+        print!("{TWO_WANS}");
+    }
+    let mut region = Region::build_with(agent, &options)?;
     // For a person at the shell: `vc-agent` on the PATH.
     let _ = std::os::unix::fs::symlink(agent, "/usr/local/bin/vc-agent");
     println!(
@@ -68,14 +78,26 @@ pub fn run(opts: &InsideOptions) -> Result<()> {
     );
 
     heading("vc-agent run -c /etc/vc/vc.toml on the CPE: Cisco's checklist per tunnel (R24)");
-    // What the CPE puts on the WAN from its first packet: IPsec must leave nothing else.
-    let wire = Capture::egress(&region.cpe, "wan0", &region.dir.join("cpe-wan-out.pcap"))?;
+    // What the CPE puts on each WAN from its first packet: IPsec must leave nothing else.
+    let mut wires = vec![(
+        "the CPE's WAN",
+        Capture::egress(&region.cpe, "wan0", &region.dir.join("cpe-wan-out.pcap"))?,
+    )];
+    if opts.two_wans {
+        wires.push((
+            "the CPE's second WAN (wan1)",
+            Capture::egress(&region.cpe, "wan1", &region.dir.join("cpe-wan1-out.pcap"))?,
+        ));
+    }
     region.start_agent()?;
     let verdict = if bring_up(&mut region) {
         show(&region);
         let pings_ok = pings(&region);
         let failover_ok = !opts.failover || failover(&region);
-        let wire_ok = only_ipsec_on_the_wire(wire, "the CPE");
+        let mut wire_ok = true;
+        for (what, wire) in wires {
+            wire_ok &= only_ipsec_on_the_wire(wire, what);
+        }
         if pings_ok && failover_ok && wire_ok {
             println!(
                 "\nlab OK in {:.1}s: both tunnels, BGP and routes up, the LAN reaches both DCs{}",
@@ -137,9 +159,9 @@ fn bring_up(region: &mut Region) -> bool {
 
 /// A CPE's WAN egress since before the agent started: IKE and ESP only (R7, R12). `cpe`
 /// names it in the heading.
-pub(super) fn only_ipsec_on_the_wire(wire: Capture, cpe: &str) -> bool {
+pub(super) fn only_ipsec_on_the_wire(wire: Capture, wan: &str) -> bool {
     heading(&format!(
-        "{cpe}'s WAN, captured egress (tcpdump -Q out) since before the agent started"
+        "{wan}, captured egress (tcpdump -Q out) since before the agent started"
     ));
     match wire.stop() {
         Ok(seen) => {

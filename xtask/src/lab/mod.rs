@@ -43,6 +43,10 @@ pub struct Options {
     /// with two CPEs, DC1's, its /25 moving to CPE 2.
     #[arg(long)]
     pub failover: bool,
+    /// One CPE with tunnel B on a second WAN device (`wan1`, "ISP 2", its own address and
+    /// link), the host routing DC2's IPsec address out of it.
+    #[arg(long)]
+    pub two_wans: bool,
     /// Then drop into a root shell in the VM with the lab up (exit it to power off).
     #[arg(long)]
     pub shell: bool,
@@ -76,7 +80,13 @@ pub fn run(opts: &Options) -> Result<()> {
         argv.push("--failover".into());
     }
     if opts.model == Model::TwoCpes {
+        if opts.two_wans {
+            bail!("--two-wans is a one-CPE lab: each of two CPEs has one tunnel anyway");
+        }
         argv.extend(["--model".into(), "two-cpes".into()]);
+    }
+    if opts.two_wans {
+        argv.push("--two-wans".into());
     }
     eprintln!("lab: booting the VM (Debian's kernel under QEMU) …");
     let outcome = if opts.shell {

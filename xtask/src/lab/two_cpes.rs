@@ -58,7 +58,7 @@ pub fn run(opts: &InsideOptions) -> Result<()> {
         let pings_ok = pings(&region);
         let failover_ok = !opts.failover || failover(&region);
         let mut wire_ok = true;
-        for (wire, cpe) in wires.into_iter().zip(["CPE 1", "CPE 2"]) {
+        for (wire, cpe) in wires.into_iter().zip(["CPE 1's WAN", "CPE 2's WAN"]) {
             wire_ok &= only_ipsec_on_the_wire(wire, cpe);
         }
         if pings_ok && failover_ok && wire_ok {

@@ -1,10 +1,12 @@
-//! The CPE behind a NAT, with the whole agent in IPsec mode on the lab's region
-//! (`vc_testkit::region` with `Options::nat`: strongSwan, kernel `ip_gre` and BIRD 2 as the
-//! DCs), in one VM boot. The CPE's WAN address is private (192.168.1.10); the WAN router
-//! translates it to the form's public address (203.0.113.10) toward the DCs. vc's config
-//! differs from the lab's by `cpe_local_address` only, the DCs' by nothing; the CPE holds the
-//! public address (its GRE transport IP) on `lo` (the test takes it away until the fragments'
-//! negative control).
+//! The CPE's WAN side, with the whole agent in IPsec mode on the lab's region
+//! (`vc_testkit::region`: strongSwan, kernel `ip_gre` and BIRD 2 as the DCs), one VM boot per
+//! deployment: behind a NAT, and with each tunnel on its own WAN device.
+//!
+//! Behind a NAT (`Options::nat`). The CPE's WAN address is private (192.168.1.10); the WAN
+//! router translates it to the form's public address (203.0.113.10) toward the DCs. vc's
+//! config differs from the lab's by `cpe_local_address` only, the DCs' by nothing; the CPE
+//! holds the public address (its GRE transport IP) on `lo` (the test takes it away until the
+//! fragments' negative control).
 //!
 //! - both tunnels up with NAT-T: the agent and both DCs see the NAT, IKE on UDP 4500, ESP in
 //!   UDP; BGP Established on both tunnels;
@@ -23,6 +25,20 @@
 //! - the path MTU with NAT-T: the router's link toward DC1 drops to 1300 and answers the
 //!   CPE's ESP-in-UDP with fragmentation-needed; tunnel A's MTU follows within a second,
 //!   counting NAT-T's UDP header, and a LAN TCP transfer completes.
+//!
+//! Two WAN devices (`Options::two_wans`). Tunnel A on `wan0` (203.0.113.10, the host's
+//! default route), tunnel B on `wan1` ("ISP 2", 198.51.100.130, its own link to the router,
+//! `wan = "wan1"` in its section) with a host route to DC2's IPsec address out of it:
+//!
+//! - both tunnels up (the lab's whole checklist: SAs with each tunnel's own address, BGP,
+//!   routes), the guard and WAN receive attached on both devices, each tunnel's route on its
+//!   own WAN in the status;
+//! - LAN ↔ DC traffic both ways through each tunnel; on the router's end of each WAN link
+//!   only IKE and ESP, and only that WAN's tunnel's (its address and its DC's); the inner
+//!   pings in clear on the DCs' `gre1` are the negative control;
+//! - tunnel B's route moved to `wan0`: the status names it (`leaves by wan0`) within one
+//!   audit, the agent logs it, `wan0` still carries only IKE and ESP; put back, the status
+//!   is clean again.
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::Ipv4Addr,
@@ -30,7 +46,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use vc_agent::status::{AgentStatus, Counted, DropReason, Hook, Outcome};
+use vc_agent::status::{AgentStatus, Counted, DropReason, Hook, Outcome, Presence};
 use vc_fixtures::region_agent::{agent_log, interface_mtu, log_time, results, status, tunnel};
 use vc_testkit::{
     capture::{self, Capture, Direction, Packets},
@@ -38,7 +54,10 @@ use vc_testkit::{
     region::{
         Region,
         config::Options,
-        plan::{CPE_NAT_WAN, CPE_PUBLIC, DC1, DCS, LAN_HOST},
+        plan::{
+            CPE_NAT_WAN, CPE_PUBLIC, CPE_WAN2, DC1, DC2, DCS, DcPlan, LAN_HOST, WAN_GATEWAY,
+            WAN2_GATEWAY,
+        },
     },
     traffic::tcp_transfer,
     vm, wait_for,
@@ -556,4 +575,236 @@ fn path_mtu_follows_with_nat_t(region: &Region) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn tunnels_on_two_wan_devices() {
+    if !vm::inside_or_boot("tunnels_on_two_wan_devices") {
+        return;
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_vc-agent"));
+    let options = Options {
+        two_wans: true,
+        ..Options::default()
+    };
+    let mut region = Region::build_with(bin, &options).expect("the region on two WANs");
+    region.start_agent().expect("vc-agent run");
+    let t = Instant::now();
+    region
+        .start_dc_peers(Duration::from_mins(1))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
+    let (up, list) = region.wait_up(Duration::from_mins(1), |_, _, _| {});
+    assert!(up, "not up:\n{list}\n{}", region.logs(60));
+    eprintln!(
+        "MEASURE on two WANs: both tunnels up {:?} after vc-agent run\n{list}",
+        t.elapsed()
+    );
+
+    both_wans_guarded_and_routed(&region);
+    each_tunnel_on_its_own_wan(&region);
+    a_misrouted_tunnel_is_named(&region);
+}
+
+/// The WAN device and the public address of `dc`'s tunnel on two WANs.
+fn wan_of(dc: &DcPlan) -> (&'static str, Ipv4Addr) {
+    if dc.n == 1 {
+        ("wan0", CPE_PUBLIC)
+    } else {
+        ("wan1", CPE_WAN2)
+    }
+}
+
+/// The guard and WAN receive on both devices, and each tunnel's route on its own.
+fn both_wans_guarded_and_routed(region: &Region) {
+    let s = status(region);
+    let k = &s.datapath.kernel;
+    for wan in ["wan0", "wan1"] {
+        for program in ["vc_wan_guard", "vc_wan_rx"] {
+            assert!(
+                k.hooks.iter().any(|h| h.program == program
+                    && h.device == wan
+                    && h.presence == Presence::Attached),
+                "{program} not attached on {wan}:\n{}",
+                s.datapath
+            );
+        }
+    }
+    for dc in DCS {
+        let route = k
+            .wan_routes
+            .iter()
+            .find(|r| r.tunnel == dc.interface())
+            .unwrap_or_else(|| panic!("no route of {} in the status", dc.interface()));
+        assert_eq!(route.dc, dc.ipsec);
+        assert_eq!(route.wan, wan_of(dc).0);
+        assert!(route.ok(), "{route:?}");
+    }
+    let text = region.agent_text(&["status"]);
+    assert!(
+        text.contains("vc-dc2 → DC 192.0.2.20 leaves by wan1"),
+        "{text}"
+    );
+}
+
+/// Captures on the router's end of both WAN links while LAN and DC hosts ping each other
+/// through both tunnels: each link carries only IKE and ESP between its own tunnel's address
+/// and its DC, and some of it; the same pings are seen in clear on each DC's `gre1`.
+fn each_tunnel_on_its_own_wan(region: &Region) {
+    let before = status(region);
+    let start = |dev: &str| {
+        Capture::start(
+            &region.wan,
+            dev,
+            Direction::Both,
+            "ip",
+            &results(&format!("two-wans-{dev}.pcap")),
+        )
+        .expect("capture on the router")
+    };
+    let links = [start("c0"), start("c1")];
+    let mut clear = Vec::new();
+    for dc in DCS {
+        let gre1 = Capture::start(
+            &region.dc(dc.n).ns,
+            "gre1",
+            Direction::Both,
+            "icmp",
+            &results(&format!("two-wans-dc{}-gre1.pcap", dc.n)),
+        )
+        .expect("capture on DC's gre1");
+        let (out, summary) = Region::ping(&region.lan, dc.host, 5);
+        assert!(
+            out,
+            "LAN → DC{}'s host: {summary}\n{}",
+            dc.n,
+            region.logs(30)
+        );
+        let (back, summary) = Region::ping(&region.dc(dc.n).ns, LAN_HOST, 5);
+        assert!(back, "DC{}'s host → LAN: {summary}", dc.n);
+        let port = 5080 + u16::from(dc.n);
+        let got = tcp_transfer(&region.lan, &region.dc(dc.n).ns, dc.host, port, 200_000)
+            .expect("TCP to DC");
+        assert_eq!(got, 200_000);
+        clear.push(gre1.stop().expect("capture"));
+    }
+    let [c0, c1] = links.map(|c| c.stop().expect("capture"));
+    for (dc, seen) in DCS.iter().zip([&c0, &c1]) {
+        eprintln!("{seen}");
+        only_ipsec_between(seen, wan_of(dc).1, dc.ipsec);
+    }
+    for (dc, inner) in DCS.iter().zip(&clear) {
+        let echoes = inner
+            .lines
+            .iter()
+            .filter(|p| p.line.contains("ICMP echo"))
+            .count();
+        assert!(
+            echoes >= 20,
+            "DC{}'s gre1 saw {echoes} echoes:\n{inner}",
+            dc.n
+        );
+    }
+    let after = status(region);
+    for dc in DCS {
+        let (a, b) = (&tunnel(&before, dc).counters, &tunnel(&after, dc).counters);
+        assert!(
+            a.tx_packets + 10 < b.tx_packets && a.rx_packets + 10 < b.rx_packets,
+            "tunnel {}: {a:?} → {b:?}",
+            dc.tunnel
+        );
+    }
+}
+
+/// Asserts that `seen` holds only IKE and ESP (some ESP), every packet between `cpe` and `dc`.
+fn only_ipsec_between(seen: &Packets, cpe: Ipv4Addr, dc: Ipv4Addr) {
+    seen.assert_only_ike_and_esp();
+    // `... IP 203.0.113.10.500 > 192.0.2.10.500: isakmp ...`, `... IP a > b: ESP(...)`.
+    let host = |end: &str| end.split('.').take(4).collect::<Vec<_>>().join(".");
+    let ends = |line: &str| -> Option<BTreeSet<String>> {
+        let (_, rest) = line.split_once(" IP ")?;
+        let (src, rest) = rest.split_once(" > ")?;
+        let dst = rest.split(": ").next()?;
+        Some([host(src), host(dst)].into())
+    };
+    let wanted: BTreeSet<String> = [cpe.to_string(), dc.to_string()].into();
+    let strangers: Vec<&str> = seen
+        .lines
+        .iter()
+        .filter(|p| ends(&p.line).as_ref() != Some(&wanted))
+        .map(|p| p.line.as_str())
+        .collect();
+    assert!(
+        strangers.is_empty(),
+        "{}: not between {cpe} and {dc}: {strangers:#?}",
+        seen.label
+    );
+}
+
+/// Tunnel B's route moved to `wan0` (ISP 1): within an audit the status names it, the agent
+/// logs it, and `wan0` still carries only IPsec; put back, the status is clean.
+fn a_misrouted_tunnel_is_named(region: &Region) {
+    let dc = &DC2;
+    let route = |dev: &str, via: Ipv4Addr| {
+        region
+            .cpe
+            .sh(&format!(
+                "ip route replace {}/32 via {via} dev {dev}",
+                dc.ipsec
+            ))
+            .expect("ip route replace");
+    };
+    let misrouted = |s: &AgentStatus| {
+        s.datapath
+            .kernel
+            .wan_routes
+            .iter()
+            .find(|r| r.tunnel == dc.interface())
+            .and_then(vc_agent::datapath::wan_route::WanRoute::problem)
+    };
+    let c0 = Capture::start(
+        &region.wan,
+        "c0",
+        Direction::Both,
+        "ip",
+        &results("two-wans-misrouted-c0.pcap"),
+    )
+    .expect("capture on the router");
+    let moved = Instant::now();
+    route("wan0", WAN_GATEWAY);
+    let problem = wait_for(
+        Duration::from_secs(5),
+        "the misrouted tunnel in the status",
+        || misrouted(&status(region)),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(30)));
+    let took = moved.elapsed();
+    eprintln!("MEASURE two WANs: tunnel B routed out of wan0, named after {took:?}: {problem}");
+    assert!(
+        problem.contains("leaves by wan0, not the tunnel's WAN wan1"),
+        "{problem}"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "more than two audits: {took:?}"
+    );
+    let text = region.agent_text(&["status"]);
+    assert!(text.contains(&format!("WARNING {problem}")), "{text}");
+    assert!(
+        agent_log(region).contains("leaves by wan0"),
+        "the agent did not log it"
+    );
+    // Misrouted, tunnel B's ESP leaves by wan0 (the router still delivers it): IPsec only.
+    let (out, summary) = Region::ping(&region.lan, dc.host, 5);
+    assert!(out, "LAN → DC2's host while misrouted: {summary}");
+    let seen = c0.stop().expect("capture");
+    eprintln!("{seen}");
+    seen.assert_only_ike_and_esp();
+
+    route("wan1", WAN2_GATEWAY);
+    wait_for(Duration::from_secs(5), "the route back on wan1", || {
+        misrouted(&status(region)).is_none().then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let (out, summary) = Region::ping(&region.lan, dc.host, 5);
+    assert!(out, "LAN → DC2's host after: {summary}");
 }
