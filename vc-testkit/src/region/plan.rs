@@ -145,7 +145,7 @@ pub const DRAWING: &str = r"
   both DCs announce 198.18.7.0/24 too; the CPE (AS 65010) announces only 0.0.0.0/0
 ";
 
-/// What `--two-wans` changes in [`DRAWING`].
+/// What `cargo xtask lab --wans 2` changes in [`DRAWING`].
 pub const TWO_WANS: &str = r"
   two WANs: tunnel B leaves by the CPE's wan1 (ISP 2: 198.51.100.130/30, the router's c1 at
   198.51.100.129); the CPE routes DC2's IPsec address out of it: ip route add 192.0.2.20/32

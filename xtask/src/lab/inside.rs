@@ -29,8 +29,8 @@ pub struct InsideOptions {
     pub shell: bool,
     #[arg(long, value_enum, default_value_t)]
     pub model: super::Model,
-    #[arg(long)]
-    pub two_wans: bool,
+    #[arg(long, default_value_t = 1)]
+    pub wans: u8,
 }
 
 /// Lines per log in a failure report (all of each is in `target/lab`).
@@ -62,10 +62,10 @@ pub fn run(opts: &InsideOptions) -> Result<()> {
     );
     print!("{DRAWING}");
     let options = Options {
-        two_wans: opts.two_wans,
+        two_wans: opts.wans > 1,
         ..Options::default()
     };
-    if opts.two_wans {
+    if opts.wans > 1 {
         print!("{TWO_WANS}");
     }
     let mut region = Region::build_with(agent, &options)?;
@@ -83,7 +83,7 @@ pub fn run(opts: &InsideOptions) -> Result<()> {
         "the CPE's WAN",
         Capture::egress(&region.cpe, "wan0", &region.dir.join("cpe-wan-out.pcap"))?,
     )];
-    if opts.two_wans {
+    if opts.wans > 1 {
         wires.push((
             "the CPE's second WAN (wan1)",
             Capture::egress(&region.cpe, "wan1", &region.dir.join("cpe-wan1-out.pcap"))?,

@@ -43,10 +43,10 @@ pub struct Options {
     /// with two CPEs, DC1's, its /25 moving to CPE 2.
     #[arg(long)]
     pub failover: bool,
-    /// One CPE with tunnel B on a second WAN device (`wan1`, "ISP 2", its own address and
-    /// link), the host routing DC2's IPsec address out of it.
-    #[arg(long)]
-    pub two_wans: bool,
+    /// The CPE's WAN devices: with 2, tunnel B leaves by its own (`wan1`, "ISP 2", its own
+    /// address and link), the host routing DC2's IPsec address out of it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub wans: u8,
     /// Then drop into a root shell in the VM with the lab up (exit it to power off).
     #[arg(long)]
     pub shell: bool,
@@ -80,13 +80,13 @@ pub fn run(opts: &Options) -> Result<()> {
         argv.push("--failover".into());
     }
     if opts.model == Model::TwoCpes {
-        if opts.two_wans {
-            bail!("--two-wans is a one-CPE lab: each of two CPEs has one tunnel anyway");
+        if opts.wans > 1 {
+            bail!("--wans 2 is a one-CPE lab: each of two CPEs has one tunnel anyway");
         }
         argv.extend(["--model".into(), "two-cpes".into()]);
     }
-    if opts.two_wans {
-        argv.push("--two-wans".into());
+    if opts.wans > 1 {
+        argv.extend(["--wans".into(), opts.wans.to_string()]);
     }
     eprintln!("lab: booting the VM (Debian's kernel under QEMU) …");
     let outcome = if opts.shell {
