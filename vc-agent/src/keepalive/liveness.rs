@@ -1,14 +1,17 @@
 //! Tunnel liveness from keepalives, as Cisco's `keepalive <interval> <retries>`: a tunnel is
-//! down after `retries` intervals without hearing a keepalive from the DC (a reply to ours,
-//! or one of its own that we reflected), and up again at the first one heard.
+//! down once `retries` intervals (the dead interval) passed without hearing a keepalive from
+//! the DC (a reply to ours, or one of its own that we reflected), and up again at the first
+//! one heard. Judged by time since the last one heard rather than by counting unanswered
+//! sends (Cisco's way, which takes between `retries` and `retries + 1` intervals): a cut path
+//! is then noticed within the dead interval of the cut, whatever the phase of the schedule.
 //!
 //! Which signals decide ([`signals`]): keepalives whenever there are any (ours, answered; the
 //! DC's, reflected), the child SA in IPsec mode, and the BGP session when neither end sends
 //! keepalives (R13 allows both off): then nothing else would notice a dead path before BGP's
 //! hold timer does.
 //!
-//! Pure: fed the datapath's counters once per interval, it says when the state changes.
-use std::time::Duration;
+//! Pure: fed the datapath's counters and the time, it says when the state changes.
+use std::time::{Duration, Instant};
 
 pub use super::status::LivenessSignal;
 
@@ -88,20 +91,23 @@ pub enum LivenessEvent {
 pub struct Liveness {
     config: LivenessConfig,
     state: TunnelLiveness,
-    missed: u32,
+    /// The datapath's running count of keepalives heard, as last read.
     heard: u64,
+    /// When a keepalive was last heard, or when silence last stopped saying anything (the
+    /// start, a gap in the child SA): the dead interval runs from here.
+    since: Instant,
 }
 
 impl Liveness {
-    /// Starts up, as a tunnel interface does, and goes down only after `retries` silent
-    /// intervals: no traffic is refused before the first keepalive could have come back.
+    /// Starts up, as a tunnel interface does, and goes down only after a whole dead interval
+    /// without a keepalive heard: no traffic is refused before one could have come back.
     #[must_use]
-    pub fn new(config: LivenessConfig) -> Self {
+    pub fn new(config: LivenessConfig, now: Instant) -> Self {
         Liveness {
             config,
             state: TunnelLiveness::Up,
-            missed: 0,
             heard: 0,
+            since: now,
         }
     }
 
@@ -110,78 +116,95 @@ impl Liveness {
         self.state
     }
 
-    /// Intervals in a row without a keepalive heard.
-    #[must_use]
-    pub fn missed(&self) -> u32 {
-        self.missed
-    }
-
     #[must_use]
     pub fn config(&self) -> LivenessConfig {
         self.config
     }
 
-    /// Records the count when the first keepalive goes out, judging nothing: the first
-    /// interval is judged against it.
-    pub fn baseline(&mut self, heard: u64) {
-        self.heard = heard;
+    /// `retries` intervals: the silence after which the tunnel is dead.
+    #[must_use]
+    pub fn dead_interval(&self) -> Duration {
+        self.config.interval * self.config.retries
     }
 
-    /// One interval passed; `heard` is the datapath's running count of keepalives heard from
-    /// the DC on this tunnel.
-    pub fn tick(&mut self, heard: u64) -> Option<LivenessEvent> {
-        let news = heard != self.heard;
-        self.heard = heard;
-        match (self.state, news) {
-            (TunnelLiveness::Down, true) => {
-                self.missed = 0;
+    /// Whole intervals without a keepalive heard, at `now`.
+    #[must_use]
+    pub fn missed(&self, now: Instant) -> u32 {
+        let silent = now.saturating_duration_since(self.since).as_nanos();
+        let interval = self.config.interval.as_nanos().max(1);
+        u32::try_from(silent / interval).unwrap_or(u32::MAX)
+    }
+
+    /// When silence would make the tunnel dead; `None` while it is.
+    #[must_use]
+    pub fn deadline(&self) -> Option<Instant> {
+        (self.state == TunnelLiveness::Up).then(|| self.since + self.dead_interval())
+    }
+
+    /// Judges what the datapath heard, read at `now`: `heard` is its running count of
+    /// keepalives heard from the DC on this tunnel, `heard_at` when the latest arrived, if
+    /// the datapath dated it (else the news is dated `now`). Dead once a whole dead interval
+    /// passed without one, alive again at the first one heard.
+    pub fn observe(
+        &mut self,
+        heard: u64,
+        heard_at: Option<Instant>,
+        now: Instant,
+    ) -> Option<LivenessEvent> {
+        if heard != self.heard {
+            self.heard = heard;
+            self.since = heard_at.map_or(now, |at| at.min(now)).max(self.since);
+            if self.state == TunnelLiveness::Down {
                 self.state = TunnelLiveness::Up;
-                Some(LivenessEvent::WentUp)
+                return Some(LivenessEvent::WentUp);
             }
-            (TunnelLiveness::Up, true) => {
-                self.missed = 0;
-                None
-            }
-            (TunnelLiveness::Up, false) => {
-                self.missed += 1;
-                (self.missed >= self.config.retries).then(|| {
-                    self.state = TunnelLiveness::Down;
-                    LivenessEvent::WentDown
-                })
-            }
-            (TunnelLiveness::Down, false) => {
-                self.missed += 1;
-                None
-            }
-        }
-    }
-
-    /// One interval passed in which silence says nothing about the path (the child SA was
-    /// missing for some of it, so nothing could be heard): a keepalive heard counts as in
-    /// [`Liveness::tick`]; silence is no miss, and the state stays as it was.
-    pub fn excused_tick(&mut self, heard: u64) -> Option<LivenessEvent> {
-        if heard == self.heard {
             return None;
         }
-        self.tick(heard)
+        if self.state == TunnelLiveness::Up
+            && now.saturating_duration_since(self.since) >= self.dead_interval()
+        {
+            self.state = TunnelLiveness::Down;
+            return Some(LivenessEvent::WentDown);
+        }
+        None
+    }
+
+    /// Silence until `now` says nothing about the path (the child SA is missing, so nothing
+    /// could be heard; or the DC, judged by its own keepalives, has sent none yet): the dead
+    /// interval starts again from here, and the state stays as it is (down stays down until
+    /// a keepalive is heard, which still counts as in [`Liveness::observe`]).
+    pub fn excuse(
+        &mut self,
+        heard: u64,
+        heard_at: Option<Instant>,
+        now: Instant,
+    ) -> Option<LivenessEvent> {
+        if heard != self.heard {
+            return self.observe(heard, heard_at, now);
+        }
+        self.since = now;
+        None
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use super::{
         Liveness, LivenessConfig, LivenessEvent, LivenessSignal as S, SignalStates, TunnelLiveness,
         alive, signals,
     };
 
-    fn three() -> Liveness {
-        Liveness::new(LivenessConfig {
-            interval: Duration::from_secs(10),
-            retries: 3,
-            send: true,
-        })
+    fn three(now: Instant) -> Liveness {
+        Liveness::new(
+            LivenessConfig {
+                interval: Duration::from_secs(10),
+                retries: 3,
+                send: true,
+            },
+            now,
+        )
     }
 
     #[test]
@@ -242,68 +265,105 @@ mod tests {
         );
     }
 
+    const SEC: Duration = Duration::from_secs(1);
+
     #[test]
-    fn down_after_retries_silent_intervals_and_up_at_the_first_keepalive() {
-        let mut l = three();
-        assert_eq!(l.tick(1), None, "heard: stays up");
-        assert_eq!(l.tick(1), None, "missed 1");
-        assert_eq!(l.tick(1), None, "missed 2");
-        assert_eq!(l.tick(1), Some(LivenessEvent::WentDown), "missed 3");
+    fn down_after_a_dead_interval_of_silence_and_up_at_the_first_keepalive() {
+        let t0 = Instant::now();
+        let mut l = three(t0);
+        assert_eq!(l.observe(1, None, t0 + 5 * SEC), None, "heard: stays up");
+        assert_eq!(l.deadline(), Some(t0 + 35 * SEC));
+        assert_eq!(l.observe(1, None, t0 + 34 * SEC), None, "29 s of silence");
+        assert_eq!(l.missed(t0 + 34 * SEC), 2);
+        assert_eq!(
+            l.observe(1, None, t0 + 35 * SEC),
+            Some(LivenessEvent::WentDown),
+            "30 s: the dead interval"
+        );
         assert_eq!(l.state(), TunnelLiveness::Down);
-        assert_eq!(l.tick(1), None, "stays down");
-        assert_eq!(l.tick(2), Some(LivenessEvent::WentUp));
-        assert_eq!(l.missed(), 0);
+        assert_eq!(l.deadline(), None);
+        assert_eq!(l.observe(1, None, t0 + 60 * SEC), None, "stays down");
+        assert_eq!(
+            l.observe(2, None, t0 + 61 * SEC),
+            Some(LivenessEvent::WentUp)
+        );
+        assert_eq!(l.missed(t0 + 61 * SEC), 0);
     }
 
     #[test]
-    fn a_keepalive_resets_the_count() {
-        let mut l = three();
-        l.tick(0);
-        l.tick(0);
-        assert_eq!(l.missed(), 2);
-        assert_eq!(l.tick(5), None);
-        assert_eq!(l.missed(), 0);
-        l.tick(5);
-        l.tick(5);
+    fn silence_is_timed_from_when_the_datapath_heard_the_last_keepalive() {
+        let t0 = Instant::now();
+        let mut l = three(t0);
+        // Read 4 s after it arrived: the dead interval runs from the arrival.
+        assert_eq!(l.observe(1, Some(t0 + 10 * SEC), t0 + 14 * SEC), None);
+        assert_eq!(l.deadline(), Some(t0 + 40 * SEC));
+        assert_eq!(
+            l.observe(1, None, t0 + 40 * SEC),
+            Some(LivenessEvent::WentDown)
+        );
+        // A date from the future (clocks read apart) counts as now; one from before the last
+        // news does not move the clock back.
+        let mut l = three(t0);
+        l.observe(1, Some(t0 + 20 * SEC), t0 + 10 * SEC);
+        assert_eq!(l.deadline(), Some(t0 + 40 * SEC));
+        l.observe(2, Some(t0 + SEC), t0 + 12 * SEC);
+        assert_eq!(l.deadline(), Some(t0 + 40 * SEC));
+    }
+
+    #[test]
+    fn a_keepalive_restarts_the_dead_interval() {
+        let t0 = Instant::now();
+        let mut l = three(t0);
+        l.observe(0, None, t0 + 20 * SEC);
+        assert_eq!(l.missed(t0 + 20 * SEC), 2);
+        assert_eq!(l.observe(5, None, t0 + 25 * SEC), None);
+        assert_eq!(l.missed(t0 + 25 * SEC), 0);
+        assert_eq!(l.observe(5, None, t0 + 50 * SEC), None);
         assert_eq!(
             l.state(),
             TunnelLiveness::Up,
-            "two misses after a reset are not three"
+            "25 s after the last keepalive is not yet 30"
         );
     }
 
     #[test]
-    fn an_excused_silence_is_no_miss_and_a_keepalive_heard_still_counts() {
-        let mut l = three();
-        l.tick(0);
-        assert_eq!(l.missed(), 1);
-        for _ in 0..5 {
-            assert_eq!(l.excused_tick(0), None);
+    fn an_excused_silence_restarts_the_clock_and_a_keepalive_heard_still_counts() {
+        let t0 = Instant::now();
+        let mut l = three(t0);
+        for s in [10, 20, 30, 40] {
+            assert_eq!(l.excuse(0, None, t0 + s * SEC), None, "the SA is missing");
         }
-        assert_eq!(l.missed(), 1, "silence while the SA was missing");
         assert_eq!(l.state(), TunnelLiveness::Up);
-        assert_eq!(l.tick(0), None);
         assert_eq!(
-            l.tick(0),
-            Some(LivenessEvent::WentDown),
-            "misses resume where they were"
+            l.observe(0, None, t0 + 69 * SEC),
+            None,
+            "29 s since the SA came back"
         );
-        assert_eq!(l.excused_tick(0), None);
+        assert_eq!(
+            l.observe(0, None, t0 + 70 * SEC),
+            Some(LivenessEvent::WentDown)
+        );
+        assert_eq!(l.excuse(0, None, t0 + 80 * SEC), None);
         assert_eq!(
             l.state(),
             TunnelLiveness::Down,
             "down stays down until one is heard"
         );
-        assert_eq!(l.excused_tick(1), Some(LivenessEvent::WentUp));
-        assert_eq!(l.missed(), 0);
+        assert_eq!(
+            l.excuse(1, None, t0 + 81 * SEC),
+            Some(LivenessEvent::WentUp)
+        );
+        assert_eq!(l.missed(t0 + 81 * SEC), 0);
     }
 
     #[test]
     fn counters_starting_at_zero_count_as_silence() {
-        let mut l = three();
-        for _ in 0..2 {
-            assert_eq!(l.tick(0), None);
-        }
-        assert_eq!(l.tick(0), Some(LivenessEvent::WentDown));
+        let t0 = Instant::now();
+        let mut l = three(t0);
+        assert_eq!(l.observe(0, None, t0 + 29 * SEC), None);
+        assert_eq!(
+            l.observe(0, None, t0 + 30 * SEC),
+            Some(LivenessEvent::WentDown)
+        );
     }
 }

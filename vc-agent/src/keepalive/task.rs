@@ -163,49 +163,34 @@ struct Task {
     view: Arc<Mutex<KeepaliveView>>,
 }
 
-/// What woke the task.
-enum Wake {
-    /// An interval is over: judge it, send the next keepalive.
-    Keepalive,
-    /// The SA state or BGP may have changed.
-    Look,
-}
-
 async fn run(mut t: Task) {
-    let mut judge = Liveness::new(t.config);
-    // Keepalives on a fixed schedule of their own, not on the poll's ticks: an interval begun
-    // "now" and checked at a later whole tick slips a tick whenever that tick wakes a little
-    // earlier in its period than the one before (often, on a loaded CPU), and the judgement
-    // of `retries` intervals then takes up to half as long again. `Delay` after a stall: a
-    // burst of late ticks would judge intervals too short for any answer to come back in.
+    let mut judge = Liveness::new(t.config, Instant::now());
+    // Keepalives on a fixed schedule of their own, not on the poll's ticks. `Delay` after a
+    // stall: a burst of late ticks would send a burst of keepalives.
     let mut keepalives = tokio::time::interval(t.config.interval.max(Duration::from_millis(1)));
     keepalives.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut poll = tokio::time::interval(POLL);
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    // The first keepalive has had no interval to be answered in: nothing to judge yet.
-    let mut judged_once = false;
-    let mut last_replies = 0;
+    let (mut last_replies, mut last_reflected) = (0, 0);
     let mut alive = true;
     let mut last_by = Vec::new();
-    // The child SA was seen missing since the last keepalive (IPsec mode). Silence in such an
-    // interval is no miss ([`Liveness::excused_tick`]): without an SA nothing could be heard,
-    // and the SA's own signal holds the tunnel down meanwhile. The keepalives' state waits as
-    // it was: up (an SA that comes back is not followed by a keepalive "down" for the silence
-    // its absence caused, a flap of the routes), or down until one is heard.
-    let mut sa_gap = false;
     // Until the controller goes (the agent stopping): then only the polls look at the SAs.
     let mut sa_events = t.ipsec.is_some();
     loop {
-        let wake = tokio::select! {
+        // The moment silence would make the tunnel dead: judged then, not at the next poll.
+        let deadline = judge.deadline();
+        let send = tokio::select! {
             biased;
-            _ = keepalives.tick() => Wake::Keepalive,
+            _ = keepalives.tick() => true,
             // An SA going down takes the tunnel down as charon reports it, not at the next poll.
             changed = sa_changed(t.ipsec.as_mut()), if sa_events => {
                 sa_events = changed;
-                Wake::Look
+                false
             }
-            _ = poll.tick() => Wake::Look,
+            () = sleep_until(deadline) => false,
+            _ = poll.tick() => false,
         };
+        let now = Instant::now();
         let stats = t
             .maps
             .lock()
@@ -216,32 +201,33 @@ async fn run(mut t: Task) {
             .ipsec
             .as_ref()
             .is_some_and(|w| w.borrow().sas.tunnel(t.id).child_up());
-        sa_gap |= t.ipsec.is_some() && !child_sa;
-        if matches!(wake, Wake::Keepalive) {
-            // The interval since the last keepalive is over: judge it, then send the next.
-            let heard = stats.keepalive_rx + stats.keepalive_reflected;
-            // With ours off, the DC's silence is judged only once it has sent one: until then
-            // it may have them off too, and the intervals it was silent are no misses.
-            let judged = t.config.send || stats.keepalive_reflected > 0;
-            if judged_once && judged {
-                let event = if sa_gap {
-                    judge.excused_tick(heard)
-                } else {
-                    judge.tick(heard)
-                };
-                if let Some(event) = event {
-                    info!(tunnel = %t.id, ?event, missed = judge.missed(), "keepalives");
-                }
-            } else {
-                judge.baseline(heard);
-                judged_once = true;
-            }
-            sa_gap = t.ipsec.is_some() && !child_sa;
-            if let Some(sender) = &t.sender
-                && let Err(e) = sender.send(&t.frame)
-            {
-                warn!(tunnel = %t.id, "sending a keepalive: {e:#}");
-            }
+        let heard = stats.keepalive_rx + stats.keepalive_reflected;
+        // A reply is dated by the datapath; a reflected keepalive of the DC's is not, and
+        // counts from the moment it is read (at most a poll late).
+        let heard_at = if stats.keepalive_reflected == last_reflected {
+            instant_of(stats.last_keepalive_rx_ns)
+        } else {
+            None
+        };
+        last_reflected = stats.keepalive_reflected;
+        // Silence says nothing while the child SA is missing (IPsec mode: nothing could be
+        // heard, and the SA's own signal holds the tunnel down meanwhile), nor, with ours off,
+        // before the DC sent any keepalive (it may have them off too).
+        let excused =
+            (t.ipsec.is_some() && !child_sa) || (!t.config.send && stats.keepalive_reflected == 0);
+        let event = if excused {
+            judge.excuse(heard, heard_at, now)
+        } else {
+            judge.observe(heard, heard_at, now)
+        };
+        if let Some(event) = event {
+            info!(tunnel = %t.id, ?event, missed = judge.missed(now), "keepalives");
+        }
+        if send
+            && let Some(sender) = &t.sender
+            && let Err(e) = sender.send(&t.frame)
+        {
+            warn!(tunnel = %t.id, "sending a keepalive: {e:#}");
         }
         let by = liveness::signals(
             t.config.send,
@@ -276,13 +262,41 @@ async fn run(mut t: Task) {
         }
         let mut view = t.view.lock().unwrap_or_else(PoisonError::into_inner);
         view.alive = alive;
-        view.missed = judge.missed();
+        view.missed = judge.missed(now);
         view.liveness = by;
         if stats.keepalive_rx != last_replies {
             last_replies = stats.keepalive_rx;
-            view.last_reply_at = Some(Instant::now());
+            view.last_reply_at = Some(heard_at.unwrap_or(now));
         }
     }
+}
+
+/// Sleeps until `deadline`; forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The `Instant` of a `CLOCK_MONOTONIC` reading in nanoseconds (the datapath's
+/// `bpf_ktime_get_coarse_ns`: the same clock, to a tick), from its age by that clock now;
+/// `None` for 0 (nothing yet) or a clock that cannot be read.
+fn instant_of(ns: u64) -> Option<Instant> {
+    if ns == 0 {
+        return None;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` writes only the timespec it is given, which outlives the call.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) } != 0 {
+        return None;
+    }
+    let now = Instant::now();
+    let clock = u64::try_from(ts.tv_sec).ok()? * 1_000_000_000 + u64::try_from(ts.tv_nsec).ok()?;
+    now.checked_sub(Duration::from_nanos(clock.saturating_sub(ns)))
 }
 
 /// Waits for the controller's next SA snapshot; false once the controller is gone.
@@ -290,5 +304,39 @@ async fn sa_changed(ipsec: Option<&mut watch::Receiver<Snapshot>>) -> bool {
     match ipsec {
         Some(rx) => rx.changed().await.is_ok(),
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::instant_of;
+
+    /// `CLOCK_MONOTONIC` now, in nanoseconds, as the datapath reads it.
+    fn monotonic_ns() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: as in `instant_of`.
+        assert_eq!(
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) },
+            0
+        );
+        u64::try_from(ts.tv_sec).expect("secs") * 1_000_000_000
+            + u64::try_from(ts.tv_nsec).expect("nanos")
+    }
+
+    #[test]
+    fn a_datapath_timestamp_becomes_the_instant_it_was_taken() {
+        let two_s_ago = monotonic_ns() - 2_000_000_000;
+        let at = instant_of(two_s_ago).expect("an instant");
+        let age = Instant::now().duration_since(at);
+        assert!(
+            age >= Duration::from_secs(2) && age < Duration::from_millis(2_100),
+            "{age:?}"
+        );
+        assert_eq!(instant_of(0), None, "nothing heard yet");
     }
 }
