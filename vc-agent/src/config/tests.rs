@@ -624,3 +624,36 @@ fn unread_secrets_are_no_fault() {
         .count();
     assert_eq!(secret_faults, 4, "{faults}");
 }
+
+#[test]
+fn a_tunnels_own_wan_device() {
+    // Tunnel B on another ISP: its own device, the host's for tunnel A.
+    let text = VALID.replace("[tunnel.b]\n", "[tunnel.b]\nwan = \"eth2\"\n");
+    let config = parse(&text).expect("parse");
+    assert!(faults(&text).is_empty());
+    let wan = |id| {
+        config
+            .tunnel(id)
+            .expect("tunnel")
+            .wan(&config.interfaces)
+            .to_string()
+    };
+    assert_eq!(
+        (wan(TunnelId::A), wan(TunnelId::B)),
+        ("eth0".into(), "eth2".into())
+    );
+
+    let (kind, msg) = one_fault(
+        &VALID.replace("[tunnel.b]\n", "[tunnel.b]\nwan = \"eth1\"\n"),
+        "tunnel.b.wan",
+    );
+    assert_eq!(kind, FaultKind::InterfaceSame("eth1".into()), "{msg}");
+    let (kind, _) = one_fault(
+        &VALID.replace(
+            "[tunnel.a]\n",
+            "[tunnel.a]\nwan = \"a-name-far-too-long\"\n",
+        ),
+        "tunnel.a.wan",
+    );
+    assert_eq!(kind, FaultKind::InterfaceName("a-name-far-too-long".into()));
+}
