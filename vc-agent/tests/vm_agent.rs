@@ -18,7 +18,7 @@ use std::{
 };
 
 use vc_agent::status::{AgentStatus, ChildMode, ChildState, IkeState, Mode};
-use vc_fixtures::region_agent::{status, tunnel};
+use vc_fixtures::region_agent::{bring_up, status, tunnel};
 use vc_testkit::{
     NetNs,
     capture::{Capture, Kind, Packets},
@@ -44,17 +44,7 @@ fn agent_in_ipsec_mode_end_to_end() {
     // From before the agent's first packet to the end of the failover.
     let wire = Capture::egress(&region.cpe, "wan0", &region.dir.join("cpe-wan-out.pcap"))
         .expect("capture");
-    region.start_agent().expect("vc-agent run");
-    let t = Instant::now();
-    region
-        .start_dc_peers(Duration::from_mins(1))
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
-    let (up, list) = region.wait_up(Duration::from_mins(1), |_, _, _| {});
-    assert!(up, "not up:\n{list}\n{}", region.logs(60));
-    eprintln!(
-        "MEASURE both tunnels up {:?} after vc-agent run\n{list}",
-        t.elapsed()
-    );
+    bring_up(&mut region, "IPsec mode");
 
     let s = status(&region);
     sas(&region, &s);

@@ -22,7 +22,9 @@ use std::{
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use vc_agent::status::{AgentStatus, Counted, Hook, Outcome};
 use vc_common::DropReason;
-use vc_fixtures::region_agent::{agent_log, interface_mtu, log_time, results, status, tunnel};
+use vc_fixtures::region_agent::{
+    agent_log, bring_up, interface_mtu, log_time, results, status, tunnel,
+};
 use vc_testkit::{
     capture::{self, Capture, Direction},
     packet::{self, Ipv4, udp_in_ipv4},
@@ -62,12 +64,7 @@ fn paths_fragments_mtu_and_tunnel_death() {
     }
     let bin = Path::new(env!("CARGO_BIN_EXE_vc-agent"));
     let mut region = Region::build(bin).expect("the region");
-    region.start_agent().expect("vc-agent run");
-    region
-        .start_dc_peers(Duration::from_mins(1))
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
-    let (up, list) = region.wait_up(Duration::from_mins(1), |_, _, _| {});
-    assert!(up, "not up:\n{list}\n{}", region.logs(60));
+    bring_up(&mut region, "paths");
 
     path_mtu_follows_fragmentation_needed(&region);
     wan_cut_moves_the_dc_prefix(&region);

@@ -35,7 +35,7 @@ use vc_agent::{
     ipsec::vici::{Client, Message},
     status::{AgentStatus, LivenessSignal},
 };
-use vc_fixtures::region_agent::{agent_log, status, tunnel};
+use vc_fixtures::region_agent::{agent_log, bring_up, status, tunnel};
 use vc_testkit::{
     region::{
         Region,
@@ -324,12 +324,7 @@ fn deployments_survive_rekeys_and_follow_the_lan() {
         ..Options::default()
     };
     let mut region = Region::build_with(bin, &options).expect("the region");
-    region.start_agent().expect("vc-agent run");
-    region
-        .start_dc_peers(Duration::from_mins(1))
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
-    let (up, list) = region.wait_up(Duration::from_mins(1), |_, _, _| {});
-    assert!(up, "not up:\n{list}\n{}", region.logs(60));
+    bring_up(&mut region, "scenarios");
     // Give each end's keepalives a few intervals to flow and be judged.
     std::thread::sleep(Duration::from_secs(5));
 

@@ -47,7 +47,9 @@ use std::{
 };
 
 use vc_agent::status::{AgentStatus, Counted, DropReason, Hook, Outcome, Presence};
-use vc_fixtures::region_agent::{agent_log, interface_mtu, log_time, results, status, tunnel};
+use vc_fixtures::region_agent::{
+    agent_log, bring_up, interface_mtu, log_time, results, status, tunnel,
+};
 use vc_testkit::{
     capture::{self, Capture, Direction, Packets},
     packet::{self, Ipv4, udp_in_ipv4},
@@ -79,17 +81,7 @@ fn cpe_behind_a_nat() {
     let mut region = Region::build_with(bin, &options).expect("the region behind a NAT");
     // Until the fragments' negative control, the CPE does not hold its GRE transport IP.
     hold_gre_address(&region, false);
-    region.start_agent().expect("vc-agent run");
-    let t = Instant::now();
-    region
-        .start_dc_peers(Duration::from_mins(1))
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
-    let (up, list) = region.wait_up(Duration::from_mins(1), |_, _, _| {});
-    assert!(up, "not up:\n{list}\n{}", region.logs(60));
-    eprintln!(
-        "MEASURE behind a NAT: both tunnels up {:?} after vc-agent run\n{list}",
-        t.elapsed()
-    );
+    bring_up(&mut region, "behind a NAT");
 
     tunnels_use_nat_t(&region);
     traffic_only_in_udp_4500(&region);
@@ -588,17 +580,7 @@ fn tunnels_on_two_wan_devices() {
         ..Options::default()
     };
     let mut region = Region::build_with(bin, &options).expect("the region on two WANs");
-    region.start_agent().expect("vc-agent run");
-    let t = Instant::now();
-    region
-        .start_dc_peers(Duration::from_mins(1))
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
-    let (up, list) = region.wait_up(Duration::from_mins(1), |_, _, _| {});
-    assert!(up, "not up:\n{list}\n{}", region.logs(60));
-    eprintln!(
-        "MEASURE on two WANs: both tunnels up {:?} after vc-agent run\n{list}",
-        t.elapsed()
-    );
+    bring_up(&mut region, "on two WANs");
 
     both_wans_guarded_and_routed(&region);
     each_tunnel_on_its_own_wan(&region);

@@ -1,12 +1,32 @@
 //! The whole agent on the lab's region (`vc_testkit::region`), as the VM tests read it: its
 //! status, its log, the CPE's tunnel interfaces, and where a test keeps its captures.
-use std::path::PathBuf;
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use vc_agent::status::{AgentStatus, TunnelStatus};
 use vc_testkit::{
     region::{Region, plan::DcPlan},
     vm,
 };
+
+/// Starts the agent, then the DCs' BGP and keepalives once their SAs are in, and waits until
+/// the lab's whole checklist passes on both tunnels (a minute at most each); panics with the
+/// checklist and the logs otherwise. Prints how long it took, as `MEASURE {what}: ...`.
+pub fn bring_up(region: &mut Region, what: &str) {
+    region.start_agent().expect("vc-agent run");
+    let t = Instant::now();
+    region
+        .start_dc_peers(Duration::from_mins(1))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
+    let (up, list) = region.wait_up(Duration::from_mins(1), |_, _, _| {});
+    assert!(up, "not up:\n{list}\n{}", region.logs(60));
+    eprintln!(
+        "MEASURE {what}: both tunnels up {:?} after vc-agent run\n{list}",
+        t.elapsed()
+    );
+}
 
 /// `vc-agent status --json` on the region's CPE; panics with the region's logs if it fails.
 #[must_use]
