@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use netlink_packet_route::{
     link::{LinkAttribute, LinkMessage, LinkXdp},
     neighbour::NeighbourState,
-    route::RouteAttribute,
+    route::{RouteAttribute, RouteMessage},
 };
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -67,13 +67,21 @@ impl Netlink {
         })))
     }
 
+    /// The link with index `index`, if there is one.
+    pub async fn link_by_index(&self, index: u32) -> Result<Option<LinkMessage>> {
+        let mut links = self.handle.link().get().match_index(index).execute();
+        match links.try_next().await {
+            Ok(link) => Ok(link),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("looking up link {index}")),
+        }
+    }
+
     /// The MTU of the link with index `index`.
     pub async fn mtu(&self, index: u32) -> Result<u32> {
-        let mut links = self.handle.link().get().match_index(index).execute();
-        let link = links
-            .try_next()
-            .await
-            .with_context(|| format!("looking up link {index}"))?
+        let link = self
+            .link_by_index(index)
+            .await?
             .with_context(|| format!("no link {index}"))?;
         link.attributes
             .iter()
@@ -86,8 +94,8 @@ impl Netlink {
 
     /// The name of the link with index `index`, if there is one.
     pub async fn name(&self, index: u32) -> Result<Option<String>> {
-        let mut links = self.handle.link().get().match_index(index).execute();
-        let Ok(Some(link)) = links.try_next().await else {
+        // A link gone between the route lookup and this, or an error: no name to give.
+        let Ok(Some(link)) = self.link_by_index(index).await else {
             return Ok(None);
         };
         Ok(link.attributes.iter().find_map(|a| match a {
@@ -96,22 +104,26 @@ impl Netlink {
         }))
     }
 
-    /// The device the kernel's routes send a packet for `dst` out of (`ip route get`), if
-    /// any route does.
-    pub async fn route_device(&self, dst: Ipv4Addr) -> Result<Option<String>> {
+    /// The route the kernel takes for a packet to `dst` (`ip route get`).
+    pub async fn route_to(&self, dst: Ipv4Addr) -> Result<RouteMessage> {
         let request = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(dst, 32)
             .build();
         let mut routes = self.handle.route().get(request).execute();
+        routes
+            .try_next()
+            .await
+            .with_context(|| format!("no route to {dst}"))?
+            .with_context(|| format!("no route to {dst}"))
+    }
+
+    /// The device the kernel's routes send a packet for `dst` out of, if any route does.
+    pub async fn route_device(&self, dst: Ipv4Addr) -> Result<Option<String>> {
         // ENETUNREACH and the like: no route, which is an answer, not an error.
-        let Ok(Some(route)) = routes.try_next().await else {
+        let Ok(route) = self.route_to(dst).await else {
             return Ok(None);
         };
-        let oif = route.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Oif(i) => Some(*i),
-            _ => None,
-        });
-        match oif {
+        match route_oif(&route) {
             Some(index) => self.name(index).await,
             None => Ok(None),
         }
@@ -239,6 +251,15 @@ impl Netlink {
 }
 
 /// The link called `name` in the handle's namespace, if there is one.
+/// The outgoing device of a route, if it names one.
+#[must_use]
+pub fn route_oif(route: &RouteMessage) -> Option<u32> {
+    route.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(i) => Some(*i),
+        _ => None,
+    })
+}
+
 pub async fn find_link(handle: &Handle, name: &str) -> Result<Option<LinkMessage>> {
     let mut links = handle.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {

@@ -8,11 +8,9 @@
 use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result};
-use futures::TryStreamExt;
 use netlink_packet_route::route::{RouteAttribute, RouteMetric};
-use rtnetlink::RouteMessageBuilder;
 
-use super::devices::Netlink;
+use super::devices::{Netlink, route_oif};
 
 const OUTER_IPV4: u32 = 20;
 const ESP_HEADER: u32 = 8;
@@ -120,15 +118,7 @@ pub fn tunnel_mtu(path_mtu: u32, esp: Option<EspOverhead>, nat_t: bool) -> u16 {
 /// The path MTU the kernel uses toward `dst`: a learned exception (ICMP fragmentation
 /// needed, handled by the kernel for ESP), a route's `mtu` metric, or the outgoing device's.
 pub async fn path_mtu(netlink: &Netlink, dst: Ipv4Addr) -> Result<u32> {
-    let request = RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(dst, 32)
-        .build();
-    let mut routes = netlink.handle().route().get(request).execute();
-    let route = routes
-        .try_next()
-        .await
-        .with_context(|| format!("no route to {dst}"))?
-        .with_context(|| format!("no route to {dst}"))?;
+    let route = netlink.route_to(dst).await?;
     let metric_mtu = route.attributes.iter().find_map(|a| match a {
         RouteAttribute::Metrics(metrics) => metrics.iter().find_map(|m| match m {
             RouteMetric::Mtu(mtu) => Some(*mtu),
@@ -139,14 +129,7 @@ pub async fn path_mtu(netlink: &Netlink, dst: Ipv4Addr) -> Result<u32> {
     if let Some(mtu) = metric_mtu.filter(|m| *m != 0) {
         return Ok(mtu);
     }
-    let oif = route
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            RouteAttribute::Oif(i) => Some(*i),
-            _ => None,
-        })
-        .with_context(|| format!("the route to {dst} has no device"))?;
+    let oif = route_oif(&route).with_context(|| format!("the route to {dst} has no device"))?;
     netlink.mtu(oif).await
 }
 
