@@ -6,7 +6,10 @@ use anyhow::{Context, Result, bail};
 use vc_fixtures::gre_lab::{DC1_HOST, Topology};
 use vc_testkit::{NetNs, wait_for};
 
-use crate::stats::{Spread, ratios};
+use crate::{
+    stats::{Spread, ratios},
+    verdict::{Claim, Verdict},
+};
 
 const SECONDS: &str = "4";
 /// Rounds of every setup, in an order that rotates from round to round (so no setup always
@@ -142,21 +145,26 @@ pub fn run() -> Result<()> {
         xdp_tcp.cell(),
         xdp_udp.cell()
     );
-    println!(
-        "\nGoal: vc's fast path ≥ {GOAL}× plain forwarding, TCP and UDP (XDP where it \
-         applies), by the median of the per-round ratios:\n\n| ratio | median (min–max) | \
-         met |\n|---|---:|:---:|"
-    );
+    let mut claims = Vec::new();
     for (i, what) in [(2, "TC fast path"), (5, "XDP fast paths")] {
         let (tcp, udp) = spread(i, baseline(i));
-        for (proto, s) in [("TCP", tcp), ("UDP", udp)] {
-            println!(
-                "| {what}, {proto} | {} | {} |",
-                s.cell(),
-                if s.median >= GOAL { "yes" } else { "no" }
-            );
+        for (proto, spread) in [("TCP", tcp), ("UDP", udp)] {
+            claims.push(Claim {
+                what: format!("{what}, {proto}"),
+                goal: GOAL,
+                spread,
+            });
         }
     }
+    print!(
+        "{}",
+        Verdict {
+            title: format!(
+                "vc's fast path ≥ {GOAL}× plain forwarding, TCP and UDP (XDP where it applies)"
+            ),
+            claims,
+        }
+    );
     println!("\nHost: {}.", host());
     Ok(())
 }
