@@ -23,7 +23,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use vc_agent::status::{AgentStatus, Counted, Hook, Outcome};
 use vc_common::DropReason;
 use vc_fixtures::region_agent::{
-    agent_log, bring_up, interface_mtu, log_time, results, status, tunnel,
+    agent_log, bring_up, interface_mtu, path_mtu_reaction, results, status, tunnel,
 };
 use vc_testkit::{
     capture::{self, Capture, Direction},
@@ -280,21 +280,9 @@ fn path_mtu_follows_fragmentation_needed(region: &Region) {
         .cpe
         .sh(&format!("ip route get {}", DC1.ipsec))
         .unwrap_or_default();
-    let log = agent_log(region);
-    let event = log[log_before..]
-        .lines()
-        .find(|l| l.contains("fragmentation needed toward a DC"))
-        .map(str::to_string);
-    let applied = log[log_before..]
-        .lines()
-        .find(|l| l.contains("tunnel MTU follows the path") && l.contains("tunnel=vc-dc1"));
     // From the ICMP's arrival (the agent logs it as it wakes) to the MTU applied, both on the
     // agent's clock.
-    let reaction = event
-        .as_deref()
-        .and_then(log_time)
-        .zip(applied.and_then(log_time))
-        .map(|(e, a)| a - e);
+    let (event, reaction) = path_mtu_reaction(region, log_before);
     eprintln!(
         "MEASURE path MTU 1300 toward DC1: tunnel A's MTU {before} → {after} (map {map_mtu}) \
          {reaction:?} s after the router's fragmentation needed reached the agent, {lowered:?} \

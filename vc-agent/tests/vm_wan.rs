@@ -48,7 +48,7 @@ use std::{
 
 use vc_agent::status::{AgentStatus, Counted, DropReason, Hook, Outcome, Presence};
 use vc_fixtures::region_agent::{
-    agent_log, bring_up, interface_mtu, log_time, results, status, tunnel,
+    agent_log, bring_up, interface_mtu, path_mtu_reaction, results, status, tunnel,
 };
 use vc_testkit::{
     capture::{self, Capture, Direction, Packets},
@@ -522,19 +522,9 @@ fn path_mtu_follows_with_nat_t(region: &Region) {
         .expect("the router's link back to 1500");
     let after = interface_mtu(region, &DC1);
     let map_mtu = tunnel(&status(region), &DC1).counters.mtu;
-    let log = agent_log(region);
-    let event = log[log_before..]
-        .lines()
-        .find(|l| l.contains("fragmentation needed toward a DC"))
-        .map(str::to_string);
-    let applied = log[log_before..]
-        .lines()
-        .find(|l| l.contains("tunnel MTU follows the path") && l.contains("tunnel=vc-dc1"));
-    let reaction = event
-        .as_deref()
-        .and_then(log_time)
-        .zip(applied.and_then(log_time))
-        .map(|(e, a)| a - e);
+    // From the ICMP's arrival (the agent logs it as it wakes) to the MTU applied, both on the
+    // agent's clock.
+    let (event, reaction) = path_mtu_reaction(region, log_before);
     eprintln!(
         "MEASURE path MTU 1300 toward DC1 behind a NAT: tunnel A's MTU {before} → {after} (map \
          {map_mtu}) {reaction:?} s after the router's fragmentation needed reached the agent, \

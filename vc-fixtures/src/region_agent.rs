@@ -60,6 +60,27 @@ pub fn agent_log(region: &Region) -> String {
     std::fs::read_to_string(region.agent_log_path()).unwrap_or_default()
 }
 
+/// In the agent's log after byte `from`: its ICMP watch's line for a fragmentation-needed
+/// toward a DC, and how long after it (seconds, by the log's own times) it applied tunnel A's
+/// new MTU; `None`s for what it did not log.
+#[must_use]
+pub fn path_mtu_reaction(region: &Region, from: usize) -> (Option<String>, Option<f64>) {
+    let log = agent_log(region);
+    let event = log[from..]
+        .lines()
+        .find(|l| l.contains("fragmentation needed toward a DC"))
+        .map(str::to_string);
+    let applied = log[from..]
+        .lines()
+        .find(|l| l.contains("tunnel MTU follows the path") && l.contains("tunnel=vc-dc1"));
+    let reaction = event
+        .as_deref()
+        .and_then(log_time)
+        .zip(applied.and_then(log_time))
+        .map(|(e, a)| a - e);
+    (event, reaction)
+}
+
 /// The seconds since midnight (UTC) of an agent log line (`2026-12-05T09:03:55.721306Z ...`).
 #[must_use]
 pub fn log_time(line: &str) -> Option<f64> {
