@@ -175,14 +175,23 @@ enum Tunnel {
     A,
     /// Tunnel B, to DC2.
     B,
+    /// The second region's tunnel A (`[[extra_region]]`).
+    #[value(name = "r2-a")]
+    R2A,
+    /// The second region's tunnel B.
+    #[value(name = "r2-b")]
+    R2B,
 }
 
 impl From<Tunnel> for config::TunnelId {
     fn from(t: Tunnel) -> Self {
-        match t {
-            Tunnel::A => config::TunnelId::A,
-            Tunnel::B => config::TunnelId::B,
-        }
+        let (region, side) = match t {
+            Tunnel::A => (0, config::Side::A),
+            Tunnel::B => (0, config::Side::B),
+            Tunnel::R2A => (1, config::Side::A),
+            Tunnel::R2B => (1, config::Side::B),
+        };
+        config::TunnelId::new(region, side)
     }
 }
 

@@ -26,7 +26,7 @@ pub async fn up(config: &Config) -> Result<()> {
     for (id, _) in config.terminated() {
         handle.learned(
             tunnel_index(id),
-            [config.dc_prefix(id), config.cisco_prefix()]
+            [config.dc_prefix(id), config.cisco_prefix(id)]
                 .into_iter()
                 .collect(),
         );

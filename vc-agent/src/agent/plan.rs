@@ -47,7 +47,7 @@ pub fn plan(config: &Config) -> Result<Plan> {
             t.cpe_asn,
             t.cisco_asn,
             // R19: this DC's /25 and the shared /24, nothing else.
-            vec![config.dc_prefix(id), config.cisco_prefix()],
+            vec![config.dc_prefix(id), config.cisco_prefix(id)],
         );
         // Only what comes in over the tunnel reaches the listener, not the LAN.
         neighbor.interface = Some(tunnel_interface(id));
@@ -56,7 +56,7 @@ pub fn plan(config: &Config) -> Result<Plan> {
             neighbor.md5_password = Some(
                 password
                     .resolve()
-                    .with_context(|| format!("tunnel.{}.bgp_password", id.key()))?,
+                    .with_context(|| format!("{}.bgp_password", id.section()))?,
             );
         }
         tunnels.push(TunnelPlan {
@@ -98,9 +98,37 @@ pub fn plan(config: &Config) -> Result<Plan> {
 mod tests {
     use super::plan;
     use crate::{
-        config::{TunnelId, parse, tests::VALID},
+        config::{
+            TunnelId, parse,
+            tests::{VALID, two_regions},
+        },
         datapath::tunnel_interface,
     };
+
+    #[test]
+    fn a_second_region_becomes_two_more_tunnels_of_its_own() {
+        let config = parse(&two_regions("", "")).expect("config");
+        let p = plan(&config).expect("plan");
+        let names: Vec<&str> = p.tunnels.iter().map(|t| t.interface.as_str()).collect();
+        assert_eq!(names, ["vc-dc1", "vc-dc2", "vc-r2-dc1", "vc-r2-dc2"]);
+        let second = &p.tunnels[3];
+        assert_eq!(second.next_hop.id, 3, "the datapath's tunnel index");
+        // R19 per region: its own /25 and its own /24, never the first region's.
+        assert_eq!(
+            second.neighbor.accepted_prefixes,
+            [
+                "198.18.9.128/25".parse().unwrap(),
+                "198.18.9.0/24".parse().unwrap()
+            ]
+        );
+        let spec = &p.datapath.tunnels[2];
+        assert_eq!((spec.id, spec.reqid), (2, 1011));
+        assert_eq!(spec.cisco_prefix.to_string(), "198.18.9.0/24");
+        assert_eq!(
+            p.datapath.tunnels[0].cisco_prefix.to_string(),
+            "198.18.7.0/24"
+        );
+    }
 
     #[test]
     fn the_example_form_becomes_two_tunnels() {
@@ -114,7 +142,10 @@ mod tests {
         assert_eq!(tunnel_interface(TunnelId::B), "vc-dc2");
         assert_eq!(
             a.neighbor.accepted_prefixes,
-            vec![config.dc_prefix(TunnelId::A), config.cisco_prefix()]
+            vec![
+                config.dc_prefix(TunnelId::A),
+                config.cisco_prefix(TunnelId::A)
+            ]
         );
         assert_eq!(
             p.datapath.tunnels[1].reqid, 1002,

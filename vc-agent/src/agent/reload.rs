@@ -93,9 +93,14 @@ pub fn changes(
     })
 }
 
-/// A field a reload applies: `tunnel.<x>.<one of BGP_FIELDS or IKE_FIELDS>`.
+/// A field a reload applies: `tunnel.<x>.<one of BGP_FIELDS or IKE_FIELDS>`, in the file's
+/// region or an `extra_region[i]`.
 fn live(field: &str) -> bool {
-    let mut parts = field.split('.');
+    let in_region = field
+        .strip_prefix("extra_region[")
+        .and_then(|rest| rest.split_once("]."))
+        .map_or(field, |(_, rest)| rest);
+    let mut parts = in_region.split('.');
     matches!(
         (parts.next(), parts.next(), parts.next(), parts.next()),
         (Some("tunnel"), Some("a" | "b"), Some(name), None)
@@ -145,7 +150,8 @@ fn ike_changed(old: &Config, new: &Config, id: TunnelId) -> Result<bool, SecretE
     Ok(psk(o)? != psk(n)?)
 }
 
-/// The dotted paths where `a` and `b` differ (a table's keys one by one; anything else whole).
+/// The dotted paths where `a` and `b` differ (a table's keys one by one, an array of tables
+/// of unchanged length item by item as `name[i]`; anything else whole).
 fn differing(path: &str, a: &Value, b: &Value, out: &mut BTreeSet<String>) {
     match (a, b) {
         (Value::Object(a), Value::Object(b)) => {
@@ -162,6 +168,13 @@ fn differing(path: &str, a: &Value, b: &Value, out: &mut BTreeSet<String>) {
                     b.get(key).unwrap_or(&Value::Null),
                     out,
                 );
+            }
+        }
+        (Value::Array(a), Value::Array(b))
+            if a.len() == b.len() && a.iter().all(Value::is_object) =>
+        {
+            for (i, (a, b)) in a.iter().zip(b).enumerate() {
+                differing(&format!("{path}[{i}]"), a, b, out);
             }
         }
         (a, b) if a != b => {
@@ -221,6 +234,53 @@ mod tests {
     }
 
     #[test]
+    fn a_second_regions_tunnel_reloads_alone_and_its_prefixes_need_a_restart() {
+        use crate::config::{Side, tests::two_regions};
+        let old = parse(&two_regions("", "")).expect("config");
+        let changes_to = |new: &Config| {
+            changes(
+                &old,
+                &plan::plan(&old).expect("plan"),
+                new,
+                &plan::plan(new).expect("plan"),
+            )
+            .expect("changes")
+        };
+        let mut new = old.clone();
+        let b = new.extra_region[0].tunnel.b.as_mut().expect("b");
+        b.esp_proposals = vec!["aes128gcm16".into()];
+        b.cisco_asn = 64_999;
+        let second_b = TunnelId::new(1, Side::B);
+        assert_eq!(
+            changes_to(&new),
+            Changes {
+                bgp: vec![second_b],
+                ike: vec![second_b],
+                need_restart: vec![],
+            }
+        );
+        let mut new = old.clone();
+        new.extra_region[0].cisco.dc1_prefix = "198.18.9.128/25".parse().unwrap();
+        new.extra_region[0].cisco.dc2_prefix = "198.18.9.0/25".parse().unwrap();
+        assert_eq!(
+            changes_to(&new).need_restart,
+            [
+                "extra_region[0].cisco.dc1_prefix",
+                "extra_region[0].cisco.dc2_prefix"
+            ]
+        );
+        let mut new = old.clone();
+        new.extra_region.clear();
+        assert!(
+            changes_to(&new)
+                .need_restart
+                .iter()
+                .any(|f| f == "extra_region"),
+            "a region removed is a restart"
+        );
+    }
+
+    #[test]
     fn an_ike_proposal_or_psk_reloads_only_its_connection() {
         let mut c = config();
         tunnel_a(&mut c).esp_proposals = vec!["aes128gcm16".into()];
@@ -262,7 +322,7 @@ mod tests {
     fn a_tunnel_more_or_less_needs_a_restart() {
         let mut c = config();
         c.deployment.model = crate::config::DeploymentModel::TwoCpes;
-        c.deployment.tunnel = Some(TunnelId::A);
+        c.deployment.tunnel = Some(crate::config::Side::A);
         let d = diff(&c);
         assert!(
             d.need_restart.iter().any(|f| f.starts_with("deployment")),

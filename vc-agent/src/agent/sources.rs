@@ -116,7 +116,7 @@ impl Sources {
         };
         AgentStatus {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            region: config.region.clone(),
+            region: config.regions(),
             mode: config.mode,
             uptime_s: self.started.elapsed().as_secs(),
             charon: sas.as_ref().map(|s| CharonStatus::from(&s.charon)),

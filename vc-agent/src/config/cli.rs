@@ -28,7 +28,7 @@ pub fn check_report(path: &Path) -> CheckReport {
         Ok(c) => CheckReport {
             path: shown,
             ok: true,
-            region: Some(c.region.clone()),
+            region: Some(c.regions()),
             mode: Some(c.mode),
             tunnels: c.terminated().map(|(id, _)| id).collect(),
             faults: Vec::new(),

@@ -52,6 +52,10 @@ pub struct Config {
     /// The two tunnels of the form: `[tunnel.a]` (DC1) and `[tunnel.b]` (DC2).
     #[serde(default)]
     pub tunnel: Tunnels,
+    /// Another Virtual Connect (another Dedicated Instance region) this CPE serves: its own
+    /// form, on the same interfaces. At most one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_region: Vec<ExtraRegion>,
     /// vc's BGP speaker beyond the form: graceful restart. Not part of the form.
     #[serde(default)]
     pub bgp: BgpSettings,
@@ -65,6 +69,21 @@ pub struct Config {
     /// The LAN side: when 0.0.0.0/0 is advertised. Not part of the form.
     #[serde(default)]
     pub lan: LanSettings,
+}
+
+/// `[[extra_region]]`: the form of a second region. Its tunnels get their own interfaces
+/// (`vc-r2-dc1`, `vc-r2-dc2`), charon connections and reqids; its /24 backs up only its own
+/// two tunnels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraRegion {
+    /// The region's name, as on its form (e.g. `"AMER"`).
+    pub region: String,
+    /// Its Cisco /24 and /25s.
+    pub cisco: CiscoPrefixes,
+    /// Its two tunnels, as `[tunnel.a]` and `[tunnel.b]`.
+    #[serde(default)]
+    pub tunnel: Tunnels,
 }
 
 /// `[lan]`: the conditional default route.
@@ -173,9 +192,10 @@ impl fmt::Display for Mode {
 pub struct Deployment {
     /// `one-cpe` or `two-cpes`.
     pub model: DeploymentModel,
-    /// With `two-cpes`: the tunnel this CPE terminates. Not allowed with `one-cpe`.
+    /// With `two-cpes`: the tunnel this CPE terminates (in every region). Not allowed with
+    /// `one-cpe`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tunnel: Option<TunnelId>,
+    pub tunnel: Option<Side>,
 }
 
 /// The two deployment models of R2.
@@ -188,26 +208,107 @@ pub enum DeploymentModel {
     TwoCpes,
 }
 
-/// Tunnel A goes to DC1, tunnel B to DC2 (R1).
+/// Tunnel A goes to DC1, tunnel B to DC2 (R1): a tunnel's side of its region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum TunnelId {
+pub enum Side {
     #[serde(rename = "a", alias = "A")]
     A,
     #[serde(rename = "b", alias = "B")]
     B,
 }
 
-impl TunnelId {
-    /// Both tunnels, A first.
-    pub const ALL: [TunnelId; 2] = [TunnelId::A, TunnelId::B];
+impl Side {
+    /// Both sides, A first.
+    pub const ALL: [Side; 2] = [Side::A, Side::B];
 
-    /// 0 for A, 1 for B: the index other modules use for per-tunnel arrays and BPF maps.
+    /// The data centre this side's tunnel goes to: 1 for A, 2 for B.
+    #[must_use]
+    pub fn dc(self) -> u8 {
+        match self {
+            Side::A => 1,
+            Side::B => 2,
+        }
+    }
+
+    /// `"a"` or `"b"`, as in `[tunnel.a]`.
+    #[must_use]
+    pub fn key(self) -> &'static str {
+        match self {
+            Side::A => "a",
+            Side::B => "b",
+        }
+    }
+}
+
+/// How many Virtual Connect regions one agent serves: the file's own and one
+/// `[[extra_region]]`. Two tunnels each fill the datapath's tunnel table.
+pub const MAX_REGIONS: usize = vc_common::MAX_TUNNELS as usize / 2;
+
+/// How many tunnels one agent serves at most: the length of per-tunnel arrays.
+pub const TUNNELS: usize = 2 * MAX_REGIONS;
+
+/// One tunnel of the host: its region (0: the file's top-level one, 1: its `[[extra_region]]`)
+/// and its side (A to that region's DC1, B to its DC2). Written as its key: `a`, `b` for the
+/// first region, `r2-a`, `r2-b` for the second, so the first region's names never change when
+/// a second is added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
+pub struct TunnelId {
+    region: u8,
+    side: Side,
+}
+
+/// The keys of [`TunnelId::ALL`], in the same order.
+const TUNNEL_KEYS: [&str; TUNNELS] = ["a", "b", "r2-a", "r2-b"];
+
+impl TunnelId {
+    /// The first region's tunnel A (DC1).
+    pub const A: TunnelId = TunnelId::new(0, Side::A);
+    /// The first region's tunnel B (DC2).
+    pub const B: TunnelId = TunnelId::new(0, Side::B);
+
+    /// Every tunnel an agent can serve, by index: the first region's A and B, then the
+    /// second's. A config has the ones [`Config::tunnel`] finds.
+    pub const ALL: [TunnelId; TUNNELS] = [
+        TunnelId::A,
+        TunnelId::B,
+        TunnelId::new(1, Side::A),
+        TunnelId::new(1, Side::B),
+    ];
+
+    /// Tunnel `side` of region `region` (0-based; below [`MAX_REGIONS`]).
+    #[must_use]
+    pub const fn new(region: u8, side: Side) -> TunnelId {
+        TunnelId { region, side }
+    }
+
+    /// Its region: 0 for the file's own, 1 for its `[[extra_region]]`.
+    #[must_use]
+    pub fn region(self) -> usize {
+        usize::from(self.region)
+    }
+
+    /// A or B within its region.
+    #[must_use]
+    pub fn side(self) -> Side {
+        self.side
+    }
+
+    /// The other tunnel of its region: the one its /24 backs up with.
+    #[must_use]
+    pub fn sibling(self) -> TunnelId {
+        let side = match self.side {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        };
+        TunnelId::new(self.region, side)
+    }
+
+    /// 0 for A, 1 for B, 2 and 3 for the second region's: the index other modules use for
+    /// per-tunnel arrays and BPF maps.
     #[must_use]
     pub fn index(self) -> usize {
-        match self {
-            TunnelId::A => 0,
-            TunnelId::B => 1,
-        }
+        2 * self.region() + usize::from(self.side == Side::B)
     }
 
     /// The inverse of [`TunnelId::index`].
@@ -216,30 +317,55 @@ impl TunnelId {
         TunnelId::ALL.get(index).copied()
     }
 
-    /// The data centre this tunnel goes to: 1 for A, 2 for B.
+    /// The data centre of its region this tunnel goes to: 1 for A, 2 for B.
     #[must_use]
     pub fn dc(self) -> u8 {
-        match self {
-            TunnelId::A => 1,
-            TunnelId::B => 2,
-        }
+        self.side.dc()
     }
 
-    /// `"a"` or `"b"`, as in `[tunnel.a]`.
+    /// `"a"`, `"b"`, `"r2-a"` or `"r2-b"`: its name in charon's connections, metrics and
+    /// logs.
     #[must_use]
     pub fn key(self) -> &'static str {
-        match self {
-            TunnelId::A => "a",
-            TunnelId::B => "b",
+        TUNNEL_KEYS[self.index()]
+    }
+
+    /// Its section in `vc.toml`: `tunnel.a`, or `extra_region[0].tunnel.a`.
+    #[must_use]
+    pub fn section(self) -> String {
+        match self.region {
+            0 => format!("tunnel.{}", self.side.key()),
+            r => format!("extra_region[{}].tunnel.{}", r - 1, self.side.key()),
         }
+    }
+}
+
+impl TryFrom<String> for TunnelId {
+    type Error = String;
+
+    fn try_from(key: String) -> Result<Self, Self::Error> {
+        TunnelId::ALL
+            .into_iter()
+            .find(|id| id.key().eq_ignore_ascii_case(&key))
+            .ok_or_else(|| format!("no tunnel {key:?} (a, b, r2-a or r2-b)"))
+    }
+}
+
+impl From<TunnelId> for &'static str {
+    fn from(id: TunnelId) -> Self {
+        id.key()
     }
 }
 
 impl fmt::Display for TunnelId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TunnelId::A => f.write_str("A (DC1)"),
-            TunnelId::B => f.write_str("B (DC2)"),
+        let side = match self.side {
+            Side::A => "A (DC1)",
+            Side::B => "B (DC2)",
+        };
+        match self.region {
+            0 => f.write_str(side),
+            r => write!(f, "{side} of region {}", r + 1),
         }
     }
 }
@@ -550,14 +676,18 @@ impl Config {
     /// The tunnel with this id, if the file has it.
     #[must_use]
     pub fn tunnel(&self, id: TunnelId) -> Option<&Tunnel> {
-        match id {
-            TunnelId::A => self.tunnel.a.as_ref(),
-            TunnelId::B => self.tunnel.b.as_ref(),
+        let tunnels = match id.region() {
+            0 => &self.tunnel,
+            r => &self.extra_region.get(r - 1)?.tunnel,
+        };
+        match id.side() {
+            Side::A => tunnels.a.as_ref(),
+            Side::B => tunnels.b.as_ref(),
         }
     }
 
-    /// The tunnels this host terminates, A first: both with `one-cpe`, the named one with
-    /// `two-cpes` (R2).
+    /// The tunnels this host terminates, in index order: all of them with `one-cpe`, the named
+    /// side of each region with `two-cpes` (R2).
     pub fn terminated(&self) -> impl Iterator<Item = (TunnelId, &Tunnel)> {
         let only = match self.deployment.model {
             DeploymentModel::OneCpe => None,
@@ -565,8 +695,18 @@ impl Config {
         };
         TunnelId::ALL
             .into_iter()
-            .filter(move |id| only.is_none_or(|o| o == *id))
+            .filter(move |id| only.is_none_or(|o| o == id.side()))
             .filter_map(|id| self.tunnel(id).map(|t| (id, t)))
+    }
+
+    /// The regions' names, the file's own first, as the status and metrics show them:
+    /// `EMEA`, or `EMEA + AMER`.
+    #[must_use]
+    pub fn regions(&self) -> String {
+        std::iter::once(self.region.as_str())
+            .chain(self.extra_region.iter().map(|r| r.region.as_str()))
+            .collect::<Vec<_>>()
+            .join(" + ")
     }
 
     /// Whether vc does IPsec itself.
@@ -575,18 +715,31 @@ impl Config {
         self.mode == Mode::Ipsec
     }
 
-    /// Cisco's /24 (both DCs announce it as backup).
+    /// The Cisco prefixes of a tunnel's region.
     #[must_use]
-    pub fn cisco_prefix(&self) -> Ipv4Net {
-        self.cisco.prefix
+    pub fn cisco(&self, id: TunnelId) -> &CiscoPrefixes {
+        match id.region() {
+            0 => &self.cisco,
+            r => self
+                .extra_region
+                .get(r - 1)
+                .map_or(&self.cisco, |e| &e.cisco),
+        }
+    }
+
+    /// Cisco's /24 of a tunnel's region (both its DCs announce it as backup).
+    #[must_use]
+    pub fn cisco_prefix(&self, id: TunnelId) -> Ipv4Net {
+        self.cisco(id).prefix
     }
 
     /// The /25 that belongs to this tunnel's DC (R19, R20).
     #[must_use]
     pub fn dc_prefix(&self, id: TunnelId) -> Ipv4Net {
-        match id {
-            TunnelId::A => self.cisco.dc1_prefix,
-            TunnelId::B => self.cisco.dc2_prefix,
+        let cisco = self.cisco(id);
+        match id.side() {
+            Side::A => cisco.dc1_prefix,
+            Side::B => cisco.dc2_prefix,
         }
     }
 }

@@ -59,7 +59,7 @@ pub fn exposed(config_path: &Path, config: &Config) -> Vec<Exposed> {
             holders
                 .entry(holder.to_path_buf())
                 .or_default()
-                .push(format!("tunnel.{}.{name}", id.key()));
+                .push(format!("{}.{name}", id.section()));
         }
     }
     holders

@@ -102,7 +102,7 @@ fn valid_config_has_no_fault_and_useful_accessors() {
     assert_eq!(TunnelId::B.index(), 1);
     assert_eq!(TunnelId::from_index(1), Some(TunnelId::B));
     assert_eq!(c.dc_prefix(TunnelId::B).to_string(), "198.18.7.128/25");
-    assert_eq!(c.cisco_prefix().to_string(), "198.18.7.0/24");
+    assert_eq!(c.cisco_prefix(TunnelId::A).to_string(), "198.18.7.0/24");
     let a = c.tunnel(TunnelId::A).expect("a");
     assert_eq!(a.local_ike_id(), "203.0.113.10");
     assert_eq!(a.remote_ike_id(), "192.0.2.10");
@@ -656,4 +656,164 @@ fn a_tunnels_own_wan_device() {
         "tunnel.a.wan",
     );
     assert_eq!(kind, FaultKind::InterfaceName("a-name-far-too-long".into()));
+}
+
+/// A second region's block: AMER's /24 and two tunnels to its own DCs.
+pub(crate) const SECOND_REGION: &str = r#"
+[[extra_region]]
+region = "AMER"
+
+[extra_region.cisco]
+prefix = "198.18.9.0/24"
+dc1_prefix = "198.18.9.0/25"
+dc2_prefix = "198.18.9.128/25"
+
+[extra_region.tunnel.a]
+cpe_ipsec_address = "203.0.113.10"
+cpe_gre_address = "203.0.113.10"
+dc_ipsec_address = "192.0.2.30"
+dc_gre_address = "192.0.2.31"
+cpe_tunnel_ip = "100.64.30.2/30"
+dc_tunnel_ip = "100.64.30.1/30"
+cisco_asn = 64700
+cpe_asn = 65010
+ike_psk = "psk-c-0123456789"
+bgp_password = "bgp-c-0123456789"
+ike_proposals = ["aes256gcm16-prfsha384-ecp384"]
+esp_proposals = ["aes256gcm16"]
+
+[extra_region.tunnel.b]
+cpe_ipsec_address = "203.0.113.10"
+cpe_gre_address = "203.0.113.10"
+dc_ipsec_address = "192.0.2.40"
+dc_gre_address = "192.0.2.41"
+cpe_tunnel_ip = "100.64.40.2/30"
+dc_tunnel_ip = "100.64.40.1/30"
+cisco_asn = 64701
+cpe_asn = 65010
+ike_psk = "psk-d-0123456789"
+bgp_password = "bgp-d-0123456789"
+ike_proposals = ["aes256gcm16-prfsha384-ecp384"]
+esp_proposals = ["aes256gcm16"]
+"#;
+
+/// `VALID` with [`SECOND_REGION`] after it, the first `from` in the second region replaced.
+pub(crate) fn two_regions(from: &str, to: &str) -> String {
+    let second = SECOND_REGION.replacen(from, to, 1);
+    assert!(
+        from.is_empty() || second != SECOND_REGION,
+        "no {from:?} in the second region"
+    );
+    format!("{VALID}{second}")
+}
+
+#[test]
+fn a_second_region_adds_two_tunnels_with_their_own_names_and_prefixes() {
+    use super::Side;
+    let c = parse(&two_regions("", "")).expect("parse");
+    assert_eq!(validate(&c), Ok(()));
+    let ids: Vec<TunnelId> = c.terminated().map(|(id, _)| id).collect();
+    let (c_a, c_b) = (TunnelId::new(1, Side::A), TunnelId::new(1, Side::B));
+    assert_eq!(ids, [TunnelId::A, TunnelId::B, c_a, c_b]);
+    assert_eq!(
+        ids.iter().map(|id| id.index()).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    assert_eq!((c_a.key(), c_b.key()), ("r2-a", "r2-b"));
+    assert_eq!(c_a.section(), "extra_region[0].tunnel.a");
+    assert_eq!(c_b.to_string(), "B (DC2) of region 2");
+    assert_eq!((c_a.sibling(), TunnelId::A.sibling()), (c_b, TunnelId::B));
+    assert_eq!(c.regions(), "EMEA + AMER");
+    assert_eq!(c.dc_prefix(c_b).to_string(), "198.18.9.128/25");
+    assert_eq!(c.cisco_prefix(c_a).to_string(), "198.18.9.0/24");
+    assert_eq!(c.cisco_prefix(TunnelId::B).to_string(), "198.18.7.0/24");
+    let dc = |id| c.tunnel(id).map(|t| t.dc_ipsec_address.to_string());
+    assert_eq!(dc(c_a).as_deref(), Some("192.0.2.30"));
+    // The id is written as its key, in the status and anywhere else it is serialized.
+    assert_eq!(serde_json::to_string(&c_b).expect("json"), "\"r2-b\"");
+    assert_eq!(
+        serde_json::from_str::<TunnelId>("\"R2-A\"").expect("id"),
+        c_a
+    );
+    assert!(serde_json::from_str::<TunnelId>("\"r3-a\"").is_err());
+    // `two-cpes` names a side: this CPE terminates it in every region.
+    let two = two_regions("", "").replace(
+        "model = \"one-cpe\"",
+        "model = \"two-cpes\"\ntunnel = \"b\"",
+    );
+    let c = parse(&two).expect("parse");
+    assert_eq!(validate(&c), Ok(()));
+    let ids: Vec<TunnelId> = c.terminated().map(|(id, _)| id).collect();
+    assert_eq!(ids, [TunnelId::B, c_b]);
+}
+
+#[test]
+fn second_region_faults_name_its_fields() {
+    // Its /24 is checked as the first region's; it must not overlap the first region's.
+    let (kind, msg) = one_fault(
+        &two_regions("prefix = \"198.18.9.0/24\"", "prefix = \"198.18.8.0/23\""),
+        "extra_region[0].cisco.prefix",
+    );
+    assert!(matches!(kind, FaultKind::NotSlash24(_)), "{msg}");
+    let (kind, msg) = one_fault(
+        &two_regions(
+            "prefix = \"198.18.9.0/24\"\ndc1_prefix = \"198.18.9.0/25\"\ndc2_prefix = \"198.18.9.128/25\"",
+            "prefix = \"198.18.7.0/24\"\ndc1_prefix = \"198.18.7.0/25\"\ndc2_prefix = \"198.18.7.128/25\"",
+        ),
+        "extra_region[0].cisco.prefix",
+    );
+    assert!(matches!(kind, FaultKind::RegionPrefixOverlap(..)), "{msg}");
+    assert!(msg.contains("cisco.prefix 198.18.7.0/24"), "{msg}");
+    // Its own fields are checked, under its own path.
+    let (kind, msg) = one_fault(
+        &two_regions("cisco_asn = 64700", "cisco_asn = 65010"),
+        "extra_region[0].tunnel.a.cpe_asn",
+    );
+    assert!(matches!(kind, FaultKind::AsnEqual(65010)), "{msg}");
+    // Across regions: a DC address shared with the first region's DC, a tunnel subnet that
+    // overlaps one of the first region's.
+    let (kind, msg) = one_fault(
+        &two_regions(
+            "dc_gre_address = \"192.0.2.41\"",
+            "dc_gre_address = \"192.0.2.21\"",
+        ),
+        "extra_region[0].tunnel.b.dc_gre_address",
+    );
+    assert!(matches!(kind, FaultKind::DuplicateAddress { .. }), "{msg}");
+    let text = two_regions(
+        "cpe_tunnel_ip = \"100.64.40.2/30\"",
+        "cpe_tunnel_ip = \"100.64.10.6/30\"",
+    )
+    .replacen(
+        "dc_tunnel_ip = \"100.64.40.1/30\"",
+        "dc_tunnel_ip = \"100.64.10.5/30\"",
+        1,
+    );
+    let (kind, msg) = one_fault(&text, "extra_region[0].tunnel.b.cpe_tunnel_ip");
+    assert!(matches!(kind, FaultKind::TunnelSubnetOverlap(..)), "{msg}");
+    assert!(msg.contains("tunnel B (DC2)"), "{msg}");
+    // A one-CPE host terminates both of its tunnels.
+    let start = SECOND_REGION.find("[extra_region.tunnel.b]").expect("b");
+    let text = format!("{VALID}{}", &SECOND_REGION[..start]);
+    let (kind, msg) = one_fault(&text, "extra_region[0].tunnel.b");
+    assert!(matches!(kind, FaultKind::Missing(_)), "{msg}");
+    // Named like the first region; and at most one extra region.
+    let (kind, msg) = one_fault(
+        &two_regions("region = \"AMER\"", "region = \"emea\""),
+        "extra_region[0].region",
+    );
+    assert!(matches!(kind, FaultKind::RegionSame(_)), "{msg}");
+    let third = SECOND_REGION
+        .replace("AMER", "APJC")
+        .replace("198.18.9.", "198.18.11.")
+        .replace("192.0.2.3", "192.0.2.5")
+        .replace("192.0.2.4", "192.0.2.6")
+        .replace("100.64.30.", "100.64.50.")
+        .replace("100.64.40.", "100.64.60.");
+    let all = faults(&format!("{}{third}", two_regions("", "")));
+    assert!(
+        all.iter().any(|(f, k)| f == "extra_region"
+            && matches!(k, FaultKind::TooManyRegions { given: 3, max: 2 })),
+        "{all:#?}"
+    );
 }

@@ -5,7 +5,8 @@ use std::{fmt, net::Ipv4Addr, ops::RangeInclusive};
 use ipnet::Ipv4Net;
 
 use super::{
-    Config, DeploymentModel, Secret, SecretError, Tunnel, TunnelId,
+    CiscoPrefixes, Config, DeploymentModel, MAX_REGIONS, Secret, SecretError, Side, Tunnel,
+    TunnelId,
     proposal::{self, ProposalError, Protocol},
 };
 
@@ -54,8 +55,14 @@ pub enum FaultKind {
     TunnelIpNetwork(Ipv4Addr),
     #[error("{0} is the broadcast address of its /30")]
     TunnelIpBroadcast(Ipv4Addr),
-    #[error("{0} overlaps tunnel A's subnet {1}")]
-    TunnelSubnetOverlap(Ipv4Net, Ipv4Net),
+    #[error("{0} overlaps {2}'s subnet {1}")]
+    TunnelSubnetOverlap(Ipv4Net, Ipv4Net, String),
+    #[error("{0} overlaps {1}")]
+    RegionPrefixOverlap(Ipv4Net, String),
+    #[error("{given} regions: one agent serves at most {max} (the file's and one extra_region)")]
+    TooManyRegions { given: usize, max: usize },
+    #[error("{0:?} is also the file's region")]
+    RegionSame(String),
     #[error("{0} is not a /24")]
     NotSlash24(Ipv4Net),
     #[error("{0} is not a /25")]
@@ -150,7 +157,7 @@ pub fn validate_with(config: &Config, secrets: Secrets) -> Result<(), Faults> {
         v.tunnel(config, *id, t);
     }
     v.across_tunnels(&tunnels);
-    v.cisco(config);
+    v.regions(config);
     v.charon(config);
     v.agent(config);
     v.bgp(config);
@@ -196,6 +203,24 @@ impl Checker {
         if c.region.trim().is_empty() {
             self.fault("region", FaultKind::Empty);
         }
+        let regions = 1 + c.extra_region.len();
+        if regions > MAX_REGIONS {
+            self.fault(
+                "extra_region",
+                FaultKind::TooManyRegions {
+                    given: regions,
+                    max: MAX_REGIONS,
+                },
+            );
+        }
+        for (i, extra) in c.extra_region.iter().enumerate() {
+            let field = format!("extra_region[{i}].region");
+            if extra.region.trim().is_empty() {
+                self.fault(field, FaultKind::Empty);
+            } else if extra.region.eq_ignore_ascii_case(&c.region) {
+                self.fault(field, FaultKind::RegionSame(extra.region.clone()));
+            }
+        }
         for (field, name) in [
             ("interfaces.wan", &c.interfaces.wan),
             ("interfaces.lan", &c.interfaces.lan),
@@ -231,18 +256,18 @@ impl Checker {
             }
             _ => {}
         }
-        let needed: Vec<TunnelId> = match (c.deployment.model, c.deployment.tunnel) {
-            (DeploymentModel::TwoCpes, Some(id)) => vec![id],
-            (DeploymentModel::TwoCpes, None) => vec![],
-            (DeploymentModel::OneCpe, _) => TunnelId::ALL.to_vec(),
+        let serves = |id: &TunnelId| match (c.deployment.model, c.deployment.tunnel) {
+            (DeploymentModel::TwoCpes, side) => side == Some(id.side()),
+            (DeploymentModel::OneCpe, _) => true,
         };
-        for id in &needed {
-            if c.tunnel(*id).is_none() {
+        let regions = (1 + c.extra_region.len()).min(MAX_REGIONS);
+        for id in TunnelId::ALL.into_iter().filter(|id| id.region() < regions) {
+            if serves(&id) && c.tunnel(id).is_none() {
                 self.fault(
-                    format!("tunnel.{}", id.key()),
-                    FaultKind::Missing(match id {
-                        TunnelId::A => "tunnel A (DC1): this CPE terminates it",
-                        TunnelId::B => "tunnel B (DC2): this CPE terminates it",
+                    id.section(),
+                    FaultKind::Missing(match id.side() {
+                        Side::A => "tunnel A (DC1): this CPE terminates it",
+                        Side::B => "tunnel B (DC2): this CPE terminates it",
                     }),
                 );
             }
@@ -255,7 +280,7 @@ impl Checker {
     }
 
     fn tunnel(&mut self, c: &Config, id: TunnelId, t: &Tunnel) {
-        let p = |f: &str| format!("tunnel.{}.{f}", id.key());
+        let p = |f: &str| format!("{}.{f}", id.section());
 
         // ASNs (R16)
         for (f, asn) in [("cisco_asn", t.cisco_asn), ("cpe_asn", t.cpe_asn)] {
@@ -466,21 +491,30 @@ impl Checker {
         }
     }
 
-    /// Across the two tunnels: the DCs share no address with each other or with the CPE (the
-    /// CPE may use one public and one GRE address for both tunnels), and the tunnel subnets
-    /// do not overlap.
+    /// Across every pair of tunnels (one region's two, or two regions'): the DCs share no
+    /// address with each other or with the CPE (the CPE may use one public and one GRE address
+    /// for all its tunnels), and the tunnel subnets do not overlap.
     fn across_tunnels(&mut self, tunnels: &[(TunnelId, &Tunnel)]) {
-        let [(_, a), (_, b)] = tunnels else { return };
+        for (i, &(ia, a)) in tunnels.iter().enumerate() {
+            for &(ib, b) in &tunnels[i + 1..] {
+                self.tunnel_pair((ia, a), (ib, b));
+            }
+        }
+    }
+
+    /// One pair of [`Checker::across_tunnels`]; `b` comes after `a` in index order.
+    fn tunnel_pair(&mut self, (ia, a): (TunnelId, &Tunnel), (ib, b): (TunnelId, &Tunnel)) {
+        let (sa, sb) = (ia.section(), ib.section());
         for (fa, va) in transport(a) {
             for (fb, vb) in transport(b) {
                 if va != vb || (fa.starts_with("cpe_") && fb.starts_with("cpe_")) {
                     continue;
                 }
-                // Blame a DC address (the CPE may legitimately reuse its own), B's if both are.
+                // Blame a DC address (the CPE may legitimately reuse its own), b's if both are.
                 let (field, other) = if fb.starts_with("dc_") {
-                    (format!("tunnel.b.{fb}"), format!("tunnel.a.{fa}"))
+                    (format!("{sb}.{fb}"), format!("{sa}.{fa}"))
                 } else {
-                    (format!("tunnel.a.{fa}"), format!("tunnel.b.{fb}"))
+                    (format!("{sa}.{fa}"), format!("{sb}.{fb}"))
                 };
                 self.duplicate(field, vb, other);
             }
@@ -488,22 +522,46 @@ impl Checker {
         let (na, nb) = (a.tunnel_subnet(), b.tunnel_subnet());
         if na.contains(&nb) || nb.contains(&na) {
             self.fault(
-                "tunnel.b.cpe_tunnel_ip",
-                FaultKind::TunnelSubnetOverlap(nb, na),
+                format!("{sb}.cpe_tunnel_ip"),
+                FaultKind::TunnelSubnetOverlap(nb, na, format!("tunnel {ia}")),
             );
         }
     }
 
+    /// R19 for every region, and no two regions' /24s overlap.
+    fn regions(&mut self, c: &Config) {
+        self.cisco("cisco", &c.cisco);
+        for (i, extra) in c.extra_region.iter().enumerate() {
+            let field = format!("extra_region[{i}].cisco");
+            self.cisco(&field, &extra.cisco);
+            let earlier = std::iter::once(("cisco".to_string(), c.cisco.prefix)).chain(
+                c.extra_region[..i]
+                    .iter()
+                    .enumerate()
+                    .map(|(j, e)| (format!("extra_region[{j}].cisco"), e.cisco.prefix)),
+            );
+            let px = extra.cisco.prefix;
+            for (name, prefix) in earlier {
+                if px.contains(&prefix) || prefix.contains(&px) {
+                    self.fault(
+                        format!("{field}.prefix"),
+                        FaultKind::RegionPrefixOverlap(px, format!("{name}.prefix {prefix}")),
+                    );
+                }
+            }
+        }
+    }
+
     /// R19: a /24 and its two /25 halves, one per DC.
-    fn cisco(&mut self, c: &Config) {
-        let px = c.cisco.prefix;
+    fn cisco(&mut self, section: &str, cisco: &CiscoPrefixes) {
+        let px = cisco.prefix;
         let mut ok = true;
         if px.prefix_len() != 24 {
-            self.fault("cisco.prefix", FaultKind::NotSlash24(px));
+            self.fault(format!("{section}.prefix"), FaultKind::NotSlash24(px));
             ok = false;
         } else if px.addr() != px.network() {
             self.fault(
-                "cisco.prefix",
+                format!("{section}.prefix"),
                 FaultKind::HostBits {
                     net: px,
                     trunc: px.trunc(),
@@ -512,8 +570,8 @@ impl Checker {
             ok = false;
         }
         for (f, half) in [
-            ("cisco.dc1_prefix", c.cisco.dc1_prefix),
-            ("cisco.dc2_prefix", c.cisco.dc2_prefix),
+            (format!("{section}.dc1_prefix"), cisco.dc1_prefix),
+            (format!("{section}.dc2_prefix"), cisco.dc2_prefix),
         ] {
             if half.prefix_len() != 25 {
                 self.fault(f, FaultKind::NotSlash25(half));
@@ -532,10 +590,10 @@ impl Checker {
                 ok = false;
             }
         }
-        if ok && c.cisco.dc1_prefix == c.cisco.dc2_prefix {
+        if ok && cisco.dc1_prefix == cisco.dc2_prefix {
             self.fault(
-                "cisco.dc2_prefix",
-                FaultKind::HalvesSame(c.cisco.dc2_prefix),
+                format!("{section}.dc2_prefix"),
+                FaultKind::HalvesSame(cisco.dc2_prefix),
             );
         }
     }

@@ -72,17 +72,21 @@ pub struct TunnelSpec {
     pub mss: u16,
 }
 
-/// The datapath's number for a tunnel (A = 0, B = 1), also the BGP speaker's and the route
-/// manager's.
+/// The datapath's number for a tunnel ([`TunnelId::index`]: A = 0, B = 1, a second region's 2
+/// and 3), also the BGP speaker's and the route manager's.
 #[must_use]
 pub fn tunnel_index(id: TunnelId) -> u32 {
-    u32::try_from(id.index()).expect("two tunnels")
+    u32::try_from(id.index()).expect("at most TUNNELS tunnels")
 }
 
-/// The tunnel interface of a tunnel: `vc-dc1` for A, `vc-dc2` for B.
+/// The tunnel interface of a tunnel: `vc-dc1` for A, `vc-dc2` for B; `vc-r2-dc1` and
+/// `vc-r2-dc2` in a second region.
 #[must_use]
 pub fn tunnel_interface(id: TunnelId) -> String {
-    format!("vc-dc{}", id.dc())
+    match id.region() {
+        0 => format!("vc-dc{}", id.dc()),
+        r => format!("vc-r{}-dc{}", r + 1, id.dc()),
+    }
 }
 
 impl DatapathSpec {
@@ -113,7 +117,7 @@ impl DatapathSpec {
                     reqid: conn::reqid(id),
                     local_tunnel: t.cpe_tunnel_ip,
                     dc_tunnel_ip: t.dc_tunnel_ip.addr(),
-                    cisco_prefix: config.cisco_prefix(),
+                    cisco_prefix: config.cisco_prefix(id),
                     mtu: t.mtu,
                     mss: t.mss,
                 })

@@ -109,7 +109,7 @@ impl<'a> Context<'a> {
 
     /// `a` → `tunnel.a`: the config section an engineer edits.
     pub fn section(&self) -> String {
-        format!("tunnel.{}", self.t.ends.id.key())
+        self.t.ends.id.section()
     }
 
     pub fn uptime(&self) -> String {

@@ -83,7 +83,8 @@ pub fn ping(tunnel: TunnelId, device: &str, from: Ipv4Addr, to: Ipv4Addr, s: Sch
     result.ran = true;
     // Distinct per process and tunnel: other pings in the namespace are not ours.
     let pid = std::process::id().to_le_bytes();
-    let id = u16::from_le_bytes([pid[0] ^ tunnel.key().as_bytes()[0], pid[1]]);
+    let tag = b"abcd"[tunnel.index()];
+    let id = u16::from_le_bytes([pid[0] ^ tag, pid[1]]);
     let target = SockAddr::from(SocketAddrV4::new(to, 0));
     let start = Instant::now();
     let mut sent_at = Vec::new();

@@ -16,7 +16,7 @@
 use std::net::Ipv4Addr;
 
 use crate::{
-    config::{SecretValue, Tunnel, TunnelId},
+    config::{SecretValue, TUNNELS, Tunnel, TunnelId},
     ipsec::vici::Message,
 };
 
@@ -41,12 +41,13 @@ pub fn tunnel_of(conn: &str) -> Option<TunnelId> {
     TunnelId::ALL.into_iter().find(|id| conn_name(*id) == conn)
 }
 
-/// The fixed reqid of a tunnel's SAs and policies: 1001 for A (DC1), 1002 for B (DC2). Far
-/// above the reqids charon allocates itself (from 1), so a system charon's own connections
-/// never collide with them.
+/// The fixed reqid of a tunnel's SAs and policies: 1001 for A (DC1), 1002 for B (DC2); 1011
+/// and 1012 in a second region. Far above the reqids charon allocates itself (from 1), so a
+/// system charon's own connections never collide with them.
 #[must_use]
 pub fn reqid(id: TunnelId) -> u32 {
-    1000 + u32::from(id.dc())
+    const REQIDS: [u32; TUNNELS] = [1001, 1002, 1011, 1012];
+    REQIDS[id.index()]
 }
 
 /// A GRE-only traffic selector for one host, in swanctl syntax.
@@ -126,7 +127,7 @@ pub fn load_shared(id: TunnelId, t: &Tunnel, psk: &SecretValue) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Secret, TunnelId};
+    use crate::config::{Secret, Side, TunnelId};
 
     fn tunnel() -> Tunnel {
         let c = crate::config::parse(crate::config::tests::VALID).expect("config");
@@ -140,6 +141,12 @@ mod tests {
         assert_eq!(tunnel_of("vc-b"), Some(TunnelId::B));
         assert_eq!(tunnel_of("gre"), None);
         assert_eq!((reqid(TunnelId::A), reqid(TunnelId::B)), (1001, 1002));
+        let second = TunnelId::new(1, Side::B);
+        assert_eq!(
+            (conn_name(second), child_name(second), reqid(second)),
+            ("vc-r2-b".into(), "vc-r2-b-gre".into(), 1012)
+        );
+        assert_eq!(tunnel_of("vc-r2-a"), Some(second.sibling()));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use tokio::{
 };
 
 use crate::{
-    config::{CharonMode, Config, SecretError, TunnelId},
+    config::{CharonMode, Config, SecretError, TUNNELS, TunnelId},
     ipsec::{
         charon::{CharonError, Supervised},
         conn, journal,
@@ -200,7 +200,7 @@ impl Ipsec {
             table: SaTable::default(),
             snap: snap_tx,
             notices: notices.clone(),
-            last_try: [None, None],
+            last_try: [None; TUNNELS],
         };
         ctl.bring_up().await?;
         let task = Task::spawn(TASK, ctl.run(rx));
@@ -365,7 +365,7 @@ struct Controller {
     snap: watch::Sender<Snapshot>,
     notices: broadcast::Sender<Notice>,
     /// When each tunnel was last initiated.
-    last_try: [Option<tokio::time::Instant>; 2],
+    last_try: [Option<tokio::time::Instant>; TUNNELS],
 }
 
 impl Controller {

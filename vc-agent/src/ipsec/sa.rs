@@ -15,7 +15,7 @@ mod names;
 
 pub use self::names::{ChildMode, ChildState, IkeState};
 use crate::{
-    config::TunnelId,
+    config::{TUNNELS, TunnelId},
     ipsec::{
         conn,
         failure::{self, Failure},
@@ -137,13 +137,13 @@ struct Absent {
     child: u8,
 }
 
-/// Both tunnels' SA state.
+/// Every tunnel's SA state, by [`TunnelId::index`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SaTable {
-    tunnels: [TunnelSa; 2],
+    tunnels: [TunnelSa; TUNNELS],
     /// Where each tunnel's last IKE request went, to say which UDP port went unanswered.
-    last_port: [Option<u16>; 2],
-    absent: [Absent; 2],
+    last_port: [Option<u16>; TUNNELS],
+    absent: [Absent; TUNNELS],
 }
 
 impl SaTable {
@@ -230,8 +230,8 @@ impl SaTable {
     /// [`ABSENT_SNAPSHOTS`] snapshots in a row lacked it (the downs this causes are returned).
     /// Counters and errors are kept.
     pub fn snapshot(&mut self, listed: &[Message], now: SystemTime) -> Vec<Change> {
-        let mut ike: [Option<IkeSa>; 2] = [None, None];
-        let mut child: [Option<ChildSa>; 2] = [None, None];
+        let mut ike: [Option<IkeSa>; TUNNELS] = std::array::from_fn(|_| None);
+        let mut child: [Option<ChildSa>; TUNNELS] = std::array::from_fn(|_| None);
         for msg in listed {
             for (name, sa) in msg.sections() {
                 let Some(id) = conn::tunnel_of(name) else {
@@ -289,7 +289,7 @@ impl SaTable {
             t.ike = None;
             t.child = None;
         }
-        self.absent = [Absent::default(); 2];
+        self.absent = [Absent::default(); TUNNELS];
     }
 
     fn log(&mut self, msg: &Message, now: SystemTime) -> Option<Change> {
