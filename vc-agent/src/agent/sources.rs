@@ -67,6 +67,7 @@ impl Sources {
         TunnelStatus {
             ends: TunnelEnds {
                 id: t.id,
+                region: config.region_of(t.id).to_string(),
                 dc: t.id.dc(),
                 interface: t.interface.clone(),
                 local_gre: form.cpe_gre_address,

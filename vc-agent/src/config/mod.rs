@@ -715,6 +715,15 @@ impl Config {
         self.mode == Mode::Ipsec
     }
 
+    /// The name of a tunnel's region, as on its form.
+    #[must_use]
+    pub fn region_of(&self, id: TunnelId) -> &str {
+        match id.region() {
+            0 => &self.region,
+            r => self.extra_region.get(r - 1).map_or("", |e| &e.region),
+        }
+    }
+
     /// The Cisco prefixes of a tunnel's region.
     #[must_use]
     pub fn cisco(&self, id: TunnelId) -> &CiscoPrefixes {

@@ -59,6 +59,7 @@ mod tests {
             tunnels: vec![TunnelDiagnosis {
                 ends: TunnelEnds {
                     id: TunnelId::A,
+                    region: "EMEA".into(),
                     dc: 1,
                     interface: "vc-dc1".into(),
                     local_gre: [198, 51, 100, 1].into(),

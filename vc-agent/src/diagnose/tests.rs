@@ -23,6 +23,7 @@ fn healthy_tunnel() -> TunnelStatus {
     TunnelStatus {
         ends: TunnelEnds {
             id: TunnelId::A,
+            region: "EMEA".into(),
             dc: 1,
             interface: "vc-dc1".into(),
             local_gre: [198, 51, 100, 1].into(),

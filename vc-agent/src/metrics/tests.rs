@@ -69,6 +69,7 @@ fn tunnel(id: TunnelId) -> TunnelStatus {
     TunnelStatus {
         ends: TunnelEnds {
             id,
+            region: "EMEA".into(),
             dc,
             interface: format!("vc-dc{dc}"),
             local_gre: [198, 51, 100, 1].into(),

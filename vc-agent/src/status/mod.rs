@@ -19,7 +19,7 @@ pub use self::tunnel::{Headline, TunnelEnds, TunnelStatus, prefix_list};
 use crate::duration::format_duration;
 pub use crate::{
     bgp::{Direction, NotificationInfo, State as BgpState, status::BgpStatus},
-    config::{Mode, TunnelId},
+    config::{Mode, Side, TunnelId},
     datapath::{
         AttachMode,
         reassembled::{ReassembledCounters, Refusal},

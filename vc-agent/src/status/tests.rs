@@ -21,6 +21,7 @@ fn status() -> AgentStatus {
         tunnels: vec![TunnelStatus {
             ends: TunnelEnds {
                 id: TunnelId::A,
+                region: "EMEA".into(),
                 dc: 1,
                 interface: "vc-dc1".into(),
                 local_gre: [198, 51, 100, 1].into(),
@@ -128,6 +129,24 @@ fn the_text_heads_each_tunnel_with_its_ends() {
     ] {
         assert!(text.contains(line), "{line:?} missing:\n{text}");
     }
+}
+
+#[test]
+fn a_second_regions_tunnel_names_its_region_and_round_trips() {
+    let mut s = status();
+    let mut t = s.tunnels[0].clone();
+    t.ends.id = TunnelId::new(1, super::Side::B);
+    t.ends.region = "AMER".into();
+    t.ends.dc = 2;
+    t.ends.interface = "vc-r2-dc2".into();
+    s.tunnels.push(t);
+    let text = s.to_string();
+    let line = "tunnel R2-B → AMER DC2 (vc-r2-dc2) up: GRE 198.51.100.1 → 198.18.1.1";
+    assert!(text.contains(line), "{line:?} missing:\n{text}");
+    let json = serde_json::to_value(&s).expect("json");
+    assert_eq!(json["tunnels"][1]["id"], "r2-b");
+    let back: AgentStatus = serde_json::from_value(json).expect("parse");
+    assert_eq!(back, s);
 }
 
 #[test]

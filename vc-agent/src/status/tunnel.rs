@@ -13,6 +13,9 @@ use crate::{
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TunnelEnds {
     pub id: TunnelId,
+    /// The name of its region (from the form), shown when it is not the file's first.
+    #[serde(default)]
+    pub region: String,
     /// 1 or 2 (DC1 for tunnel A).
     pub dc: u8,
     /// The tunnel interface.
@@ -26,7 +29,8 @@ pub struct TunnelEnds {
 
 impl TunnelEnds {
     /// The headline of a tunnel's report, with `state` (`up`, `DOWN`) after its interface:
-    /// `A → DC1 (vc-dc1) up: GRE 198.51.100.1 → 198.18.1.1, tunnel IP 100.64.0.1/30 → 100.64.0.2`.
+    /// `A → DC1 (vc-dc1) up: GRE 198.51.100.1 → 198.18.1.1, tunnel IP 100.64.0.1/30 → 100.64.0.2`;
+    /// a second region's names its region: `R2-A → AMER DC1 (vc-r2-dc1) up: …`.
     #[must_use]
     pub fn headline<'a>(&'a self, state: Option<&'a str>) -> Headline<'a> {
         Headline { ends: self, state }
@@ -42,13 +46,11 @@ pub struct Headline<'a> {
 impl fmt::Display for Headline<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = self.ends;
-        write!(
-            f,
-            "{} → DC{} ({})",
-            e.id.key().to_uppercase(),
-            e.dc,
-            e.interface
-        )?;
+        write!(f, "{} → ", e.id.key().to_uppercase())?;
+        if e.id.region() > 0 {
+            write!(f, "{} ", e.region)?;
+        }
+        write!(f, "DC{} ({})", e.dc, e.interface)?;
         if let Some(state) = self.state {
             write!(f, " {state}")?;
         }
