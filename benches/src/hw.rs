@@ -12,12 +12,12 @@
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use vc_fixtures::vm_lab::{Cpe, Lab, WanLink};
+use vc_fixtures::vm_lab::{Lab, WanLink};
 use vc_testkit::vm::qemu::GuestClock;
 
 use crate::{
     compare::{Measure, Setups, compare},
-    vm::{SETUP_NAMES, rounds, run_in_vm, verdict},
+    vm::{SETUP_NAMES, rounds, run_in_vm, setup, verdict},
 };
 
 const ROUNDS: usize = 5;
@@ -82,17 +82,7 @@ impl Setups for Rebuilt {
     fn lab(&mut self, s: usize) -> Result<&Lab> {
         if self.current.as_ref().is_none_or(|(c, _)| *c != s) {
             self.current = None;
-            let lab = if s == 0 {
-                Lab::on(Cpe::KernelGre, &self.link)
-            } else {
-                let lab = Lab::on(Cpe::Vc, &self.link);
-                if s == 2 {
-                    // IPsec mode (flags 0) without the fast path.
-                    lab.maps().set_settings(0)?;
-                }
-                lab
-            };
-            self.current = Some((s, lab));
+            self.current = Some((s, setup(s, &self.link)?));
         }
         Ok(&self.current.as_ref().expect("just built").1)
     }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use vc_fixtures::vm_lab::{Cpe, Lab};
+use vc_fixtures::vm_lab::{Cpe, Lab, WanLink};
 use vc_testkit::vm::{self, VmRun, qemu::GuestClock};
 
 use crate::{
@@ -69,20 +69,38 @@ pub fn run() -> Result<()> {
     run_in_vm("vm-inside", clock, name)
 }
 
-/// The three CPEs of the comparison, in one boot: the baseline first.
-pub fn labs() -> Result<[Lab; 3]> {
-    let kernel = Lab::new(Cpe::KernelGre);
-    let fast = Lab::new(Cpe::Vc);
-    let slow = Lab::new(Cpe::Vc);
-    // IPsec mode (flags 0) without the fast path.
-    slow.maps().set_settings(0)?;
-    Ok([kernel, fast, slow])
+/// Setup `s` of [`SETUP_NAMES`] on `link`.
+pub fn setup(s: usize, link: &WanLink) -> Result<Lab> {
+    let lab = Lab::on(
+        match s {
+            0 => Cpe::KernelGre,
+            3 => Cpe::VcXfrmInterface,
+            _ => Cpe::Vc,
+        },
+        link,
+    );
+    if s == 2 {
+        // IPsec mode (flags 0) without the fast path.
+        lab.maps().set_settings(0)?;
+    }
+    Ok(lab)
 }
 
-pub const SETUP_NAMES: [&str; 3] = [
+/// The CPEs of the comparison, in one boot: the baseline first, the one-pass prototype last.
+pub fn labs() -> Result<[Lab; 4]> {
+    Ok([
+        setup(0, &WanLink::Veth)?,
+        setup(1, &WanLink::Veth)?,
+        setup(2, &WanLink::Veth)?,
+        setup(3, &WanLink::Veth)?,
+    ])
+}
+
+pub const SETUP_NAMES: [&str; 4] = [
     "Linux ip_gre + XFRM (baseline)",
     "vc + XFRM, LAN fast path",
     "vc + XFRM, tunnel interface (slow path)",
+    "prototype: fast path into an XFRM interface (one pass; inbound by ip_gre)",
 ];
 
 /// The claim to decide: vc ≥ 1.05× `ip_gre` + XFRM with the fast path, ≥ 1.0× without, both

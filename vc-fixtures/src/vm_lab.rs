@@ -39,18 +39,38 @@ pub enum Cpe {
     /// from the inner header; `nopmtudisc`: DF from the inner header): the differential
     /// test's oracle.
     KernelGreCopying,
+    /// A prototype of the one-pass design, for the benchmark: vc's LAN fast path
+    /// redirects the GRE it built straight to an XFRM interface (`vcx1`, `if_id` 7, the
+    /// CPE's SAs and policies carry it), whose transmit encrypts, instead of into the
+    /// tunnel interface for a second pass through the stack. Inbound, the decrypted GRE
+    /// arrives on `vcx1` and Linux `ip_gre` decapsulates it (vc has no program for an L3
+    /// device yet), which carries the TCP acknowledgements of a LAN→DC transfer. vc's slow
+    /// path has no policy here (its GRE would leave in clear, and the guard drops it): only
+    /// the fast path is measured.
+    VcXfrmInterface,
 }
 
-/// ESP tunnel-mode SAs with reqid 1 and GRE-only policies, one side.
-fn xfrm(ns: &NetNs, local: Ipv4Addr, remote: Ipv4Addr, keys: [(&str, &str); 2]) {
+/// The `if_id` of the prototype's XFRM interface and of the CPE's SAs and policies with it.
+const PROTOTYPE_IF_ID: u32 = 7;
+
+/// ESP tunnel-mode SAs with reqid 1 and GRE-only policies, one side; with `if_id`, SAs and
+/// policies of that XFRM interface only.
+fn xfrm(
+    ns: &NetNs,
+    local: Ipv4Addr,
+    remote: Ipv4Addr,
+    keys: [(&str, &str); 2],
+    if_id: Option<u32>,
+) {
     let [(spi_out, key_out), (spi_in, key_in)] = keys;
     let aead = "aead 'rfc4106(gcm(aes))'";
     let esp = "proto esp reqid 1 mode tunnel";
+    let if_id = if_id.map(|id| format!("if_id {id}")).unwrap_or_default();
     ns.sh(&format!(
-        "ip xfrm state add src {local} dst {remote} proto esp spi {spi_out} reqid 1 mode tunnel {aead} {key_out} 128
-         ip xfrm state add src {remote} dst {local} proto esp spi {spi_in} reqid 1 mode tunnel {aead} {key_in} 128
-         ip xfrm policy add src {local}/32 dst {remote}/32 proto gre dir out tmpl src {local} dst {remote} {esp}
-         ip xfrm policy add src {remote}/32 dst {local}/32 proto gre dir in tmpl src {remote} dst {local} {esp}"
+        "ip xfrm state add src {local} dst {remote} proto esp spi {spi_out} reqid 1 mode tunnel {aead} {key_out} 128 {if_id}
+         ip xfrm state add src {remote} dst {local} proto esp spi {spi_in} reqid 1 mode tunnel {aead} {key_in} 128 {if_id}
+         ip xfrm policy add src {local}/32 dst {remote}/32 proto gre dir out tmpl src {local} dst {remote} {esp} {if_id}
+         ip xfrm policy add src {remote}/32 dst {local}/32 proto gre dir in tmpl src {remote} dst {local} {esp} {if_id}"
     ))
     .unwrap_or_else(|e| panic!("xfrm in {}: {e:#}", ns.name()));
 }
@@ -168,17 +188,20 @@ impl Lab {
              sysctl -qw net.ipv4.conf.gre1.rp_filter=0 net.ipv4.conf.gre1.accept_local=1
              ip neigh add 198.51.100.99 lladdr 02:00:00:00:99:99 dev wan0")
             .expect("dc");
+        let if_id = (cpe_kind == Cpe::VcXfrmInterface).then_some(PROTOTYPE_IF_ID);
         xfrm(
             &cpe,
             CPE_GRE,
             DC_GRE,
             [("0x1001", KEY_TO_DC), ("0x2002", KEY_TO_CPE)],
+            if_id,
         );
         xfrm(
             &dc,
             DC_GRE,
             CPE_GRE,
             [("0x2002", KEY_TO_CPE), ("0x1001", KEY_TO_DC)],
+            None,
         );
 
         let bpffs = TempBpfFs::new().expect("bpffs");
@@ -194,6 +217,10 @@ impl Lab {
         };
         match cpe_kind {
             Cpe::Vc => lab.vc_up(),
+            Cpe::VcXfrmInterface => {
+                lab.vc_up();
+                lab.one_pass_through_xfrm_interface();
+            }
             Cpe::KernelGre => lab.kernel_gre(""),
             Cpe::KernelGreCopying => lab.kernel_gre("tos inherit nopmtudisc"),
         }
@@ -226,6 +253,37 @@ impl Lab {
             .expect("route");
         self.maps()
             .set_route("203.0.113.0/24".parse().expect("prefix"), 1)
+            .expect("LPM route");
+    }
+
+    /// The prototype's wiring ([`Cpe::VcXfrmInterface`]): the XFRM interface, Linux GRE for
+    /// what arrives on it, and the fast path's redirect pointed at it.
+    fn one_pass_through_xfrm_interface(&self) {
+        self.cpe
+            .sh(&format!(
+                "ip link add vcx1 type xfrm dev wan0 if_id {PROTOTYPE_IF_ID}
+                 sysctl -qw net.ipv6.conf.vcx1.disable_ipv6=1
+                 ip link set vcx1 up
+                 ip link add gre1 type gre local {CPE_GRE} remote {DC_GRE} ttl 64
+                 sysctl -qw net.ipv6.conf.gre1.disable_ipv6=1
+                 ip link set gre1 up
+                 sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.gre1.rp_filter=0"
+            ))
+            .expect("XFRM interface on the CPE");
+        let ifindex: u32 = self
+            .cpe
+            .sh("cat /sys/class/net/vcx1/ifindex")
+            .expect("ifindex")
+            .trim()
+            .parse()
+            .expect("ifindex");
+        let mut maps = self.maps();
+        let mut entry = maps.tunnel(0).expect("tunnel");
+        entry.tunnel_ifindex = ifindex;
+        maps.set_tunnel(0, &entry).expect("tunnel");
+        // What the LAN answers the DC's tunnel IP takes the fast path too (in vc it takes the
+        // tunnel interface, whose GRE has no policy here).
+        maps.set_route("100.64.0.2/32".parse().expect("prefix"), 1)
             .expect("LPM route");
     }
 
