@@ -8,6 +8,7 @@
 use std::{
     collections::BTreeSet,
     fmt,
+    net::Ipv4Addr,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::Duration,
@@ -166,6 +167,24 @@ impl Packet {
             kind,
             udp_ports: udp_ports(line),
         }
+    }
+
+    /// Its source and destination hosts, without ports: `IP a.b.c.d[.P] > e.f.g.h[.Q]: ...`
+    /// → (a.b.c.d, e.f.g.h); `None` for a line that is no IPv4 packet.
+    #[must_use]
+    pub fn hosts(&self) -> Option<(Ipv4Addr, Ipv4Addr)> {
+        let rest = &self.line[self.line.find(" IP ")? + 4..];
+        let (src, rest) = rest.split_once(" > ")?;
+        let dst = rest.split(':').next()?;
+        let host = |end: &str| -> Option<Ipv4Addr> {
+            end.split('.')
+                .take(4)
+                .collect::<Vec<_>>()
+                .join(".")
+                .parse()
+                .ok()
+        };
+        Some((host(src)?, host(dst)?))
     }
 }
 
@@ -356,6 +375,32 @@ mod tests {
             let p = Packet::parse(line);
             assert_eq!((p.kind, p.udp_ports), (kind, ports), "{line}");
         }
+    }
+
+    #[test]
+    fn a_packets_hosts_are_read_with_or_without_ports() {
+        let hosts = |line: &str| {
+            Packet::parse(line)
+                .hosts()
+                .map(|(s, d)| (s.to_string(), d.to_string()))
+        };
+        let pair = |s: &str, d: &str| Some((s.to_string(), d.to_string()));
+        assert_eq!(
+            hosts(
+                "15:04:03.1 IP 203.0.113.10.500 > 192.0.2.30.500: isakmp: child_sa  ikev2_auth[I]"
+            ),
+            pair("203.0.113.10", "192.0.2.30")
+        );
+        assert_eq!(
+            hosts(
+                "15:04:03.4 IP 192.0.2.40 > 203.0.113.10: ESP(spi=0xc1a2b3c4,seq=0x1), length 120"
+            ),
+            pair("192.0.2.40", "203.0.113.10")
+        );
+        assert_eq!(
+            hosts("15:04:03.5 ARP, Request who-has 203.0.113.1 tell 203.0.113.10"),
+            None
+        );
     }
 
     #[test]
