@@ -367,3 +367,38 @@ fn the_labs_files_pass() {
     assert_ne!(first.agent.state_dir, second.agent.state_dir);
     assert_ne!(first.charon.run_dir, second.charon.run_dir);
 }
+
+/// The lab's file with a second region passes, and the names the lab's checks expect of each
+/// DC's tunnel (`vc_testkit::region::plan`) are the agent's own: its key, interface, reqid,
+/// DC and prefixes.
+#[test]
+fn the_labs_second_region_passes_under_the_agents_names() {
+    use vc_agent::{datapath::spec::tunnel_interface, ipsec::conn::reqid};
+    use vc_testkit::region::{
+        config::{self, Options},
+        plan::ALL_DCS,
+    };
+    let text = config::vc_toml_with(&Options {
+        regions: 2,
+        ..Options::default()
+    });
+    let out = run("check-config", &text);
+    assert!(
+        out.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = vc_agent::config::parse(&text).expect("parses");
+    let terminated: Vec<_> = c.terminated().map(|(id, _)| id).collect();
+    assert_eq!(terminated.len(), ALL_DCS.len());
+    for (id, dc) in terminated.into_iter().zip(ALL_DCS) {
+        let t = c.tunnel(id).expect("terminated");
+        assert_eq!(id.key(), dc.key());
+        assert_eq!(tunnel_interface(id), dc.interface());
+        assert_eq!(reqid(id), dc.reqid());
+        assert_eq!(id.dc(), dc.dc());
+        assert_eq!(t.dc_ipsec_address, dc.ipsec);
+        assert_eq!(c.dc_prefix(id).to_string(), dc.prefix);
+        assert_eq!(c.cisco_prefix(id).to_string(), dc.cisco_prefix);
+    }
+}

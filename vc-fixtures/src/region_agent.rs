@@ -12,7 +12,7 @@ use vc_testkit::{
 };
 
 /// Starts the agent, then the DCs' BGP and keepalives once their SAs are in, and waits until
-/// the lab's whole checklist passes on both tunnels (a minute at most each); panics with the
+/// the lab's whole checklist passes on every tunnel (a minute at most each); panics with the
 /// checklist and the logs otherwise. Prints how long it took, as `MEASURE {what}: ...`.
 pub fn bring_up(region: &mut Region, what: &str) {
     region.start_agent().expect("vc-agent run");
@@ -22,8 +22,12 @@ pub fn bring_up(region: &mut Region, what: &str) {
         .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
     let (up, list) = region.wait_up(Duration::from_mins(1), |_, _, _| {});
     assert!(up, "not up:\n{list}\n{}", region.logs(60));
+    let tunnels = match region.dcs.len() {
+        2 => "both tunnels".to_string(),
+        n => format!("all {n} tunnels"),
+    };
     eprintln!(
-        "MEASURE {what}: both tunnels up {:?} after vc-agent run\n{list}",
+        "MEASURE {what}: {tunnels} up {:?} after vc-agent run\n{list}",
         t.elapsed()
     );
 }
@@ -37,13 +41,14 @@ pub fn status(region: &Region) -> AgentStatus {
     serde_json::from_str(&json).expect("vc-agent status --json")
 }
 
-/// The tunnel to `dc` in `s`.
+/// The tunnel to `dc` in `s`, by vc's key of it (`a`, `r2-a`, ...): in a second region the
+/// status's `dc` (1 or 2) repeats the first's.
 #[must_use]
 pub fn tunnel<'a>(s: &'a AgentStatus, dc: &DcPlan) -> &'a TunnelStatus {
     s.tunnels
         .iter()
-        .find(|t| t.ends.dc == dc.n)
-        .unwrap_or_else(|| panic!("no tunnel to DC{} in the status", dc.n))
+        .find(|t| t.ends.id.key() == dc.key())
+        .unwrap_or_else(|| panic!("no tunnel {} (to DC{}) in the status", dc.key(), dc.n))
 }
 
 /// Where a test writes a capture or a log worth keeping: the VM run's results directory,

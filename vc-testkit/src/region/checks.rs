@@ -11,10 +11,7 @@ use std::{
 
 use serde_json::Value;
 
-use super::{
-    dc::Dc,
-    plan::{CISCO_PREFIX, DcPlan},
-};
+use super::{dc::Dc, plan::DcPlan};
 use crate::NetNs;
 
 /// The steps, in order.
@@ -58,7 +55,7 @@ impl TunnelChecks {
     }
 }
 
-/// Both tunnels' steps, updated in place so each step keeps the time it first passed.
+/// Every tunnel's steps, updated in place so each step keeps the time it first passed.
 #[derive(Clone, Debug)]
 pub struct Checklist {
     pub since: Instant,
@@ -134,7 +131,7 @@ impl Checklist {
             "{:>6}  tunnel {} → DC{}  ✓ {:<15} {}",
             s.passed_after
                 .map_or_else(String::new, |d| format!("{:.1}s", d.as_secs_f64())),
-            t.dc.tunnel.to_ascii_uppercase(),
+            t.dc.key().to_ascii_uppercase(),
             t.dc.n,
             s.name,
             s.detail
@@ -148,7 +145,7 @@ impl fmt::Display for Checklist {
             writeln!(
                 f,
                 "tunnel {} → DC{} ({}):",
-                t.dc.tunnel.to_ascii_uppercase(),
+                t.dc.key().to_ascii_uppercase(),
                 t.dc.n,
                 t.dc.interface()
             )?;
@@ -170,12 +167,12 @@ impl fmt::Display for Checklist {
     }
 }
 
-/// The tunnel's entry in the agent's status.
+/// The tunnel's entry in the agent's status, by vc's key of it (`a`, `r2-a`, ...).
 fn tunnel_status<'a>(status: Option<&'a Value>, dc: &DcPlan) -> Option<&'a Value> {
     status?["tunnels"]
         .as_array()?
         .iter()
-        .find(|t| t["dc"].as_u64() == Some(u64::from(dc.n)))
+        .find(|t| t["id"].as_str() == Some(dc.key().as_str()))
 }
 
 fn text(v: &Value) -> &str {
@@ -357,7 +354,7 @@ fn bgp(t: &Value, dc: &Dc) -> (bool, String) {
 fn routes(t: &Value, dc: &Dc, kernel_routes: &str) -> (bool, String) {
     let plan = dc.plan;
     let accepted: BTreeSet<String> = strings(&t["accepted_prefixes"]).into_iter().collect();
-    let expected: BTreeSet<String> = [plan.prefix.to_string(), CISCO_PREFIX.to_string()].into();
+    let expected: BTreeSet<String> = [plan.prefix, plan.cisco_prefix].map(str::to_string).into();
     let advertised = t["bgp"]["advertised"].as_u64().unwrap_or(0);
     let received = dc.received();
     let kernel = kernel_routes
@@ -372,7 +369,7 @@ fn routes(t: &Value, dc: &Dc, kernel_routes: &str) -> (bool, String) {
         && kernel.contains(&format!("dev {}", plan.interface()));
     // The /25 first, as the form lists them.
     let accepted = if accepted == expected {
-        format!("{} + {CISCO_PREFIX}", plan.prefix)
+        format!("{} + {}", plan.prefix, plan.cisco_prefix)
     } else {
         accepted.into_iter().collect::<Vec<_>>().join(" + ")
     };

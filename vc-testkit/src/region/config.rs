@@ -4,8 +4,8 @@
 use std::{fmt::Write as _, net::Ipv4Addr};
 
 use super::plan::{
-    CISCO_PREFIX, CPE_ASN, CPE_NAT_WAN, CPE_PUBLIC, CPE_WAN2, CPE2_PUBLIC, DC1, DC2, DcPlan,
-    KEEPALIVE_INTERVAL_S,
+    ALL_DCS, CISCO_PREFIX, CPE_ASN, CPE_NAT_WAN, CPE_PUBLIC, CPE_WAN2, CPE2_PUBLIC, DC1, DC2, DC3,
+    DC4, DcPlan, KEEPALIVE_INTERVAL_S, REGION2, REGION2_PREFIX,
 };
 
 /// Where the lab mounts a BPF filesystem for the agent's pins: `ip netns exec` mounts a fresh
@@ -18,11 +18,12 @@ pub const BPF_MOUNT: &str = "/run/vc-lab-bpf";
 /// without PFS, no `[lan]` conditions.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// The CPE's `keepalive_interval_s` per tunnel (A, B); 0: vc sends none.
+    /// The CPE's `keepalive_interval_s` per tunnel side (A, B; in every region); 0: vc sends
+    /// none.
     pub keepalive_interval_s: [u32; 2],
-    /// Which DCs (1, 2) send Cisco keepalives.
+    /// Which DCs of each region (its DC1, its DC2) send Cisco keepalives.
     pub dc_keepalives: [bool; 2],
-    /// ESP proposals of both ends per tunnel (a DH group: PFS on rekey).
+    /// ESP proposals of both ends per tunnel side (a DH group: PFS on rekey).
     pub esp_proposals: [&'static str; 2],
     /// `[lan] default_requires` of the CPE, as TOML strings.
     pub default_requires: Vec<&'static str>,
@@ -42,6 +43,11 @@ pub struct Options {
     /// [`CPE_WAN2`] on its own link to the router, `wan = "wan1"` in its section, and a host
     /// route to DC2's IPsec address through that link. One-CPE model only.
     pub two_wans: bool,
+    /// Virtual Connect regions on the CPE: 1, the lab's own; 2 adds a second ("AMER",
+    /// [`REGION2_PREFIX`]) as the file's `[[extra_region]]`, with DC3 and DC4 as its DC1 and
+    /// DC2, each built like DC1 and DC2 and reached through the same WAN router. One-CPE model
+    /// only, on one WAN without a NAT.
+    pub regions: u8,
 }
 
 /// The deployment model of the region (`[deployment] model`).
@@ -89,17 +95,54 @@ impl Default for Options {
             dc_hold_time_s: None,
             nat: false,
             two_wans: false,
+            regions: 1,
         }
     }
 }
 
+impl Options {
+    /// The DCs of its regions, by [`DcPlan::n`]: DC1 and DC2, then DC3 and DC4 with a second
+    /// region.
+    #[must_use]
+    pub fn dcs(&self) -> &'static [&'static DcPlan] {
+        &ALL_DCS[..2 * usize::from(self.regions.clamp(1, 2))]
+    }
+
+    /// Why these options are no one-CPE lab, if they are not.
+    #[must_use]
+    pub fn one_cpe_fault(&self) -> Option<&'static str> {
+        if self.model != Model::OneCpe {
+            return Some(
+                "Region is the one-CPE model; the two-CPE model is two_cpes::TwoCpeRegion",
+            );
+        }
+        if self.nat && self.two_wans {
+            return Some("a NAT in front of two WAN devices is not a lab scenario");
+        }
+        if !(1..=2).contains(&self.regions) {
+            return Some("the lab has one or two regions (one agent serves at most two)");
+        }
+        if self.regions > 1 && (self.nat || self.two_wans) {
+            return Some(
+                "a second region is a lab on one WAN without a NAT: the router's NAT and the \
+                 second ISP know DC1 and DC2 only",
+            );
+        }
+        None
+    }
+}
+
 fn tunnel(c: &mut String, dc: &DcPlan, o: &Options) {
-    let i = usize::from(dc.n - 1);
+    let i = dc.side();
     let cpe = o.cpe_public(dc);
+    let section = match dc.region {
+        1 => "tunnel",
+        _ => "extra_region.tunnel",
+    };
     let _ = write!(
         c,
         r#"
-[tunnel.{t}]                                 # tunnel {T}, to DC{n}
+[{section}.{t}]                                 # tunnel {T}, to DC{n}
 cpe_ipsec_address = "{cpe}"
 cpe_gre_address = "{cpe}"
 dc_ipsec_address = "{ipsec}"
@@ -119,7 +162,7 @@ keepalive_retries = 3
         esp = o.esp_proposals[i],
         interval = o.keepalive_interval_s[i],
         t = dc.tunnel,
-        T = dc.tunnel.to_ascii_uppercase(),
+        T = dc.key().to_ascii_uppercase(),
         n = dc.n,
         ipsec = dc.ipsec,
         gre = dc.gre,
@@ -154,6 +197,9 @@ pub fn vc_toml_with(o: &Options) -> String {
     let mut c = head("the lab's CPE", "model = \"one-cpe\"");
     tunnel(&mut c, &DC1, o);
     tunnel(&mut c, &DC2, o);
+    if o.regions > 1 {
+        second_region(&mut c, o);
+    }
     tail(&mut c, o, None);
     let _ = write!(
         c,
@@ -236,6 +282,26 @@ dc2_prefix = "{}"
 "#,
         DC1.prefix, DC2.prefix
     )
+}
+
+/// The second region's form, as an admin adds it to the same file: its name, its Cisco
+/// prefixes, and its two tunnels in the shape of the first region's.
+fn second_region(c: &mut String, o: &Options) {
+    let _ = write!(
+        c,
+        r#"
+[[extra_region]]                              # a second Virtual Connect region, same CPE
+region = "{REGION2}"
+
+[extra_region.cisco]
+prefix = "{REGION2_PREFIX}"
+dc1_prefix = "{}"
+dc2_prefix = "{}"
+"#,
+        DC3.prefix, DC4.prefix
+    );
+    tunnel(c, &DC3, o);
+    tunnel(c, &DC4, o);
 }
 
 /// `[lan]` (when a scenario sets conditions) and `[charon]` (with `run_dir`, if not vc's

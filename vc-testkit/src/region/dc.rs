@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use super::{
     keepalive::DcKeepalives,
-    plan::{CISCO_PREFIX, CPE_ASN, CPE_WAN_NET, CPE_WAN2_NET, DcPlan, KEEPALIVE_INTERVAL_S},
+    plan::{CPE_ASN, CPE_WAN_NET, CPE_WAN2_NET, DcPlan, KEEPALIVE_INTERVAL_S},
 };
 use crate::{
     NetNs,
@@ -104,7 +104,7 @@ impl Dc {
         ns: NetNs,
         options: &super::config::Options,
     ) -> Result<Dc> {
-        let i = usize::from(plan.n - 1);
+        let i = plan.side();
         let other = plan.other();
         let cpe = options.cpe_public(plan);
         ns.sh(&format!(
@@ -138,7 +138,7 @@ impl Dc {
                 plan.router_link
             ))?;
         }
-        let charon = Charon::start(&ns, &format!("dc{}", plan.n))?;
+        let charon = Charon::start(&ns, &plan.name())?;
         let mut c = conn(plan, cpe);
         c.esp_proposals = options.esp_proposals[i].to_string();
         charon.load(&[c])?;
@@ -221,7 +221,7 @@ impl Dc {
             .map_or((0, 0), |k| (k.sent(), k.answered()))
     }
 
-    /// Announces `extra` prefixes besides its /25 and the /24 (none: back to Cisco's two), as
+    /// Announces `extra` prefixes besides its /25 and its region's /24 (none: back to Cisco's two), as
     /// a misconfigured DC would: the CPE must not use them (R19).
     pub fn announce(&self, extra: &[&str]) -> Result<()> {
         self.bird
@@ -307,7 +307,7 @@ pub fn tail(text: &str, n: usize) -> String {
 /// clear), DPD.
 fn conn(plan: &DcPlan, cpe: Ipv4Addr) -> Conn {
     let mut c = Conn::gre_psk(
-        &format!("dc{}", plan.n),
+        &plan.name(),
         &plan.ipsec.to_string(),
         &cpe.to_string(),
         plan.psk,
@@ -320,7 +320,7 @@ fn conn(plan: &DcPlan, cpe: Ipv4Addr) -> Conn {
     c
 }
 
-/// BIRD peering with the CPE's tunnel IP: exports the /25 and the /24 (and `extra`), accepts
+/// BIRD peering with the CPE's tunnel IP: exports the /25 and its region's /24 (and `extra`), accepts
 /// what the CPE sends (0.0.0.0/0), and installs it in the DC's kernel table, so replies to the
 /// LAN follow the CPE's default over the tunnel (and the backbone when the session is down).
 fn bird_config(plan: &DcPlan, extra: &[&str], hold_time: Option<u16>) -> String {
@@ -332,7 +332,7 @@ fn bird_config(plan: &DcPlan, extra: &[&str], hold_time: Option<u16>) -> String 
         CPE_ASN,
     )
     .password(plan.bgp_password)
-    .export("dc", &[plan.prefix, CISCO_PREFIX]);
+    .export("dc", &[plan.prefix, plan.cisco_prefix]);
     let peer = if extra.is_empty() {
         peer
     } else {

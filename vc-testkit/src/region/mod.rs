@@ -6,15 +6,18 @@
 //! tunnels) from a generated `vc.toml`; a WAN router; DC1 and DC2 as Cisco's head ends
 //! ([`dc`]): strongSwan responders, kernel `ip_gre`, BIRD 2, Cisco-format keepalives, a host in
 //! each /25, and a backbone between them so that the other DC's half stays reachable after a
-//! failover, as Cisco's network would carry it. [`plan::DRAWING`] shows it.
+//! failover, as Cisco's network would carry it. [`plan::DRAWING`] shows it. With a second
+//! region ([`config::Options::regions`]) the same CPE and agent serve DC3 and DC4 too, that
+//! region's DC1 and DC2, built the same way with a backbone of their own
+//! ([`plan::SECOND_REGION`]).
 //!
 //! Bring-up order: the DCs' charons wait with trap policies; the agent starts and initiates
 //! both tunnels; once the DCs see their child SAs, BIRD and the DCs' keepalives start. (A DC
 //! that sent GRE first would trap-initiate IKE at the same time as the CPE, and both ends
 //! would end up with duplicate SAs: a race of the test rig, not something under test.)
 //!
-//! Only in the VM: it names namespaces `lan`, `cpe`, `wan`, `dc1`, `dc2` for a person at a
-//! shell, writes `/etc/vc/vc.toml` and mounts a BPF filesystem under `/run`.
+//! Only in the VM: it names namespaces `lan`, `cpe`, `wan`, `dc1`, `dc2` (and `dc3`, `dc4`)
+//! for a person at a shell, writes `/etc/vc/vc.toml` and mounts a BPF filesystem under `/run`.
 pub mod checks;
 pub mod config;
 pub mod dc;
@@ -39,8 +42,8 @@ use self::{
     checks::Evidence,
     dc::{Dc, tail},
     plan::{
-        CPE_LAN, CPE_NAT_WAN, CPE_NAT_WAN_NET, CPE_PUBLIC, CPE_WAN2, DCS, LAN_HOST, NAT_GATEWAY,
-        WAN_GATEWAY, WAN2_GATEWAY,
+        CPE_LAN, CPE_NAT_WAN, CPE_NAT_WAN_NET, CPE_PUBLIC, CPE_WAN2, DCS, DcPlan, LAN_HOST,
+        NAT_GATEWAY, WAN_GATEWAY, WAN2_GATEWAY,
     },
 };
 use crate::{
@@ -103,24 +106,46 @@ fn in_the_vm() -> Result<()> {
 /// The WAN router: forwards between the CPE side (`cpe_dev`, already linked) and the DCs'
 /// links `d1` and `d2`.
 fn wan_router(wan: &NetNs, cpe_dev: &str) -> Result<()> {
-    wan_router_with(wan, cpe_dev, &format!("{WAN_GATEWAY}/24"))
+    wan_router_to(wan, cpe_dev, &format!("{WAN_GATEWAY}/24"), &DCS)
 }
 
-/// [`wan_router`] with `cpe_side` (address/prefix) on the CPE's link.
-fn wan_router_with(wan: &NetNs, cpe_dev: &str, cpe_side: &str) -> Result<()> {
+/// [`wan_router`] with `cpe_side` (address/prefix) on the CPE's link, toward `dcs` (each on
+/// its [`DcPlan::router_device`], already linked).
+fn wan_router_to(wan: &NetNs, cpe_dev: &str, cpe_side: &str, dcs: &[&DcPlan]) -> Result<()> {
     let mut router = format!(
         "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.disable_ipv6=1
          ip addr add {cpe_side} dev {cpe_dev}"
     );
-    for (dc, dev) in DCS.iter().zip(["d1", "d2"]) {
+    for dc in dcs {
         // Only the IPsec addresses are on the internet; the GRE transport IPs are not.
         let _ = write!(
             router,
-            "\nip addr add {}/30 dev {dev}; ip route add {}/32 via {}",
-            dc.router_link, dc.ipsec, dc.wan_link
+            "\nip addr add {}/30 dev {}; ip route add {}/32 via {}",
+            dc.router_link,
+            dc.router_device(),
+            dc.ipsec,
+            dc.wan_link
         );
     }
     wan.sh(&router).map(drop)
+}
+
+/// A namespace per DC of `dcs` (its [`DcPlan::name`]), linked to the WAN router on its
+/// [`DcPlan::router_device`] and, by `bb`, to the other DC of its region (Cisco's backbone):
+/// in the order of `dcs`, which lists each region's two DCs together.
+fn dc_namespaces(wan: &NetNs, dcs: &[&DcPlan]) -> Result<Vec<NetNs>> {
+    let mut made = Vec::new();
+    for dc in dcs {
+        let ns = NetNs::named(&dc.name())?;
+        veth(wan, &dc.router_device(), &ns, "wan")?;
+        made.push(ns);
+    }
+    for region in made.chunks(2) {
+        if let [first, second] = region {
+            veth(first, "bb", second, "bb")?;
+        }
+    }
+    Ok(made)
 }
 
 /// The WAN router as a NAT in front of the CPE ([`config::Options::nat`]): the CPE's private
@@ -130,7 +155,7 @@ fn wan_router_with(wan: &NetNs, cpe_dev: &str, cpe_side: &str) -> Result<()> {
 /// Connection tracking maps the replies, and ICMP errors about them, back to the CPE; nothing
 /// else from the DCs reaches the private link.
 fn nat_router(wan: &NetNs, cpe_dev: &str) -> Result<()> {
-    wan_router_with(wan, cpe_dev, &format!("{NAT_GATEWAY}/24"))?;
+    wan_router_to(wan, cpe_dev, &format!("{NAT_GATEWAY}/24"), &DCS)?;
     wan.sh(&format!(
         "ip addr add {CPE_PUBLIC}/32 dev lo
          nft -f - <<EOF
@@ -172,28 +197,19 @@ impl Region {
 
     /// [`Region::build`] with a scenario's changes to both ends.
     pub fn build_with(agent_bin: &Path, options: &config::Options) -> Result<Region> {
-        if options.model != config::Model::OneCpe {
-            bail!("Region is the one-CPE model; the two-CPE model is two_cpes::TwoCpeRegion");
-        }
-        if options.nat && options.two_wans {
-            bail!("a NAT in front of two WAN devices is not a lab scenario");
+        if let Some(fault) = options.one_cpe_fault() {
+            bail!("{fault}");
         }
         in_the_vm()?;
-        let mut made = Vec::new();
-        for name in ["lan", "cpe", "wan", "dc1", "dc2"] {
-            made.push(NetNs::named(name)?);
-        }
-        let [lan, cpe, wan, dc1, dc2]: [NetNs; 5] = made
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("five namespaces"))?;
+        let lan = NetNs::named("lan")?;
+        let cpe = NetNs::named("cpe")?;
+        let wan = NetNs::named("wan")?;
         veth(&lan, "eth0", &cpe, "lan0")?;
         veth(&cpe, "wan0", &wan, "c0")?;
         if options.two_wans {
             veth(&cpe, "wan1", &wan, "c1")?;
         }
-        veth(&wan, "d1", &dc1, "wan")?;
-        veth(&wan, "d2", &dc2, "wan")?;
-        veth(&dc1, "bb", &dc2, "bb")?;
+        let dc_nets = dc_namespaces(&wan, options.dcs())?;
         lan.sh(&format!(
             "ip addr add {LAN_HOST}/24 dev eth0; ip route add default via {CPE_LAN}"
         ))?;
@@ -212,7 +228,7 @@ impl Region {
             cpe.sh(&format!("ip addr add {CPE_PUBLIC}/32 dev lo"))?;
             nat_router(&wan, "c0")?;
         } else {
-            wan_router(&wan, "c0")?;
+            wan_router_to(&wan, "c0", &format!("{WAN_GATEWAY}/24"), options.dcs())?;
         }
         if options.two_wans {
             // ISP 2: tunnel B's own address and link; the host routes DC2's IPsec address
@@ -224,10 +240,12 @@ impl Region {
                 DCS[1].ipsec
             ))?;
         }
-        let dcs = vec![
-            Dc::build_with(DCS[0], dc1, options)?,
-            Dc::build_with(DCS[1], dc2, options)?,
-        ];
+        let dcs = options
+            .dcs()
+            .iter()
+            .zip(dc_nets)
+            .map(|(plan, ns)| Dc::build_with(plan, ns, options))
+            .collect::<Result<Vec<Dc>>>()?;
 
         let dir = results_dir()?;
         let text = config::vc_toml_with(options);
@@ -245,7 +263,7 @@ impl Region {
         })
     }
 
-    /// The DC `n` (1 or 2).
+    /// The DC `n` ([`DcPlan::n`]: 1 to 4).
     #[must_use]
     pub fn dc(&self, n: u8) -> &Dc {
         &self.dcs[usize::from(n - 1)]
@@ -294,7 +312,7 @@ impl Region {
         self.agent_started
     }
 
-    /// Waits until both DCs list an installed child SA; then starts their BIRD and
+    /// Waits until every DC lists an installed child SA; then starts their BIRD and
     /// keepalives.
     pub fn start_dc_peers(&mut self, limit: Duration) -> Result<()> {
         for i in 0..self.dcs.len() {
@@ -363,7 +381,7 @@ impl Region {
         )
     }
 
-    /// Checks until every step of both tunnels passes or `limit` runs out; `progress` hears
+    /// Checks until every step of every tunnel passes or `limit` runs out; `progress` hears
     /// of each step the first time it passes. The checklist either way.
     pub fn wait_up(
         &self,

@@ -31,6 +31,10 @@ pub const CPE_NAT_WAN_NET: &str = "192.168.1.0/24";
 pub const WAN_GATEWAY: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 /// Cisco's /24 for the region; each DC announces its /25 and this.
 pub const CISCO_PREFIX: &str = "198.18.7.0/24";
+/// The second region's name on its form ([`super::config::Options::regions`]).
+pub const REGION2: &str = "AMER";
+/// Cisco's /24 for the second region; DC3 and DC4 (its DC1 and DC2) announce it.
+pub const REGION2_PREFIX: &str = "198.18.9.0/24";
 /// The customer's ASN (private).
 pub const CPE_ASN: u32 = 65010;
 /// The interval of every GRE keepalive in the lab, both directions: short, so a lab comes up
@@ -40,10 +44,16 @@ pub const KEEPALIVE_INTERVAL_S: u32 = 2;
 /// One Cisco data centre: its half of the form and its lab links.
 #[derive(Debug)]
 pub struct DcPlan {
-    /// 1 or 2.
+    /// The lab's number for it: 1 and 2 in the first region, 3 and 4 (the second region's
+    /// DC1 and DC2) in the second. It names its namespace (`dc3`) and its link to the router
+    /// (`d3`).
     pub n: u8,
-    /// `a` or `b`: the tunnel that reaches it.
+    /// `a` or `b`: the side of its region's tunnel that reaches it (A: its region's DC1).
     pub tunnel: char,
+    /// 1: the file's own region; 2: its `[[extra_region]]`.
+    pub region: u8,
+    /// Its region's /24, which both of the region's DCs announce besides their /25.
+    pub cisco_prefix: &'static str,
     /// Its IPsec address (IKE and ESP), on a loopback like a head end's.
     pub ipsec: Ipv4Addr,
     /// Its GRE transport IP, on the loopback too: only reachable inside ESP.
@@ -67,6 +77,8 @@ pub struct DcPlan {
 pub const DC1: DcPlan = DcPlan {
     n: 1,
     tunnel: 'a',
+    region: 1,
+    cisco_prefix: CISCO_PREFIX,
     ipsec: Ipv4Addr::new(192, 0, 2, 10),
     gre: Ipv4Addr::new(192, 0, 2, 11),
     tunnel_ip: Ipv4Addr::new(100, 64, 10, 1),
@@ -84,6 +96,8 @@ pub const DC1: DcPlan = DcPlan {
 pub const DC2: DcPlan = DcPlan {
     n: 2,
     tunnel: 'b',
+    region: 1,
+    cisco_prefix: CISCO_PREFIX,
     ipsec: Ipv4Addr::new(192, 0, 2, 20),
     gre: Ipv4Addr::new(192, 0, 2, 21),
     tunnel_ip: Ipv4Addr::new(100, 64, 10, 5),
@@ -101,23 +115,115 @@ pub const DC2: DcPlan = DcPlan {
 /// Both DCs, DC1 first.
 pub const DCS: [&DcPlan; 2] = [&DC1, &DC2];
 
+/// The second region's DC1 (tunnel R2-A): the same shape as [`DC1`], its own addresses in
+/// the same TEST-NET, shared-address and benchmark ranges.
+pub const DC3: DcPlan = DcPlan {
+    n: 3,
+    tunnel: 'a',
+    region: 2,
+    cisco_prefix: REGION2_PREFIX,
+    ipsec: Ipv4Addr::new(192, 0, 2, 30),
+    gre: Ipv4Addr::new(192, 0, 2, 31),
+    tunnel_ip: Ipv4Addr::new(100, 64, 30, 1),
+    cpe_tunnel_ip: Ipv4Addr::new(100, 64, 30, 2),
+    prefix: "198.18.9.0/25",
+    host: Ipv4Addr::new(198, 18, 9, 10),
+    asn: 64610,
+    router_link: Ipv4Addr::new(198, 51, 100, 9),
+    wan_link: Ipv4Addr::new(198, 51, 100, 10),
+    backbone: Ipv4Addr::new(172, 31, 255, 5),
+    psk: "lab-psk-dc3-Rb5Nu8",
+    bgp_password: "lab-bgp-dc3-Kd2Vx7",
+};
+
+/// The second region's DC2 (tunnel R2-B).
+pub const DC4: DcPlan = DcPlan {
+    n: 4,
+    tunnel: 'b',
+    region: 2,
+    cisco_prefix: REGION2_PREFIX,
+    ipsec: Ipv4Addr::new(192, 0, 2, 40),
+    gre: Ipv4Addr::new(192, 0, 2, 41),
+    tunnel_ip: Ipv4Addr::new(100, 64, 40, 1),
+    cpe_tunnel_ip: Ipv4Addr::new(100, 64, 40, 2),
+    prefix: "198.18.9.128/25",
+    host: Ipv4Addr::new(198, 18, 9, 140),
+    asn: 64611,
+    router_link: Ipv4Addr::new(198, 51, 100, 13),
+    wan_link: Ipv4Addr::new(198, 51, 100, 14),
+    backbone: Ipv4Addr::new(172, 31, 255, 6),
+    psk: "lab-psk-dc4-Hs9Qc4",
+    bgp_password: "lab-bgp-dc4-Yt3Mw6",
+};
+
+/// The second region's two DCs, its DC1 (DC3) first.
+pub const REGION2_DCS: [&DcPlan; 2] = [&DC3, &DC4];
+
+/// Every DC of a lab with two regions, by [`DcPlan::n`].
+pub const ALL_DCS: [&DcPlan; 4] = [&DC1, &DC2, &DC3, &DC4];
+
 impl DcPlan {
-    /// The CPE's tunnel interface toward this DC.
+    /// Which DC of its region it is: 1 (tunnel A) or 2 (tunnel B), as vc's status and the
+    /// form number it.
+    #[must_use]
+    pub fn dc(&self) -> u8 {
+        if self.tunnel == 'a' { 1 } else { 2 }
+    }
+
+    /// 0 for tunnel A, 1 for tunnel B: the index of a per-side setting.
+    #[must_use]
+    pub fn side(&self) -> usize {
+        usize::from(self.dc() - 1)
+    }
+
+    /// vc's key of its tunnel (status, metrics, CLI): `a`, `b`; `r2-a`, `r2-b` in the second
+    /// region.
+    #[must_use]
+    pub fn key(&self) -> String {
+        match self.region {
+            1 => self.tunnel.to_string(),
+            r => format!("r{r}-{}", self.tunnel),
+        }
+    }
+
+    /// The CPE's tunnel interface toward this DC: `vc-dc1`, `vc-dc2`; `vc-r2-dc1`,
+    /// `vc-r2-dc2` in the second region.
     #[must_use]
     pub fn interface(&self) -> String {
-        format!("vc-dc{}", self.n)
+        match self.region {
+            1 => format!("vc-dc{}", self.dc()),
+            r => format!("vc-r{r}-dc{}", self.dc()),
+        }
     }
 
-    /// The reqid of this tunnel's SAs on the CPE (vc fixes them: 1001 for A, 1002 for B).
+    /// The reqid of this tunnel's SAs on the CPE (vc fixes them: 1001 for A, 1002 for B; 1011
+    /// and 1012 in the second region).
     #[must_use]
     pub fn reqid(&self) -> u32 {
-        1000 + u32::from(self.n)
+        1000 + 10 * u32::from(self.region - 1) + u32::from(self.dc())
     }
 
-    /// The other DC.
+    /// The other DC of its region: the one its /24 backs it up with.
     #[must_use]
     pub fn other(&self) -> &'static DcPlan {
-        if self.n == 1 { &DC2 } else { &DC1 }
+        match self.n {
+            1 => &DC2,
+            2 => &DC1,
+            3 => &DC4,
+            _ => &DC3,
+        }
+    }
+
+    /// Its namespace in the lab (`dc3`), also its charon's name.
+    #[must_use]
+    pub fn name(&self) -> String {
+        format!("dc{}", self.n)
+    }
+
+    /// The WAN router's end of its link (`d3`).
+    #[must_use]
+    pub fn router_device(&self) -> String {
+        format!("d{}", self.n)
     }
 
     /// The CPE's GRE-only selector and the DC's, as strongSwan prints them.
@@ -143,6 +249,19 @@ pub const DRAWING: &str = r"
   tunnel A: cpe vc-dc1 100.64.10.2/30 ~~ GRE in ESP ~~ dc1 gre1 100.64.10.1/30
   tunnel B: cpe vc-dc2 100.64.10.6/30 ~~ GRE in ESP ~~ dc2 gre1 100.64.10.5/30
   both DCs announce 198.18.7.0/24 too; the CPE (AS 65010) announces only 0.0.0.0/0
+";
+
+/// What `cargo xtask lab --regions 2` adds to [`DRAWING`].
+pub const SECOND_REGION: &str = r"
+  second region AMER ([[extra_region]] in the same vc.toml, the same agent and charon):
+                                          wan ──d3──wan── dc3   IPsec 192.0.2.30, GRE 192.0.2.31
+                                        router      │    host 198.18.9.10 (198.18.9.0/25), AS 64610
+                                                    bb   its own backbone 172.31.255.4/30
+                                              └─d4──wan── dc4   IPsec 192.0.2.40, GRE 192.0.2.41
+                                                         host 198.18.9.140 (198.18.9.128/25), AS 64611
+  tunnel R2-A: cpe vc-r2-dc1 100.64.30.2/30 ~~ GRE in ESP ~~ dc3 gre1 100.64.30.1/30
+  tunnel R2-B: cpe vc-r2-dc2 100.64.40.2/30 ~~ GRE in ESP ~~ dc4 gre1 100.64.40.1/30
+  dc3 and dc4 announce 198.18.9.0/24 too: it backs up only these two tunnels
 ";
 
 /// What `cargo xtask lab --wans 2` changes in [`DRAWING`].

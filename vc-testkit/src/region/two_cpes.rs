@@ -208,6 +208,9 @@ impl TwoCpeRegion {
         if options.nat {
             bail!("the lab's NAT is the one-CPE model's");
         }
+        if options.regions != 1 {
+            bail!("a second region is a one-CPE lab: the two-CPE model runs one region");
+        }
         let mut options = options.clone();
         if options.default_requires.is_empty() {
             options.default_requires = vec!["link"];
