@@ -19,10 +19,9 @@
 //! keepalives stopping takes tunnel A down, and back); the LAN link down withdraws 0.0.0.0/0
 //! from both DCs' BIRD, and up brings it back.
 use std::{
-    io::Read as _,
     net::Ipv4Addr,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -35,7 +34,7 @@ use vc_agent::{
     ipsec::vici::{Client, Message},
     status::{AgentStatus, LivenessSignal},
 };
-use vc_fixtures::region_agent::{agent_log, bring_up, status, tunnel};
+use vc_fixtures::region_agent::{RouteMonitor, agent_log, bring_up, status, tunnel};
 use vc_testkit::{
     region::{
         Region,
@@ -220,37 +219,6 @@ fn old_path_child(listed: &[Message], conn: &str) -> Option<bool> {
             .flat_map(Message::sections)
             .any(|(_, c)| c.str("state") == Some("INSTALLED")),
     )
-}
-
-/// `ip monitor route` in the CPE's namespace: every route change while it runs.
-struct RouteMonitor(Child);
-
-impl RouteMonitor {
-    fn start() -> RouteMonitor {
-        let child = Command::new("ip")
-            .args(["netns", "exec", "cpe", "ip", "-ts", "monitor", "route"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ip monitor route");
-        // Let it subscribe before anything happens.
-        std::thread::sleep(Duration::from_millis(300));
-        RouteMonitor(child)
-    }
-
-    /// Stops it; the changes it printed that touch Cisco's prefixes or vc's routes.
-    fn finish(mut self) -> Vec<String> {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let mut text = String::new();
-        if let Some(mut out) = self.0.stdout.take() {
-            let _ = out.read_to_string(&mut text);
-        }
-        text.lines()
-            .filter(|l| l.contains("198.18.7.") || l.contains("proto 201"))
-            .map(str::to_string)
-            .collect()
-    }
 }
 
 /// The keepalives that decide each tunnel's liveness: (sent, came back). Tunnel A: DC1's,

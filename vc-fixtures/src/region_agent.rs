@@ -1,13 +1,20 @@
 //! The whole agent on the lab's region (`vc_testkit::region`), as the VM tests read it: its
 //! status, its log, the CPE's tunnel interfaces, and where a test keeps its captures.
 use std::{
+    io::{Read as _, Write as _},
+    net::TcpStream,
     path::PathBuf,
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use vc_agent::status::{AgentStatus, TunnelStatus};
 use vc_testkit::{
-    region::{Region, plan::DcPlan},
+    metrics::{self, Exposition},
+    region::{
+        Region,
+        plan::{ALL_DCS, DcPlan},
+    },
     vm,
 };
 
@@ -49,6 +56,29 @@ pub fn tunnel<'a>(s: &'a AgentStatus, dc: &DcPlan) -> &'a TunnelStatus {
         .iter()
         .find(|t| t.ends.id.key() == dc.key())
         .unwrap_or_else(|| panic!("no tunnel {} (to DC{}) in the status", dc.key(), dc.n))
+}
+
+/// The agent's metrics, scraped in the CPE's namespace from its default listener
+/// (`127.0.0.1:9917`) and read strictly ([`vc_testkit::metrics::parse`]: no repeated series);
+/// panics if it does not answer with a valid exposition.
+#[must_use]
+pub fn metrics(region: &Region) -> Exposition {
+    let answer = region
+        .cpe
+        .run_in(|| {
+            let mut s = TcpStream::connect("127.0.0.1:9917").expect("the metrics endpoint");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: vc\r\nConnection: close\r\n\r\n")
+                .expect("request");
+            let mut answer = Vec::new();
+            let _ = s.read_to_end(&mut answer);
+            String::from_utf8_lossy(&answer).into_owned()
+        })
+        .expect("a thread in the CPE's namespace");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("head and body");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    metrics::parse(body).unwrap_or_else(|e| panic!("invalid exposition: {e}\n{body}"))
 }
 
 /// Where a test writes a capture or a log worth keeping: the VM run's results directory,
@@ -107,4 +137,46 @@ pub fn interface_mtu(region: &Region, dc: &DcPlan) -> u32 {
         .ok()
         .and_then(|m| m.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// `ip monitor route` in the CPE's namespace: every route change while it runs.
+pub struct RouteMonitor(Child);
+
+impl RouteMonitor {
+    /// Starts watching; returns once it has had time to subscribe.
+    #[must_use]
+    pub fn start() -> RouteMonitor {
+        let child = Command::new("ip")
+            .args(["netns", "exec", "cpe", "ip", "-ts", "monitor", "route"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ip monitor route");
+        // Let it subscribe before anything happens.
+        std::thread::sleep(Duration::from_millis(300));
+        RouteMonitor(child)
+    }
+
+    /// Stops it; the changes it printed that touch a Cisco /25 (of either region) or vc's
+    /// routes.
+    #[must_use]
+    pub fn finish(mut self) -> Vec<String> {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let mut text = String::new();
+        if let Some(mut out) = self.0.stdout.take() {
+            let _ = out.read_to_string(&mut text);
+        }
+        text.lines()
+            .filter(|l| l.contains("proto 201") || ALL_DCS.iter().any(|dc| touches(l, dc)))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Whether a route line names `dc`'s /25 or its region's /24 (`198.18.7.0/25 dev ...`).
+#[must_use]
+pub fn touches(line: &str, dc: &DcPlan) -> bool {
+    line.split_whitespace()
+        .any(|w| w == dc.prefix || w == dc.cisco_prefix)
 }
