@@ -48,7 +48,8 @@ enum Task {
     /// A bounded run of every fuzz target (cargo-fuzz, nightly), seeded with fuzz/corpus.
     Fuzz(fuzz::Options),
     /// The main job: a simulated region in the VM (DC1 and DC2 with strongSwan, kernel GRE
-    /// and BIRD), where `vc-agent run` brings both tunnels up, and what it shows.
+    /// and BIRD; DC3 and DC4 of a second region with `--regions 2`), where `vc-agent run`
+    /// brings the tunnels up, and what it shows.
     Lab(lab::Options),
     /// The lab's guest half (run in the VM by `lab`).
     #[command(hide = true)]

@@ -14,7 +14,7 @@ use vc_testkit::{
     region::{
         Checklist, Region,
         config::Options,
-        plan::{DC1, DC2, DCS, DRAWING, LAN_HOST, TWO_WANS},
+        plan::{DC1, DC2, DRAWING, LAN_HOST, SECOND_REGION, TWO_WANS},
     },
 };
 
@@ -31,6 +31,8 @@ pub struct InsideOptions {
     pub model: super::Model,
     #[arg(long, default_value_t = 1)]
     pub wans: u8,
+    #[arg(long, default_value_t = 1)]
+    pub regions: u8,
 }
 
 /// Lines per log in a failure report (all of each is in `target/lab`).
@@ -55,7 +57,12 @@ pub fn run(opts: &InsideOptions) -> Result<()> {
     let t0 = Instant::now();
     let agent = agent_path(&opts.agent)?;
     println!(
-        "vc lab: one Virtual Connect region, in a VM running Linux {}",
+        "vc lab: {} on one CPE, in a VM running Linux {}",
+        if opts.regions > 1 {
+            "two Virtual Connect regions"
+        } else {
+            "one Virtual Connect region"
+        },
         std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
             .trim()
@@ -63,18 +70,23 @@ pub fn run(opts: &InsideOptions) -> Result<()> {
     print!("{DRAWING}");
     let options = Options {
         two_wans: opts.wans > 1,
+        regions: opts.regions,
         ..Options::default()
     };
     if opts.wans > 1 {
         print!("{TWO_WANS}");
     }
+    if opts.regions > 1 {
+        print!("{SECOND_REGION}");
+    }
     let mut region = Region::build_with(agent, &options)?;
     // For a person at the shell: `vc-agent` on the PATH.
     let _ = std::os::unix::fs::symlink(agent, "/usr/local/bin/vc-agent");
     println!(
-        "\nregion built in {:.1}s: DC1 and DC2 wait with strongSwan (responder, GRE-only \
-         selectors), ip_gre and BIRD 2",
-        t0.elapsed().as_secs_f64()
+        "\nregion built in {:.1}s: {} wait with strongSwan (responder, GRE-only selectors), \
+         ip_gre and BIRD 2",
+        t0.elapsed().as_secs_f64(),
+        dc_names(&region)
     );
 
     heading("vc-agent run -c /etc/vc/vc.toml on the CPE: Cisco's checklist per tunnel (R24)");
@@ -100,8 +112,14 @@ pub fn run(opts: &InsideOptions) -> Result<()> {
         }
         if pings_ok && failover_ok && wire_ok {
             println!(
-                "\nlab OK in {:.1}s: both tunnels, BGP and routes up, the LAN reaches both DCs{}",
+                "\nlab OK in {:.1}s: {}, BGP and routes up, the LAN reaches {}{}",
                 t0.elapsed().as_secs_f64(),
+                tunnels(&region),
+                if region.dcs.len() == 2 {
+                    "both DCs"
+                } else {
+                    "every DC"
+                },
                 if opts.failover {
                     ", failover and back"
                 } else {
@@ -131,7 +149,29 @@ pub fn run(opts: &InsideOptions) -> Result<()> {
     verdict
 }
 
-/// Waits for both tunnels, printing each step as it first passes; on failure, where each
+/// `DC1 and DC2`, or `DC1, DC2, DC3 and DC4`.
+fn dc_names(region: &Region) -> String {
+    let names: Vec<String> = region
+        .dcs
+        .iter()
+        .map(|dc| format!("DC{}", dc.plan.n))
+        .collect();
+    match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// `both tunnels`, or `all 4 tunnels`.
+fn tunnels(region: &Region) -> String {
+    match region.dcs.len() {
+        2 => "both tunnels".into(),
+        n => format!("all {n} tunnels"),
+    }
+}
+
+/// Waits for every tunnel, printing each step as it first passes; on failure, where each
 /// tunnel stops.
 fn bring_up(region: &mut Region) -> bool {
     let progress = |list: &Checklist, t, s| println!("{}", list.line(t, s));
@@ -149,7 +189,10 @@ fn bring_up(region: &mut Region) -> bool {
         let after = region
             .agent_started()
             .map_or(0.0, |t| t.elapsed().as_secs_f64());
-        println!("  both tunnels up {after:.1}s after the agent started");
+        println!(
+            "  {} up {after:.1}s after the agent started",
+            tunnels(region)
+        );
     } else {
         heading("NOT UP: where each tunnel stops");
         print!("{list}");
@@ -210,7 +253,7 @@ fn show(region: &Region) {
 fn pings(region: &Region) -> bool {
     heading(&format!("from the LAN host {LAN_HOST}"));
     let mut ok = true;
-    for dc in DCS {
+    for dc in region.dcs.iter().map(|dc| dc.plan) {
         ok &= ping_via(
             region,
             dc.host,
@@ -294,8 +337,23 @@ fn shell(region: &Region) {
             b.dir().join("bird.ctl").display().to_string()
         })
     };
+    let namespaces: Vec<String> = region.dcs.iter().map(|dc| dc.plan.name()).collect();
+    let second_region = if region.dcs.len() > 2 {
+        format!(
+            "\n    ip netns exec lan ping 198.18.9.10    # the second region's DC1 (DC3)
+    # DC3's charon and BIRD (DC4's: -t {}, {})
+    nsenter -t {} -m -n swanctl --list-sas
+    birdc -s {} show protocols all cpe",
+            dc_charon(4),
+            bird(4),
+            dc_charon(3),
+            bird(3)
+        )
+    } else {
+        String::new()
+    };
     open_shell(&format!(
-        "  the lab stays up until you exit. Namespaces: lan cpe wan dc1 dc2. For instance:
+        "  the lab stays up until you exit. Namespaces: lan cpe wan {}. For instance:
     ip netns exec cpe vc-agent status
     ip netns exec cpe ip route show proto vc
     ip netns exec lan ping 198.18.7.140
@@ -304,8 +362,9 @@ fn shell(region: &Region) {
     birdc -s {bird1} show protocols all cpe
     # DC2's BGP session down, and back
     birdc -s {bird2} disable cpe
-    birdc -s {bird2} enable cpe
+    birdc -s {bird2} enable cpe{second_region}
   the agent's log and vc.toml: {dir}",
+        namespaces.join(" "),
         charon1 = dc_charon(1),
         charon2 = dc_charon(2),
         bird1 = bird(1),

@@ -1,7 +1,8 @@
 //! `cargo xtask lab`: the README's main job. Builds vc, boots the test VM, and in it a
 //! simulated region (`vc_testkit::region`): the CPE runs `vc-agent run` in IPsec mode
-//! against DC1 and DC2 (strongSwan, kernel GRE, BIRD); the lab waits until both tunnels are
-//! up, step by step as Cisco troubleshoots them, and shows them.
+//! against DC1 and DC2 (strongSwan, kernel GRE, BIRD), and DC3 and DC4 with a second region;
+//! the lab waits until every tunnel is up, step by step as Cisco troubleshoots them, and
+//! shows them.
 //!
 //! The host half (this module) builds and boots; the guest half ([`inside`]) is this same
 //! binary, run in the VM as `xtask lab-inside`.
@@ -47,6 +48,11 @@ pub struct Options {
     /// address and link), the host routing DC2's IPsec address out of it.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub wans: u8,
+    /// The Virtual Connect regions on the CPE: with 2, a second region ("AMER") in the same
+    /// vc.toml (`[[extra_region]]`), its tunnels to DC3 and DC4 (`vc-r2-dc1`, `vc-r2-dc2`)
+    /// beside the first region's, all four brought up and checked.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub regions: u8,
     /// Then drop into a root shell in the VM with the lab up (exit it to power off).
     #[arg(long)]
     pub shell: bool,
@@ -83,10 +89,19 @@ pub fn run(opts: &Options) -> Result<()> {
         if opts.wans > 1 {
             bail!("--wans 2 is a one-CPE lab: each of two CPEs has one tunnel anyway");
         }
+        if opts.regions > 1 {
+            bail!("--regions 2 is a one-CPE lab: the two-CPE lab runs one region");
+        }
         argv.extend(["--model".into(), "two-cpes".into()]);
     }
     if opts.wans > 1 {
+        if opts.regions > 1 {
+            bail!("--regions 2 is a lab on one WAN: the second ISP's link reaches DC2 only");
+        }
         argv.extend(["--wans".into(), opts.wans.to_string()]);
+    }
+    if opts.regions > 1 {
+        argv.extend(["--regions".into(), opts.regions.to_string()]);
     }
     eprintln!("lab: booting the VM (Debian's kernel under QEMU) …");
     let outcome = if opts.shell {
