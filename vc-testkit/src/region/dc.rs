@@ -254,13 +254,16 @@ impl Dc {
             .map(drop)
     }
 
-    /// The packets its `gre1` received so far.
+    /// The packets its `gre1` received so far. Read from a thread in its namespace
+    /// (`/proc/thread-self/net/dev`), not a process: a test reads it around every round of
+    /// pings, and under emulation each process spawned costs a good part of a second.
     #[must_use]
     pub fn gre_rx_packets(&self) -> u64 {
         self.ns
-            .sh("cat /sys/class/net/gre1/statistics/rx_packets")
+            .run_in(|| std::fs::read_to_string("/proc/thread-self/net/dev"))
             .ok()
-            .and_then(|s| s.trim().parse().ok())
+            .and_then(Result::ok)
+            .and_then(|dev| rx_packets(&dev, "gre1"))
             .unwrap_or(0)
     }
 
@@ -290,6 +293,16 @@ impl Dc {
         }
         out
     }
+}
+
+/// The received packets of `device` in `/proc/net/dev` text (`  gre1: bytes packets ...`).
+fn rx_packets(dev: &str, device: &str) -> Option<u64> {
+    dev.lines()
+        .find_map(|l| l.trim_start().strip_prefix(device)?.strip_prefix(':'))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// The last `n` lines of `text`.
@@ -350,7 +363,20 @@ fn bird_config(plan: &DcPlan, extra: &[&str], hold_time: Option<u16>) -> String 
 
 #[cfg(test)]
 mod tests {
-    use super::DcSas;
+    use super::{DcSas, rx_packets};
+
+    #[test]
+    fn proc_net_dev_is_read() {
+        let text = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:    1200      12    0    0    0     0          0         0     1200      12    0    0    0     0       0          0
+  gre1:    8736      91    0    0    0     0          0         0     9120      95    0    0    0     0       0          0
+  gre0:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0
+";
+        assert_eq!(rx_packets(text, "gre1"), Some(91));
+        assert_eq!(rx_packets(text, "gre0"), Some(0));
+        assert_eq!(rx_packets(text, "wan"), None);
+    }
 
     #[test]
     fn swanctl_list_sas_is_read() {

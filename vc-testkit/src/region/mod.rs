@@ -171,6 +171,26 @@ EOF"
     .map(drop)
 }
 
+/// Builds the DCs of `options` in their namespaces, each on a thread of its own: most of a
+/// DC's build is waiting for its charon to come up, and the DCs do not depend on each other.
+fn build_dcs(options: &config::Options, namespaces: Vec<NetNs>) -> Result<Vec<Dc>> {
+    std::thread::scope(|scope| {
+        let builds: Vec<_> = options
+            .dcs()
+            .iter()
+            .zip(namespaces)
+            .map(|(plan, ns)| scope.spawn(move || Dc::build_with(plan, ns, options)))
+            .collect();
+        builds
+            .into_iter()
+            .map(|b| {
+                b.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("building a DC panicked")))
+            })
+            .collect()
+    })
+}
+
 /// Mounts the BPF filesystem the agents pin to, makes `/etc/vc`, and returns the directory for
 /// logs and captures: in the VM run's results directory, which outlives the guest.
 fn results_dir() -> Result<PathBuf> {
@@ -240,12 +260,7 @@ impl Region {
                 DCS[1].ipsec
             ))?;
         }
-        let dcs = options
-            .dcs()
-            .iter()
-            .zip(dc_nets)
-            .map(|(plan, ns)| Dc::build_with(plan, ns, options))
-            .collect::<Result<Vec<Dc>>>()?;
+        let dcs = build_dcs(options, dc_nets)?;
 
         let dir = results_dir()?;
         let text = config::vc_toml_with(options);
