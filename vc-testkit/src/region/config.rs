@@ -142,7 +142,7 @@ fn tunnel(c: &mut String, dc: &DcPlan, o: &Options) {
     let _ = write!(
         c,
         r#"
-[{section}.{t}]                                 # tunnel {T}, to DC{n}
+{header:<43}# tunnel {T}, to DC{n}
 cpe_ipsec_address = "{cpe}"
 cpe_gre_address = "{cpe}"
 dc_ipsec_address = "{ipsec}"
@@ -159,9 +159,9 @@ keepalive_interval_s = {interval}
 dc_keepalive_interval_s = {KEEPALIVE_INTERVAL_S}
 keepalive_retries = 3
 "#,
+        header = format!("[{section}.{}]", dc.tunnel),
         esp = o.esp_proposals[i],
         interval = o.keepalive_interval_s[i],
-        t = dc.tunnel,
         T = dc.key().to_ascii_uppercase(),
         n = dc.n,
         ipsec = dc.ipsec,
@@ -290,7 +290,7 @@ fn second_region(c: &mut String, o: &Options) {
     let _ = write!(
         c,
         r#"
-[[extra_region]]                              # a second Virtual Connect region, same CPE
+[[extra_region]]                           # a second Virtual Connect region, same CPE
 region = "{REGION2}"
 
 [extra_region.cisco]
