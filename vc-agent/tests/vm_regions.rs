@@ -9,8 +9,9 @@
 //!   1001, 1002, 1011, 1012 and GRE-only selectors, keepalives, tunnel-IP ping, BGP
 //!   Established, the DC's /25 and its own region's /24 accepted, the /25 routed via its
 //!   tunnel); the status names the second region's tunnels `r2-a`, `r2-b`, with their region,
-//!   `vc-agent status` heads them `R2-A → AMER DC1 (vc-r2-dc1)`, the metrics label them
-//!   `tunnel="r2-a"` (one series per tunnel), the kernel's SAs carry their reqids;
+//!   `vc-agent status` heads them `R2-A → AMER DC1 (vc-r2-dc1)` (and `--tunnel r2-b` shows
+//!   that one alone), the metrics label them `tunnel="r2-a"` (one series per tunnel), the
+//!   kernel's SAs carry their reqids;
 //! - the LAN host ↔ each of the four DCs' hosts, both ways, counted on the right tunnel: that
 //!   tunnel's counters in the status and its DC's `gre1` grow by the pings, the other three's
 //!   hardly at all;
@@ -99,6 +100,17 @@ fn second_region_named(region: &Region) {
     ] {
         assert!(text.contains(headline), "no {headline:?} in:\n{text}");
     }
+    // One tunnel of the second region asked for by its key: that one alone.
+    let one = region.agent_text(&["status", "--tunnel", "r2-b"]);
+    let headlines: Vec<&str> = one
+        .lines()
+        .filter(|l| l.trim_start().starts_with("tunnel "))
+        .collect();
+    assert_eq!(headlines.len(), 1, "{one}");
+    assert!(
+        headlines[0].contains("tunnel R2-B → AMER DC2 (vc-r2-dc2) up"),
+        "{one}"
+    );
     let m = metrics(region);
     for dc in ALL_DCS {
         let key = dc.key();
