@@ -216,6 +216,29 @@ impl Comparison {
         }
     }
 
+    /// The claim "setup `s` ≥ `goal` × setup `reference` of the same round by `measure` in
+    /// `dir`": two designs compared with each other rather than with the baseline.
+    #[must_use]
+    pub fn claim_against(
+        &self,
+        measure: Measure,
+        dir: usize,
+        (s, reference): (usize, usize),
+        goal: f64,
+    ) -> Claim {
+        let mut claim = self.claim(measure, dir, s, goal);
+        let against = self.ratios(measure, dir, reference);
+        let ratios: Vec<f64> = self
+            .ratios(measure, dir, s)
+            .iter()
+            .zip(&against)
+            .map(|(ratio, of_reference)| ratio / of_reference)
+            .collect();
+        claim.what = format!("{} (× {})", claim.what, self.names[reference]);
+        claim.spread = Spread::of(&ratios);
+        claim
+    }
+
     /// Median receiver rate (Mbit/s) of setup `s` by `measure` in `dir`.
     #[must_use]
     pub fn median_rate(&self, measure: Measure, dir: usize, s: usize) -> f64 {

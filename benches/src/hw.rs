@@ -17,7 +17,7 @@ use vc_testkit::vm::qemu::GuestClock;
 
 use crate::{
     compare::{Measure, Setups, compare},
-    vm::{SETUP_NAMES, rounds, run_in_vm, setup, verdict},
+    vm::{SETUP_NAMES, design_verdict, rounds, run_in_vm, setup, verdict},
 };
 
 const ROUNDS: usize = 5;
@@ -183,6 +183,7 @@ fn measure(o: &Options) -> Result<()> {
          in every figure, the same for every setup.\n"
     );
     print!("{}", verdict(&c));
+    print!("{}", design_verdict(&c));
     Ok(())
 }
 

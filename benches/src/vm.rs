@@ -122,6 +122,22 @@ pub fn verdict(c: &Comparison) -> Verdict {
     }
 }
 
+/// The design question: does the one-pass prototype (setup 3) beat vc's current fast path
+/// (setup 1) in the same rounds? It is adopted only if it does, in both directions.
+pub fn design_verdict(c: &Comparison) -> Verdict {
+    let mut claims = Vec::new();
+    for measure in [Measure::THROUGHPUT, Measure::TcpCost, Measure::VoiceCost] {
+        for d in 0..DIRECTIONS.len() {
+            claims.push(c.claim_against(measure, d, (3, 1), 1.0));
+        }
+    }
+    Verdict {
+        title: "the one-pass prototype ≥ 1.0× vc's current fast path, both directions, by                 throughput and by CPU cost per GB (ratios between the two in each round)"
+            .into(),
+        claims,
+    }
+}
+
 /// In the guest.
 pub fn inside() -> Result<()> {
     let rounds = rounds(ROUNDS)?;
@@ -154,5 +170,6 @@ pub fn inside() -> Result<()> {
     );
     print!("{}", c.tables());
     print!("{}", verdict(&c));
+    print!("{}", design_verdict(&c));
     Ok(())
 }
