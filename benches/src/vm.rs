@@ -132,7 +132,8 @@ pub fn design_verdict(c: &Comparison) -> Verdict {
         }
     }
     Verdict {
-        title: "the one-pass prototype ≥ 1.0× vc's current fast path, both directions, by                 throughput and by CPU cost per GB (ratios between the two in each round)"
+        title: "the one-pass prototype ≥ 1.0× vc's current fast path, both directions, by \
+                throughput and by CPU cost per GB (ratios between the two in each round)"
             .into(),
         claims,
     }
