@@ -41,7 +41,7 @@ use vc_testkit::{
         dc::Dc,
         plan::{ALL_DCS, CPE_PUBLIC, DC1, DC2, DC3, DC4, DCS, DcPlan, LAN_HOST, REGION2},
     },
-    vm,
+    traffic, vm,
 };
 
 /// Pings each way per DC: enough to stand out from keepalives and BGP on a tunnel.
@@ -223,19 +223,11 @@ fn counters(region: &Region) -> (AgentStatus, Vec<u64>) {
     )
 }
 
-/// `PINGS` pings, 50 ms apart, from `ns` (from `from`, if given) to `dst`; panics with the
-/// logs unless all came back.
+/// `PINGS` pings from `ns` (from `from`, if given) to `dst`; panics with the logs unless all
+/// came back.
 fn ping(region: &Region, ns: &vc_testkit::NetNs, from: Option<Ipv4Addr>, dst: Ipv4Addr) {
-    let source = from.map_or_else(String::new, |a| format!("-I {a} "));
-    let out = ns
-        .sh_output(&format!("ping -n -q -c {PINGS} -i 0.05 -W 2 {source}{dst}"))
-        .expect("ping");
-    assert!(
-        out.status.success(),
-        "ping {source}{dst}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        region.logs(30)
-    );
+    traffic::ping_burst(ns, from, dst, PINGS)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(30)));
 }
 
 /// The LAN host pings each DC's host and each DC's host the LAN host (from its own address,

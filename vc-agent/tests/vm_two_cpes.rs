@@ -147,16 +147,8 @@ fn router_learns_each_half(region: &TwoCpeRegion) {
 /// `count` pings from the LAN host to `dst`; the packets each DC's `ip_gre` received meanwhile.
 fn pings_counted(region: &TwoCpeRegion, dst: Ipv4Addr, count: u32) -> [u64; 2] {
     let before = [region.dc(1).gre_rx_packets(), region.dc(2).gre_rx_packets()];
-    let out = region
-        .lan
-        .sh_output(&format!("ping -n -q -c {count} -i 0.05 -W 2 {dst}"))
-        .expect("ping");
-    assert!(
-        out.status.success(),
-        "ping {dst}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        region.logs(30)
-    );
+    vc_testkit::traffic::ping_burst(&region.lan, None, dst, u64::from(count))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(30)));
     [
         region.dc(1).gre_rx_packets() - before[0],
         region.dc(2).gre_rx_packets() - before[1],

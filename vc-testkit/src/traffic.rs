@@ -13,6 +13,22 @@ use anyhow::{Context, Result, anyhow};
 
 use crate::netns::{Daemon, NetNs, wait_for};
 
+/// `count` pings 50 ms apart from `ns` (from `source`, if given) to `dst`, each waited for
+/// at most 2 s: a burst that stands out on a tunnel's counters. An error with ping's output
+/// unless every one came back.
+pub fn ping_burst(ns: &NetNs, source: Option<Ipv4Addr>, dst: Ipv4Addr, count: u64) -> Result<()> {
+    let from = source.map_or_else(String::new, |a| format!("-I {a} "));
+    let out = ns.sh_output(&format!("ping -n -q -c {count} -i 0.05 -W 2 {from}{dst}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "ping {from}{dst}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        ))
+    }
+}
+
 /// A deterministic byte stream, so the receiver can check every byte.
 fn pattern(i: usize) -> u8 {
     (i.wrapping_mul(31) ^ (i >> 8)).to_le_bytes()[0]
