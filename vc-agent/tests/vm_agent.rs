@@ -223,7 +223,7 @@ fn foreign_prefixes_unused(region: &Region) {
     assert!(bgp.established, "the session stays up: {a}");
     let expected: BTreeSet<String> = [DC1.prefix.to_string(), CISCO_PREFIX.to_string()].into();
     assert_eq!(set(&a.accepted_prefixes), expected, "{a}");
-    assert!(region.route_get(DC2.host).contains("dev vc-dc2 "));
+    region.assert_routed_via(DC2.host, "vc-dc2");
     let kernel = region.cpe.sh("ip route show proto 201").expect("routes");
     assert!(
         !kernel.contains("10.99.") && kernel.matches(DC2.prefix).count() == 1,
@@ -264,13 +264,7 @@ fn pings_cross(region: &Region, dst: Ipv4Addr, via: &DcPlan) {
 /// TCP (MSS clamped, fast path) alike.
 fn each_half_on_its_tunnel(region: &Region) {
     for dc in DCS {
-        assert!(
-            region
-                .route_get(dc.host)
-                .contains(&format!("dev {} ", dc.interface())),
-            "{}",
-            region.route_get(dc.host)
-        );
+        region.assert_routed_via(dc.host, &dc.interface());
         pings_cross(region, dc.host, dc);
         let dc_ns: &NetNs = &region.dc(dc.n).ns;
         let port = 5060 + u16::from(dc.n);
@@ -306,7 +300,7 @@ fn failover(region: &Region) {
     let kernel = region.cpe.sh("ip route show proto 201").expect("routes");
     assert!(!kernel.contains(DC2.prefix), "{kernel}");
     pings_cross(region, DC2.host, &DC1);
-    assert!(region.route_get(DC1.host).contains("dev vc-dc1 "));
+    region.assert_routed_via(DC1.host, "vc-dc1");
 
     let t = Instant::now();
     dc2.bgp_up().expect("birdc enable");

@@ -1,4 +1,4 @@
-//! Fail closed whatever the host does (issue 11): the CPE in IPsec mode with no route to the
+//! Fail closed whatever the host does: the CPE in IPsec mode with no route to the
 //! Cisco /24 through a tunnel (BGP down), so LAN traffic for it would follow the default
 //! route out of the WAN in clear. Two layers keep it in: the guard on the WAN's egress and
 //! the backstop's unreachable routes. The host then takes the guard away (a tcx link

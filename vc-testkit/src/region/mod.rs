@@ -436,6 +436,15 @@ impl Region {
         }
     }
 
+    /// Panics, with the route, unless the CPE routes `dst` out of `interface`.
+    pub fn assert_routed_via(&self, dst: Ipv4Addr, interface: &str) {
+        let route = self.route_get(dst);
+        assert!(
+            route.contains(&format!("dev {interface} ")),
+            "{dst} not routed via {interface}: {route}"
+        );
+    }
+
     /// `ip route get DST` on the CPE, one line.
     #[must_use]
     pub fn route_get(&self, dst: Ipv4Addr) -> String {
