@@ -34,7 +34,7 @@ use vc_fixtures::region_agent::{
     RouteMonitor, bring_up, metrics, results, status, touches, tunnel,
 };
 use vc_testkit::{
-    capture::{Capture, Direction, Kind, Packets},
+    capture::{Capture, Direction, Packets},
     region::{
         Region,
         config::Options,
@@ -309,28 +309,9 @@ fn each_dc_on_its_own_tunnel(region: &Region) {
 /// four DCs' IPsec addresses, and ESP both ways with each; the ESP packets per (source,
 /// destination).
 fn only_ipsec_with_the_dcs(seen: &Packets) -> BTreeMap<(Ipv4Addr, Ipv4Addr), usize> {
-    seen.assert_only_ike_and_esp();
-    let dcs: BTreeSet<Ipv4Addr> = ALL_DCS.iter().map(|dc| dc.ipsec).collect();
-    let mut esp = BTreeMap::<(Ipv4Addr, Ipv4Addr), usize>::new();
-    let mut strangers = Vec::new();
-    for p in &seen.lines {
-        match p.hosts() {
-            Some((src, dst))
-                if (src == CPE_PUBLIC && dcs.contains(&dst))
-                    || (dst == CPE_PUBLIC && dcs.contains(&src)) =>
-            {
-                if p.kind == Kind::Esp {
-                    *esp.entry((src, dst)).or_default() += 1;
-                }
-            }
-            _ => strangers.push(p.line.as_str()),
-        }
-    }
-    assert!(
-        strangers.is_empty(),
-        "{}: not between the CPE and a DC: {strangers:#?}",
-        seen.label
-    );
+    let dcs: Vec<Ipv4Addr> = ALL_DCS.iter().map(|dc| dc.ipsec).collect();
+    seen.assert_only_ipsec_between(CPE_PUBLIC, &dcs);
+    let esp = seen.esp_by_ends();
     for dc in ALL_DCS {
         for ends in [(CPE_PUBLIC, dc.ipsec), (dc.ipsec, CPE_PUBLIC)] {
             assert!(

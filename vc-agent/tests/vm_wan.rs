@@ -662,7 +662,7 @@ fn each_tunnel_on_its_own_wan(region: &Region) {
     let [c0, c1] = links.map(|c| c.stop().expect("capture"));
     for (dc, seen) in DCS.iter().zip([&c0, &c1]) {
         eprintln!("{seen}");
-        only_ipsec_between(seen, wan_of(dc).1, dc.ipsec);
+        seen.assert_only_ipsec_between(wan_of(dc).1, &[dc.ipsec]);
     }
     for (dc, inner) in DCS.iter().zip(&clear) {
         let echoes = inner
@@ -685,23 +685,6 @@ fn each_tunnel_on_its_own_wan(region: &Region) {
             dc.tunnel
         );
     }
-}
-
-/// Asserts that `seen` holds only IKE and ESP (some ESP), every packet between `cpe` and `dc`.
-fn only_ipsec_between(seen: &Packets, cpe: Ipv4Addr, dc: Ipv4Addr) {
-    seen.assert_only_ike_and_esp();
-    let wanted: BTreeSet<Ipv4Addr> = [cpe, dc].into();
-    let strangers: Vec<&str> = seen
-        .lines
-        .iter()
-        .filter(|p| p.hosts().map(|(src, dst)| BTreeSet::from([src, dst])) != Some(wanted.clone()))
-        .map(|p| p.line.as_str())
-        .collect();
-    assert!(
-        strangers.is_empty(),
-        "{}: not between {cpe} and {dc}: {strangers:#?}",
-        seen.label
-    );
 }
 
 /// Tunnel B's route moved to `wan0` (ISP 1): within an audit the status names it, the agent

@@ -6,7 +6,7 @@
 //! re-injects decrypted packets on the receiving device, so an ingress capture there shows
 //! clear inner GRE that never crossed the wire.
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     fmt,
     net::Ipv4Addr,
     path::{Path, PathBuf},
@@ -254,6 +254,42 @@ impl Packets {
             "{}: no ESP at all:\n{self}",
             self.label
         );
+    }
+
+    /// [`Packets::assert_only_ike_and_esp`], and every packet between `cpe` and one of `dcs`
+    /// (either way): nobody else on the link.
+    pub fn assert_only_ipsec_between(&self, cpe: Ipv4Addr, dcs: &[Ipv4Addr]) {
+        self.assert_only_ike_and_esp();
+        let strangers: Vec<&str> = self
+            .lines
+            .iter()
+            .filter(|p| {
+                !p.hosts().is_some_and(|(src, dst)| {
+                    (src == cpe && dcs.contains(&dst)) || (dst == cpe && dcs.contains(&src))
+                })
+            })
+            .map(|p| p.line.as_str())
+            .collect();
+        assert!(
+            strangers.is_empty(),
+            "{}: not between {cpe} and {dcs:?}: {strangers:#?}",
+            self.label
+        );
+    }
+
+    /// The ESP packets per (source, destination).
+    #[must_use]
+    pub fn esp_by_ends(&self) -> BTreeMap<(Ipv4Addr, Ipv4Addr), usize> {
+        let mut esp = BTreeMap::new();
+        for ends in self
+            .lines
+            .iter()
+            .filter(|p| p.kind == Kind::Esp)
+            .filter_map(Packet::hosts)
+        {
+            *esp.entry(ends).or_default() += 1;
+        }
+        esp
     }
 }
 
