@@ -218,9 +218,6 @@ pub enum Side {
 }
 
 impl Side {
-    /// Both sides, A first.
-    pub const ALL: [Side; 2] = [Side::A, Side::B];
-
     /// The data centre this side's tunnel goes to: 1 for A, 2 for B.
     #[must_use]
     pub fn dc(self) -> u8 {
@@ -292,16 +289,6 @@ impl TunnelId {
     #[must_use]
     pub fn side(self) -> Side {
         self.side
-    }
-
-    /// The other tunnel of its region: the one its /24 backs up with.
-    #[must_use]
-    pub fn sibling(self) -> TunnelId {
-        let side = match self.side {
-            Side::A => Side::B,
-            Side::B => Side::A,
-        };
-        TunnelId::new(self.region, side)
     }
 
     /// 0 for A, 1 for B, 2 and 3 for the second region's: the index other modules use for
@@ -676,10 +663,7 @@ impl Config {
     /// The tunnel with this id, if the file has it.
     #[must_use]
     pub fn tunnel(&self, id: TunnelId) -> Option<&Tunnel> {
-        let tunnels = match id.region() {
-            0 => &self.tunnel,
-            r => &self.extra_region.get(r - 1)?.tunnel,
-        };
+        let (_, _, tunnels) = self.form(id)?;
         match id.side() {
             Side::A => tunnels.a.as_ref(),
             Side::B => tunnels.b.as_ref(),
@@ -715,25 +699,28 @@ impl Config {
         self.mode == Mode::Ipsec
     }
 
-    /// The name of a tunnel's region, as on its form.
-    #[must_use]
-    pub fn region_of(&self, id: TunnelId) -> &str {
+    /// The form of a tunnel's region: its name, Cisco prefixes and tunnels; `None` for a
+    /// region the file does not have.
+    fn form(&self, id: TunnelId) -> Option<(&str, &CiscoPrefixes, &Tunnels)> {
         match id.region() {
-            0 => &self.region,
-            r => self.extra_region.get(r - 1).map_or("", |e| &e.region),
-        }
-    }
-
-    /// The Cisco prefixes of a tunnel's region.
-    #[must_use]
-    pub fn cisco(&self, id: TunnelId) -> &CiscoPrefixes {
-        match id.region() {
-            0 => &self.cisco,
+            0 => Some((&self.region, &self.cisco, &self.tunnel)),
             r => self
                 .extra_region
                 .get(r - 1)
-                .map_or(&self.cisco, |e| &e.cisco),
+                .map(|e| (e.region.as_str(), &e.cisco, &e.tunnel)),
         }
+    }
+
+    /// The name of a tunnel's region, as on its form.
+    #[must_use]
+    pub fn region_of(&self, id: TunnelId) -> &str {
+        self.form(id).map_or("", |(name, _, _)| name)
+    }
+
+    /// The Cisco prefixes of a tunnel's region (the file's own for a region it does not have).
+    #[must_use]
+    pub fn cisco(&self, id: TunnelId) -> &CiscoPrefixes {
+        self.form(id).map_or(&self.cisco, |(_, cisco, _)| cisco)
     }
 
     /// Cisco's /24 of a tunnel's region (both its DCs announce it as backup).

@@ -156,9 +156,6 @@ pub const DC4: DcPlan = DcPlan {
     bgp_password: "lab-bgp-dc4-Yt3Mw6",
 };
 
-/// The second region's two DCs, its DC1 (DC3) first.
-pub const REGION2_DCS: [&DcPlan; 2] = [&DC3, &DC4];
-
 /// Every DC of a lab with two regions, by [`DcPlan::n`].
 pub const ALL_DCS: [&DcPlan; 4] = [&DC1, &DC2, &DC3, &DC4];
 
