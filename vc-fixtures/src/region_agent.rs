@@ -29,12 +29,9 @@ pub fn bring_up(region: &mut Region, what: &str) {
         .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(60)));
     let (up, list) = region.wait_up(Duration::from_mins(1), |_, _, _| {});
     assert!(up, "not up:\n{list}\n{}", region.logs(60));
-    let tunnels = match region.dcs.len() {
-        2 => "both tunnels".to_string(),
-        n => format!("all {n} tunnels"),
-    };
     eprintln!(
-        "MEASURE {what}: {tunnels} up {:?} after vc-agent run\n{list}",
+        "MEASURE {what}: {} up {:?} after vc-agent run\n{list}",
+        region.all_tunnels(),
         t.elapsed()
     );
 }

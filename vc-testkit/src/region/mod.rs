@@ -436,6 +436,15 @@ impl Region {
         }
     }
 
+    /// How reports name the lab's tunnels: `both tunnels`, or `all 4 tunnels`.
+    #[must_use]
+    pub fn all_tunnels(&self) -> String {
+        match self.dcs.len() {
+            2 => "both tunnels".into(),
+            n => format!("all {n} tunnels"),
+        }
+    }
+
     /// Panics, with the route, unless the CPE routes `dst` out of `interface`.
     pub fn assert_routed_via(&self, dst: Ipv4Addr, interface: &str) {
         let route = self.route_get(dst);

@@ -114,7 +114,7 @@ pub fn run(opts: &InsideOptions) -> Result<()> {
             println!(
                 "\nlab OK in {:.1}s: {}, BGP and routes up, the LAN reaches {}{}",
                 t0.elapsed().as_secs_f64(),
-                tunnels(&region),
+                region.all_tunnels(),
                 if region.dcs.len() == 2 {
                     "both DCs"
                 } else {
@@ -163,14 +163,6 @@ fn dc_names(region: &Region) -> String {
     }
 }
 
-/// `both tunnels`, or `all 4 tunnels`.
-fn tunnels(region: &Region) -> String {
-    match region.dcs.len() {
-        2 => "both tunnels".into(),
-        n => format!("all {n} tunnels"),
-    }
-}
-
 /// Waits for every tunnel, printing each step as it first passes; on failure, where each
 /// tunnel stops.
 fn bring_up(region: &mut Region) -> bool {
@@ -191,7 +183,7 @@ fn bring_up(region: &mut Region) -> bool {
             .map_or(0.0, |t| t.elapsed().as_secs_f64());
         println!(
             "  {} up {after:.1}s after the agent started",
-            tunnels(region)
+            region.all_tunnels()
         );
     } else {
         heading("NOT UP: where each tunnel stops");
