@@ -206,10 +206,7 @@ fn devices() -> Result<(NetNs, [u32; 4])> {
          ip addr add 100.64.0.1/30 dev vc-dc1")?;
     let mut ifindex = [0; 4];
     for (i, dev) in ["lan0", "wan0", "vc-dc1", "vc-dc1p"].iter().enumerate() {
-        ifindex[i] = ns
-            .sh(&format!("cat /sys/class/net/{dev}/ifindex"))?
-            .trim()
-            .parse()?;
+        ifindex[i] = ns.ifindex(dev)?;
     }
     Ok((ns, ifindex))
 }

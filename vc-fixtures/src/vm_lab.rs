@@ -270,13 +270,7 @@ impl Lab {
                  sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.gre1.rp_filter=0"
             ))
             .expect("XFRM interface on the CPE");
-        let ifindex: u32 = self
-            .cpe
-            .sh("cat /sys/class/net/vcx1/ifindex")
-            .expect("ifindex")
-            .trim()
-            .parse()
-            .expect("ifindex");
+        let ifindex = self.cpe.ifindex("vcx1").expect("ifindex");
         let mut maps = self.maps();
         let mut entry = maps.tunnel(0).expect("tunnel");
         entry.tunnel_ifindex = ifindex;

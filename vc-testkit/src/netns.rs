@@ -66,6 +66,14 @@ impl NetNs {
         run(self.command("sh").args(["-ec", script]))
     }
 
+    /// The interface index of its device `dev`.
+    pub fn ifindex(&self, dev: &str) -> Result<u32> {
+        let text = self.sh(&format!("cat /sys/class/net/{dev}/ifindex"))?;
+        text.trim()
+            .parse()
+            .with_context(|| format!("{dev}'s ifindex in {}: {text:?}", self.name))
+    }
+
     /// Runs a shell script inside the namespace and returns its output, success or not.
     pub fn sh_output(&self, script: &str) -> Result<Output> {
         self.command("sh")

@@ -31,11 +31,7 @@ pub fn mac(ns: &NetNs, dev: &str) -> [u8; 6] {
 }
 
 pub fn ifindex(ns: &NetNs, dev: &str) -> u32 {
-    ns.sh(&format!("cat /sys/class/net/{dev}/ifindex"))
-        .expect("ifindex")
-        .trim()
-        .parse()
-        .expect("number")
+    ns.ifindex(dev).expect("ifindex")
 }
 
 #[test]

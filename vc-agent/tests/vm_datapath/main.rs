@@ -104,13 +104,7 @@ fn keepalives_both_ways(lab: &Lab, dc_gre: &Socket) {
         1
     );
 
-    let ifindex: u32 = lab
-        .cpe
-        .sh("cat /sys/class/net/vc-dc1/ifindex")
-        .expect("ifindex")
-        .trim()
-        .parse()
-        .expect("ifindex");
+    let ifindex = lab.cpe.ifindex("vc-dc1").expect("ifindex");
     let tunnel = &lab.spec.tunnels[0];
     let frame = keepalive_frame(tunnel.tunnel_mac(), tunnel.peer_mac(), CPE_GRE, DC_GRE);
     lab.cpe
