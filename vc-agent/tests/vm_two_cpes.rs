@@ -175,11 +175,18 @@ fn each_half_through_its_cpe(region: &TwoCpeRegion) {
     }
 }
 
-/// Pings from the LAN host to `dst` every 50 ms for `window`, in the background.
+/// The pings' interval: 50 ms.
+const PING_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Pings from the LAN host to `dst` every 50 ms, a `window`'s worth, in the background, each
+/// reply stamped (`-D`). A count, not a deadline (`-w`): with a deadline ping stops at the
+/// first ICMP error, and a CPE whose tunnel failed answers the LAN's pings with one (net
+/// unreachable) until BIRD has withdrawn its routes from the router.
 fn pinging(lan: &NetNs, dst: Ipv4Addr, window: Duration) -> JoinHandle<String> {
+    let count = window.as_millis() / PING_INTERVAL.as_millis();
     let mut cmd = lan.command("ping");
-    cmd.args(["-n", "-q", "-i", "0.05", "-W", "1", "-w"])
-        .arg(window.as_secs().to_string())
+    cmd.args(["-n", "-D", "-i", "0.05", "-W", "1", "-c"])
+        .arg(count.to_string())
         .arg(dst.to_string());
     std::thread::spawn(move || {
         let out = cmd.output().expect("ping");
@@ -200,17 +207,52 @@ fn ping_counts(text: &str) -> (u64, u64) {
     (numbers[0], numbers[1])
 }
 
-/// What the background pings of `window` saw: a line for the MEASURE output, and the outage
-/// (the lost share of the window: under emulation ping sends less often than asked).
-fn outage(text: &str, window: Duration) -> (String, Duration) {
+/// Each reply's (icmp_seq, time stamp in seconds), from `ping -D`'s lines
+/// `[1764990000.123456] 64 bytes from 198.18.7.10: icmp_seq=7 ttl=62 time=0.9 ms`.
+fn ping_replies(text: &str) -> Vec<(u64, f64)> {
+    text.lines()
+        .filter(|l| l.contains(" bytes from "))
+        .filter_map(|l| {
+            let stamp = l.strip_prefix('[')?.split(']').next()?.parse().ok()?;
+            let seq = l.split("icmp_seq=").nth(1)?.split_whitespace().next()?;
+            Some((seq.parse().ok()?, stamp))
+        })
+        .collect()
+}
+
+/// What the background pings saw, for the MEASURE output: the pings lost and the outage (the
+/// longest silence between two replies, less the interval: by the clock, not by the share
+/// lost, since under emulation ping sends less often than asked). Asserts that replies came
+/// back and kept coming to the end, and that the outage took less than half the `window`.
+fn outage(text: &str, window: Duration) -> String {
     let (sent, received) = ping_counts(text);
-    let lost = sent - received;
-    assert!(received > 0 && lost < sent / 2, "{text}");
-    let share = |n: u64| u32::try_from(n).expect("a ping count");
-    let outage = window * share(lost) / share(sent);
-    (
-        format!("lost {lost} of {sent} pings in {window:?} (outage about {outage:.2?})"),
-        outage,
+    let replies = ping_replies(text);
+    // What a failure shows: ping's errors and summary, not every reply.
+    let unanswered = || {
+        text.lines()
+            .filter(|l| !l.contains(" bytes from "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let last_seq = replies.last().map_or(0, |r| r.0);
+    assert!(
+        received > 0 && last_seq + 20 >= sent,
+        "the pings were not answered again by the end (last reply: icmp_seq={last_seq}):\n{}",
+        unanswered()
+    );
+    let longest = replies
+        .windows(2)
+        .map(|pair| pair[1].1 - pair[0].1)
+        .fold(0.0, f64::max);
+    let outage = Duration::from_secs_f64(longest).saturating_sub(PING_INTERVAL);
+    assert!(
+        outage < window / 2,
+        "an outage of {outage:.2?}:\n{}",
+        unanswered()
+    );
+    format!(
+        "lost {} of {sent} pings, no reply for {outage:.2?}",
+        sent - received
     )
 }
 
@@ -243,7 +285,7 @@ fn tunnel_a_shut(region: &TwoCpeRegion) {
         region.cpe(1).routes(202).contains(CISCO_PREFIX),
         "the backstop stays"
     );
-    let (lost, _) = outage(&pings.join().expect("ping thread"), window);
+    let lost = outage(&pings.join().expect("ping thread"), window);
     eprintln!(
         "MEASURE two CPEs: DC1's BGP down → the router sends DC1's /25 to CPE 2: {moved:?}; \
          LAN → DC1's host {lost}"
@@ -338,7 +380,7 @@ fn tunnel_a_path_lost(region: &TwoCpeRegion) {
     )
     .unwrap_or_else(|e| panic!("{e:#}\n{}", region.logs(40)));
     let dc_side = t.elapsed();
-    let (lost, _) = outage(&pings.join().expect("ping thread"), window);
+    let lost = outage(&pings.join().expect("ping thread"), window);
     eprintln!(
         "MEASURE two CPEs: path CPE 1 ↔ DC1 cut → CPE 1's keepalives fail and the router sends \
          DC1's /25 to CPE 2: {lan_side:?}; DC1 drops CPE 1's 0.0.0.0/0 (hold time): \
