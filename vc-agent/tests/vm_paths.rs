@@ -7,9 +7,10 @@
 //!   the LAN host (the kernel reassembles, the agent delivers, both counted), no ICMP leaves
 //!   in clear, and clear GRE fragments (a negative control, spoofed by the router) are
 //!   dropped and never delivered;
-//! - the path MTU: the WAN router's link toward DC1 drops to 1300 and answers ESP with
-//!   fragmentation-needed; tunnel A's MTU follows within a second, and a LAN TCP transfer
-//!   through the tunnel completes;
+//! - the path MTU: the CPE offers a costlier ESP proposal first, which the DCs refuse, and
+//!   the tunnel MTU is that of the AES-GCM they picked; the WAN router's link toward DC1
+//!   drops to 1300 and answers ESP with fragmentation-needed; tunnel A's MTU follows within a
+//!   second, and a LAN TCP transfer through the tunnel completes;
 //! - tunnel death by a WAN-path cut (the router drops ESP of DC2) and by SA deletion (DC2
 //!   deletes its IKE SA while the router keeps IKE from coming back): its /25 moves to the
 //!   other tunnel within the keepalive dead interval (measured), and back on recovery.
@@ -30,6 +31,7 @@ use vc_testkit::{
     packet::{self, Ipv4, udp_in_ipv4},
     region::{
         Region,
+        config::Options,
         plan::{CPE_PUBLIC, DC1, DC2, DcPlan, KEEPALIVE_INTERVAL_S, LAN_HOST},
     },
     vm, wait_for,
@@ -63,7 +65,11 @@ fn paths_fragments_mtu_and_tunnel_death() {
         return;
     }
     let bin = Path::new(env!("CARGO_BIN_EXE_vc-agent"));
-    let mut region = Region::build(bin).expect("the region");
+    let options = Options {
+        cpe_esp_offered_first: Some(COSTLIER_ESP),
+        ..Options::default()
+    };
+    let mut region = Region::build_with(bin, &options).expect("the region");
     bring_up(&mut region, "paths");
 
     path_mtu_follows_fragmentation_needed(&region);
@@ -242,8 +248,24 @@ fn clear_fragments_are_not(region: &Region) {
 /// learned: tunnel A's MTU drops to what 1300 leaves after ESP and GRE within a second of the
 /// transfer's start, the LAN host learns it from the CPE's own fragmentation-needed, and the
 /// transfer completes.
+/// What the CPE offers first and the DCs refuse: AES-CBC with SHA-512 costs 24 bytes more
+/// than AES-GCM, so on a 1500-byte path it would leave 1398, below the configured 1400.
+const COSTLIER_ESP: &str = "aes256-sha512";
+
 fn path_mtu_follows_fragmentation_needed(region: &Region) {
     let before = interface_mtu(region, &DC1);
+    let s = status(region);
+    let child = tunnel(&s, &DC1)
+        .ipsec
+        .as_ref()
+        .and_then(|i| i.child.as_ref());
+    assert!(
+        child.is_some_and(|c| c.proposal.starts_with("AES_GCM_16")),
+        "the DC picked AES-GCM: {child:?}"
+    );
+    // The SA's transform, not the first offered: 1500 leaves 1422 inside AES-GCM, capped by
+    // the configured 1400 (the costlier one would have left 1398).
+    assert_eq!(before, 1400, "tunnel A's MTU with its AES-GCM SA");
     let log_before = agent_log(region).len();
     let server = region
         .dc(1)

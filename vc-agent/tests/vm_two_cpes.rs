@@ -207,7 +207,7 @@ fn ping_counts(text: &str) -> (u64, u64) {
     (numbers[0], numbers[1])
 }
 
-/// Each reply's (icmp_seq, time stamp in seconds), from `ping -D`'s lines
+/// Each reply's (`icmp_seq`, time stamp in seconds), from `ping -D`'s lines
 /// `[1764990000.123456] 64 bytes from 198.18.7.10: icmp_seq=7 ttl=62 time=0.9 ms`.
 fn ping_replies(text: &str) -> Vec<(u64, f64)> {
     text.lines()

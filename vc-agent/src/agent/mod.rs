@@ -190,7 +190,7 @@ impl Agent {
         agent.tasks.extend(datapath_tasks(&agent.datapath)?);
         agent.tasks.push(path_mtu::follow(
             Arc::clone(&agent.datapath),
-            agent.plan.esp,
+            &agent.plan.tunnels,
             agent.ipsec.as_ref().map(Ipsec::watch),
         ));
         let socket = socket::serve(&agent.plan.status_socket, agent.answer())?;

@@ -1,5 +1,6 @@
-//! R14: the tunnel MTU follows the path toward each DC; the ESP overhead is that of the
-//! configured proposal, NAT-T from the IKE SA.
+//! R14: the tunnel MTU follows the path toward each DC, less what wraps the tunnel's packets:
+//! the ESP transform of its installed child SA (until there is one, the costliest of its
+//! configured proposals) and NAT-T's UDP header when its IKE SA found a NAT.
 //!
 //! Event-driven: a raw ICMP socket sees every "fragmentation needed" the CPE receives. One
 //! that quotes our ESP (IP protocol 50) or ESP in UDP (port 4500) toward a DC's IPsec address
@@ -21,9 +22,13 @@ use tokio::{
 use tracing::{info, warn};
 use vc_wire::icmp::{self, FragNeeded, Quoted};
 
+use super::plan::TunnelPlan;
 use crate::{
     config::TunnelId,
-    datapath::{Datapath, mtu::EspOverhead},
+    datapath::{
+        Datapath,
+        mtu::{EspOverhead, Wrapping},
+    },
     ipsec::Snapshot,
     task::Task,
 };
@@ -38,18 +43,67 @@ const SETTLE: [Duration; 4] = [
     Duration::from_millis(500),
 ];
 
-/// Whether any tunnel's IKE SA found a NAT (ESP then goes in UDP).
-fn nat_t(ipsec: Option<&watch::Receiver<Snapshot>>) -> bool {
-    ipsec.is_some_and(|w| {
-        TunnelId::ALL.iter().any(|id| {
-            w.borrow()
-                .sas
-                .tunnel(*id)
-                .ike
-                .as_ref()
-                .is_some_and(|i| i.nat)
-        })
-    })
+/// A tunnel whose MTU the follower keeps: its datapath id, its id in the configuration, and
+/// what its configured ESP proposals may cost at most (none in external-IPsec mode).
+#[derive(Clone, Copy, Debug)]
+struct Followed {
+    index: u32,
+    id: TunnelId,
+    configured: Option<EspOverhead>,
+}
+
+/// What wraps `tunnel`'s packets now (see [`wrapping_of`]).
+fn wrapping(tunnel: &Followed, ipsec: Option<&watch::Receiver<Snapshot>>) -> Wrapping {
+    let Some(w) = ipsec else {
+        return wrapping_of(tunnel.configured, None, false);
+    };
+    let snapshot = w.borrow();
+    let sas = snapshot.sas.tunnel(tunnel.id);
+    wrapping_of(
+        tunnel.configured,
+        sas.child.as_ref().map(|c| c.proposal.as_str()),
+        sas.ike.as_ref().is_some_and(|i| i.nat),
+    )
+}
+
+/// What wraps a tunnel's packets: the transform of its installed child SA (`child`, charon's
+/// name for it) when this knows it, else the costliest of its proposals (`configured`; none
+/// in external-IPsec mode); NAT-T when its IKE SA found a NAT. Each tunnel its own: two
+/// regions, or a DC that picked another of the proposals, do not share one figure.
+fn wrapping_of(configured: Option<EspOverhead>, child: Option<&str>, nat: bool) -> Wrapping {
+    let Some(configured) = configured else {
+        return Wrapping {
+            esp: None,
+            nat_t: false,
+        };
+    };
+    Wrapping {
+        esp: Some(child.and_then(EspOverhead::of_sa).unwrap_or(configured)),
+        nat_t: nat,
+    }
+}
+
+/// Every followed tunnel's wrapping, by datapath id.
+fn wrappings(
+    tunnels: &[Followed],
+    ipsec: Option<&watch::Receiver<Snapshot>>,
+) -> Vec<(u32, Wrapping)> {
+    tunnels
+        .iter()
+        .map(|t| (t.index, wrapping(t, ipsec)))
+        .collect()
+}
+
+/// Waits until the IPsec snapshot changes; forever without IPsec or once the controller is
+/// gone.
+async fn snapshot_changed(ipsec: &mut Option<watch::Receiver<Snapshot>>) {
+    let alive = match ipsec {
+        Some(w) => w.changed().await.is_ok(),
+        None => false,
+    };
+    if !alive {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Whether `report` is about vc's own traffic to one of `dcs` (their IPsec addresses).
@@ -106,8 +160,14 @@ fn drain(socket: &AsyncFd<Socket>, buf: &mut [u8]) {
     while socket.get_ref().recv(uninit).is_ok() {}
 }
 
-async fn apply(datapath: &Datapath, esp: Option<EspOverhead>, nat_t: bool) -> bool {
-    match datapath.follow_path_mtu(esp, nat_t).await {
+async fn apply(datapath: &Datapath, wrappings: &[(u32, Wrapping)]) -> bool {
+    let wrapping = |index| {
+        wrappings
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map_or_else(unknown, |(_, w)| *w)
+    };
+    match datapath.follow_path_mtu(wrapping).await {
         Ok(changed) => !changed.is_empty(),
         Err(e) => {
             warn!("following the path MTU: {e:#}");
@@ -116,13 +176,31 @@ async fn apply(datapath: &Datapath, esp: Option<EspOverhead>, nat_t: bool) -> bo
     }
 }
 
-/// Follows the path MTU on every "fragmentation needed" toward a DC, and every [`INTERVAL`],
-/// until aborted.
+/// A tunnel the follower was not given (none: every datapath tunnel is followed): the
+/// costliest wrapping, so its MTU errs low.
+fn unknown() -> Wrapping {
+    Wrapping {
+        esp: Some(EspOverhead::costliest(&[])),
+        nat_t: true,
+    }
+}
+
+/// Follows the path MTU of `tunnels` on every "fragmentation needed" toward a DC, on every
+/// change of what wraps a tunnel's packets (an SA installed, rekeyed to another proposal, a
+/// NAT found), and every [`INTERVAL`], until aborted.
 pub fn follow(
     datapath: Arc<Datapath>,
-    esp: Option<EspOverhead>,
-    ipsec: Option<watch::Receiver<Snapshot>>,
+    tunnels: &[TunnelPlan],
+    mut ipsec: Option<watch::Receiver<Snapshot>>,
 ) -> Task {
+    let tunnels: Vec<Followed> = tunnels
+        .iter()
+        .map(|t| Followed {
+            index: t.next_hop.id,
+            id: t.id,
+            configured: t.esp,
+        })
+        .collect();
     let dcs: Vec<Ipv4Addr> = datapath
         .spec()
         .tunnels
@@ -139,9 +217,16 @@ pub fn follow(
     Task::spawn("path-mtu", async move {
         let mut tick = tokio::time::interval(INTERVAL);
         let mut buf = vec![0u8; 1500];
+        let mut applied = Vec::new();
         loop {
             let report = tokio::select! {
                 _ = tick.tick() => None,
+                () = snapshot_changed(&mut ipsec) => {
+                    if wrappings(&tunnels, ipsec.as_ref()) == applied {
+                        continue;
+                    }
+                    None
+                }
                 report = async {
                     match &socket {
                         Some(s) => next_report(s, &dcs, &mut buf).await,
@@ -149,9 +234,9 @@ pub fn follow(
                     }
                 } => Some(report),
             };
-            let nat_t = nat_t(ipsec.as_ref());
+            applied = wrappings(&tunnels, ipsec.as_ref());
             let Some(report) = report else {
-                apply(&datapath, esp, nat_t).await;
+                apply(&datapath, &applied).await;
                 continue;
             };
             info!(
@@ -163,7 +248,7 @@ pub fn follow(
             );
             for wait in SETTLE {
                 tokio::time::sleep(wait).await;
-                if apply(&datapath, esp, nat_t).await {
+                if apply(&datapath, &applied).await {
                     break;
                 }
             }
@@ -181,7 +266,37 @@ mod tests {
 
     use vc_wire::icmp::{FragNeeded, Quoted};
 
-    use super::concerns_us;
+    use super::{concerns_us, wrapping_of};
+    use crate::datapath::mtu::{EspOverhead, Wrapping};
+
+    #[test]
+    fn the_installed_sa_decides_what_wraps_a_tunnel() {
+        let proposals = ["aes256gcm16".to_string(), "aes256-sha256".to_string()];
+        let costliest = EspOverhead::costliest(&proposals);
+        let gcm = EspOverhead::from_proposal("aes256gcm16");
+        assert_eq!(costliest, EspOverhead::from_proposal("aes256-sha256"));
+        let wrapped = |esp, nat_t| Wrapping { esp, nat_t };
+        // Until a child SA is up, the costliest the DC may pick.
+        assert_eq!(
+            wrapping_of(Some(costliest), None, false),
+            wrapped(Some(costliest), false)
+        );
+        // The DC picked GCM: the tunnel MTU may grow to what GCM leaves.
+        assert_eq!(
+            wrapping_of(Some(costliest), Some("AES_GCM_16_256"), true),
+            wrapped(Some(gcm), true)
+        );
+        // A cipher this does not know: the configured figure stands.
+        assert_eq!(
+            wrapping_of(Some(gcm), Some("CAMELLIA_CBC_256/HMAC_SHA2_256_128"), false),
+            wrapped(Some(gcm), false)
+        );
+        // External IPsec: GRE alone, whatever charon would say.
+        assert_eq!(
+            wrapping_of(None, Some("AES_GCM_16_256"), true),
+            wrapped(None, false)
+        );
+    }
 
     #[test]
     fn only_our_esp_toward_a_dc_is_an_event() {

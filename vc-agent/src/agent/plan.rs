@@ -25,14 +25,15 @@ pub struct TunnelPlan {
     /// Our keepalives, or (`keepalive_interval_s = 0`, R13) the DC's schedule that liveness
     /// is judged by.
     pub keepalive: LivenessConfig,
+    /// The costliest ESP transform its proposals allow (none in external-IPsec mode): what
+    /// the tunnel MTU is computed for until its child SA names the one negotiated.
+    pub esp: Option<EspOverhead>,
 }
 
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub datapath: DatapathSpec,
     pub tunnels: Vec<TunnelPlan>,
-    /// The ESP transform the tunnel MTU is computed for until an SA says otherwise.
-    pub esp: Option<EspOverhead>,
     pub status_socket: PathBuf,
 }
 
@@ -77,19 +78,14 @@ pub fn plan(config: &Config) -> Result<Plan> {
                 retries: t.keepalive_retries.max(1),
                 send: t.keepalive_interval_s > 0,
             },
+            esp: config
+                .ipsec()
+                .then(|| EspOverhead::costliest(&t.esp_proposals)),
         });
     }
-    let esp = config.ipsec().then(|| {
-        let first = config
-            .terminated()
-            .find_map(|(_, t)| t.esp_proposals.first().cloned())
-            .unwrap_or_default();
-        EspOverhead::from_proposal(&first)
-    });
     Ok(Plan {
         datapath: DatapathSpec::from_config(config),
         tunnels,
-        esp,
         status_socket: socket::path(config),
     })
 }
@@ -102,7 +98,7 @@ mod tests {
             TunnelId, parse,
             tests::{VALID, two_regions},
         },
-        datapath::tunnel_interface,
+        datapath::{mtu::EspOverhead, tunnel_interface},
     };
 
     #[test]
@@ -152,7 +148,11 @@ mod tests {
             "the reqid charon installs for B"
         );
         assert_eq!(p.datapath.tunnels[0].name, "vc-dc1");
-        assert!(p.esp.is_some(), "ipsec mode computes ESP overhead");
+        assert_eq!(
+            a.esp,
+            Some(EspOverhead::from_proposal("aes256gcm16")),
+            "IPsec mode: each tunnel's ESP overhead, from its own proposals"
+        );
         assert!(
             a.neighbor.md5_password.is_some(),
             "the form's BGP password is used"

@@ -463,18 +463,18 @@ impl Datapath {
     }
 
     /// Follows the path MTU toward each DC (R14): the kernel's path MTU to the DC's IPsec
-    /// address, less what ESP (`esp`, none in external-IPsec mode), NAT-T and GRE add, capped
-    /// by the configured tunnel MTU. Returns the tunnels whose MTU changed, with the new MTU.
+    /// address, less what the tunnel's `wrapping` (by tunnel id) and GRE add, capped by the
+    /// configured tunnel MTU. Returns the tunnels whose MTU changed, with the new MTU.
     pub async fn follow_path_mtu(
         &self,
-        esp: Option<mtu::EspOverhead>,
-        nat_t: bool,
+        wrapping: impl Fn(u32) -> mtu::Wrapping,
     ) -> Result<Vec<(u32, u16)>> {
         let netlink = Netlink::connect()?;
         let mut changed = Vec::new();
         for tunnel in self.spec.tunnels.clone() {
             let path = mtu::path_mtu(&netlink, tunnel.remote_ipsec).await?;
-            let wanted = mtu::tunnel_mtu(path, esp, nat_t).min(tunnel.mtu);
+            let outer = wrapping(tunnel.id);
+            let wanted = mtu::tunnel_mtu(path, outer.esp, outer.nat_t).min(tunnel.mtu);
             let current = self.lock().tunnel(tunnel.id)?.mtu;
             if current != wanted {
                 info!(tunnel = %tunnel.name, path_mtu = path, tunnel_mtu = wanted, "tunnel MTU follows the path");

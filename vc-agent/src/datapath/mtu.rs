@@ -98,6 +98,72 @@ impl EspOverhead {
     }
 }
 
+impl EspOverhead {
+    /// The transform of an installed child SA, from charon's name for it
+    /// (`AES_GCM_16_256`, `AES_CBC_256/HMAC_SHA2_256_128/ECP_384`, `CHACHA20_POLY1305_256`):
+    /// `None` for a cipher this does not know, whose overhead is then not guessed.
+    #[must_use]
+    pub fn of_sa(proposal: &str) -> Option<Self> {
+        let mut parts = proposal.split('/');
+        let cipher = parts.next()?.to_ascii_uppercase();
+        // AEAD: the number after GCM/CCM is the ICV in bytes.
+        for aead in ["AES_GCM_", "AES_CCM_"] {
+            if let Some(rest) = cipher.strip_prefix(aead) {
+                let icv = rest.split('_').next()?.parse().ok()?;
+                return Some(EspOverhead {
+                    iv: 8,
+                    icv,
+                    block: 4,
+                });
+            }
+        }
+        if cipher.starts_with("CHACHA20_POLY1305") {
+            return Some(EspOverhead {
+                iv: 8,
+                icv: 16,
+                block: 4,
+            });
+        }
+        let (iv, block) = if cipher.starts_with("AES_CBC") {
+            (16, 16)
+        } else if cipher.starts_with("AES_CTR") {
+            (8, 4)
+        } else {
+            return None;
+        };
+        // The integrity algorithm's last number is its truncated length in bits
+        // (`HMAC_SHA2_256_128`, `HMAC_SHA1_96`, `AES_XCBC_96`).
+        let icv_bits: u32 = parts.next()?.rsplit('_').next()?.parse().ok()?;
+        Some(EspOverhead {
+            iv,
+            icv: icv_bits / 8,
+            block,
+        })
+    }
+
+    /// The costliest of a tunnel's configured proposals (the most bytes added to a packet
+    /// that fills the path), since the DC may pick any of them; the costliest common
+    /// transform when there are none, so the MTU errs low.
+    #[must_use]
+    pub fn costliest(proposals: &[String]) -> Self {
+        let room = |esp: &EspOverhead| tunnel_mtu(1500, Some(*esp), false);
+        proposals
+            .iter()
+            .map(|p| EspOverhead::from_proposal(p))
+            .min_by_key(room)
+            .unwrap_or_else(|| EspOverhead::from_proposal(""))
+    }
+}
+
+/// What wraps a tunnel's GRE packets on the way to its DC, beyond the outer IP header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wrapping {
+    /// The ESP transform; none in external-IPsec mode.
+    pub esp: Option<EspOverhead>,
+    /// A NAT on the path: ESP goes in UDP.
+    pub nat_t: bool,
+}
+
 /// The largest inner packet that fits a path MTU: `esp` none for external-IPsec mode (GRE
 /// alone), `nat_t` when a NAT forces UDP encapsulation. Never below [`MTU_FLOOR`].
 #[must_use]
@@ -136,6 +202,60 @@ pub async fn path_mtu(netlink: &Netlink, dst: Ipv4Addr) -> Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::{EspOverhead, MTU_FLOOR, tunnel_mtu};
+
+    #[test]
+    fn overheads_of_installed_sas() {
+        let gcm = EspOverhead::from_proposal("aes256gcm16");
+        assert_eq!(EspOverhead::of_sa("AES_GCM_16_256"), Some(gcm));
+        assert_eq!(EspOverhead::of_sa("AES_GCM_16_256/ECP_384"), Some(gcm));
+        assert_eq!(
+            EspOverhead::of_sa("AES_GCM_12_128").map(|e| e.icv),
+            Some(12)
+        );
+        assert_eq!(
+            EspOverhead::of_sa("AES_CBC_256/HMAC_SHA2_256_128/MODP_2048"),
+            Some(EspOverhead::from_proposal("aes256-sha256"))
+        );
+        assert_eq!(
+            EspOverhead::of_sa("AES_CBC_128/HMAC_SHA1_96"),
+            Some(EspOverhead::from_proposal("aes128-sha1"))
+        );
+        assert_eq!(
+            EspOverhead::of_sa("AES_CTR_256/HMAC_SHA2_384_192"),
+            Some(EspOverhead::from_proposal("aes256ctr-sha384"))
+        );
+        assert_eq!(
+            EspOverhead::of_sa("CHACHA20_POLY1305_256"),
+            Some(EspOverhead::from_proposal("chacha20poly1305"))
+        );
+        assert_eq!(
+            EspOverhead::of_sa("CAMELLIA_CBC_256/HMAC_SHA2_256_128"),
+            None
+        );
+        assert_eq!(
+            EspOverhead::of_sa("AES_CBC_256"),
+            None,
+            "no integrity named"
+        );
+        assert_eq!(EspOverhead::of_sa(""), None);
+    }
+
+    #[test]
+    fn the_costliest_proposal_decides_until_an_sa_is_up() {
+        let list = |p: &[&str]| p.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let cbc = EspOverhead::from_proposal("aes256-sha512");
+        assert_eq!(
+            EspOverhead::costliest(&list(&["aes256gcm16", "aes256-sha512", "aes128-sha1"])),
+            cbc
+        );
+        assert_eq!(
+            EspOverhead::costliest(&list(&["aes256gcm16"])),
+            EspOverhead::from_proposal("aes256gcm16")
+        );
+        assert_eq!(EspOverhead::costliest(&[]), EspOverhead::from_proposal(""));
+        // 1500 leaves 1422 inside GCM, 1398 inside CBC with SHA-512.
+        assert_eq!(tunnel_mtu(1500, Some(cbc), false), 1398);
+    }
 
     #[test]
     fn overheads_of_common_proposals() {

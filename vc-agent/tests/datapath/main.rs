@@ -3,7 +3,7 @@
 mod failclosed;
 mod xdp;
 
-use vc_agent::datapath::DatapathMaps;
+use vc_agent::datapath::{DatapathMaps, mtu::Wrapping};
 use vc_common::{DropReason, Hook, Outcome};
 use vc_fixtures::gre_lab::{
     CPE_TUNNEL_A, DC1_HOST, DC1_TUNNEL, DC2_HOST, LAN_HOST, MSS, TUNNEL_MTU, Topology,
@@ -400,7 +400,12 @@ fn the_tunnel_mtu_follows_the_path() {
         .run_in(move || {
             vc_fixtures::block_on(async move {
                 let datapath = vc_agent::datapath::Datapath::up(spec).await?;
-                datapath.follow_path_mtu(None, false).await
+                datapath
+                    .follow_path_mtu(|_| Wrapping {
+                        esp: None,
+                        nat_t: false,
+                    })
+                    .await
             })
         })
         .expect("thread")

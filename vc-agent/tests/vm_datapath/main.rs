@@ -7,7 +7,10 @@ use std::{
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use vc_agent::{
-    datapath::{Datapath, FrameSender},
+    datapath::{
+        Datapath, FrameSender,
+        mtu::{EspOverhead, Wrapping},
+    },
     ipsec::policy::{self, BlockPolicy, Blocked, Direction as XfrmDirection},
     keepalive::keepalive_frame,
 };
@@ -128,8 +131,10 @@ fn path_mtu_with_esp(lab: &Lab) {
         .run_in(move || {
             block_on(async move {
                 let datapath = Datapath::up(spec).await?;
-                let gcm = vc_agent::datapath::mtu::EspOverhead::from_proposal("aes128gcm16");
-                datapath.follow_path_mtu(Some(gcm), false).await
+                let esp = Some(EspOverhead::from_proposal("aes128gcm16"));
+                datapath
+                    .follow_path_mtu(|_| Wrapping { esp, nat_t: false })
+                    .await
             })
         })
         .expect("thread")

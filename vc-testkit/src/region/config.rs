@@ -25,6 +25,9 @@ pub struct Options {
     pub dc_keepalives: [bool; 2],
     /// ESP proposals of both ends per tunnel side (a DH group: PFS on rekey).
     pub esp_proposals: [&'static str; 2],
+    /// A proposal the CPE offers before those, in every tunnel, that no DC accepts (a
+    /// costlier one, say): the SAs are what the DCs picked, not what the CPE named first.
+    pub cpe_esp_offered_first: Option<&'static str>,
     /// `[lan] default_requires` of the CPE, as TOML strings.
     pub default_requires: Vec<&'static str>,
     /// One CPE for both tunnels, or two CPEs with one tunnel each ([`super::two_cpes`]).
@@ -90,6 +93,7 @@ impl Default for Options {
             keepalive_interval_s: [KEEPALIVE_INTERVAL_S; 2],
             dc_keepalives: [true; 2],
             esp_proposals: ["aes256gcm16"; 2],
+            cpe_esp_offered_first: None,
             default_requires: Vec::new(),
             model: Model::OneCpe,
             dc_hold_time_s: None,
@@ -154,13 +158,16 @@ cpe_asn = {CPE_ASN}
 ike_psk = "{psk}"
 bgp_password = "{password}"
 ike_proposals = ["aes256gcm16-prfsha384-ecp384"]
-esp_proposals = ["{esp}"]
+esp_proposals = [{first}"{esp}"]
 keepalive_interval_s = {interval}
 dc_keepalive_interval_s = {KEEPALIVE_INTERVAL_S}
 keepalive_retries = 3
 "#,
         header = format!("[{section}.{}]", dc.tunnel),
         esp = o.esp_proposals[i],
+        first = o
+            .cpe_esp_offered_first
+            .map_or_else(String::new, |p| format!("\"{p}\", ")),
         interval = o.keepalive_interval_s[i],
         T = dc.key().to_ascii_uppercase(),
         n = dc.n,
