@@ -14,8 +14,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use aya::{Ebpf, programs::XdpMode};
 use ipnet::Ipv4Net;
-use vc_agent::datapath::{Datapath, DatapathMaps, DatapathSpec, Mode, TunnelSpec};
+use vc_agent::datapath::{
+    Datapath, DatapathMaps, DatapathSpec, Mode, Program, TunnelSpec, load, object,
+};
 use vc_testkit::{NetNs, bpffs::TempBpfFs, veth};
 
 pub const LAN_HOST: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
@@ -31,6 +34,8 @@ pub const TUNNEL_MTU: u16 = 1400;
 pub const MSS: u16 = 1350;
 
 pub struct Topology {
+    /// The no-op XDP programs of [`Topology::noop_xdp_on_cpe`]: detached when dropped.
+    noop_xdp: Option<Ebpf>,
     pub lan: NetNs,
     pub cpe: NetNs,
     pub wan: NetNs,
@@ -139,6 +144,28 @@ impl Topology {
         }
     }
 
+    /// A no-op XDP program (`XDP_PASS`) on the CPE's LAN and WAN veths, for a baseline that
+    /// pays what any XDP program on a veth costs: a veth with one copies every skb the stack
+    /// hands it that lacks XDP's 256 bytes of headroom (a local sender's have 16) into a
+    /// page of its own before the program runs; a NIC's native XDP runs on the driver's
+    /// pages and copies nothing. Held until the topology is dropped.
+    pub fn noop_xdp_on_cpe(&mut self) {
+        let ebpf = self
+            .cpe
+            .run_in(|| -> anyhow::Result<Ebpf> {
+                let mut ebpf = load(&[Program::XdpNoop])?;
+                let prog = object::xdp(&mut ebpf, Program::XdpNoop)?;
+                for dev in ["lan0", "wan0"] {
+                    prog.attach(dev, XdpMode::Driver)
+                        .map_err(|e| anyhow::anyhow!("no-op XDP on {dev}: {e}"))?;
+                }
+                Ok(ebpf)
+            })
+            .expect("the thread in the CPE")
+            .expect("no-op XDP on the CPE's veths");
+        self.noop_xdp = Some(ebpf);
+    }
+
     fn build(fast_path: bool, xdp: bool) -> Self {
         let mut topo = Self::dcs_only(fast_path);
         topo.cpe_spec.xdp = xdp;
@@ -175,6 +202,7 @@ impl Topology {
         let [lan, cpe, wan, dc1, dc2] = namespaces();
         let (cpe_spec, dc1_spec, dc2_spec) = specs(bpffs.path(), state.path(), fast_path);
         let topo = Topology {
+            noop_xdp: None,
             lan,
             cpe,
             wan,
@@ -219,6 +247,7 @@ impl Topology {
                 .unwrap_or_else(|e| panic!("{}: {e:#}", ns.name()));
         }
         Topology {
+            noop_xdp: None,
             lan,
             cpe,
             wan,
