@@ -242,16 +242,18 @@ fn clear_fragments_are_not(region: &Region) {
     );
 }
 
-/// The path toward DC1 shrinks to 1300 (the router's link to it); the router
+/// What the CPE offers first and the DCs refuse: AES-CBC with SHA-512 costs 24 bytes more
+/// than AES-GCM, so on a 1500-byte path it would leave 1398, below the configured 1400.
+const COSTLIER_ESP: &str = "aes256-sha512";
+
+/// Tunnel A's MTU is first that of the AES-GCM SA the DC picked, not of the costlier
+/// proposal the CPE offered first. Then the path toward DC1 shrinks to 1300 (the router's
+/// link to it); the router
 /// answers the CPE's larger ESP packets (DF copied from the LAN's TCP) with fragmentation
 /// needed. The agent's ICMP watch wakes the follower, which applies the path MTU the kernel
 /// learned: tunnel A's MTU drops to what 1300 leaves after ESP and GRE within a second of the
 /// transfer's start, the LAN host learns it from the CPE's own fragmentation-needed, and the
 /// transfer completes.
-/// What the CPE offers first and the DCs refuse: AES-CBC with SHA-512 costs 24 bytes more
-/// than AES-GCM, so on a 1500-byte path it would leave 1398, below the configured 1400.
-const COSTLIER_ESP: &str = "aes256-sha512";
-
 fn path_mtu_follows_fragmentation_needed(region: &Region) {
     let before = interface_mtu(region, &DC1);
     let s = status(region);

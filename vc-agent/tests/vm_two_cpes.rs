@@ -175,17 +175,19 @@ fn each_half_through_its_cpe(region: &TwoCpeRegion) {
     }
 }
 
-/// The pings' interval: 50 ms.
+/// The background pings' interval.
 const PING_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Pings from the LAN host to `dst` every 50 ms, a `window`'s worth, in the background, each
+/// Pings from the LAN host to `dst` every [`PING_INTERVAL`], a `window`'s worth, in the background, each
 /// reply stamped (`-D`). A count, not a deadline (`-w`): with a deadline ping stops at the
 /// first ICMP error, and a CPE whose tunnel failed answers the LAN's pings with one (net
 /// unreachable) until BIRD has withdrawn its routes from the router.
 fn pinging(lan: &NetNs, dst: Ipv4Addr, window: Duration) -> JoinHandle<String> {
     let count = window.as_millis() / PING_INTERVAL.as_millis();
     let mut cmd = lan.command("ping");
-    cmd.args(["-n", "-D", "-i", "0.05", "-W", "1", "-c"])
+    cmd.args(["-n", "-D", "-W", "1", "-i"])
+        .arg(PING_INTERVAL.as_secs_f64().to_string())
+        .arg("-c")
         .arg(count.to_string())
         .arg(dst.to_string());
     std::thread::spawn(move || {

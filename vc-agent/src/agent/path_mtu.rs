@@ -219,22 +219,23 @@ pub fn follow(
         let mut buf = vec![0u8; 1500];
         let mut applied = Vec::new();
         loop {
-            let report = tokio::select! {
-                _ = tick.tick() => None,
-                () = snapshot_changed(&mut ipsec) => {
-                    if wrappings(&tunnels, ipsec.as_ref()) == applied {
-                        continue;
-                    }
-                    None
-                }
+            // (a frag-needed report, whether only the IPsec snapshot changed)
+            let (report, snapshot_only) = tokio::select! {
+                _ = tick.tick() => (None, false),
+                () = snapshot_changed(&mut ipsec) => (None, true),
                 report = async {
                     match &socket {
                         Some(s) => next_report(s, &dcs, &mut buf).await,
                         None => std::future::pending().await,
                     }
-                } => Some(report),
+                } => (Some(report), false),
             };
-            applied = wrappings(&tunnels, ipsec.as_ref());
+            let now = wrappings(&tunnels, ipsec.as_ref());
+            // Most snapshots only move counters: nothing to do unless a wrapping changed.
+            if snapshot_only && now == applied {
+                continue;
+            }
+            applied = now;
             let Some(report) = report else {
                 apply(&datapath, &applied).await;
                 continue;

@@ -35,6 +35,34 @@ pub struct EspOverhead {
 }
 
 impl EspOverhead {
+    /// An AEAD transform (AES-GCM, AES-CCM, ChaCha20-Poly1305): an 8-byte IV, the payload
+    /// padded to 4.
+    const fn aead(icv: u32) -> Self {
+        EspOverhead {
+            iv: 8,
+            icv,
+            block: 4,
+        }
+    }
+
+    /// AES-CBC with an integrity algorithm of `icv` bytes: a 16-byte IV and block.
+    const fn cbc(icv: u32) -> Self {
+        EspOverhead {
+            iv: 16,
+            icv,
+            block: 16,
+        }
+    }
+
+    /// AES-CTR with an integrity algorithm of `icv` bytes: an 8-byte IV, padded to 4.
+    const fn ctr(icv: u32) -> Self {
+        EspOverhead {
+            iv: 8,
+            icv,
+            block: 4,
+        }
+    }
+
     /// From a strongSwan ESP proposal (`aes256gcm16-modp2048`, `aes128-sha256`, ...): the
     /// first encryption and integrity algorithms named. Unknown names count as the costliest
     /// common transform (AES-CBC with SHA-512), so the MTU errs low.
@@ -51,17 +79,9 @@ impl EspOverhead {
                 } else {
                     16
                 };
-                Some(EspOverhead {
-                    iv: 8,
-                    icv,
-                    block: 4,
-                })
+                Some(EspOverhead::aead(icv))
             } else if p.starts_with("chacha20poly1305") {
-                Some(EspOverhead {
-                    iv: 8,
-                    icv: 16,
-                    block: 4,
-                })
+                Some(EspOverhead::aead(16))
             } else {
                 None
             }
@@ -83,22 +103,12 @@ impl EspOverhead {
             })
             .unwrap_or(32);
         if ctr {
-            EspOverhead {
-                iv: 8,
-                icv,
-                block: 4,
-            }
+            EspOverhead::ctr(icv)
         } else {
-            EspOverhead {
-                iv: 16,
-                icv,
-                block: 16,
-            }
+            EspOverhead::cbc(icv)
         }
     }
-}
 
-impl EspOverhead {
     /// The transform of an installed child SA, from charon's name for it
     /// (`AES_GCM_16_256`, `AES_CBC_256/HMAC_SHA2_256_128/ECP_384`, `CHACHA20_POLY1305_256`):
     /// `None` for a cipher this does not know, whose overhead is then not guessed.
@@ -110,35 +120,23 @@ impl EspOverhead {
         for aead in ["AES_GCM_", "AES_CCM_"] {
             if let Some(rest) = cipher.strip_prefix(aead) {
                 let icv = rest.split('_').next()?.parse().ok()?;
-                return Some(EspOverhead {
-                    iv: 8,
-                    icv,
-                    block: 4,
-                });
+                return Some(EspOverhead::aead(icv));
             }
         }
         if cipher.starts_with("CHACHA20_POLY1305") {
-            return Some(EspOverhead {
-                iv: 8,
-                icv: 16,
-                block: 4,
-            });
+            return Some(EspOverhead::aead(16));
         }
-        let (iv, block) = if cipher.starts_with("AES_CBC") {
-            (16, 16)
+        let with_icv: fn(u32) -> EspOverhead = if cipher.starts_with("AES_CBC") {
+            EspOverhead::cbc
         } else if cipher.starts_with("AES_CTR") {
-            (8, 4)
+            EspOverhead::ctr
         } else {
             return None;
         };
         // The integrity algorithm's last number is its truncated length in bits
         // (`HMAC_SHA2_256_128`, `HMAC_SHA1_96`, `AES_XCBC_96`).
         let icv_bits: u32 = parts.next()?.rsplit('_').next()?.parse().ok()?;
-        Some(EspOverhead {
-            iv,
-            icv: icv_bits / 8,
-            block,
-        })
+        Some(with_icv(icv_bits / 8))
     }
 
     /// The costliest of a tunnel's configured proposals (the most bytes added to a packet
